@@ -1,0 +1,210 @@
+/*
+ * backend.h: the storage backend interface (spec §6).
+ *
+ * A backend is a named struct of function pointers (struct backend_ops), one
+ * file per backend under backends/, found by name in backend.c. The cache
+ * logic (src/cache.c) never knows which one it talks to.
+ *
+ * The contract every backend keeps, and the conformance suite checks:
+ *
+ * Keys and records.
+ *	One record per key (a session_id, 1-256 bytes, not NUL-terminated): none,
+ *	an entry (level, payload, expiry) or a tombstone (level, digest of the
+ *	deleted payload, expiry). Times are nanoseconds on the monotonic clock
+ *	(clock_now_ns()); a backend that stores wall-clock times converts at its
+ *	own boundary. A record whose expiry is at or before `now` is presented
+ *	as BE_NONE by every call, whether or not the sweeper freed it yet.
+ *
+ * Leases.
+ *	lookup() of an entry may return a lease on its payload: the bytes stay
+ *	valid and unchanged until be_lease_release(), whatever happens to the
+ *	entry meanwhile (update, delete, sweep, eviction, backend close is the
+ *	one exception: every lease must be released before close()). The reply
+ *	path releases the lease from the cleanup callback of the evbuffer
+ *	reference that carries the bytes to the socket, not when the stream
+ *	closes. release() may be called from the loop thread only.
+ *
+ * Writes are read-modify-write and may complete later.
+ *	write() takes a struct be_write. The backend finds the key's current
+ *	record and calls decide() exactly once, atomically with applying its
+ *	answer (no other write to any key is applied between the two). decide()
+ *	may run in another thread (lmdb's writer): it reads only its argument
+ *	and the record, and fills the change. Then done() is called exactly
+ *	once, on the loop thread, when the change is durable as the backend
+ *	promises (or failed, leaving nothing half-written). A backend may call
+ *	done() before write() returns (memory does). write() itself returns 0,
+ *	or -1 when the request could not even be queued (then done() is not
+ *	called).
+ *
+ * Change hook.
+ *	Every applied set, update, delete, expiry and eviction is reported once
+ *	to the hook, on the loop thread, after it is applied. A retry that only
+ *	restarts the TTL (BE_TOUCH) is not a change and is not reported.
+ *
+ * Sweeping.
+ *	sweep() frees at most `budget` expired records and says whether more
+ *	expired ones remain, without scanning records that have not expired:
+ *	backends keep an index ordered by expiry.
+ */
+#ifndef ALPCRUND_BACKEND_H
+#define ALPCRUND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct event_base;
+
+#define BE_DIGEST_LEN	32	/* SHA-256 */
+
+enum be_kind { BE_NONE = 0, BE_ENTRY, BE_TOMBSTONE };
+
+/* A key's current record, as shown to lookup() callers and to decide(). */
+struct be_record {
+	enum be_kind	 kind;
+	uint32_t	 level;
+	uint64_t	 expires;		/* monotonic ns */
+	const uint8_t	*data;			/* BE_ENTRY: the payload; valid only
+						   during the call unless leased */
+	size_t		 len;
+	uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE: SHA-256 of the
+						   deleted payload */
+};
+
+/* A hold on a payload's bytes (see "Leases" above). */
+struct be_lease {
+	const uint8_t	*data;
+	size_t		 len;
+	void		(*release)(void *ctx);
+	void		*ctx;
+};
+
+static inline void
+be_lease_release(struct be_lease *l)
+{
+	if (l->release != NULL)
+		l->release(l->ctx);
+	l->release = NULL;
+	l->ctx = NULL;
+}
+
+/* What decide() asks the backend to do with the key. */
+enum be_action {
+	BE_KEEP = 0,	/* nothing: the request is refused or a no-op */
+	BE_PUT,		/* store an entry (level, payload, expires) */
+	BE_TOUCH,	/* keep the entry, set its expiry to `expires` */
+	BE_TOMBSTONE,	/* replace the entry by a tombstone (level, digest,
+			   expires) */
+};
+
+struct be_change {
+	enum be_action	 action;
+	uint32_t	 level;
+	uint64_t	 expires;		/* monotonic ns */
+	/*
+	 * BE_PUT: the payload. When `adopt` is non-NULL it is a malloc(3)
+	 * buffer holding the same bytes as data/len that the backend may keep
+	 * instead of copying; a backend that keeps it sets adopt to NULL, and
+	 * the writer frees whatever adopt still points to after done().
+	 */
+	const uint8_t	*data;
+	size_t		 len;
+	uint8_t		*adopt;
+	uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE */
+};
+
+/* Errors, as done() reports them. */
+#define BE_OK		0
+#define BE_ERR_FULL	1	/* store full: max_memory or map size */
+#define BE_ERR_IO	2	/* storage failed; errmsg says how */
+
+struct be_write {
+	const uint8_t	*key;
+	size_t		 keylen;
+	/* The current record (expired: BE_NONE) -> the change to apply. */
+	void		(*decide)(void *arg, const struct be_record *cur,
+			    uint64_t now, struct be_change *chg);
+	/* On the loop: the change was applied (err BE_OK) or not. */
+	void		(*done)(void *arg, int err, const char *errmsg);
+	void		*arg;
+	struct be_change chg;	/* filled by decide(), read back by the writer */
+};
+
+enum be_event {
+	BE_EV_SET,	/* an entry where there was none (or a tombstone) */
+	BE_EV_UPDATE,	/* an entry replaced another */
+	BE_EV_DELETE,	/* an entry became a tombstone */
+	BE_EV_EXPIRE,	/* an entry's TTL ran out (tombstones expire silently) */
+	BE_EV_EVICT,	/* an entry made room for another (node LRU) */
+};
+
+typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
+    size_t keylen, uint32_t level, size_t len);
+
+struct be_stats {
+	uint64_t	 entries;	/* live or not yet swept entries */
+	uint64_t	 tombstones;
+	uint64_t	 payload_bytes;
+	uint64_t	 used_bytes;	/* what counts against max_memory */
+};
+
+struct backend;
+
+struct backend_ops {
+	const char	*name;
+	/* Create the backend from the configuration; NULL with err filled. */
+	struct backend	*(*open)(const struct config *, struct event_base *,
+			    char *err, size_t errlen);
+	/* Free everything. All leases must have been released. */
+	void		 (*close)(struct backend *);
+	/*
+	 * Find key's record as of `now`. Returns 0 and fills *rec (BE_NONE
+	 * when absent or expired); for an entry, when lease is not NULL, also
+	 * takes a lease on its payload. -1 on a storage error.
+	 */
+	int		 (*lookup)(struct backend *, const uint8_t *key,
+			    size_t keylen, uint64_t now, struct be_record *rec,
+			    struct be_lease *lease);
+	int		 (*write)(struct backend *, struct be_write *);
+	/* Free up to budget expired records; *more: some remain. Returns
+	 * how many were freed. */
+	size_t		 (*sweep)(struct backend *, uint64_t now, size_t budget,
+			    int *more);
+	void		 (*stats)(struct backend *, struct be_stats *);
+	/* Apply the live-reloadable limits of a new configuration. */
+	void		 (*reconfigure)(struct backend *, const struct config *);
+};
+
+/* The fields every backend shares; each backend's own state embeds this
+ * first. */
+struct backend {
+	const struct backend_ops *ops;
+	be_hook_fn	*hook;
+	void		*hook_arg;
+};
+
+/* backend.c: the table of backends by name. */
+const struct backend_ops *backend_find(const char *name);
+/* Names of all backends, NULL-terminated (the conformance suite runs each). */
+extern const struct backend_ops *const backend_all[];
+
+static inline void
+backend_set_hook(struct backend *be, be_hook_fn *fn, void *arg)
+{
+	be->hook = fn;
+	be->hook_arg = arg;
+}
+
+static inline void
+backend_report(struct backend *be, enum be_event ev, const uint8_t *key,
+    size_t keylen, uint32_t level, size_t len)
+{
+	if (be->hook != NULL)
+		be->hook(be->hook_arg, ev, key, keylen, level, len);
+}
+
+/* Per-entry bookkeeping counted against max_memory besides the payload and
+ * key, so that a million tiny entries cannot escape the budget. */
+#define BE_ENTRY_OVERHEAD	128
+
+#endif
