@@ -1,1 +1,75 @@
-/* placeholder */
+/*
+ * grpc_frame.h: gRPC message framing (spec §3) as pure functions: the
+ * incremental deframer of the 5-byte-prefixed messages carried in DATA frames,
+ * the prefix writer, grpc-message percent-encoding and grpc-timeout parsing.
+ * No I/O here, so that every split and coalesced case is unit-tested.
+ */
+#ifndef ALPCRUND_GRPC_FRAME_H
+#define ALPCRUND_GRPC_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRPC_PREFIX_LEN	5
+
+enum grpc_deframe_result {
+	GF_NEED_MORE = 0,	/* every byte consumed, no message complete */
+	GF_MESSAGE,		/* a message is complete: take it */
+	GF_TOO_LARGE,		/* the prefix announced more than max: nothing was
+				   allocated; the stream must be refused */
+	GF_NOMEM,		/* the body buffer could not be allocated */
+};
+
+/* One stream's deframer. Zero it, set max, feed it. */
+struct grpc_deframer {
+	uint64_t	 max;		/* largest message accepted */
+	uint8_t		 hdr[GRPC_PREFIX_LEN];
+	size_t		 hdrlen;	/* prefix bytes seen of the current message */
+	uint8_t		*buf;		/* body, malloc'ed once the prefix is whole */
+	uint32_t	 len;		/* announced body length */
+	uint32_t	 have;		/* body bytes received */
+	int		 compressed;	/* flag byte of the current message */
+	uint32_t	 announced;	/* GF_TOO_LARGE: the length the prefix gave */
+};
+
+/* A complete message, handed to the caller (who then owns msg). */
+struct grpc_message {
+	uint8_t		*data;		/* malloc'ed, NULL when len is 0 */
+	uint32_t	 len;
+	int		 compressed;
+};
+
+/*
+ * Feed bytes. Consumes up to len bytes and stops early at a complete message
+ * or an error; *consumed says how many were used (feed the rest again). On
+ * GF_MESSAGE the deframer resets for the next message and *msg is filled.
+ * The body buffer is allocated only once the whole prefix is known and the
+ * length is within max, so an oversized message allocates nothing.
+ */
+enum grpc_deframe_result grpc_deframe(struct grpc_deframer *,
+	    const uint8_t *data, size_t len, size_t *consumed,
+	    struct grpc_message *msg);
+/* Bytes of a partial message buffered (prefix and body); 0 between messages. */
+int	 grpc_deframer_partial(const struct grpc_deframer *);
+/* Free a partial body. */
+void	 grpc_deframer_reset(struct grpc_deframer *);
+
+/* Write the 5-byte prefix of an uncompressed message of len bytes. */
+void	 grpc_frame_prefix(uint8_t out[GRPC_PREFIX_LEN], uint32_t len);
+
+/*
+ * Percent-encode a grpc-message value: bytes outside 0x20-0x7e and '%' become
+ * %XX (uppercase hex). Writes at most outlen-1 bytes plus NUL, never cutting
+ * an escape in half; returns the length written.
+ */
+size_t	 grpc_percent_encode(const char *in, char *out, size_t outlen);
+/* The reverse, for the client side and tests: in place, returns length. */
+size_t	 grpc_percent_decode(char *s);
+
+/*
+ * Parse a grpc-timeout value ("1H", "2M", "30S", "100m", "5u", "7n": 1-8
+ * ASCII digits and a unit) into nanoseconds. Returns 0, or -1 when malformed.
+ */
+int	 grpc_timeout_parse(const char *value, size_t len, uint64_t *ns);
+
+#endif

@@ -1,1 +1,64 @@
-/* placeholder */
+/*
+ * metrics.h: the daemon's counters and gauges (spec §8) and the HTTP server
+ * (libevent evhttp on metrics_listen) that shows them: /metrics in the
+ * Prometheus text format, /healthz (liveness) and /readyz (readiness).
+ *
+ * Counting is plain increments of static arrays on the loop thread: no lock,
+ * no allocation on the request path.
+ */
+#ifndef ALPCRUND_METRICS_H
+#define ALPCRUND_METRICS_H
+
+#include <stdint.h>
+
+struct event_base;
+struct backend;
+
+/* The label `method` of requests_total and request_duration_seconds. */
+enum metric_method {
+	MM_SET = 0,		/* SetSharedData */
+	MM_UPDATE,		/* UpdateSharedData */
+	MM_GET,			/* GetSharedData */
+	MM_DELETE,		/* DeleteSharedData */
+	MM_WATCH,		/* WatchSharedData (change feed) */
+	MM_HEALTH_CHECK,	/* grpc.health.v1.Health/Check */
+	MM_HEALTH_WATCH,	/* grpc.health.v1.Health/Watch */
+	MM_UNKNOWN,		/* any other path */
+	MM_COUNT
+};
+
+enum metric_counter {
+	MC_CACHE_HITS = 0,
+	MC_CACHE_MISSES,
+	MC_UPSTREAM_FETCHES,
+	MC_COALESCED_WAITS,
+	MC_EVICTIONS,
+	MC_EXPIRED,
+	MC_COUNT
+};
+
+const char *metrics_method_name(enum metric_method);
+
+/* A finished RPC: its method, gRPC status code (0-16) and duration. */
+void	 metrics_request(enum metric_method, int code, uint64_t duration_ns);
+void	 metrics_count(enum metric_counter, uint64_t n);
+void	 metrics_connections(int delta);
+/* Bytes of request bodies buffered now (max_inflight_bytes accounting). */
+void	 metrics_inflight(int64_t delta);
+void	 metrics_upstream_up(int up);
+
+/* Gauges read from the backend's stats at scrape time. */
+void	 metrics_set_backend(struct backend *);
+
+/* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
+void	 metrics_set_ready(int ready, const char *reason);
+
+/* Start the HTTP server on "host:port". 0, or -1 with err filled. */
+int	 metrics_listen(struct event_base *, const char *addr, char *err,
+	    size_t errlen);
+void	 metrics_close(void);
+
+/* Read back a counter, for tests and logs. */
+uint64_t metrics_requests(enum metric_method, int code);
+
+#endif
