@@ -40,6 +40,9 @@
  *	Every applied set, update, delete, expiry and eviction is reported once
  *	to the hook, on the loop thread, after it is applied. A retry that only
  *	restarts the TTL (BE_TOUCH) is not a change and is not reported.
+ *	level and len are the new entry's for SET and UPDATE, the departing
+ *	entry's for DELETE, EXPIRE and EVICT. An entry that expired and is
+ *	overwritten before the sweeper freed it is reported EXPIRE, then SET.
  *
  * Sweeping.
  *	sweep() frees at most `budget` expired records and says whether more
@@ -93,8 +96,9 @@ enum be_action {
 	BE_KEEP = 0,	/* nothing: the request is refused or a no-op */
 	BE_PUT,		/* store an entry (level, payload, expires) */
 	BE_TOUCH,	/* keep the entry, set its expiry to `expires` */
-	BE_TOMBSTONE,	/* replace the entry by a tombstone (level, digest,
-			   expires) */
+	BE_PUT_TOMBSTONE, /* replace the entry by a tombstone (level, digest,
+			   expires); not BE_TOMBSTONE, which is the record
+			   kind (enum be_kind) */
 };
 
 struct be_change {
@@ -110,7 +114,7 @@ struct be_change {
 	const uint8_t	*data;
 	size_t		 len;
 	uint8_t		*adopt;
-	uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE */
+	uint8_t		 digest[BE_DIGEST_LEN];	/* BE_PUT_TOMBSTONE */
 };
 
 /* Errors, as done() reports them. */

@@ -1,1 +1,22 @@
-/* placeholder */
+/*
+ * auth.h: the API key (spec §3): loaded from api_key_file or, when that is
+ * unset, the environment variable METALCORE_API_KEY; every RPC but health
+ * must carry it as metadata `api_key`, compared in constant time.
+ */
+#ifndef ALPCRUND_AUTH_H
+#define ALPCRUND_AUTH_H
+
+#include <stddef.h>
+
+struct config;
+
+/* Load (or on SIGHUP reload) the key. 0, or -1 with err filled and the
+ * previous key kept. */
+int	 auth_load(const struct config *, char *err, size_t errlen);
+/* Is a key configured? */
+int	 auth_enabled(void);
+/* GRPC_OK, GRPC_UNAUTHENTICATED (no api_key) or GRPC_PERMISSION_DENIED. */
+int	 auth_check(int present, const char *key, size_t len);
+void	 auth_clear(void);
+
+#endif

@@ -1,1 +1,997 @@
-/* placeholder */ typedef int placeholder_config_t;
+/*
+ * config.c: reads alpcrund.conf (spec §7) into struct config.
+ *
+ * The parser knows value types, not directive names: config_table[] says
+ * what each directive is, where it lives in struct config and what its
+ * default is. Every error of a file is collected ("file:line: name: what was
+ * expected") so that one run of `alpcrund -t` shows them all.
+ *
+ * Syntax: one directive per line, `name value`; `#` starts a comment
+ * anywhere on a line (so values cannot hold `#`); values are one word
+ * (no quoting, so no spaces in paths).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "config.h"
+
+#define CONFIG_LINE_MAX		4096	/* bytes, newline excluded */
+#define CONFIG_MAX_ERRORS	100	/* per load; the rest are counted */
+
+#define WS	" \t\r\n\v\f"
+
+/* Internal results of the value parsers. */
+#define PV_OK		0
+#define PV_BAD		(-1)	/* malformed */
+#define PV_RANGE	(-2)	/* well formed but does not fit in 64 bits */
+
+/* listen's count lives right after its array (see CONF_MULTI below). */
+_Static_assert(offsetof(struct config, nlisten) ==
+    offsetof(struct config, listen) + sizeof(((struct config *)0)->listen),
+    "nlisten must follow listen[]");
+
+struct loader {
+	struct config		*cfg;
+	struct config_errors	*errs;
+	const char		*file;	/* name used in messages */
+	size_t			 nerr;	/* errors of this load */
+	unsigned		*line;	/* per directive: first line, 0 none */
+	unsigned char		*set;	/* per directive: a value was stored */
+	unsigned		 mline[CONFIG_MAX_LISTEN]; /* lines of listen[] */
+	int			 defaults; /* applying built-in defaults */
+};
+
+/* --- Errors ------------------------------------------------------------- */
+
+static void
+errs_push(struct config_errors *errs, char *msg)
+{
+	char	**n;
+
+	if (msg == NULL)
+		return;
+	n = realloc(errs->msgs, (errs->n + 1) * sizeof *n);
+	if (n == NULL) {
+		free(msg);
+		return;
+	}
+	errs->msgs = n;
+	errs->msgs[errs->n++] = msg;
+}
+
+static char *
+vformat(const char *fmt, va_list ap)
+{
+	va_list	 ap2;
+	char	*s;
+	int	 len;
+
+	va_copy(ap2, ap);
+	len = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (len < 0 || (s = malloc((size_t)len + 1)) == NULL)
+		return NULL;
+	vsnprintf(s, (size_t)len + 1, fmt, ap);
+	return s;
+}
+
+static char *
+format(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+
+	va_start(ap, fmt);
+	s = vformat(fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* "file:line: message", or "file: message" when lineno is 0. */
+static void __attribute__((format(printf, 3, 4)))
+add_error(struct loader *ld, unsigned lineno, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg, *full;
+
+	ld->nerr++;
+	if (ld->nerr > CONFIG_MAX_ERRORS + 1)
+		return;
+	if (ld->nerr == CONFIG_MAX_ERRORS + 1) {
+		errs_push(ld->errs, format("%s: too many errors, stopped "
+		    "listing after %d", ld->file, CONFIG_MAX_ERRORS));
+		return;
+	}
+	va_start(ap, fmt);
+	msg = vformat(fmt, ap);
+	va_end(ap);
+	if (msg == NULL)
+		return;
+	if (ld->defaults)
+		full = format("built-in default: %s", msg);
+	else if (lineno != 0)
+		full = format("%s:%u: %s", ld->file, lineno, msg);
+	else
+		full = format("%s: %s", ld->file, msg);
+	free(msg);
+	errs_push(ld->errs, full);
+}
+
+/* A value as shown in a message: at most 64 bytes, non-printables escaped. */
+static const char *
+shown(const char *v, char *buf, size_t len)
+{
+	size_t	 o = 0;
+
+	for (; *v != '\0' && o + 8 < len; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (o >= 64) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* --- Value parsers ------------------------------------------------------ */
+
+/* Leading decimal digits of *sp (at least one). PV_RANGE on overflow, with
+ * the digits consumed anyway so the caller can still check what follows. */
+static int
+digits(const char **sp, uint64_t *out)
+{
+	const char	*s = *sp;
+	uint64_t	 v = 0;
+	int		 over = 0;
+
+	if (*s < '0' || *s > '9')
+		return PV_BAD;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			over = 1;
+		else
+			v = v * 10 + d;
+	}
+	*sp = s;
+	*out = v;
+	return over ? PV_RANGE : PV_OK;
+}
+
+static int
+scale(int rc, uint64_t v, uint64_t mult, uint64_t *out)
+{
+	if (rc != PV_OK)
+		return rc;
+	if (mult != 0 && v > UINT64_MAX / mult)
+		return PV_RANGE;
+	*out = v * mult;
+	return PV_OK;
+}
+
+static int
+duration_ms(const char *s, uint64_t *ms)
+{
+	uint64_t	 v, mult;
+	int		 rc;
+
+	if ((rc = digits(&s, &v)) == PV_BAD)
+		return PV_BAD;
+	if (strcmp(s, "") == 0 || strcmp(s, "s") == 0)
+		mult = 1000;
+	else if (strcmp(s, "ms") == 0)
+		mult = 1;
+	else if (strcmp(s, "m") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(s, "h") == 0)
+		mult = 60 * 60 * 1000;
+	else
+		return PV_BAD;
+	return scale(rc, v, mult, ms);
+}
+
+static int
+size_bytes(const char *s, uint64_t *bytes)
+{
+	uint64_t	 v, mult;
+	int		 rc;
+
+	if ((rc = digits(&s, &v)) == PV_BAD)
+		return PV_BAD;
+	if (s[0] == '\0')
+		mult = 1;
+	else if (s[1] != '\0')
+		return PV_BAD;
+	else if (s[0] == 'k' || s[0] == 'K')
+		mult = 1ULL << 10;
+	else if (s[0] == 'm' || s[0] == 'M')
+		mult = 1ULL << 20;
+	else if (s[0] == 'g' || s[0] == 'G')
+		mult = 1ULL << 30;
+	else if (s[0] == 't' || s[0] == 'T')
+		mult = 1ULL << 40;
+	else
+		return PV_BAD;
+	return scale(rc, v, mult, bytes);
+}
+
+static int
+number(const char *s, uint64_t *out)
+{
+	int	 rc;
+
+	if ((rc = digits(&s, out)) == PV_BAD || *s != '\0')
+		return PV_BAD;
+	return rc;
+}
+
+static int
+percent(const char *s, uint64_t *out)
+{
+	int	 rc;
+
+	if ((rc = digits(&s, out)) == PV_BAD)
+		return PV_BAD;
+	if (*s == '%')
+		s++;
+	return *s == '\0' ? rc : PV_BAD;
+}
+
+int
+parse_duration_ms(const char *s, uint64_t *ms)
+{
+	uint64_t	 v;
+
+	if (s == NULL || duration_ms(s, &v) != PV_OK)
+		return -1;
+	*ms = v;
+	return 0;
+}
+
+int
+parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t	 v;
+
+	if (s == NULL || size_bytes(s, &v) != PV_OK)
+		return -1;
+	*bytes = v;
+	return 0;
+}
+
+/* --- Formatting back in the largest exact unit -------------------------- */
+
+static const char *
+fmt_duration(uint64_t ms, char *buf, size_t len)
+{
+	if (ms == 0)
+		snprintf(buf, len, "0s");
+	else if (ms % 3600000 == 0)
+		snprintf(buf, len, "%" PRIu64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, len, "%" PRIu64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRIu64 "ms", ms);
+	return buf;
+}
+
+static const char *
+fmt_size(uint64_t b, char *buf, size_t len)
+{
+	static const char units[] = "tgmk";
+	int	 i;
+
+	for (i = 0; i < 4 && b != 0; i++) {
+		unsigned shift = (unsigned)(4 - i) * 10;
+
+		if (b % (1ULL << shift) == 0) {
+			snprintf(buf, len, "%" PRIu64 "%c", b >> shift,
+			    units[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, len, "%" PRIu64, b);
+	return buf;
+}
+
+/* A number as the user would write it for this directive's type. */
+static const char *
+fmt_number(const struct config_directive *d, uint64_t v, char *buf,
+    size_t len)
+{
+	switch (d->type) {
+	case CONF_DURATION:
+		return fmt_duration(v, buf, len);
+	case CONF_SIZE:
+		return fmt_size(v, buf, len);
+	case CONF_PERCENT:
+		snprintf(buf, len, "%" PRIu64 "%%", v);
+		return buf;
+	default:
+		snprintf(buf, len, "%" PRIu64, v);
+		return buf;
+	}
+}
+
+/* --- Addresses ---------------------------------------------------------- */
+
+static int
+valid_port(const char *p)
+{
+	uint64_t	 v;
+
+	return number(p, &v) == PV_OK && v >= 1 && v <= 65535;
+}
+
+static int
+valid_hostname(const char *h, size_t len)
+{
+	size_t	 i, label = 0;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = h[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_') {
+			if (++label > 63)
+				return 0;
+		} else
+			return 0;
+	}
+	return 1;
+}
+
+/* NULL if v is a valid address, else why not. */
+static const char *
+address_problem(const char *v)
+{
+	static const char expected[] =
+	    "expected host:port, [v6]:port or unix:/path";
+	char		 host[256];
+	const char	*colon, *end;
+	size_t		 hlen, i;
+	int		 numeric = 1;
+
+	if (strncmp(v, "unix:", 5) == 0) {
+		const char *path = v + 5;
+
+		if (path[0] != '/')
+			return "expected an absolute path after unix:";
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return "unix socket path too long (at most 107 bytes)";
+		return NULL;
+	}
+	if (v[0] == '[') {
+		struct in6_addr	 a6;
+
+		if ((end = strchr(v, ']')) == NULL)
+			return expected;
+		hlen = (size_t)(end - v - 1);
+		if (hlen == 0 || hlen >= sizeof host)
+			return "bad IPv6 address in brackets";
+		memcpy(host, v + 1, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return "bad IPv6 address in brackets";
+		if (end[1] != ':')
+			return "expected :port after the brackets";
+		if (!valid_port(end + 2))
+			return "expected a port 1-65535 after the colon";
+		return NULL;
+	}
+	if ((colon = strrchr(v, ':')) == NULL)
+		return expected;
+	if (memchr(v, ':', (size_t)(colon - v)) != NULL)
+		return "IPv6 addresses need brackets, like [::1]:2337";
+	hlen = (size_t)(colon - v);
+	if (hlen == 0)
+		return "missing host before the colon (0.0.0.0 for every address)";
+	if (!valid_port(colon + 1))
+		return "expected a port 1-65535 after the colon";
+	if (!valid_hostname(v, hlen))
+		return "bad host name";
+	for (i = 0; i < hlen; i++)
+		if (v[i] != '.' && (v[i] < '0' || v[i] > '9'))
+			numeric = 0;
+	if (numeric) {
+		struct in_addr	 a4;
+
+		memcpy(host, v, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET, host, &a4) != 1)
+			return "bad IPv4 address";
+	}
+	return NULL;
+}
+
+/* --- Table helpers ------------------------------------------------------ */
+
+static void *
+field(const struct config *cfg, const struct config_directive *d)
+{
+	return (char *)(uintptr_t)cfg + d->offset;
+}
+
+static int
+is_string(const struct config_directive *d)
+{
+	switch (d->type) {
+	case CONF_STRING:
+	case CONF_PATH:
+		return 1;
+	case CONF_ADDRESS:
+		return !(d->flags & CONF_MULTI);
+	case CONF_CHOICE:
+		return !(d->flags & CONF_ENUM);
+	default:
+		return 0;
+	}
+}
+
+static int
+is_number(const struct config_directive *d)
+{
+	return d->type == CONF_NUMBER || d->type == CONF_DURATION ||
+	    d->type == CONF_SIZE || d->type == CONF_PERCENT;
+}
+
+static const struct config_directive *
+lookup(const char *name, size_t *idx)
+{
+	size_t	 i;
+
+	for (i = 0; i < config_table_len; i++) {
+		if (strcmp(config_table[i].name, name) == 0) {
+			*idx = i;
+			return &config_table[i];
+		}
+	}
+	return NULL;
+}
+
+static int
+in_list(const char *const *list, const char *v)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, v) == 0)
+			return 1;
+	return 0;
+}
+
+/* "a, b or c" */
+static void
+join_choices(const char *const *list, char *buf, size_t len)
+{
+	size_t	 o = 0;
+
+	buf[0] = '\0';
+	for (; list != NULL && *list != NULL && o < len; list++) {
+		const char *sep = o == 0 ? "" : list[1] == NULL ? " or " : ", ";
+		int n = snprintf(buf + o, len - o, "%s%s", sep, *list);
+
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+}
+
+/* What a value of this directive looks like, for messages. */
+static const char *
+expected(const struct config_directive *d, char *buf, size_t len)
+{
+	char	 list[256];
+
+	switch (d->type) {
+	case CONF_STRING:
+		return "expected a word";
+	case CONF_PATH:
+		return "expected a path";
+	case CONF_CHOICE:
+		join_choices(d->choices, list, sizeof list);
+		snprintf(buf, len, "expected %s", list);
+		return buf;
+	case CONF_FLAG:
+		return "expected on or off";
+	case CONF_NUMBER:
+		return "expected a whole number";
+	case CONF_DURATION:
+		return "expected a duration like 500ms, 30s, 10m or 1h";
+	case CONF_SIZE:
+		return "expected a size like 512k, 64m or 8g";
+	case CONF_PERCENT:
+		return "expected a percentage like 90%";
+	case CONF_ADDRESS:
+		return "expected host:port, [v6]:port or unix:/path";
+	}
+	return "expected a value";
+}
+
+static char *
+xstrdup(struct loader *ld, unsigned lineno, const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		add_error(ld, lineno, "out of memory");
+	return p;
+}
+
+/* Check v for row i and store it. 0, or -1 with an error added. */
+static int
+set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
+{
+	const struct config_directive	*d = &config_table[i];
+	void				*f = field(ld->cfg, d);
+	char				 b1[32], b2[32], got[80], exp[300];
+	const char			*why;
+	uint64_t			 n = 0;
+	int				 rc = PV_OK;
+	size_t				 k;
+
+	shown(v, got, sizeof got);
+	switch (d->type) {
+	case CONF_STRING:
+	case CONF_PATH:
+		break;
+	case CONF_ADDRESS:
+		if ((why = address_problem(v)) != NULL) {
+			add_error(ld, lineno, "%s: %s, got \"%s\"", d->name,
+			    why, got);
+			return -1;
+		}
+		break;
+	case CONF_CHOICE:
+		if (!in_list(d->choices, v)) {
+			add_error(ld, lineno, "%s: %s, got \"%s\"", d->name,
+			    expected(d, exp, sizeof exp), got);
+			return -1;
+		}
+		if (in_list(d->later_choices, v)) {
+			add_error(ld, lineno, "%s: %s: not supported in this "
+			    "build", d->name, v);
+			return -1;
+		}
+		break;
+	case CONF_FLAG:
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			add_error(ld, lineno, "%s: expected on or off, "
+			    "got \"%s\"", d->name, got);
+			return -1;
+		}
+		break;
+	case CONF_NUMBER:
+		rc = number(v, &n);
+		break;
+	case CONF_DURATION:
+		rc = duration_ms(v, &n);
+		break;
+	case CONF_SIZE:
+		rc = size_bytes(v, &n);
+		break;
+	case CONF_PERCENT:
+		rc = percent(v, &n);
+		break;
+	}
+
+	if (is_number(d)) {
+		if (rc == PV_BAD) {
+			add_error(ld, lineno, "%s: %s, got \"%s\"", d->name,
+			    expected(d, exp, sizeof exp), got);
+			return -1;
+		}
+		if (rc == PV_RANGE || n < d->min || n > d->max) {
+			if (rc == PV_OK && n == 0 && (d->flags & CONF_ZERO))
+				goto store;
+			add_error(ld, lineno, "%s: %s is out of range, "
+			    "expected %s%s to %s", d->name, got,
+			    (d->flags & CONF_ZERO) ? "0 or " : "",
+			    fmt_number(d, d->min, b1, sizeof b1),
+			    fmt_number(d, d->max, b2, sizeof b2));
+			return -1;
+		}
+	}
+
+store:
+	if (d->flags & CONF_MULTI) {
+		char	**arr = f;
+		size_t	 *cnt = (size_t *)(arr + CONFIG_MAX_LISTEN);
+
+		for (k = 0; k < *cnt; k++) {
+			if (strcmp(arr[k], v) == 0) {
+				add_error(ld, lineno, "%s: %s already given "
+				    "on line %u", d->name, got, ld->mline[k]);
+				return -1;
+			}
+		}
+		if (*cnt == CONFIG_MAX_LISTEN) {
+			add_error(ld, lineno, "%s: too many, at most %d",
+			    d->name, CONFIG_MAX_LISTEN);
+			return -1;
+		}
+		if ((arr[*cnt] = xstrdup(ld, lineno, v)) == NULL)
+			return -1;
+		ld->mline[*cnt] = lineno;
+		(*cnt)++;
+	} else if (is_string(d)) {
+		char	**sp = f, *p;
+
+		if ((p = xstrdup(ld, lineno, v)) == NULL)
+			return -1;
+		free(*sp);
+		*sp = p;
+	} else if (d->type == CONF_CHOICE) {
+		for (k = 0; d->choices[k] != NULL; k++)
+			if (strcmp(d->choices[k], v) == 0)
+				*(int *)f = (int)k;
+	} else if (d->type == CONF_FLAG) {
+		*(int *)f = strcmp(v, "on") == 0;
+	} else {
+		*(uint64_t *)f = n;
+	}
+	ld->set[i] = 1;
+	return 0;
+}
+
+/* --- The loader --------------------------------------------------------- */
+
+static void
+parse_line(struct loader *ld, char *s, unsigned lineno)
+{
+	const struct config_directive	*d;
+	char				*name, *value, *rest, *hash;
+	char				 got[80], exp[300];
+	size_t				 i;
+
+	if ((hash = strchr(s, '#')) != NULL)
+		*hash = '\0';
+	name = s + strspn(s, WS);
+	if (*name == '\0')
+		return;
+	value = name + strcspn(name, WS);
+	if (*value != '\0')
+		*value++ = '\0';
+	value += strspn(value, WS);
+	rest = value + strcspn(value, WS);
+	if (*rest != '\0')
+		*rest++ = '\0';
+	rest += strspn(rest, WS);
+	/* trailing whitespace of rest */
+	for (i = strlen(rest); i > 0 && strchr(WS, rest[i - 1]) != NULL; i--)
+		rest[i - 1] = '\0';
+
+	if ((d = lookup(name, &i)) == NULL) {
+		add_error(ld, lineno, "%s: unknown directive",
+		    shown(name, got, sizeof got));
+		return;
+	}
+	if (d->flags & CONF_LATER) {
+		add_error(ld, lineno, "%s: not supported in this build",
+		    d->name);
+		return;
+	}
+	if (*value == '\0') {
+		add_error(ld, lineno, "%s: missing value, %s", d->name,
+		    expected(d, exp, sizeof exp));
+		return;
+	}
+	if (*rest != '\0') {
+		add_error(ld, lineno, "%s: extra words after the value: \"%s\""
+		    " (values are one word)", d->name,
+		    shown(rest, got, sizeof got));
+		return;
+	}
+	if (ld->line[i] != 0 && !(d->flags & CONF_MULTI)) {
+		add_error(ld, lineno, "%s: already set on line %u", d->name,
+		    ld->line[i]);
+		return;
+	}
+	if (ld->line[i] == 0)
+		ld->line[i] = lineno;
+	set_value(ld, i, value, lineno);
+}
+
+static void
+parse_file(struct loader *ld, FILE *fp)
+{
+	char		*buf = NULL;
+	size_t		 cap = 0;
+	ssize_t		 len;
+	unsigned	 lineno = 0;
+
+	errno = 0;
+	while ((len = getline(&buf, &cap, fp)) != -1) {
+		lineno++;
+		if (len > 0 && buf[len - 1] == '\n')
+			buf[--len] = '\0';
+		if ((size_t)len > CONFIG_LINE_MAX) {
+			add_error(ld, lineno, "line too long (more than %d "
+			    "bytes)", CONFIG_LINE_MAX);
+			continue;
+		}
+		if (strlen(buf) != (size_t)len) {
+			add_error(ld, lineno, "line holds a NUL byte");
+			continue;
+		}
+		parse_line(ld, buf, lineno);
+		errno = 0;
+	}
+	if (ferror(fp))
+		add_error(ld, 0, "cannot read: %s", strerror(errno ? errno : EIO));
+	free(buf);
+}
+
+/* default_ttl must not exceed max_ttl: reported once, at the line of
+ * whichever of the two was set last. */
+static void
+check_ttls(struct loader *ld)
+{
+	const struct config	*c = ld->cfg;
+	size_t			 id, im;
+	unsigned		 ld_, lm;
+	char			 b1[32], b2[32];
+
+	if (lookup("default_ttl", &id) == NULL ||
+	    lookup("max_ttl", &im) == NULL || !ld->set[id] || !ld->set[im] ||
+	    c->default_ttl <= c->max_ttl)
+		return;
+	fmt_duration(c->default_ttl, b1, sizeof b1);
+	fmt_duration(c->max_ttl, b2, sizeof b2);
+	ld_ = ld->line[id];
+	lm = ld->line[im];
+	if (lm > ld_)
+		add_error(ld, lm, "max_ttl: %s is less than default_ttl %s",
+		    b2, b1);
+	else if (ld_ != 0)
+		add_error(ld, ld_, "default_ttl: %s is greater than max_ttl %s",
+		    b1, b2);
+	else
+		add_error(ld, 0, "default_ttl %s is greater than max_ttl %s",
+		    b1, b2);
+}
+
+int
+config_load(const char *path, int allow_missing, struct config *out,
+    struct config_errors *errs)
+{
+	struct config	 cfg;
+	struct loader	 ld;
+	FILE		*fp = NULL;
+	size_t		 i;
+
+	memset(&cfg, 0, sizeof cfg);
+	memset(&ld, 0, sizeof ld);
+	memset(out, 0, sizeof *out);
+	ld.cfg = &cfg;
+	ld.errs = errs;
+	ld.file = path != NULL ? path : "(defaults)";
+	ld.line = calloc(config_table_len, sizeof *ld.line);
+	ld.set = calloc(config_table_len, sizeof *ld.set);
+	if (ld.line == NULL || ld.set == NULL) {
+		add_error(&ld, 0, "out of memory");
+		goto done;
+	}
+
+	if (path != NULL) {
+		if ((fp = fopen(path, "r")) == NULL) {
+			if (!(errno == ENOENT && allow_missing))
+				add_error(&ld, 0, "cannot open: %s",
+				    strerror(errno));
+			path = NULL;
+		} else {
+			parse_file(&ld, fp);
+			fclose(fp);
+		}
+	}
+
+	/* Defaults for everything the file left out; mode picks the set. */
+	ld.defaults = 1;
+	for (i = 0; i < config_table_len; i++) {
+		const struct config_directive *d = &config_table[i];
+		const char *def = d->def;
+
+		if (ld.set[i] || ld.line[i] != 0)
+			continue;
+		if (cfg.mode == MODE_NODE && d->def_node != NULL)
+			def = d->def_node;
+		if (def != NULL)
+			set_value(&ld, i, def, 0);
+	}
+	ld.defaults = 0;
+
+	check_ttls(&ld);
+	if (ld.nerr == 0 && path != NULL)
+		cfg.path = xstrdup(&ld, 0, path);	/* NULL: error added */
+
+done:
+	free(ld.line);
+	free(ld.set);
+	if (ld.nerr != 0) {
+		config_free(&cfg);
+		return -1;
+	}
+	*out = cfg;
+	return 0;
+}
+
+void
+config_free(struct config *cfg)
+{
+	size_t	 i, k;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < config_table_len; i++) {
+		const struct config_directive *d = &config_table[i];
+
+		if (d->flags & CONF_MULTI) {
+			char	**arr = field(cfg, d);
+			size_t	 *cnt = (size_t *)(arr + CONFIG_MAX_LISTEN);
+
+			for (k = 0; k < *cnt; k++)
+				free(arr[k]);
+		} else if (is_string(d))
+			free(*(char **)field(cfg, d));
+	}
+	free(cfg->path);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+void
+config_errors_free(struct config_errors *errs)
+{
+	size_t	 i;
+
+	if (errs == NULL)
+		return;
+	for (i = 0; i < errs->n; i++)
+		free(errs->msgs[i]);
+	free(errs->msgs);
+	errs->msgs = NULL;
+	errs->n = 0;
+}
+
+/* --- Dump and compare --------------------------------------------------- */
+
+/* The value of a non-multi directive in file syntax, NULL when unset. */
+static const char *
+value_text(const struct config *cfg, const struct config_directive *d,
+    char *buf, size_t len)
+{
+	const void	*f = field(cfg, d);
+	int		 k;
+
+	if (is_string(d))
+		return *(char *const *)f;
+	switch (d->type) {
+	case CONF_CHOICE:
+		k = *(const int *)f;
+		for (int j = 0; d->choices[j] != NULL; j++)
+			if (j == k)
+				return d->choices[j];
+		snprintf(buf, len, "%d", k);
+		return buf;
+	case CONF_FLAG:
+		return *(const int *)f ? "on" : "off";
+	default:
+		return fmt_number(d, *(const uint64_t *)f, buf, len);
+	}
+}
+
+void
+config_dump(const struct config *cfg, FILE *fp)
+{
+	size_t	 i, k;
+	char	 buf[64];
+
+	for (i = 0; i < config_table_len; i++) {
+		const struct config_directive *d = &config_table[i];
+		const char *pre = "", *post = "", *v;
+
+		if (d->flags & CONF_LATER) {
+			/* Commented out, so the dump still loads. */
+			pre = "# ";
+			post = "\t# not supported in this build";
+		}
+		if (d->flags & CONF_MULTI) {
+			char *const	*arr = field(cfg, d);
+			const size_t	*cnt =
+			    (const size_t *)(arr + CONFIG_MAX_LISTEN);
+
+			if (*cnt == 0)
+				fprintf(fp, "# %s (unset)%s\n", d->name, post);
+			for (k = 0; k < *cnt; k++)
+				fprintf(fp, "%s%s %s%s\n", pre, d->name,
+				    arr[k], post);
+			continue;
+		}
+		if ((v = value_text(cfg, d, buf, sizeof buf)) == NULL)
+			fprintf(fp, "# %s (unset)%s\n", d->name, post);
+		else
+			fprintf(fp, "%s%s %s%s\n", pre, d->name, v, post);
+	}
+}
+
+static int
+same_value(const struct config *a, const struct config *b,
+    const struct config_directive *d)
+{
+	const void	*fa = field(a, d), *fb = field(b, d);
+	size_t		 i, j;
+
+	if (d->flags & CONF_MULTI) {
+		char *const	*la = fa, *const *lb = fb;
+		size_t		 na = *(const size_t *)(la + CONFIG_MAX_LISTEN);
+		size_t		 nb = *(const size_t *)(lb + CONFIG_MAX_LISTEN);
+
+		/* Same set of addresses; order does not matter. */
+		if (na != nb)
+			return 0;
+		for (i = 0; i < na; i++) {
+			for (j = 0; j < nb; j++)
+				if (strcmp(la[i], lb[j]) == 0)
+					break;
+			if (j == nb)
+				return 0;
+		}
+		return 1;
+	}
+	if (is_string(d)) {
+		const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+
+		if (sa == NULL || sb == NULL)
+			return sa == sb;
+		return strcmp(sa, sb) == 0;
+	}
+	if (d->type == CONF_CHOICE || d->type == CONF_FLAG)
+		return *(const int *)fa == *(const int *)fb;
+	return *(const uint64_t *)fa == *(const uint64_t *)fb;
+}
+
+size_t
+config_restart_changes(const struct config *a, const struct config *b,
+    char *buf, size_t len)
+{
+	size_t	 i, count = 0, o = 0;
+
+	if (buf != NULL && len > 0)
+		buf[0] = '\0';
+	for (i = 0; i < config_table_len; i++) {
+		const struct config_directive *d = &config_table[i];
+		int n;
+
+		if ((d->flags & CONF_LIVE) || same_value(a, b, d))
+			continue;
+		if (buf != NULL && o < len) {
+			n = snprintf(buf + o, len - o, "%s%s",
+			    count == 0 ? "" : ", ", d->name);
+			if (n > 0)
+				o += (size_t)n;
+		}
+		count++;
+	}
+	return count;
+}

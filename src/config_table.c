@@ -1,1 +1,174 @@
-/* placeholder */ typedef int placeholder_config_table_t;
+/*
+ * config_table.c: every directive of alpcrund.conf (spec §7), in the spec's
+ * order. One row drives parsing and validation (config.c), `alpcrund -t -v`
+ * (config_dump) and the man page.
+ *
+ * Flags: CONF_LIVE means SIGHUP applies the new value at once; anything else
+ * is logged as needing a restart. CONF_LATER marks directives the parser
+ * knows but this build does not implement yet: their defaults are set, but
+ * naming one in a file is an error.
+ */
+#include <stddef.h>
+
+#include "config.h"
+
+#define MS_S	1000ULL
+#define MS_M	(60 * MS_S)
+#define MS_H	(60 * MS_M)
+#define MS_DAY	(24 * MS_H)
+#define KIB	1024ULL
+#define MIB	(1024 * KIB)
+#define GIB	(1024 * MIB)
+#define TIB	(1024 * GIB)
+
+#define OFF(f)	offsetof(struct config, f)
+
+static const char *const mode_choices[] = { "central", "node", NULL };
+static const char *const mode_later[] = { "node", NULL };
+static const char *const backend_choices[] = { "memory", "lmdb", NULL };
+static const char *const backend_later[] = { "lmdb", NULL };
+static const char *const level_choices[] = {
+	"debug", "info", "warn", "error", NULL
+};
+
+const struct config_directive config_table[] = {
+	{ "mode", CONF_CHOICE, CONF_ENUM, 0, 0,
+	  "central", NULL, mode_choices, mode_later, OFF(mode),
+	  "central (takes writes) or node (per-host cache in front of a central)" },
+	{ "listen", CONF_ADDRESS, CONF_MULTI, 0, 0,
+	  "127.0.0.1:2337", "127.0.0.1:3337", NULL, NULL, OFF(listen),
+	  "gRPC address: host:port, [v6]:port or unix:/path; may repeat "
+	  "(up to 16); the first one replaces the default" },
+	{ "backend", CONF_CHOICE, 0, 0, 0,
+	  "memory", NULL, backend_choices, backend_later, OFF(backend),
+	  "storage: memory (hash table in RAM) or lmdb (on disk)" },
+	{ "lmdb_path", CONF_PATH, CONF_LATER, 0, 0,
+	  "/var/lib/alpcrund", NULL, NULL, NULL, OFF(lmdb_path),
+	  "directory of the LMDB environment" },
+	{ "lmdb_map_size", CONF_SIZE, CONF_LATER, 1 * MIB, 16 * TIB,
+	  "4g", NULL, NULL, NULL, OFF(lmdb_map_size),
+	  "LMDB map size: the most the database can hold" },
+	{ "lmdb_sync", CONF_FLAG, CONF_LATER, 0, 0,
+	  "on", NULL, NULL, NULL, OFF(lmdb_sync),
+	  "on: an acknowledged write is durable (fsync at commit)" },
+	{ "lmdb_max_readers", CONF_NUMBER, CONF_LATER, 1, 65536,
+	  "512", NULL, NULL, NULL, OFF(lmdb_max_readers),
+	  "LMDB reader slots" },
+	{ "lmdb_full_ratio", CONF_PERCENT, CONF_LATER, 1, 100,
+	  "90%", NULL, NULL, NULL, OFF(lmdb_full_ratio),
+	  "map fill level at which writes are refused with RESOURCE_EXHAUSTED" },
+	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
+	  "0", "1g", NULL, NULL, OFF(max_memory),
+	  "payload budget of the memory backend; 0 = no limit "
+	  "(default: 0 central, 1g node)" },
+	{ "default_ttl", CONF_DURATION, CONF_LIVE, 1 * MS_S, 365 * MS_DAY,
+	  "600s", NULL, NULL, NULL, OFF(default_ttl),
+	  "TTL of an entry stored with no ttl; at most max_ttl "
+	  "(bare number: seconds)" },
+	{ "max_ttl", CONF_DURATION, CONF_LIVE, 1 * MS_S, 365 * MS_DAY,
+	  "600s", NULL, NULL, NULL, OFF(max_ttl),
+	  "longer TTLs are clamped to this (bare number: seconds)" },
+	{ "sweep_interval", CONF_DURATION, CONF_LIVE, 10, 1 * MS_H,
+	  "1s", NULL, NULL, NULL, OFF(sweep_interval),
+	  "period of the sweeper that frees expired entries "
+	  "(bare number: seconds)" },
+	{ "max_message_size", CONF_SIZE, CONF_LIVE, 1 * KIB, 2 * GIB,
+	  "260m", NULL, NULL, NULL, OFF(max_message_size),
+	  "largest gRPC message accepted or sent (a 256 MiB payload fits in 260m)" },
+	{ "max_inflight_bytes", CONF_SIZE, CONF_LIVE, 64 * KIB, 1 * TIB,
+	  "1g", NULL, NULL, NULL, OFF(max_inflight_bytes),
+	  "upload bodies buffered at once across all connections; past it "
+	  "the server stops granting HTTP/2 window" },
+	{ "api_key_file", CONF_PATH, CONF_LIVE, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(api_key_file),
+	  "file holding the API key callers must send (else METALCORE_API_KEY)" },
+	{ "upstream_api_key_file", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(upstream_api_key_file),
+	  "node: file holding the key presented to central "
+	  "(default: the node's own key)" },
+	{ "tls_cert", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(tls_cert),
+	  "PEM certificate chain; with tls_key, listeners speak TLS" },
+	{ "tls_key", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(tls_key),
+	  "PEM private key of tls_cert" },
+	{ "tls_client_ca", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(tls_client_ca),
+	  "require client certificates signed by this CA (mTLS)" },
+	{ "upstream", CONF_ADDRESS, CONF_LATER, 0, 0,
+	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
+	  "node: address of the central cache" },
+	{ "upstream_tls", CONF_FLAG, CONF_LATER, 0, 0,
+	  "off", NULL, NULL, NULL, OFF(upstream_tls),
+	  "node: speak TLS to central" },
+	{ "upstream_ca", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(upstream_ca),
+	  "node: CA that signs central's certificate (default: system store)" },
+	{ "upstream_cert", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(upstream_cert),
+	  "node: client certificate presented to central" },
+	{ "upstream_key", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(upstream_key),
+	  "node: private key of upstream_cert" },
+	{ "upstream_server_name", CONF_STRING, CONF_LIVE | CONF_LATER, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(upstream_server_name),
+	  "node: name checked in central's certificate "
+	  "(default: host of upstream)" },
+	{ "upstream_timeout", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	  100, 1 * MS_DAY,
+	  "30s", NULL, NULL, NULL, OFF(upstream_timeout),
+	  "node: deadline of a fetch from central (bare number: seconds)" },
+	{ "upstream_connect_timeout", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	  100, 1 * MS_DAY,
+	  "3s", NULL, NULL, NULL, OFF(upstream_connect_timeout),
+	  "node: bound on connecting to central (bare number: seconds)" },
+	{ "upstream_keepalive", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	  1 * MS_S, 1 * MS_DAY,
+	  "10s", NULL, NULL, NULL, OFF(upstream_keepalive),
+	  "node: HTTP/2 PING period on the link to central "
+	  "(bare number: seconds)" },
+	{ "prefetch", CONF_FLAG, CONF_LATER, 0, 0,
+	  "off", NULL, NULL, NULL, OFF(prefetch),
+	  "node: follow central's change feed and fetch new levels early" },
+	{ "prefetch_concurrency", CONF_NUMBER, CONF_LIVE | CONF_LATER, 1, 1024,
+	  "4", NULL, NULL, NULL, OFF(prefetch_concurrency),
+	  "node: prefetches running at once" },
+	{ "watch_buffer", CONF_SIZE, CONF_LIVE | CONF_LATER, 4 * KIB, 1 * GIB,
+	  "1m", NULL, NULL, NULL, OFF(watch_buffer),
+	  "central: notices queued per watcher before cutting it off" },
+	{ "metrics_listen", CONF_ADDRESS, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(metrics_listen),
+	  "host:port for HTTP /metrics, /healthz and /readyz (unset: none)" },
+	{ "max_connections", CONF_NUMBER, 0, 1, 1000000,
+	  "10000", NULL, NULL, NULL, OFF(max_connections),
+	  "open client connections; the open-file limit is raised to fit" },
+	{ "max_concurrent_streams", CONF_NUMBER, CONF_LIVE, 1, 65536,
+	  "128", NULL, NULL, NULL, OFF(max_concurrent_streams),
+	  "HTTP/2 streams per connection (applies to new connections)" },
+	{ "handshake_timeout", CONF_DURATION, CONF_LIVE, 100, 1 * MS_DAY,
+	  "10s", NULL, NULL, NULL, OFF(handshake_timeout),
+	  "time a new connection has to send its first request "
+	  "(bare number: seconds)" },
+	{ "idle_timeout", CONF_DURATION, CONF_LIVE | CONF_ZERO, 100, 1 * MS_DAY,
+	  "300s", NULL, NULL, NULL, OFF(idle_timeout),
+	  "close a connection with no stream open this long; 0 = never "
+	  "(bare number: seconds)" },
+	{ "send_timeout", CONF_DURATION, CONF_LIVE, 100, 1 * MS_DAY,
+	  "60s", NULL, NULL, NULL, OFF(send_timeout),
+	  "close a connection making no send progress while data is queued "
+	  "(bare number: seconds)" },
+	{ "shutdown_grace", CONF_DURATION, CONF_LIVE, 0, 1 * MS_H,
+	  "30s", NULL, NULL, NULL, OFF(shutdown_grace),
+	  "on SIGTERM, time unary RPCs have to finish (bare number: seconds)" },
+	{ "log_level", CONF_CHOICE, CONF_LIVE, 0, 0,
+	  "info", NULL, level_choices, NULL, OFF(log_level),
+	  "least severe level logged: debug, info, warn or error" },
+	{ "log_target", CONF_STRING, CONF_LIVE, 0, 0,
+	  "stderr", NULL, NULL, NULL, OFF(log_target),
+	  "stderr, syslog or a file path (reopened on SIGHUP)" },
+	{ "pid_file", CONF_PATH, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(pid_file),
+	  "file to write the daemon's process id to (unset: none)" },
+};
+
+const size_t config_table_len = sizeof config_table / sizeof config_table[0];

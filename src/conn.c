@@ -1,1 +1,690 @@
-/* placeholder */ typedef int placeholder_conn_t;
+/*
+ * conn.c: one accepted HTTP/2 connection: the nghttp2 server session on a
+ * bufferevent, its streams, flow control against max_inflight_bytes, and the
+ * handshake, idle and send timeouts. What a stream means to gRPC lives in
+ * grpc.c; this file only moves frames.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "grpc.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+/*
+ * Output above this is not added to: nghttp2 is told WOULDBLOCK and the write
+ * callback resumes below OUT_LOW. Reply payloads are queued by reference, so
+ * this bounds copies and frame headers, not a reply's size.
+ */
+#define OUT_HIGH		(4u << 20)
+#define OUT_LOW			(1u << 20)
+/* libevent reads and writes 16 KiB per callback by default (spec §11). */
+#define MAX_SINGLE_IO		(1u << 20)
+/* Our receive windows: per stream and for the whole connection. */
+#define STREAM_WINDOW		(1u << 20)
+#define CONN_WINDOW		(16u << 20)
+/* Largest DATA frame we accept (peers send no larger). */
+#define RECV_FRAME_SIZE		(1u << 18)
+/* Request header block bound; beyond it the stream is reset. */
+#define MAX_HEADER_BYTES	16384
+/* Messages up to this size are not held back by max_inflight_bytes, so
+ * reads keep flowing while large uploads wait for room. */
+#define SMALL_MESSAGE		16384
+
+static void	 conn_timer_cb(evutil_socket_t, short, void *);
+
+static struct stream *
+stream_get(struct conn *c, int32_t id)
+{
+	return nghttp2_session_get_stream_user_data(c->h2, id);
+}
+
+static void
+stream_free(struct stream *st)
+{
+	struct conn *c = st->conn;
+
+	grpc_stream_closed(st);
+	if (st->starved) {
+		TAILQ_REMOVE(&c->srv->starved, st, starved_entry);
+		st->starved = 0;
+	}
+	conn_stream_unreserve(st);
+	grpc_deframer_reset(&st->df);
+	free(st->msg.data);
+	TAILQ_REMOVE(&c->streams, st, entry);
+	c->nstreams--;
+	free(st);
+	if (c->nstreams == 0)
+		conn_rearm_timer(c);
+}
+
+/* --- flow control -------------------------------------------------------- */
+
+void
+conn_stream_unreserve(struct stream *st)
+{
+	if (st->reserved == 0)
+		return;
+	uint64_t r = st->reserved;
+	st->reserved = 0;
+	server_inflight(st->conn->srv, -(int64_t)r);
+}
+
+/*
+ * A message body counts against max_inflight_bytes from the moment its
+ * prefix is known. A stream whose message does not fit keeps receiving
+ * only what its window already allows: we hold back the stream's window
+ * (never the connection's, so that a reserved upload on the same
+ * connection always completes and frees room: no deadlock). One message
+ * is always admitted when nothing else is reserved, even if it alone is
+ * larger than the limit.
+ */
+int
+conn_stream_admit(struct stream *st)
+{
+	struct conn *c = st->conn;
+	struct server *srv = c->srv;
+
+	if (st->reserved == 0 && st->df.hdrlen == GRPC_PREFIX_LEN &&
+	    st->df.len > SMALL_MESSAGE) {
+		uint64_t need = (uint64_t)st->df.len + GRPC_PREFIX_LEN;
+
+		if (srv->inflight != 0 &&
+		    srv->inflight + need > srv->lim.max_inflight_bytes)
+			return 0;
+		st->reserved = need;
+		server_inflight(srv, (int64_t)need);
+	}
+	if (st->unconsumed > 0) {
+		/* The WINDOW_UPDATE goes out with the caller's next flush. */
+		nghttp2_session_consume_stream(c->h2, st->id, st->unconsumed);
+		st->unconsumed = 0;
+	}
+	return 1;
+}
+
+/* --- nghttp2 callbacks -------------------------------------------------- */
+
+static ssize_t
+send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (evbuffer_get_length(out) >= OUT_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (evbuffer_add(out, data, len) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return (ssize_t)len;
+}
+
+static int
+send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
+    size_t length, nghttp2_data_source *source, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st = source->ptr;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	return grpc_stream_send_data(st, framehd, length);
+}
+
+static int
+begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st;
+
+	if (frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	st->conn = c;
+	st->id = frame->hd.stream_id;
+	st->metric = MM_UNKNOWN;
+	st->start_ns = clock_now_ns();
+	st->req.encoding_ok = 1;
+	st->df.max = c->srv->lim.max_message_size;
+	STAILQ_INIT(&st->out);
+	TAILQ_INSERT_TAIL(&c->streams, st, entry);
+	c->nstreams++;
+	if (c->timer != NULL)
+		evtimer_del(c->timer);
+	nghttp2_session_set_stream_user_data(h2, st->id, st);
+	return 0;
+}
+
+static int
+name_is(const uint8_t *name, size_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return len == n && memcmp(name, lit, n) == 0;
+}
+
+static void
+copy_value(char *dst, size_t cap, size_t *dstlen, const uint8_t *v, size_t len)
+{
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(dst, v, len);
+	dst[len] = '\0';
+	if (dstlen != NULL)
+		*dstlen = len;
+}
+
+static int
+header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
+    size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st;
+	struct reqinfo *r;
+
+	if (frame->hd.type != NGHTTP2_HEADERS ||
+	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;		/* request trailers: nothing we use */
+	if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
+		return 0;
+	r = &st->req;
+	if (name_is(name, namelen, ":method"))
+		r->post = name_is(value, valuelen, "POST");
+	else if (name_is(name, namelen, ":path")) {
+		if (valuelen >= sizeof(r->path))
+			valuelen = 0;	/* no method has so long a name */
+		copy_value(r->path, sizeof(r->path), &r->pathlen, value,
+		    valuelen);
+	} else if (name_is(name, namelen, "content-type")) {
+		r->have_ct = 1;
+		r->grpc_ct = name_is(value, valuelen, "application/grpc") ||
+		    (valuelen > 17 &&
+		    memcmp(value, "application/grpc", 16) == 0 &&
+		    (value[16] == '+' || value[16] == ';'));
+	} else if (name_is(name, namelen, "grpc-encoding")) {
+		copy_value(r->encoding, sizeof(r->encoding), NULL, value,
+		    valuelen);
+		r->encoding_ok = name_is(value, valuelen, "identity");
+	} else if (name_is(name, namelen, "grpc-timeout")) {
+		if (grpc_timeout_parse((const char *)value, valuelen,
+		    &r->timeout_ns) != 0)
+			r->bad_timeout = 1;
+	} else if (name_is(name, namelen, "api_key")) {
+		r->have_key = 1;
+		/* A longer value cannot match any key we accept; keep it too
+		 * long so the comparison fails instead of truncating. */
+		if (valuelen > sizeof(r->api_key))
+			valuelen = sizeof(r->api_key);
+		memcpy(r->api_key, value, valuelen);
+		r->api_key_len = valuelen;
+	}
+	return 0;
+}
+
+static int
+frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st;
+
+	if (!c->got_frame) {
+		c->got_frame = 1;
+		conn_rearm_timer(c);
+	}
+	switch (frame->hd.type) {
+	case NGHTTP2_HEADERS:
+		if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
+			return 0;
+		if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+			grpc_stream_headers_done(st);
+		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+			st->remote_ended = 1;
+			grpc_stream_request_done(st);
+		}
+		break;
+	case NGHTTP2_DATA:
+		if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
+			return 0;
+		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+			st->remote_ended = 1;
+			grpc_stream_request_done(st);
+		}
+		break;
+	}
+	return 0;
+}
+
+static int
+data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
+    const uint8_t *data, size_t len, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st = stream_get(c, id);
+	size_t n, total = len;
+	struct grpc_message m;
+
+	if (st == NULL || st->discard || st->dispatched) {
+		nghttp2_session_consume(h2, id, total);
+		return 0;
+	}
+	while (len > 0) {
+		switch (grpc_deframe(&st->df, data, len, &n, &m)) {
+		case GF_NEED_MORE:
+			break;
+		case GF_MESSAGE:
+			/* A unary request carries one message; a second one
+			 * is refused when the request ends. */
+			if (!st->have_msg) {
+				st->msg = m;
+				st->have_msg = 1;
+			} else {
+				free(m.data);
+				st->extra_msg = 1;
+			}
+			break;
+		case GF_TOO_LARGE:
+			grpc_stream_too_large(st, st->df.announced);
+			nghttp2_session_consume(h2, id, total);
+			return 0;
+		case GF_NOMEM:
+			grpc_stream_too_large(st, st->df.len);
+			nghttp2_session_consume(h2, id, total);
+			return 0;
+		}
+		data += n;
+		len -= n;
+	}
+	/* The connection window always flows (see conn_stream_admit). */
+	nghttp2_session_consume_connection(h2, total);
+	st->unconsumed += total;
+	if (st->starved)
+		return 0;
+	if (!conn_stream_admit(st)) {
+		st->starved = 1;
+		TAILQ_INSERT_TAIL(&c->srv->starved, st, starved_entry);
+	}
+	return 0;
+}
+
+static int
+frame_send_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st;
+
+	if (frame->hd.type != NGHTTP2_HEADERS ||
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	st = stream_get(c, frame->hd.stream_id);
+	/* Trailers-Only while the client is still sending: tell it to stop
+	 * (gRPC's RST_STREAM NO_ERROR after a complete response). */
+	if (st != NULL && st->rst_after_headers && !st->remote_ended)
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, st->id,
+		    NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int
+stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct stream *st = stream_get(c, id);
+
+	if (st != NULL) {
+		nghttp2_session_set_stream_user_data(h2, id, NULL);
+		stream_free(st);
+	}
+	return 0;
+}
+
+static ssize_t
+data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+    uint32_t *data_flags, nghttp2_data_source *source, void *arg)
+{
+	return grpc_stream_read(source->ptr, len, data_flags);
+}
+
+static int
+error_cb(nghttp2_session *h2, int code, const char *msg, size_t len, void *arg)
+{
+	struct conn *c = arg;
+
+	log_debug("http2 error", "peer=%s error=\"%.*s\"", c->peer, (int)len,
+	    msg);
+	return 0;
+}
+
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *h2options;
+
+static int
+h2_setup(void)
+{
+	nghttp2_session_callbacks *cb;
+
+	if (callbacks != NULL)
+		return 0;
+	if (nghttp2_session_callbacks_new(&cb) != 0)
+		return -1;
+	nghttp2_session_callbacks_set_send_callback(cb, send_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb,
+	    begin_headers_cb);
+	nghttp2_session_callbacks_set_on_header_callback(cb, header_cb);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb,
+	    frame_recv_cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb,
+	    data_chunk_cb);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb,
+	    frame_send_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
+	    stream_close_cb);
+	nghttp2_session_callbacks_set_error_callback2(cb, error_cb);
+	if (nghttp2_option_new(&h2options) != 0) {
+		nghttp2_session_callbacks_del(cb);
+		return -1;
+	}
+	/* Window updates are ours to send: max_inflight_bytes (spec §4.6). */
+	nghttp2_option_set_no_auto_window_update(h2options, 1);
+	nghttp2_option_set_max_send_header_block_length(h2options, 65536);
+	callbacks = cb;
+	return 0;
+}
+
+int
+conn_submit_response(struct stream *st, const nghttp2_nv *nv, size_t nvlen,
+    int with_data)
+{
+	nghttp2_data_provider prd;
+
+	prd.source.ptr = st;
+	prd.read_callback = data_read_cb;
+	return nghttp2_submit_response(st->conn->h2, st->id, nv, nvlen,
+	    with_data ? &prd : NULL) == 0 ? 0 : -1;
+}
+
+void
+conn_resume(struct stream *st)
+{
+	if (st->deferred) {
+		st->deferred = 0;
+		nghttp2_session_resume_data(st->conn->h2, st->id);
+	}
+}
+
+void
+conn_stream_discard(struct stream *st)
+{
+	struct conn *c = st->conn;
+
+	st->discard = 1;
+	grpc_deframer_reset(&st->df);
+	free(st->msg.data);
+	st->msg.data = NULL;
+	if (st->starved) {
+		TAILQ_REMOVE(&c->srv->starved, st, starved_entry);
+		st->starved = 0;
+	}
+	conn_stream_unreserve(st);
+	if (st->unconsumed > 0) {
+		nghttp2_session_consume_stream(c->h2, st->id, st->unconsumed);
+		st->unconsumed = 0;
+	}
+}
+
+/* --- the connection ----------------------------------------------------- */
+
+void
+conn_flush(struct conn *c)
+{
+	if (c->in_recv)
+		return;		/* readcb sends once nghttp2 returns */
+	if (nghttp2_session_send(c->h2) != 0) {
+		conn_free(c);
+		return;
+	}
+	if (!nghttp2_session_want_read(c->h2) &&
+	    !nghttp2_session_want_write(c->h2)) {
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_free(c);
+		else
+			c->closing = 1;
+	}
+}
+
+static void
+readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	ssize_t rv;
+
+	c->in_recv = 1;
+	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
+		rv = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, n), n);
+		if (rv < 0) {
+			log_debug("http2 receive failed", "peer=%s error=\"%s\"",
+			    c->peer, nghttp2_strerror((int)rv));
+			c->in_recv = 0;
+			/* Tell the peer why when nghttp2 has a GOAWAY queued;
+			 * then close. */
+			nghttp2_session_send(c->h2);
+			c->closing = 1;
+			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+				conn_free(c);
+			return;
+		}
+		evbuffer_drain(in, (size_t)rv);
+	}
+	c->in_recv = 0;
+	conn_flush(c);
+}
+
+static void
+writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_free(c);
+		return;
+	}
+	conn_flush(c);
+}
+
+static void
+eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT)
+		log_info("send timeout", "peer=%s", c->peer);
+	else if (what & BEV_EVENT_ERROR)
+		log_debug("connection error", "peer=%s error=\"%s\"", c->peer,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	conn_free(c);
+}
+
+void
+conn_rearm_timer(struct conn *c)
+{
+	uint64_t ms;
+	struct timeval tv;
+
+	if (c->timer == NULL)
+		return;
+	evtimer_del(c->timer);
+	if (!c->got_frame)
+		ms = c->srv->lim.handshake_ms;
+	else if (c->nstreams == 0)
+		ms = c->srv->lim.idle_ms;
+	else
+		return;
+	if (ms == 0)
+		return;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (!c->got_frame) {
+		log_info("handshake timeout", "peer=%s", c->peer);
+		conn_free(c);
+		return;
+	}
+	log_debug("idle timeout", "peer=%s", c->peer);
+	nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+	c->goaway_sent = 1;
+	conn_flush(c);
+}
+
+static void
+peer_name(const struct sockaddr *sa, int len, char *buf, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+		break;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+		break;
+	}
+	default:
+		snprintf(buf, cap, "unix");
+	}
+}
+
+struct conn *
+conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+    int salen)
+{
+	struct conn *c;
+	struct timeval tv;
+	int one = 1;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		    (uint32_t)srv->lim.max_concurrent_streams },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, RECV_FRAME_SIZE },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES },
+	};
+
+	if (h2_setup() != 0 || (c = calloc(1, sizeof(*c))) == NULL) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	c->srv = srv;
+	TAILQ_INIT(&c->streams);
+	peer_name(sa, salen, c->peer, sizeof(c->peer));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->bev = bufferevent_socket_new(srv->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		free(c);
+		return NULL;
+	}
+	if (nghttp2_session_server_new2(&c->h2, callbacks, c, h2options) != 0)
+		goto fail;
+	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv,
+	    sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+	    CONN_WINDOW);
+	bufferevent_set_max_single_read(c->bev, MAX_SINGLE_IO);
+	bufferevent_set_max_single_write(c->bev, MAX_SINGLE_IO);
+	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
+	bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
+	/* send_timeout: libevent's write timeout runs only while output is
+	 * pending and restarts on every progress. */
+	tv.tv_sec = (time_t)(srv->lim.send_ms / 1000);
+	tv.tv_usec = (suseconds_t)(srv->lim.send_ms % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if ((c->timer = evtimer_new(srv->base, conn_timer_cb, c)) == NULL)
+		goto fail;
+	conn_rearm_timer(c);
+	TAILQ_INSERT_TAIL(&srv->conns, c, entry);
+	srv->nconns++;
+	metrics_connections(1);
+	conn_flush(c);		/* our SETTINGS */
+	return c;
+fail:
+	if (c->h2 != NULL)
+		nghttp2_session_del(c->h2);
+	bufferevent_free(c->bev);
+	free(c);
+	return NULL;
+}
+
+void
+conn_free(struct conn *c)
+{
+	struct stream *st;
+
+	/* nghttp2_session_del() calls no stream-close callback: close ours
+	 * first, so pending calls are detached and leases released. */
+	while ((st = TAILQ_FIRST(&c->streams)) != NULL)
+		stream_free(st);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	nghttp2_session_del(c->h2);
+	/* Frees queued output; reference cleanups release their leases. */
+	bufferevent_free(c->bev);
+	TAILQ_REMOVE(&c->srv->conns, c, entry);
+	c->srv->nconns--;
+	metrics_connections(-1);
+	server_conn_closed(c->srv, c);
+	free(c);
+}
+
+void
+conn_shutdown_notice(struct conn *c)
+{
+	nghttp2_submit_shutdown_notice(c->h2);
+	conn_flush(c);
+}
+
+void
+conn_goaway(struct conn *c)
+{
+	if (c->goaway_sent)
+		return;
+	c->goaway_sent = 1;
+	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+	    nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+	    NULL, 0);
+	conn_flush(c);
+}

@@ -1,1 +1,89 @@
-/* placeholder */
+/*
+ * grpc.h: the gRPC call layer (spec §3) between HTTP/2 streams (conn.c) and
+ * the handlers (cache.c, health.c): the method table, status codes, and the
+ * call API a handler answers through, at once or later.
+ *
+ * A handler receives a decoded request and must finish the call exactly once
+ * with call_reply() or call_error(), now or from a later callback (a backend
+ * write committing, an upstream answer). The stream may be reset meanwhile:
+ * finishing a call whose stream is gone is safe and only frees it. Streaming
+ * handlers (health Watch) send with call_send() and set an on_cancel hook that
+ * tells them when the stream went away.
+ */
+#ifndef ALPCRUND_GRPC_H
+#define ALPCRUND_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "backend.h"
+#include "metrics.h"
+
+enum grpc_status {
+	GRPC_OK = 0,
+	GRPC_CANCELLED = 1,
+	GRPC_UNKNOWN = 2,
+	GRPC_INVALID_ARGUMENT = 3,
+	GRPC_DEADLINE_EXCEEDED = 4,
+	GRPC_NOT_FOUND = 5,
+	GRPC_ALREADY_EXISTS = 6,
+	GRPC_PERMISSION_DENIED = 7,
+	GRPC_RESOURCE_EXHAUSTED = 8,
+	GRPC_FAILED_PRECONDITION = 9,
+	GRPC_ABORTED = 10,
+	GRPC_OUT_OF_RANGE = 11,
+	GRPC_UNIMPLEMENTED = 12,
+	GRPC_INTERNAL = 13,
+	GRPC_UNAVAILABLE = 14,
+	GRPC_DATA_LOSS = 15,
+	GRPC_UNAUTHENTICATED = 16,
+};
+
+const char	*grpc_status_name(int);
+
+struct call;
+
+typedef void method_handler(struct call *, ProtobufCMessage *req);
+
+#define METHOD_NO_AUTH		0x01	/* health: no api_key needed */
+#define METHOD_STREAMING	0x02	/* server streaming reply */
+
+struct method {
+	const char			 *path;	/* "/alpcrun.v1.Cache/GetSharedData" */
+	enum metric_method		  metric;
+	const ProtobufCMessageDescriptor *request;
+	method_handler			 *handler;
+	int				  flags;
+};
+
+/* methods.c: the table of served methods. */
+const struct method *method_find(const char *path, size_t len);
+
+/*
+ * Finish with a reply message. When lease is not NULL, the reply's bytes
+ * field points into lease->data: those bytes are sent by reference, never
+ * copied, and the lease is released once the socket has taken the last of
+ * them (or the stream is gone). The call owns the lease from here on.
+ */
+void	 call_reply(struct call *, const ProtobufCMessage *reply,
+	    struct be_lease *lease);
+/* Finish with an error status; fmt builds grpc-message (may be NULL). */
+void	 call_error(struct call *, int status, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Streaming: send one message; the call stays open. 0, or -1 when the
+ * stream is gone. */
+int	 call_send(struct call *, const ProtobufCMessage *msg);
+/* Streaming: called once when the stream goes away before the handler
+ * finished; the handler must then finish the call (call_error is fine). */
+void	 call_set_cancel(struct call *, void (*fn)(struct call *, void *),
+	    void *arg);
+/* Still attached to a live stream? */
+int	 call_alive(const struct call *);
+/* Absolute deadline on the monotonic clock from grpc-timeout; 0 = none. */
+uint64_t call_deadline(const struct call *);
+/* The handler's own per-call state. */
+void	*call_data(const struct call *);
+void	 call_set_data(struct call *, void *);
+
+#endif

@@ -1,1 +1,317 @@
-int main(void){return 0;}
+/*
+ * main.c: alpcrund's entry point and lifecycle: options, configuration,
+ * the open-file limit, start-up of every part in order, signals (handlers
+ * only note them: libevent's evsignal runs the work on the loop), SIGHUP
+ * reload, SIGTERM/SIGINT drain, and exit.
+ */
+#include <sys/resource.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "auth.h"
+#include "backend.h"
+#include "cache.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+#include "sweeper.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG	SYSCONFDIR "/alpcrund.conf"
+/* Descriptors besides connections: listeners, log, metrics, backend. */
+#define FD_RESERVE	64
+
+static struct {
+	const char		*path;		/* -c, or the default */
+	int			 path_given;
+	struct config		 conf;
+	struct event_base	*base;
+	struct backend		*be;
+	struct server		 srv;
+	struct sweeper		*sweeper;
+	int			 metrics_on;
+} d;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: alpcrund [-htvV] [-c file]\n"
+	    "  -c file  configuration file (default %s)\n"
+	    "  -t       check the configuration and exit\n"
+	    "  -v       with -t, print the effective configuration\n"
+	    "  -h       this help\n"
+	    "  -V       print the version\n", DEFAULT_CONFIG);
+}
+
+static int
+load(struct config *conf)
+{
+	struct config_errors errs = { 0 };
+	size_t i;
+	int rv;
+
+	rv = config_load(d.path, !d.path_given, conf, &errs);
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msgs[i]);
+	config_errors_free(&errs);
+	return rv;
+}
+
+/* Each connection is a descriptor: make room, or refuse to start. */
+static int
+raise_nofile(uint64_t max_connections)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max < need) {
+		struct rlimit up = { need, need };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return 0;
+		log_error("cannot raise the open-file limit",
+		    "max_connections=%llu need=%llu hard_limit=%llu",
+		    (unsigned long long)max_connections,
+		    (unsigned long long)need,
+		    (unsigned long long)rl.rlim_max);
+		return -1;
+	}
+	rl.rlim_cur = need;
+	return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static int
+write_pid_file(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0644)) < 0)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+static void
+on_backend_change(void *arg, enum be_event ev, const uint8_t *key,
+    size_t keylen, uint32_t level, size_t len)
+{
+	if (ev == BE_EV_EXPIRE)
+		metrics_count(MC_EXPIRED, 1);
+	else if (ev == BE_EV_EVICT)
+		metrics_count(MC_EVICTIONS, 1);
+}
+
+static void
+reload(void)
+{
+	struct config next;
+	char err[256], changed[512];
+	size_t n;
+
+	log_info("reloading", "file=%s", d.path);
+	if (load(&next) != 0) {
+		log_error("reload failed, configuration unchanged",
+		    "file=%s", d.path);
+		return;
+	}
+	if (log_open(next.log_target, next.log_level) != 0)
+		log_error("cannot open log target, keeping the old one",
+		    "target=%s error=\"%s\"", next.log_target,
+		    strerror(errno));
+	if (auth_load(&next, err, sizeof(err)) != 0)
+		log_error("api key not reloaded, keeping the old one",
+		    "error=\"%s\"", err);
+	n = config_restart_changes(&d.conf, &next, changed, sizeof(changed));
+	if (n > 0)
+		log_warn("changes need a restart", "directives=\"%s\"",
+		    changed);
+	cache_reconfigure(&next);
+	d.be->ops->reconfigure(d.be, &next);
+	sweeper_set_interval(d.sweeper, next.sweep_interval);
+	server_reconfigure(&d.srv, &next);
+	config_free(&d.conf);
+	d.conf = next;
+	d.srv.conf = &d.conf;
+	log_info("reloaded", "file=%s", d.path);
+}
+
+static void
+on_drained(struct server *srv)
+{
+	event_base_loopexit(d.base, NULL);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGHUP:
+		reload();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (d.srv.draining) {
+			log_info("already draining", "signal=%d", (int)sig);
+			break;
+		}
+		log_info("signal received, draining", "signal=%s",
+		    sig == SIGTERM ? "TERM" : "INT");
+		d.srv.on_drained = on_drained;
+		server_drain(&d.srv);
+		if (d.srv.nconns == 0)
+			event_base_loopexit(d.base, NULL);
+		break;
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	const struct backend_ops *ops;
+	struct event *sigs[4];
+	const int signos[4] = { SIGHUP, SIGTERM, SIGINT, 0 };
+	char err[512];
+	int ch, test = 0, verbose = 0, rv = 1;
+	size_t i;
+
+	d.path = DEFAULT_CONFIG;
+	while ((ch = getopt(argc, argv, "c:htvV")) != -1) {
+		switch (ch) {
+		case 'c':
+			d.path = optarg;
+			d.path_given = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 't':
+			test = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'V':
+			printf("alpcrund %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (load(&d.conf) != 0) {
+		if (test)
+			fprintf(stderr, "%s: configuration has errors\n",
+			    d.path);
+		return 1;
+	}
+	if (test) {
+		if (verbose)
+			config_dump(&d.conf, stdout);
+		fprintf(stderr, "%s: configuration OK\n",
+		    d.conf.path != NULL ? d.conf.path : "(defaults)");
+		config_free(&d.conf);
+		return 0;
+	}
+	if (log_open(d.conf.log_target, d.conf.log_level) != 0) {
+		fprintf(stderr, "alpcrund: log_target %s: %s\n",
+		    d.conf.log_target, strerror(errno));
+		return 1;
+	}
+	if (raise_nofile(d.conf.max_connections) != 0)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	if ((d.base = event_base_new()) == NULL) {
+		log_error("cannot create the event loop", NULL);
+		return 1;
+	}
+	if ((ops = backend_find(d.conf.backend)) == NULL) {
+		log_error("unknown backend", "backend=%s", d.conf.backend);
+		return 1;
+	}
+	if ((d.be = ops->open(&d.conf, d.base, err, sizeof(err))) == NULL) {
+		log_error("cannot open the backend", "backend=%s error=\"%s\"",
+		    ops->name, err);
+		return 1;
+	}
+	backend_set_hook(d.be, on_backend_change, NULL);
+	metrics_set_backend(d.be);
+	if (auth_load(&d.conf, err, sizeof(err)) != 0) {
+		log_error("cannot load the api key", "error=\"%s\"", err);
+		goto out;
+	}
+	cache_init(d.be, &d.conf);
+	if (server_init(&d.srv, d.base, &d.conf, d.be, err, sizeof(err)) != 0 ||
+	    server_listen(&d.srv, err, sizeof(err)) != 0) {
+		log_error("cannot listen", "error=\"%s\"", err);
+		goto out;
+	}
+	if (d.conf.metrics_listen != NULL) {
+		if (metrics_listen(d.base, d.conf.metrics_listen, err,
+		    sizeof(err)) != 0) {
+			log_error("cannot serve metrics", "error=\"%s\"", err);
+			goto out;
+		}
+		d.metrics_on = 1;
+		log_info("metrics listening", "addr=%s", d.conf.metrics_listen);
+	}
+	if ((d.sweeper = sweeper_start(d.base, d.be,
+	    d.conf.sweep_interval)) == NULL) {
+		log_error("cannot start the sweeper", NULL);
+		goto out;
+	}
+	if (d.conf.pid_file != NULL && write_pid_file(d.conf.pid_file) != 0) {
+		log_error("cannot write pid_file", "path=%s error=\"%s\"",
+		    d.conf.pid_file, strerror(errno));
+		goto out;
+	}
+	for (i = 0; signos[i] != 0; i++) {
+		sigs[i] = evsignal_new(d.base, signos[i], signal_cb, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	sigs[i] = NULL;
+	log_info("ready", "version=%s mode=%s backend=%s config=%s",
+	    PACKAGE_VERSION, d.conf.mode == MODE_NODE ? "node" : "central",
+	    ops->name, d.conf.path != NULL ? d.conf.path : "(defaults)");
+	event_base_dispatch(d.base);
+	for (i = 0; sigs[i] != NULL; i++)
+		event_free(sigs[i]);
+	log_info("exiting", NULL);
+	rv = 0;
+out:
+	server_free(&d.srv);
+	if (d.sweeper != NULL)
+		sweeper_stop(d.sweeper);
+	if (d.metrics_on)
+		metrics_close();
+	if (d.conf.pid_file != NULL && rv == 0)
+		unlink(d.conf.pid_file);
+	d.be->ops->close(d.be);
+	event_base_free(d.base);
+	config_free(&d.conf);
+	log_close();
+	return rv;
+}

@@ -1,1 +1,40 @@
-/* placeholder */ typedef int placeholder_methods_t;
+/*
+ * methods.c: the method table: which gRPC paths are served, by which
+ * handler, with which request type and metrics label.
+ */
+#include <string.h>
+
+#include "alpcrun/v1/cache.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "cache.h"
+#include "grpc.h"
+#include "health.h"
+
+static const struct method methods[] = {
+	{ "/alpcrun.v1.Cache/GetSharedData", MM_GET,
+	    &alpcrun__v1__shared_data__descriptor, cache_get, 0 },
+	{ "/alpcrun.v1.Cache/SetSharedData", MM_SET,
+	    &alpcrun__v1__shared_data__descriptor, cache_set, 0 },
+	{ "/alpcrun.v1.Cache/UpdateSharedData", MM_UPDATE,
+	    &alpcrun__v1__shared_data__descriptor, cache_update, 0 },
+	{ "/alpcrun.v1.Cache/DeleteSharedData", MM_DELETE,
+	    &alpcrun__v1__shared_data__descriptor, cache_delete, 0 },
+	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
+	    &grpc__health__v1__health_check_request__descriptor,
+	    health_check, METHOD_NO_AUTH },
+	{ "/grpc.health.v1.Health/Watch", MM_HEALTH_WATCH,
+	    &grpc__health__v1__health_check_request__descriptor,
+	    health_watch, METHOD_NO_AUTH | METHOD_STREAMING },
+};
+
+const struct method *
+method_find(const char *path, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strlen(methods[i].path) == len &&
+		    memcmp(methods[i].path, path, len) == 0)
+			return &methods[i];
+	return NULL;
+}

@@ -1,1 +1,431 @@
-/* placeholder */ typedef int placeholder_metrics_t;
+/*
+ * metrics.c: the daemon's counters and gauges (spec §8) and the HTTP server
+ * that shows them, on libevent's evhttp bound to metrics_listen:
+ *
+ *	GET /metrics	Prometheus text exposition format 0.0.4
+ *	GET /healthz	200 "ok\n" (the loop answered: liveness)
+ *	GET /readyz	200 "ready\n", or 503 "<reason>\n" (metrics_set_ready)
+ *	other paths	404; a known path with a method other than GET (or
+ *			HEAD, which libevent answers without the body) 405
+ *
+ * Counting is plain arithmetic on static arrays from the loop thread: no
+ * lock, no allocation on the request path. A scrape builds its response in
+ * an evbuffer at scrape time.
+ *
+ * Out-of-range arguments never index past the arrays: a method outside the
+ * enum counts as MM_UNKNOWN, a status code outside 0-16 as UNKNOWN (2), an
+ * unknown counter is ignored.
+ *
+ * Defaults before the daemon says otherwise: ready (the daemon calls
+ * metrics_set_ready(0, …) while starting or draining), upstream_up 0.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "backend.h"
+#include "metrics.h"
+
+#define GRPC_CODES	17
+
+/* Histogram bucket upper bounds, in ns and as Prometheus `le` labels. */
+static const uint64_t bucket_ns[] = {
+	50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000, 25000000, 50000000,
+	100000000, 250000000, 500000000,
+	1000000000, 2500000000, 5000000000, 10000000000,
+};
+#define NBUCKETS	(sizeof(bucket_ns) / sizeof(bucket_ns[0]))
+static const char *const bucket_le[NBUCKETS] = {
+	"0.00005", "0.0001", "0.00025", "0.0005",
+	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+	"0.1", "0.25", "0.5",
+	"1", "2.5", "5", "10",
+};
+
+static const char *const method_names[MM_COUNT] = {
+	[MM_SET] = "SetSharedData",
+	[MM_UPDATE] = "UpdateSharedData",
+	[MM_GET] = "GetSharedData",
+	[MM_DELETE] = "DeleteSharedData",
+	[MM_WATCH] = "WatchSharedData",
+	[MM_HEALTH_CHECK] = "grpc.health.v1.Health/Check",
+	[MM_HEALTH_WATCH] = "grpc.health.v1.Health/Watch",
+	[MM_UNKNOWN] = "unknown",
+};
+
+static const char *const code_names[GRPC_CODES] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+	"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+	"DATA_LOSS", "UNAUTHENTICATED",
+};
+
+static const struct {
+	const char	*name;
+	const char	*help;
+} counter_info[MC_COUNT] = {
+	[MC_CACHE_HITS] = { "alpcrund_cache_hits_total",
+	    "Lookups answered from the cache." },
+	[MC_CACHE_MISSES] = { "alpcrund_cache_misses_total",
+	    "Lookups that found no entry." },
+	[MC_UPSTREAM_FETCHES] = { "alpcrund_upstream_fetches_total",
+	    "Fetches from the upstream cache (node mode)." },
+	[MC_COALESCED_WAITS] = { "alpcrund_coalesced_waits_total",
+	    "Requests that waited on a fetch already in flight." },
+	[MC_EVICTIONS] = { "alpcrund_evictions_total",
+	    "Entries evicted to make room." },
+	[MC_EXPIRED] = { "alpcrund_expired_total",
+	    "Entries whose TTL ran out." },
+};
+
+static struct {
+	uint64_t	 requests[MM_COUNT][GRPC_CODES];
+	uint64_t	 buckets[MM_COUNT][NBUCKETS + 1];	/* last: +Inf */
+	uint64_t	 sum_ns[MM_COUNT];
+	uint64_t	 count[MM_COUNT];
+	uint64_t	 counters[MC_COUNT];
+	int64_t		 connections;
+	int64_t		 inflight;
+	int		 upstream_up;
+	int		 ready;
+	char		 reason[128];
+	struct backend	*backend;
+	struct evhttp	*http;
+} m = { .ready = 1 };
+
+const char *
+metrics_method_name(enum metric_method mm)
+{
+	if ((unsigned)mm >= MM_COUNT)
+		return method_names[MM_UNKNOWN];
+	return method_names[mm];
+}
+
+void
+metrics_request(enum metric_method mm, int code, uint64_t duration_ns)
+{
+	size_t	 b;
+
+	if ((unsigned)mm >= MM_COUNT)
+		mm = MM_UNKNOWN;
+	if (code < 0 || code >= GRPC_CODES)
+		code = 2;	/* UNKNOWN */
+	m.requests[mm][code]++;
+	for (b = 0; b < NBUCKETS && duration_ns > bucket_ns[b]; b++)
+		;
+	m.buckets[mm][b]++;
+	m.sum_ns[mm] += duration_ns;
+	m.count[mm]++;
+}
+
+void
+metrics_count(enum metric_counter c, uint64_t n)
+{
+	if ((unsigned)c < MC_COUNT)
+		m.counters[c] += n;
+}
+
+void
+metrics_connections(int delta)
+{
+	m.connections += delta;
+}
+
+void
+metrics_inflight(int64_t delta)
+{
+	m.inflight += delta;
+}
+
+void
+metrics_upstream_up(int up)
+{
+	m.upstream_up = up != 0;
+}
+
+void
+metrics_set_backend(struct backend *be)
+{
+	m.backend = be;
+}
+
+void
+metrics_set_ready(int ready, const char *reason)
+{
+	m.ready = ready != 0;
+	if (m.ready)
+		m.reason[0] = '\0';
+	else
+		snprintf(m.reason, sizeof(m.reason), "%s",
+		    reason != NULL && reason[0] != '\0' ? reason : "not ready");
+}
+
+uint64_t
+metrics_requests(enum metric_method mm, int code)
+{
+	if ((unsigned)mm >= MM_COUNT || code < 0 || code >= GRPC_CODES)
+		return 0;
+	return m.requests[mm][code];
+}
+
+/* ----- exposition ------------------------------------------------------------ */
+
+static void
+head(struct evbuffer *out, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+static void
+render(struct evbuffer *out)
+{
+	struct be_stats	 st;
+	uint64_t	 cum;
+	size_t		 mm, c, b;
+
+	head(out, "alpcrund_requests_total", "counter",
+	    "gRPC requests finished, by method and status code.");
+	for (mm = 0; mm < MM_COUNT; mm++)
+		for (c = 0; c < GRPC_CODES; c++)
+			if (m.requests[mm][c] != 0)
+				evbuffer_add_printf(out,
+				    "alpcrund_requests_total{method=\"%s\","
+				    "code=\"%s\"} %" PRIu64 "\n",
+				    method_names[mm], code_names[c],
+				    m.requests[mm][c]);
+
+	head(out, "alpcrund_request_duration_seconds", "histogram",
+	    "Time from a request's headers to its trailers, by method.");
+	for (mm = 0; mm < MM_COUNT; mm++) {
+		cum = 0;
+		for (b = 0; b <= NBUCKETS; b++) {
+			cum += m.buckets[mm][b];
+			evbuffer_add_printf(out,
+			    "alpcrund_request_duration_seconds_bucket"
+			    "{method=\"%s\",le=\"%s\"} %" PRIu64 "\n",
+			    method_names[mm],
+			    b < NBUCKETS ? bucket_le[b] : "+Inf", cum);
+		}
+		evbuffer_add_printf(out,
+		    "alpcrund_request_duration_seconds_sum{method=\"%s\"} "
+		    "%" PRIu64 ".%09" PRIu64 "\n"
+		    "alpcrund_request_duration_seconds_count{method=\"%s\"} "
+		    "%" PRIu64 "\n",
+		    method_names[mm], m.sum_ns[mm] / 1000000000,
+		    m.sum_ns[mm] % 1000000000, method_names[mm], m.count[mm]);
+	}
+
+	if (m.backend != NULL && m.backend->ops != NULL &&
+	    m.backend->ops->stats != NULL) {
+		memset(&st, 0, sizeof(st));
+		m.backend->ops->stats(m.backend, &st);
+		head(out, "alpcrund_entries", "gauge",
+		    "Entries stored (live or not yet swept).");
+		evbuffer_add_printf(out, "alpcrund_entries %" PRIu64 "\n",
+		    st.entries);
+		head(out, "alpcrund_payload_bytes", "gauge",
+		    "Bytes of payload stored.");
+		evbuffer_add_printf(out, "alpcrund_payload_bytes %" PRIu64 "\n",
+		    st.payload_bytes);
+	}
+
+	for (c = 0; c < MC_COUNT; c++) {
+		head(out, counter_info[c].name, "counter", counter_info[c].help);
+		evbuffer_add_printf(out, "%s %" PRIu64 "\n", counter_info[c].name,
+		    m.counters[c]);
+	}
+
+	head(out, "alpcrund_connections", "gauge",
+	    "Client connections open.");
+	evbuffer_add_printf(out, "alpcrund_connections %" PRId64 "\n",
+	    m.connections);
+	head(out, "alpcrund_upstream_up", "gauge",
+	    "1 when the link to the upstream cache is up (node mode).");
+	evbuffer_add_printf(out, "alpcrund_upstream_up %d\n", m.upstream_up);
+	head(out, "alpcrund_inflight_bytes", "gauge",
+	    "Bytes of request bodies buffered now.");
+	evbuffer_add_printf(out, "alpcrund_inflight_bytes %" PRId64 "\n",
+	    m.inflight);
+}
+
+/* ----- HTTP -------------------------------------------------------------------- */
+
+static void
+reply(struct evhttp_request *req, int code, const char *reason,
+    const char *ctype, struct evbuffer *body)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void
+handle(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
+	const char		*path = uri != NULL ? evhttp_uri_get_path(uri) :
+				    NULL;
+	enum evhttp_cmd_type	 cmd = evhttp_request_get_command(req);
+	struct evbuffer		*body;
+	enum { R_NONE, R_METRICS, R_HEALTHZ, R_READYZ } route = R_NONE;
+
+	(void)arg;
+	if (path != NULL) {
+		if (strcmp(path, "/metrics") == 0)
+			route = R_METRICS;
+		else if (strcmp(path, "/healthz") == 0)
+			route = R_HEALTHZ;
+		else if (strcmp(path, "/readyz") == 0)
+			route = R_READYZ;
+	}
+
+	if ((body = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	if (route == R_NONE) {
+		evbuffer_add_printf(body, "not found\n");
+		reply(req, HTTP_NOTFOUND, "Not Found",
+		    "text/plain; charset=utf-8", body);
+	} else if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", "GET, HEAD");
+		evbuffer_add_printf(body, "method not allowed\n");
+		reply(req, HTTP_BADMETHOD, "Method Not Allowed",
+		    "text/plain; charset=utf-8", body);
+	} else if (route == R_METRICS) {
+		render(body);
+		reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8",
+		    body);
+	} else if (route == R_HEALTHZ) {
+		evbuffer_add_printf(body, "ok\n");
+		reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
+	} else if (m.ready) {
+		evbuffer_add_printf(body, "ready\n");
+		reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
+	} else {
+		evbuffer_add_printf(body, "%s\n", m.reason);
+		reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+		    "text/plain; charset=utf-8", body);
+	}
+	evbuffer_free(body);
+}
+
+/*
+ * "host:port", "[v6]:port", ":port" or "*:port" (all IPv4 addresses).
+ * Returns 0, or -1 with err filled.
+ */
+static int
+parse_addr(const char *addr, char *host, size_t hostlen, uint16_t *port,
+    char *err, size_t errlen)
+{
+	const char	*h, *p, *colon;
+	size_t		 n;
+	unsigned long	 v;
+	char		*end;
+
+	if (addr == NULL || addr[0] == '\0') {
+		snprintf(err, errlen, "metrics_listen: empty address");
+		return -1;
+	}
+	if (addr[0] == '[') {
+		h = addr + 1;
+		if ((colon = strchr(h, ']')) == NULL || colon[1] != ':') {
+			snprintf(err, errlen, "metrics_listen \"%s\": expected "
+			    "[address]:port", addr);
+			return -1;
+		}
+		n = (size_t)(colon - h);
+		p = colon + 2;
+	} else {
+		h = addr;
+		if ((colon = strrchr(addr, ':')) == NULL) {
+			snprintf(err, errlen, "metrics_listen \"%s\": expected "
+			    "host:port", addr);
+			return -1;
+		}
+		if (memchr(addr, ':', (size_t)(colon - addr)) != NULL) {
+			snprintf(err, errlen, "metrics_listen \"%s\": an IPv6 "
+			    "address needs brackets: [address]:port", addr);
+			return -1;
+		}
+		n = (size_t)(colon - h);
+		p = colon + 1;
+	}
+	if (n >= hostlen) {
+		snprintf(err, errlen, "metrics_listen \"%s\": host name too "
+		    "long", addr);
+		return -1;
+	}
+	if (n == 0 || (n == 1 && h[0] == '*'))
+		snprintf(host, hostlen, "0.0.0.0");
+	else {
+		memcpy(host, h, n);
+		host[n] = '\0';
+	}
+	errno = 0;
+	v = strtoul(p, &end, 10);
+	if (p[0] < '0' || p[0] > '9' || *end != '\0' || errno != 0 ||
+	    v > 65535) {
+		snprintf(err, errlen, "metrics_listen \"%s\": bad port", addr);
+		return -1;
+	}
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int
+metrics_listen(struct event_base *base, const char *addr, char *err,
+    size_t errlen)
+{
+	struct evhttp	*http;
+	char		 host[256];
+	uint16_t	 port;
+
+	if (parse_addr(addr, host, sizeof(host), &port, err, errlen) == -1)
+		return -1;
+	if ((http = evhttp_new(base)) == NULL) {
+		snprintf(err, errlen, "metrics_listen: evhttp_new failed");
+		return -1;
+	}
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_timeout(http, 30);
+	evhttp_set_max_headers_size(http, 16384);
+	evhttp_set_max_body_size(http, 65536);
+	evhttp_set_gencb(http, handle, NULL);
+	errno = 0;
+	if (evhttp_bind_socket_with_handle(http, host, port) == NULL) {
+		snprintf(err, errlen, "metrics_listen \"%s\": %s", addr,
+		    errno != 0 ? strerror(errno) : "cannot bind");
+		evhttp_free(http);
+		return -1;
+	}
+	/* A new address (reload) replaces the old server only once bound. */
+	if (m.http != NULL)
+		evhttp_free(m.http);
+	m.http = http;
+	return 0;
+}
+
+void
+metrics_close(void)
+{
+	if (m.http != NULL)
+		evhttp_free(m.http);
+	m.http = NULL;
+}

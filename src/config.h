@@ -1,0 +1,137 @@
+/*
+ * config.h: the daemon's configuration (spec §7) and the directive table that
+ * drives parsing, validation, `alpcrund -t` and the man page.
+ *
+ * Every directive is one row of config_table[] (config_table.c): name, type,
+ * bounds, default (as the text a user would write), whether it applies live on
+ * SIGHUP, and a one-line help. The parser (config.c) knows types, not names.
+ */
+#ifndef ALPCRUND_CONFIG_H
+#define ALPCRUND_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum alp_mode { MODE_CENTRAL = 0, MODE_NODE = 1 };
+
+#define CONFIG_MAX_LISTEN 16
+
+/* Values of every directive after parsing. Durations are in milliseconds,
+ * sizes in bytes, percentages 0-100, flags 0/1. Strings are heap copies owned
+ * by the struct (NULL when unset). */
+struct config {
+	int		 mode;			/* enum alp_mode */
+	char		*listen[CONFIG_MAX_LISTEN];
+	size_t		 nlisten;
+	char		*backend;
+	char		*lmdb_path;
+	uint64_t	 lmdb_map_size;
+	int		 lmdb_sync;
+	uint64_t	 lmdb_max_readers;
+	uint64_t	 lmdb_full_ratio;	/* percent */
+	uint64_t	 max_memory;
+	uint64_t	 default_ttl;		/* ms */
+	uint64_t	 max_ttl;		/* ms */
+	uint64_t	 sweep_interval;	/* ms */
+	uint64_t	 max_message_size;
+	uint64_t	 max_inflight_bytes;
+	char		*api_key_file;
+	char		*upstream_api_key_file;
+	char		*tls_cert;
+	char		*tls_key;
+	char		*tls_client_ca;
+	char		*upstream;
+	int		 upstream_tls;
+	char		*upstream_ca;
+	char		*upstream_cert;
+	char		*upstream_key;
+	char		*upstream_server_name;
+	uint64_t	 upstream_timeout;	/* ms */
+	uint64_t	 upstream_connect_timeout; /* ms */
+	uint64_t	 upstream_keepalive;	/* ms */
+	int		 prefetch;
+	uint64_t	 prefetch_concurrency;
+	uint64_t	 watch_buffer;
+	char		*metrics_listen;
+	uint64_t	 max_connections;
+	uint64_t	 max_concurrent_streams;
+	uint64_t	 handshake_timeout;	/* ms */
+	uint64_t	 idle_timeout;		/* ms */
+	uint64_t	 send_timeout;		/* ms */
+	uint64_t	 shutdown_grace;	/* ms */
+	char		*log_level;
+	char		*log_target;
+	char		*pid_file;
+
+	/* Not directives: where the values came from. */
+	char		*path;			/* file read, NULL for none */
+};
+
+enum config_type {
+	CONF_STRING,	/* any non-empty word */
+	CONF_PATH,	/* a file system path */
+	CONF_CHOICE,	/* one of choices[] */
+	CONF_FLAG,	/* on | off */
+	CONF_NUMBER,	/* unsigned integer */
+	CONF_DURATION,	/* 500ms, 30s, 10m, 1h (bare number: seconds) */
+	CONF_SIZE,	/* 512k, 64m, 8g (bare number: bytes) */
+	CONF_PERCENT,	/* 90% (or 90) */
+	CONF_ADDRESS,	/* host:port, [v6]:port or unix:/path */
+};
+
+/* Directive flags. */
+#define CONF_LIVE	0x01	/* SIGHUP applies it at once */
+#define CONF_MULTI	0x02	/* may repeat (listen) */
+#define CONF_LATER	0x04	/* not supported in this build yet */
+#define CONF_ZERO	0x08	/* 0 (off / no limit) accepted besides min..max */
+#define CONF_ENUM	0x10	/* CONF_CHOICE stored as an int index, not a string */
+
+struct config_directive {
+	const char	 *name;
+	enum config_type  type;
+	int		  flags;
+	uint64_t	  min, max;	/* bounds for number, duration (ms), size, percent */
+	const char	 *def;		/* default as written in a file; NULL: unset */
+	const char	 *def_node;	/* default in mode node, when it differs */
+	const char *const *choices;	/* CONF_CHOICE: NULL-terminated */
+	const char *const *later_choices; /* choices not supported in this build */
+	size_t		  offset;	/* into struct config */
+	const char	 *help;		/* one line for -t -v and the man page */
+};
+
+extern const struct config_directive config_table[];
+extern const size_t config_table_len;
+
+/* One error: "file:line: message", collected so that all are reported in one
+ * run. */
+struct config_errors {
+	char	**msgs;
+	size_t	  n;
+};
+
+/*
+ * Parse `path` (NULL: no file, defaults only) into a fresh config. Returns 0
+ * and fills *out, or -1 with every error appended to errs (and *out left
+ * zeroed). `path` that does not exist is an error unless allow_missing.
+ */
+int	 config_load(const char *path, int allow_missing, struct config *out,
+	    struct config_errors *errs);
+void	 config_free(struct config *);
+void	 config_errors_free(struct config_errors *);
+
+/* Write every directive with its effective value, one per line, in file
+ * syntax (`alpcrund -t -v`). */
+void	 config_dump(const struct config *, FILE *);
+
+/* Names of restart-only directives whose values differ between a and b,
+ * separated by ", " into buf; returns the count. */
+size_t	 config_restart_changes(const struct config *a,
+	    const struct config *b, char *buf, size_t len);
+
+/* Value parsers, shared with tests: 0 on success, -1 on a malformed or
+ * overflowing value. */
+int	 parse_duration_ms(const char *, uint64_t *ms);
+int	 parse_size(const char *, uint64_t *bytes);
+
+#endif
