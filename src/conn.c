@@ -205,6 +205,14 @@ header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
 	if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
 		return 0;
 	r = &st->req;
+	/* SETTINGS_MAX_HEADER_LIST_SIZE is advisory: enforce it (RFC 9113
+	 * counts 32 bytes of overhead per field). */
+	r->header_bytes += namelen + valuelen + 32;
+	if (r->header_bytes > MAX_HEADER_BYTES) {
+		log_debug("request headers too large", "peer=%s bytes=%zu",
+		    c->peer, r->header_bytes);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	if (name_is(name, namelen, ":method"))
 		r->post = name_is(value, valuelen, "POST");
 	else if (name_is(name, namelen, ":path")) {

@@ -48,6 +48,7 @@ struct reqinfo {
 	unsigned	 encoding_ok:1;		/* grpc-encoding absent or identity */
 	unsigned	 bad_timeout:1;
 	uint64_t	 timeout_ns;		/* grpc-timeout, 0 = none */
+	size_t		 header_bytes;		/* as HPACK counts them */
 	char		 path[128];
 	size_t		 pathlen;
 	char		 api_key[256];
