@@ -539,13 +539,17 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 {
 	struct be_change *c = &w->chg;
 	uint64_t need, old;
+	struct rec *nr = NULL;
 	struct blob *b;
 	uint32_t old_level = 0;
 	size_t old_len = 0;
 	int expired_entry = 0, ev = BE_EV_SET;
 
-	if (c->len > UINT64_MAX / 2)
+	if (c->len > UINT64_MAX / 2) {
+		snprintf(m->errmsg, sizeof(m->errmsg),
+		    "store full: payload too large");
 		return BE_ERR_FULL;
+	}
 	need = (uint64_t)w->keylen + BE_ENTRY_OVERHEAD + c->len;
 	old = r != NULL ? rec_cost(r) : 0;
 	if (over_budget(m, old, need) && m->heapn > 0 &&
@@ -566,14 +570,17 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 		    m->max_memory);
 		return BE_ERR_FULL;
 	}
-	if ((b = blob_new(c)) == NULL)
+	/* The record first: once blob_new() adopted the buffer nothing may
+	 * fail, so that adopt is NULL exactly when the write succeeded. */
+	if (r == NULL && (nr = rec_new(w->key, w->keylen, hash)) == NULL)
 		goto oom;
+	if ((b = blob_new(c)) == NULL) {
+		free(nr);
+		goto oom;
+	}
 	if (r == NULL) {
 		/* Table and heap room were reserved before decide(). */
-		if ((r = rec_new(w->key, w->keylen, hash)) == NULL) {
-			blob_unref(b);
-			goto oom;
-		}
+		r = nr;
 		m->slots[slot] = r;
 		m->count++;
 		r->expires = c->expires;
