@@ -313,8 +313,8 @@ fmt_size(uint64_t b, char *buf, size_t len)
 }
 
 /* A number as the user would write it for this directive's type. */
-static const char *
-fmt_number(const struct config_directive *d, uint64_t v, char *buf,
+const char *
+config_format_value(const struct config_directive *d, uint64_t v, char *buf,
     size_t len)
 {
 	switch (d->type) {
@@ -609,8 +609,8 @@ set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
 			add_error(ld, lineno, "%s: %s is out of range, "
 			    "expected %s%s to %s", d->name, got,
 			    (d->flags & CONF_ZERO) ? "0 or " : "",
-			    fmt_number(d, d->min, b1, sizeof b1),
-			    fmt_number(d, d->max, b2, sizeof b2));
+			    config_format_value(d, d->min, b1, sizeof b1),
+			    config_format_value(d, d->max, b2, sizeof b2));
 			return -1;
 		}
 	}
@@ -897,7 +897,7 @@ value_text(const struct config *cfg, const struct config_directive *d,
 	case CONF_FLAG:
 		return *(const int *)f ? "on" : "off";
 	default:
-		return fmt_number(d, *(const uint64_t *)f, buf, len);
+		return config_format_value(d, *(const uint64_t *)f, buf, len);
 	}
 }
 

@@ -129,6 +129,14 @@ void	 config_dump(const struct config *, FILE *);
 size_t	 config_restart_changes(const struct config *a,
 	    const struct config *b, char *buf, size_t len);
 
+/* A number of directive d's type as a user writes it (600000 ms -> "10m",
+ * 268435456 -> "256m"); returns buf. */
+const char *config_format_value(const struct config_directive *d, uint64_t v,
+	    char *buf, size_t len);
+
+/* Write the DIRECTIVES list of alpcrund.conf(5) in mdoc (config_man.c). */
+void	 config_man(FILE *);
+
 /* Value parsers, shared with tests: 0 on success, -1 on a malformed or
  * overflowing value. */
 int	 parse_duration_ms(const char *, uint64_t *ms);
