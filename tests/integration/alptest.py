@@ -45,9 +45,10 @@ if GEN not in sys.path:
 if os.path.join(GEN, "grpc") not in grpc.__path__:
     grpc.__path__.append(os.path.join(GEN, "grpc"))
 
-from alpcrun.v1 import cache_pb2, cache_pb2_grpc  # noqa: E402
-from grpc.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-from google.protobuf import empty_pb2  # noqa: E402
+# Re-exported for the tests and conftest.py.
+from alpcrun.v1 import cache_pb2, cache_pb2_grpc  # noqa: E402,F401
+from grpc.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402,F401
+from google.protobuf import empty_pb2  # noqa: E402,F401
 
 SharedData = cache_pb2.SharedData
 
@@ -159,6 +160,19 @@ def grpc_unframe(data):
         out.append((flag, bytes(data[i + 5:i + 5 + n])))
         i += 5 + n
     return out
+
+
+def stamped_payload(mib):
+    """mib MiB: one random 1 MiB block repeated, each copy stamped with its
+    index (front and back) so that a misplaced or repeated block is caught."""
+    block = bytearray(os.urandom(MiB))
+    parts = []
+    for i in range(mib):
+        stamp = struct.pack(">QQ", i, i ^ 0xA5A5A5A5A5A5A5A5)
+        block[0:16] = stamp
+        block[-16:] = stamp
+        parts.append(bytes(block))
+    return b"".join(parts)
 
 
 # --- Polling ---------------------------------------------------------------------
@@ -280,9 +294,16 @@ class RawH2:
     """
 
     def __init__(self, port, host="127.0.0.1", settings=None, handshake=True,
-                 auto_window=True, timeout=10):
+                 auto_window=True, timeout=10, rcvbuf=None):
         self.port = port
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf:
+            # a small receive buffer, set before connect so that it sticks
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.inbuf = bytearray()
         self.frames = []
@@ -295,6 +316,7 @@ class RawH2:
         self.streams = {}
         self.goaways = []       # [(last_stream_id, error_code, debug data)]
         self.closed = False
+        self.send_error = None
         self.auto_window = auto_window
         self.conn_send_window = 65535
         self.conn_recv_unacked = 0
@@ -306,7 +328,12 @@ class RawH2:
 
     # -- sending
     def send(self, data):
-        self.sock.sendall(data)
+        """Write bytes; a peer that already closed is recorded in
+        .send_error (the next pump reports the close), not raised."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            self.send_error = e
 
     def max_frame(self):
         return self.server_settings.get(S_MAX_FRAME_SIZE, 16384)
@@ -376,16 +403,13 @@ class RawH2:
             room = min(st.send_window, self.conn_send_window,
                        self.max_frame(), len(data) - sent)
             if room <= 0:
-                before = (st.send_window, self.conn_send_window)
                 try:
                     self.wait(lambda: min(st.send_window, self.conn_send_window) > 0
                               or st.done, stall, "window")
                 except AssertionError:
-                    return sent
+                    return sent         # no window for `stall` seconds
                 if st.done:
                     return sent
-                if (st.send_window, self.conn_send_window) == before:
-                    continue
                 continue
             chunk = data[sent:sent + room]
             last = sent + room >= len(data)

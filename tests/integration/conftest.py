@@ -2,7 +2,7 @@
 
 API (keep to it, others use it):
 
-  Daemon(tmp_path, config="", env=None, args=None, start=True)
+  Daemon(tmp_path, config="", env=None, args=None, start=True, prefix=None)
       Writes `config` to a file (adding `listen 127.0.0.1:P` and
       `metrics_listen 127.0.0.1:M` on free loopback ports unless the text sets
       them; added lines go at the end so the caller's line numbers hold),
@@ -15,7 +15,8 @@ API (keep to it, others use it):
       .write_config(text) .wait_log(pattern, timeout)
 
   fixtures: daemon (default config), make_daemon(config="", env=None,
-  args=None, start=True), perf (record a figure for the final report).
+  args=None, start=True, prefix=None), perf (record a figure for the final
+  report). prefix: a command that execs the daemon (e.g. prlimit).
 
 Every daemon is stopped at teardown; one that died while the test ran fails
 the test with its log tail. A test runs under a per-test alarm (default 180 s,
@@ -84,13 +85,14 @@ class DaemonError(Exception):
 
 
 class Daemon:
-    def __init__(self, tmp_path, config="", env=None, args=None, start=True):
+    def __init__(self, tmp_path, config="", env=None, args=None, start=True, prefix=None):
         self.dir = os.path.join(str(tmp_path), "alpcrund-%d" % next(_counter))
         os.makedirs(self.dir, exist_ok=True)
         self.conf_path = os.path.join(self.dir, "alpcrund.conf")
         self.log_path = os.path.join(self.dir, "alpcrund.log")
         self.env = env or {}
         self.args = list(args or [])
+        self.prefix = list(prefix or [])   # a wrapper that execs the daemon (prlimit …)
         self.proc = None
         self.expect_exit = False
         self.returncode = None
@@ -142,7 +144,7 @@ class Daemon:
                 env[k] = v
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [ALPCRUND, "-c", self.conf_path] + self.args,
+            self.prefix + [ALPCRUND, "-c", self.conf_path] + self.args,
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
             env=env, cwd=self.dir)
         deadline = time.monotonic() + timeout
@@ -323,8 +325,8 @@ def make_daemon(request, tmp_path):
     daemons = []
     request.node._alp_daemons = daemons
 
-    def factory(config="", env=None, args=None, start=True):
-        d = Daemon(tmp_path, config=config, env=env, args=args, start=False)
+    def factory(config="", env=None, args=None, start=True, prefix=None):
+        d = Daemon(tmp_path, config=config, env=env, args=args, start=False, prefix=prefix)
         daemons.append(d)
         if start:
             d.start()

@@ -561,7 +561,7 @@ def test_ttl_nanos_in_range_ok(daemon):
 
 
 def test_ttl_above_max_is_clamped(make_daemon):
-    d = make_daemon("max_ttl 3s")
+    d = make_daemon("default_ttl 2s\nmax_ttl 3s")
     s = d.stub()
     s.SetSharedData(sd("ttl-clamp", 1, b"x", ttl=100))
     r = ttl_seconds(get_ok(s, "ttl-clamp"))
