@@ -38,6 +38,8 @@
 #define CONN_WINDOW		(16u << 20)
 /* Largest DATA frame we accept (peers send no larger). */
 #define RECV_FRAME_SIZE		(1u << 18)
+/* A closing connection waits this long for the peer's EOF. */
+#define LINGER_MS		2000
 /* Request header block bound; beyond it the stream is reset. */
 #define MAX_HEADER_BYTES	16384
 /* Messages up to this size are not held back by max_inflight_bytes, so
@@ -460,10 +462,55 @@ conn_stream_discard(struct stream *st)
 
 /* --- the connection ----------------------------------------------------- */
 
+static void
+linger_readcb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+linger_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	conn_free(arg);
+}
+
+static void
+linger_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_free(arg);
+}
+
+/*
+ * Everything is written: close without losing it. close(2) on a socket
+ * with unread input sends RST, and a RST destroys reply bytes the peer has
+ * not read yet (its WINDOW_UPDATEs are exactly such input). So send FIN,
+ * discard what still arrives, and close on the peer's EOF or after
+ * LINGER_MS.
+ */
+static void
+conn_finish(struct conn *c)
+{
+	struct timeval tv = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
+
+	if (c->lingering)
+		return;
+	c->lingering = 1;
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	bufferevent_setcb(c->bev, linger_readcb, NULL, linger_eventcb, c);
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
+	evtimer_del(c->timer);
+	evtimer_assign(c->timer, c->srv->base, linger_timer_cb, c);
+	evtimer_add(c->timer, &tv);
+	linger_readcb(c->bev, c);
+}
+
 void
 conn_flush(struct conn *c)
 {
-	if (c->in_recv)
+	if (c->in_recv || c->lingering)
 		return;		/* readcb sends once nghttp2 returns */
 	if (nghttp2_session_send(c->h2) != 0) {
 		conn_free(c);
@@ -472,7 +519,7 @@ conn_flush(struct conn *c)
 	if (!nghttp2_session_want_read(c->h2) &&
 	    !nghttp2_session_want_write(c->h2)) {
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			conn_free(c);
+			conn_finish(c);
 		else
 			c->closing = 1;
 	}
@@ -498,7 +545,7 @@ readcb(struct bufferevent *bev, void *arg)
 			nghttp2_session_send(c->h2);
 			c->closing = 1;
 			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-				conn_free(c);
+				conn_finish(c);
 			return;
 		}
 		evbuffer_drain(in, (size_t)rv);
@@ -514,7 +561,7 @@ writecb(struct bufferevent *bev, void *arg)
 
 	if (c->closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_free(c);
+			conn_finish(c);
 		return;
 	}
 	conn_flush(c);
@@ -539,7 +586,7 @@ conn_rearm_timer(struct conn *c)
 	uint64_t ms;
 	struct timeval tv;
 
-	if (c->timer == NULL)
+	if (c->timer == NULL || c->lingering)
 		return;
 	evtimer_del(c->timer);
 	if (!c->got_frame)

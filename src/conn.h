@@ -105,6 +105,7 @@ struct conn {
 	unsigned		 got_frame:1;	/* past the handshake */
 	unsigned		 closing:1;	/* free once output drains */
 	unsigned		 goaway_sent:1;
+	unsigned		 lingering:1;	/* FIN sent, waiting for the peer's */
 	unsigned		 in_recv:1;	/* inside nghttp2 (or a walk over
 						   the streams): no flush now */
 	unsigned		 want_flush:1;	/* flush after a server-wide walk */

@@ -24,10 +24,8 @@
 #include "server.h"
 #include "sweeper.h"
 
-#ifndef SYSCONFDIR
-#define SYSCONFDIR "/etc"
-#endif
-#define DEFAULT_CONFIG	SYSCONFDIR "/alpcrund.conf"
+/* Spec §7: the default file is /etc/alpcrund.conf whatever the prefix. */
+#define DEFAULT_CONFIG	"/etc/alpcrund.conf"
 /* Descriptors besides connections: listeners, log, metrics, backend. */
 #define FD_RESERVE	64
 
@@ -53,16 +51,23 @@ usage(FILE *f)
 	    "  -V       print the version\n", DEFAULT_CONFIG);
 }
 
+/* Load the configuration. At start errors go to stderr as `file:line: …`
+ * (the operator is at the terminal, and no log is open yet); on SIGHUP
+ * they go to the log, one line each. */
 static int
-load(struct config *conf)
+load(struct config *conf, int to_log)
 {
 	struct config_errors errs = { 0 };
 	size_t i;
 	int rv;
 
 	rv = config_load(d.path, !d.path_given, conf, &errs);
-	for (i = 0; i < errs.n; i++)
-		fprintf(stderr, "%s\n", errs.msgs[i]);
+	for (i = 0; i < errs.n; i++) {
+		if (to_log)
+			log_error(errs.msgs[i], NULL);
+		else
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+	}
 	config_errors_free(&errs);
 	return rv;
 }
@@ -129,7 +134,7 @@ reload(void)
 	size_t n;
 
 	log_info("reloading", "file=%s", d.path);
-	if (load(&next) != 0) {
+	if (load(&next, 1) != 0) {
 		log_error("reload failed, configuration unchanged",
 		    "file=%s", d.path);
 		return;
@@ -222,7 +227,7 @@ main(int argc, char *argv[])
 		usage(stderr);
 		return 1;
 	}
-	if (load(&d.conf) != 0) {
+	if (load(&d.conf, 0) != 0) {
 		if (test)
 			fprintf(stderr, "%s: configuration has errors\n",
 			    d.path);
