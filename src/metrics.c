@@ -29,6 +29,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "accept_guard.h"
 #include "backend.h"
 #include "metrics.h"
 
@@ -99,6 +100,7 @@ static struct {
 	char		 reason[128];
 	struct backend	*backend;
 	struct evhttp	*http;
+	struct accept_guard *guard;
 } m = { .ready = 1 };
 
 const char *
@@ -391,6 +393,8 @@ metrics_listen(struct event_base *base, const char *addr, char *err,
     size_t errlen)
 {
 	struct evhttp	*http;
+	struct evhttp_bound_socket *bound;
+	struct accept_guard *guard;
 	char		 host[256];
 	uint16_t	 port;
 
@@ -409,16 +413,25 @@ metrics_listen(struct event_base *base, const char *addr, char *err,
 	evhttp_set_max_body_size(http, 65536);
 	evhttp_set_gencb(http, handle, NULL);
 	errno = 0;
-	if (evhttp_bind_socket_with_handle(http, host, port) == NULL) {
+	if ((bound = evhttp_bind_socket_with_handle(http, host, port)) == NULL) {
 		snprintf(err, errlen, "metrics_listen \"%s\": %s", addr,
 		    errno != 0 ? strerror(errno) : "cannot bind");
 		evhttp_free(http);
 		return -1;
 	}
+	/* evhttp's listener has no error callback: out of descriptors it
+	 * would spin. */
+	guard = accept_guard_new(base, evhttp_bound_socket_get_listener(bound),
+	    addr, NULL, NULL);
+	if (guard == NULL) {
+		snprintf(err, errlen, "metrics_listen: out of memory");
+		evhttp_free(http);
+		return -1;
+	}
 	/* A new address (reload) replaces the old server only once bound. */
-	if (m.http != NULL)
-		evhttp_free(m.http);
+	metrics_close();
 	m.http = http;
+	m.guard = guard;
 	return 0;
 }
 
@@ -428,4 +441,6 @@ metrics_close(void)
 	if (m.http != NULL)
 		evhttp_free(m.http);
 	m.http = NULL;
+	accept_guard_free(m.guard);
+	m.guard = NULL;
 }

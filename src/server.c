@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "accept_guard.h"
 #include "config.h"
 #include "conn.h"
 #include "health.h"
@@ -25,8 +26,6 @@
 #include "metrics.h"
 #include "server.h"
 
-/* How long a listener out of file descriptors waits before trying again. */
-#define ACCEPT_RETRY_MS		250
 /* Between the two GOAWAYs of the drain: long enough for a client to see
  * the first before the second fixes the last stream. */
 #define GOAWAY_STEP_MS		1000
@@ -36,9 +35,7 @@ struct listener {
 	char			*spec;
 	char			*unix_path;	/* removed at exit */
 	struct evconnlistener	*lev;
-	struct event		*retry;		/* out of descriptors */
-	unsigned		 emfile:1;	/* logged for this burst */
-	uint64_t		 refused;	/* accepts failed in this burst */
+	struct accept_guard	*guard;		/* out of descriptors */
 };
 
 struct server *the_server;
@@ -95,7 +92,7 @@ listeners_enable(struct server *srv, int on)
 	for (i = 0; i < srv->nlisteners; i++) {
 		struct listener *l = &srv->listeners[i];
 
-		if (l->lev == NULL || l->emfile)
+		if (l->lev == NULL || accept_guard_paused(l->guard))
 			continue;
 		if (on)
 			evconnlistener_enable(l->lev);
@@ -127,41 +124,14 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 }
 
-static void
-accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+/* The descriptor guard may resume a listener unless max_connections or
+ * the drain holds it. */
+static int
+may_resume(void *arg)
 {
-	struct listener *l = arg;
+	struct server *srv = arg;
 
-	l->emfile = 0;
-	if (!l->srv->accept_paused && !l->srv->draining)
-		evconnlistener_enable(l->lev);
-}
-
-/*
- * Out of descriptors, the pending connection stays in the backlog and the
- * socket stays readable: retrying at once would spin. Pause this listener
- * and retry on a timer; log once per burst.
- */
-static void
-accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct listener *l = arg;
-	int e = EVUTIL_SOCKET_ERROR();
-	struct timeval tv;
-
-	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
-		log_warn("accept failed", "listen=%s error=\"%s\"", l->spec,
-		    evutil_socket_error_to_string(e));
-		return;
-	}
-	if (!l->emfile)
-		log_error("out of file descriptors, accepting paused",
-		    "listen=%s connections=%zu error=\"%s\"", l->spec,
-		    l->srv->nconns, evutil_socket_error_to_string(e));
-	l->emfile = 1;
-	evconnlistener_disable(lev);
-	tv_ms(&tv, ACCEPT_RETRY_MS);
-	evtimer_add(l->retry, &tv);
+	return !srv->accept_paused && !srv->draining;
 }
 
 /* Parse a listen address into a socket address. */
@@ -298,8 +268,13 @@ server_listen(struct server *srv, char *err, size_t errlen)
 			l->unix_path = NULL;
 			return -1;
 		}
-		evconnlistener_set_error_cb(l->lev, accept_error_cb);
-		l->retry = evtimer_new(srv->base, accept_retry_cb, l);
+		l->guard = accept_guard_new(srv->base, l->lev, l->spec,
+		    may_resume, srv);
+		if (l->guard == NULL) {
+			snprintf(err, errlen, "listen %s: out of memory",
+			    l->spec);
+			return -1;
+		}
 		log_info("listening", "addr=%s", l->spec);
 	}
 	return 0;
@@ -316,9 +291,8 @@ listeners_close(struct server *srv)
 		if (l->lev != NULL)
 			evconnlistener_free(l->lev);
 		l->lev = NULL;
-		if (l->retry != NULL)
-			event_free(l->retry);
-		l->retry = NULL;
+		accept_guard_free(l->guard);
+		l->guard = NULL;
 		if (l->unix_path != NULL)
 			unlink(l->unix_path);
 		free(l->unix_path);

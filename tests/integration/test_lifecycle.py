@@ -288,9 +288,3 @@ def test_refuses_to_start_when_open_files_cannot_fit(tmp_path):
         pytest.skip("cannot drop CAP_SYS_RESOURCE here: %s" % p.stderr.strip())
     assert p.returncode != 0, p.stdout + p.stderr
     assert re.search(r"open.file|nofile|RLIMIT", p.stdout + p.stderr, re.I), p.stdout + p.stderr
-
-
-def test_out_of_file_descriptors():
-    pytest.skip("not tested: running the daemon out of descriptors needs something "
-                "other than connections to use them up (the open-file limit is fitted "
-                "to max_connections at start), and it is not faked")
