@@ -1,0 +1,120 @@
+"""Deployment files (spec §9): the example configurations name every
+directive and check clean, the systemd units verify, and the Kubernetes
+manifests parse and carry what §9 asks for."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+import alptest
+
+TOP = alptest.TOP_SRCDIR
+EXAMPLES = ["conf/alpcrund-central.conf", "conf/alpcrund-node.conf"]
+
+
+def directives():
+    dump = subprocess.run([alptest.ALPCRUND, "-t", "-v", "-c", "/dev/null"],
+                          capture_output=True, text=True, check=True).stdout
+    names = set(re.findall(r"^#?\s*(\w+)[ \t]", dump, re.M))
+    assert len(names) > 30, dump
+    return names
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_config_names_every_directive(example):
+    text = open(os.path.join(TOP, example)).read()
+    named = set(re.findall(r"^#?(\w+)[ \t]", text, re.M))
+    missing = directives() - named
+    assert not missing, "%s lacks %s" % (example, sorted(missing))
+
+
+def test_central_example_config_checks_clean():
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-c",
+                        os.path.join(TOP, "conf/alpcrund-central.conf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def units(tmp_path):
+    """The units with ExecStart on the built binary, as installed."""
+    out = []
+    for name in ("alpcrund.service", "alpcrund@.service"):
+        text = open(os.path.join(TOP, "contrib/systemd", name)).read()
+        text = text.replace("/usr/local/sbin/alpcrund", alptest.ALPCRUND)
+        dest = tmp_path / (name.replace("@.", "@central.") if "@" in name else name)
+        dest.write_text(text)
+        out.append(dest)
+    return out
+
+
+def test_systemd_units_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    for unit in units(tmp_path):
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                           capture_output=True, text=True)
+        # verify exits 0 on unknown keys: any output is a finding.
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), \
+            "%s: %s" % (unit.name, r.stdout + r.stderr)
+
+
+def load_all(name):
+    with open(os.path.join(TOP, "contrib/kubernetes", name)) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def container(doc):
+    return doc["spec"]["template"]["spec"]["containers"][0]
+
+
+def probes_ok(c):
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" or "exec" in c["livenessProbe"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_kubernetes_central(tmp_path):
+    docs = load_all("central.yaml")
+    svc = docs[("Service", "central-cache")]
+    assert svc["spec"]["ports"][0]["port"] == 2337
+    dep = docs[("Deployment", "alpcrund-central")]
+    c = container(dep)
+    probes_ok(c)
+    conf = docs[("ConfigMap", "alpcrund-central")]["data"]["alpcrund.conf"]
+    assert re.search(r"^listen\s+0\.0\.0\.0:2337$", conf, re.M)
+    mounts = {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert {"config", "api-key"} <= mounts
+    f = tmp_path / "central.conf"
+    f.write_text(conf)
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-c", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_kubernetes_node_daemonset():
+    docs = load_all("node-daemonset.yaml")
+    ds = docs[("DaemonSet", "alpcrund-node")]
+    c = container(ds)
+    probes_ok(c)
+    grpc_port = [p for p in c["ports"] if p["name"] == "grpc"][0]
+    assert grpc_port["containerPort"] == 3337 and grpc_port["hostPort"] == 3337
+    conf = docs[("ConfigMap", "alpcrund-node")]["data"]["alpcrund.conf"]
+    assert re.search(r"^mode\s+node$", conf, re.M)
+    assert re.search(r"^listen\s+0\.0\.0\.0:3337$", conf, re.M)
+    assert re.search(r"^api_key_file\s+\S+", conf, re.M)
+    worker = docs[("Pod", "worker-example")]
+    env = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
+    assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+
+
+def test_kubernetes_node_unix_socket():
+    docs = load_all("node-unix-socket.yaml")
+    ds = docs[("DaemonSet", "alpcrund-node-unix")]
+    conf = docs[("ConfigMap", "alpcrund-node-unix")]["data"]["alpcrund.conf"]
+    m = re.search(r"^listen\s+unix:(\S+)$", conf, re.M)
+    assert m
+    sock_dir = os.path.dirname(m.group(1))
+    vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    assert vols["socket-dir"]["hostPath"]["path"] == sock_dir
