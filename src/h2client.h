@@ -1,0 +1,206 @@
+/*
+ * h2client.h: the project's HTTP/2 gRPC client on the libevent loop (spec
+ * §5 "Upstream link"): one persistent connection to one target, used by node
+ * mode (the node -> central link) and by alpcrunctl.
+ *
+ * The contract:
+ *
+ * The link.
+ *	h2client_new() starts connecting at once. Every attempt resolves the
+ *	target afresh without blocking the loop (evdns; numeric addresses and
+ *	unix:/path skip DNS), tries each address in turn, and speaks cleartext
+ *	HTTP/2 with prior knowledge. An attempt succeeds when the server's
+ *	SETTINGS arrive, and fails when every address failed or when
+ *	connect_timeout_ms passed since it began (DNS, TCP connect and HTTP/2
+ *	handshake together). After a failure the client waits, 100 ms doubling
+ *	to 5 s with ±20% jitter (back to 100 ms once a connection was up), and
+ *	tries again, for as long as it lives.
+ *	While connected, a PING goes out every keepalive_ms; when a whole period
+ *	after a PING passes with no frame at all from the server, the link is
+ *	dead ("no PING answer within 10s"). Any bytes count as an answer, so a
+ *	PING ACK stuck behind a large reply does not kill a healthy link.
+ *	A GOAWAY is honoured: streams the server will still process finish on
+ *	the old connection; calls it refused (above its last-stream-id) and calls
+ *	not yet sent move to a new connection, opened at once. A graceful GOAWAY
+ *	(NO_ERROR: the server drains or closes an idle connection) on a
+ *	connection that was up for a second or carried a call keeps the link up
+ *	during that handover; otherwise the link goes down with reason "GOAWAY"
+ *	and backs off (a server that refuses every connection at once is not
+ *	hammered).
+ *
+ * States, and what a new call meets.
+ *	connecting	(first attempt, a retry, a GOAWAY handover) the call
+ *			waits until the attempt ends: sent when it succeeds,
+ *			failed with UNAVAILABLE when it fails; its own deadline
+ *			still applies.
+ *	up		the call is sent at once. Calls beyond the server's
+ *			SETTINGS_MAX_CONCURRENT_STREAMS wait inside nghttp2.
+ *	down		(backoff after a failure) the call fails at once with
+ *			UNAVAILABLE "<name> unreachable: <reason>", never waiting
+ *			for its deadline.
+ *	Losing a connection fails every call on it with UNAVAILABLE and the same
+ *	message.
+ *
+ * Callbacks.
+ *	Every callback (done, on_msg, on_state) runs from an event of its own on
+ *	the loop: never from inside an h2client function, never from inside
+ *	nghttp2. A callback may therefore call anything here, h2client_free()
+ *	included. The one exception is a body's release callback (below), which
+ *	may run from inside libevent's buffer code and must only release memory.
+ *
+ * Calls.
+ *	A call is started by h2client_unary(), h2client_unary_body() or
+ *	h2client_stream(); they return a handle, or NULL only when memory for the
+ *	handle itself ran out (then done is never called). Every other failure,
+ *	even one known at once (link down, deadline passed, request too large),
+ *	is reported through done, later, from the loop. done is called exactly
+ *	once, unless h2call_cancel() comes first. The handle is valid until done
+ *	returns or h2call_cancel() is called, not after.
+ *	deadline_ns is absolute on the monotonic clock (clock_now_ns()), 0 for
+ *	none. It is sent as grpc-timeout (the time left when the request goes
+ *	out) and enforced locally: DEADLINE_EXCEEDED "deadline exceeded", and
+ *	RST_STREAM(CANCEL) if the request was sent.
+ *	The reply: the status is the server's grpc-status and percent-decoded
+ *	grpc-message, or one made locally: a non-200 :status maps as gRPC's
+ *	http-grpc-status-mapping says (404 -> UNIMPLEMENTED, 401 ->
+ *	UNAUTHENTICATED, 403 -> PERMISSION_DENIED, 429/502/503/504 ->
+ *	UNAVAILABLE, 400 -> INTERNAL, else UNKNOWN); RST_STREAM REFUSED_STREAM ->
+ *	UNAVAILABLE, CANCEL -> CANCELLED, ENHANCE_YOUR_CALM -> RESOURCE_EXHAUSTED,
+ *	others -> INTERNAL; a reply message larger than max_message_size ->
+ *	RESOURCE_EXHAUSTED (nothing allocated for it, stream reset); compressed
+ *	messages are not accepted (INTERNAL), as none are advertised.
+ *
+ * Memory.
+ *	Per call: one allocation for the handle (with its timer and path), the
+ *	request body (one buffer), the reply message (one buffer of exactly the
+ *	length its prefix announced: the only copy of the reply, which the caller
+ *	may keep, see struct h2reply). Streaming calls add one small node per
+ *	message delivered. Counters (fetches, errors) are the caller's business.
+ *
+ * Reasons (h2client_reason(), on_state, and after "<name> unreachable: "):
+ *	"connection refused" and other connect(2) errors as strerror() words,
+ *	"connect timeout", "no HTTP/2 handshake within 3s", "cannot resolve
+ *	<host>: <resolver error>", "cannot resolve <host> within 3s", "no PING
+ *	answer within 10s", "connection closed by the server", "HTTP/2 error:
+ *	<nghttp2 error>", "GOAWAY" or "GOAWAY (<error code>)".
+ *
+ * h2client_free() ends everything at once: connections closed, calls
+ *	dropped WITHOUT their done callback (the owner is going away), every
+ *	handle invalid from then on, release callbacks still called (possibly
+ *	later, when libevent frees the buffers that referenced the bytes).
+ */
+#ifndef ALPCRUND_H2CLIENT_H
+#define ALPCRUND_H2CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+struct event_base;
+struct evdns_base;
+struct ssl_ctx_st;		/* OpenSSL's SSL_CTX */
+struct h2client;
+struct h2call;
+
+struct h2client_opts {
+	const char	*target;	/* host:port, [v6]:port or unix:/path */
+	/* Who is unreachable, in fail-fast messages: "<name> unreachable:
+	 * <reason>". NULL: "central cache". */
+	const char	*name;
+	uint64_t	 connect_timeout_ms;	/* per attempt; 0: 3000 */
+	uint64_t	 keepalive_ms;		/* PING period; 0: no PINGs */
+	const char	*api_key;	/* sent as metadata api_key; NULL: none */
+	/* Largest message sent or received; 0: 260 MiB (the daemon's
+	 * default max_message_size). */
+	uint64_t	 max_message_size;
+	/* TLS (upstream_tls), for later: must be NULL in this version. The
+	 * connection is built so that a bufferevent_openssl (ALPN h2, SNI
+	 * server_name) replaces the socket bufferevent in one place. */
+	struct ssl_ctx_st *ssl_ctx;
+	const char	*server_name;
+};
+
+/*
+ * A finished call. The status is an enum grpc_status; message is never NULL
+ * ("" when the server sent none). data/len: the reply message of a unary
+ * call that ended OK (NULL/0 for an empty message and for every error),
+ * malloc'ed. To keep it, take it: copy the pointer and set r->data to NULL;
+ * then free() it yourself. Otherwise it is freed when done returns.
+ */
+struct h2reply {
+	int		 status;
+	const char	*message;
+	uint8_t		*data;
+	size_t		 len;
+};
+
+typedef void h2_done_fn(void *arg, struct h2reply *);
+/* Server streaming: one reply message, valid during the callback only. */
+typedef void h2_msg_fn(void *arg, const uint8_t *msg, size_t len);
+/* The link's state changed: up 1, or 0 with the reason it is down.
+ * Called whenever h2client_up() differs from what was last reported, with
+ * the state of that moment (a down that was over before the callback's
+ * event ran is not reported); the first call reports the first attempt's
+ * outcome. */
+typedef void h2_state_fn(void *arg, int up, const char *reason);
+
+/*
+ * A request body, for h2client_unary_body(): either msg (packed here) or
+ * raw (one message already serialized, without the 5-byte prefix).
+ *
+ * release NULL: the bytes are copied once, before the function returns; the
+ * caller may free them at once.
+ * release set: nothing is copied that need not be: raw is sent as it is,
+ * and of msg, every bytes or string field of 4 KiB or more is sent from the
+ * message's own memory (the rest of the packing is copied). All of that
+ * memory must stay valid and unchanged until release(release_arg), which is
+ * called exactly once, even when the call fails at once or is cancelled,
+ * and even when h2client_unary_body() returns NULL. It may come before or
+ * after done (the socket may still hold references to the bytes), and may
+ * run from inside libevent's buffer code: it must only release memory.
+ */
+struct h2body {
+	const ProtobufCMessage	*msg;
+	const uint8_t		*raw;
+	size_t			 rawlen;
+	void			(*release)(void *arg);
+	void			*release_arg;
+};
+
+/*
+ * Create the client and start connecting. dns may be NULL: a base of its
+ * own is then made (reading /etc/resolv.conf and /etc/hosts) the first time
+ * a name must be resolved. opts is copied. on_state may be NULL. NULL with
+ * err filled on a bad target or TLS options.
+ */
+struct h2client	*h2client_new(struct event_base *, struct evdns_base *dns,
+		    const struct h2client_opts *, h2_state_fn *on_state,
+		    void *arg, char *err, size_t errlen);
+void		 h2client_free(struct h2client *);
+/* Is the link up (or handing over after a graceful GOAWAY)? */
+int		 h2client_up(const struct h2client *);
+/* Why the link is down ("" while it is up). */
+const char	*h2client_reason(const struct h2client *);
+
+/* A unary call; req is packed (copied once) before this returns. */
+struct h2call	*h2client_unary(struct h2client *, const char *path,
+		    const ProtobufCMessage *req, uint64_t deadline_ns,
+		    h2_done_fn *done, void *arg);
+/* A unary call whose body may be sent by reference (struct h2body). */
+struct h2call	*h2client_unary_body(struct h2client *, const char *path,
+		    const struct h2body *, uint64_t deadline_ns,
+		    h2_done_fn *done, void *arg);
+/*
+ * A server-streaming call (health Watch, the change feed): on_msg for every
+ * reply message in order, then done once with the final status (its data
+ * is always NULL). All messages received before the end are delivered
+ * before done; none after h2call_cancel().
+ */
+struct h2call	*h2client_stream(struct h2client *, const char *path,
+		    const ProtobufCMessage *req, uint64_t deadline_ns,
+		    h2_msg_fn *on_msg, h2_done_fn *done, void *arg);
+/* Give up on a call: RST_STREAM(CANCEL) if it was sent, and neither done
+ * nor on_msg is called from now on. NULL is fine. */
+void		 h2call_cancel(struct h2call *);
+
+#endif
