@@ -645,9 +645,26 @@ struct conn *
 conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int salen)
 {
+	struct bufferevent *bev;
+	char peer[64];
+	int one = 1;
+
+	peer_name(sa, salen, peer, sizeof(peer));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	return conn_new_bev(srv, bev, peer);
+}
+
+struct conn *
+conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
+{
 	struct conn *c;
 	struct timeval tv;
-	int one = 1;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
 		    (uint32_t)srv->lim.max_concurrent_streams },
@@ -657,21 +674,13 @@ conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
 	};
 
 	if (h2_setup() != 0 || (c = calloc(1, sizeof(*c))) == NULL) {
-		evutil_closesocket(fd);
+		bufferevent_free(bev);
 		return NULL;
 	}
 	c->srv = srv;
+	c->bev = bev;
 	TAILQ_INIT(&c->streams);
-	peer_name(sa, salen, c->peer, sizeof(c->peer));
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(srv->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		evutil_closesocket(fd);
-		free(c);
-		return NULL;
-	}
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (nghttp2_session_server_new2(&c->h2, callbacks, c, h2options) != 0)
 		goto fail;
 	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv,

@@ -114,6 +114,11 @@ struct conn {
 
 struct conn	*conn_new(struct server *, evutil_socket_t fd,
 		    const struct sockaddr *, int socklen);
+/* The same on any bufferevent, which the connection takes over (freed on
+ * failure too); conn_new() uses it, and the fuzz harness feeds one side of
+ * a bufferevent_pair (tests/fuzz/fuzz_conn.c). */
+struct conn	*conn_new_bev(struct server *, struct bufferevent *,
+		    const char *peer);
 void		 conn_free(struct conn *);
 /* Write whatever nghttp2 has queued (and close if the session is done). */
 void		 conn_flush(struct conn *);

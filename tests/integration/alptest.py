@@ -36,6 +36,30 @@ GEN = os.path.join(TOP_BUILDDIR, "tests", "integration", "gen")
 
 MiB = 1 << 20
 
+# configure --enable-sanitizers runs the suite with ALPCRUND_SANITIZED=1:
+# ASan's shadow memory and quarantine make the largest payloads slow and
+# heavy, so tests size them with big_mib().
+SANITIZED = os.environ.get("ALPCRUND_SANITIZED", "0") not in ("", "0")
+SANITIZED_MIB = 32
+
+
+def big_mib(mib):
+    """A large payload size in MiB: mib, or at most 32 under sanitizers."""
+    return min(mib, SANITIZED_MIB) if SANITIZED else mib
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(log, lines=60):
+    """The first ASan, LSan or UBSan report in a daemon's log (its stderr),
+    as text, or None. conftest fails a test whose daemon printed one."""
+    text = log.splitlines()
+    for i, line in enumerate(text):
+        if any(m in line for m in SANITIZER_MARKS):
+            return "\n".join(text[max(0, i - 2):i + lines])
+    return None
+
 # The generated stubs live in GEN (tests/integration/run makes them).
 # grpc/health/v1/health_pb2*.py sits under a directory named "grpc", which is
 # also the name of the installed grpcio package: extend that package's search
@@ -463,8 +487,9 @@ class RawH2:
         handle the frames. Raises Closed on EOF."""
         if self.closed:
             raise Closed()
-        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
-        if not r:
+        p = select.poll()       # not select(): descriptors may exceed 1023
+        p.register(self.sock, select.POLLIN)
+        if not p.poll(max(timeout, 0) * 1000):
             return False
         try:
             data = self.sock.recv(1 << 20)

@@ -350,6 +350,11 @@ def make_daemon(request, tmp_path):
             if rc != 0:
                 problems.append("alpcrund exited with %d on SIGTERM at teardown:\n%s"
                                 % (rc, d.log_tail()))
+    # Sanitizer builds: a report (LeakSanitizer's comes at exit) fails the test.
+    for d in daemons:
+        report = alptest.sanitizer_report(d.log())
+        if report:
+            problems.append("sanitizer report in %s:\n%s" % (d.log_path, report))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

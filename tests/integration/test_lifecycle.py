@@ -15,7 +15,7 @@ import time
 import grpc
 import pytest
 
-from alptest import (ALPCRUND, GET, MiB, health_pb2, RawH2, encode_shared, free_port, grpc_frame, sd,
+from alptest import (ALPCRUND, GET, MiB, big_mib, health_pb2, RawH2, encode_shared, free_port, grpc_frame, sd,
                      stamped_payload, ttl_seconds, wait_until, SharedData)
 
 LOG_LINE = re.compile(r'^ts=\S+ level=(debug|info|warn|error) msg=("[^"]*"|\S+)( \S+=.*)?$')
@@ -62,7 +62,7 @@ def connect_refused_or_unserved(port):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_drain_completes_large_get_in_flight(make_daemon, sig, slow):
     d = make_daemon()
-    payload = stamped_payload(96)
+    payload = stamped_payload(big_mib(96))
     d.stub().SetSharedData(sd("drain-big", 7, payload), timeout=120)
     d.close_channels()
     assert d.http_get("/readyz")[0] == 200
