@@ -33,7 +33,12 @@
 #define OUT_LOW			(1u << 20)
 /* libevent reads and writes 16 KiB per callback by default (spec §11). */
 #define MAX_SINGLE_IO		(1u << 20)
-/* Our receive windows: per stream and for the whole connection. */
+/*
+ * Our receive windows. A stream opens with HELD_WINDOW, so one whose
+ * message waits for room under max_inflight_bytes can buffer no more than
+ * that; a stream whose message is admitted gets STREAM_WINDOW.
+ */
+#define HELD_WINDOW		(64u << 10)
 #define STREAM_WINDOW		(1u << 20)
 #define CONN_WINDOW		(16u << 20)
 /* Largest DATA frame we accept (peers send no larger). */
@@ -69,8 +74,10 @@ stream_free(struct stream *st)
 	free(st->msg.data);
 	TAILQ_REMOVE(&c->streams, st, entry);
 	c->nstreams--;
+	if (st->headers_done)
+		c->nactive--;
 	free(st);
-	if (c->nstreams == 0)
+	if (c->nactive == 0)
 		conn_rearm_timer(c);
 }
 
@@ -110,6 +117,9 @@ conn_stream_admit(struct stream *st)
 			return 0;
 		st->reserved = need;
 		server_inflight(srv, (int64_t)need);
+		/* Admitted: let the upload run at full window. */
+		nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE,
+		    st->id, STREAM_WINDOW);
 	}
 	if (st->unconsumed > 0) {
 		/* The WINDOW_UPDATE goes out with the caller's next flush. */
@@ -167,8 +177,8 @@ begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 	STAILQ_INIT(&st->out);
 	TAILQ_INSERT_TAIL(&c->streams, st, entry);
 	c->nstreams++;
-	if (c->timer != NULL)
-		evtimer_del(c->timer);
+	/* Not active before its header block is whole: a block trickled
+	 * byte by byte stays under the idle timer. */
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
 	return 0;
 }
@@ -262,8 +272,13 @@ frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 	case NGHTTP2_HEADERS:
 		if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
 			return 0;
-		if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+		if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+			st->headers_done = 1;
+			if (c->nactive++ == 0 && c->timer != NULL &&
+			    !c->lingering)
+				evtimer_del(c->timer);
 			grpc_stream_headers_done(st);
+		}
 		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 			st->remote_ended = 1;
 			grpc_stream_request_done(st);
@@ -591,7 +606,7 @@ conn_rearm_timer(struct conn *c)
 	evtimer_del(c->timer);
 	if (!c->got_frame)
 		ms = c->srv->lim.handshake_ms;
-	else if (c->nstreams == 0)
+	else if (c->nactive == 0)
 		ms = c->srv->lim.idle_ms;
 	else
 		return;
@@ -668,7 +683,7 @@ conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
 		    (uint32_t)srv->lim.max_concurrent_streams },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, HELD_WINDOW },
 		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, RECV_FRAME_SIZE },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES },
 	};

@@ -77,6 +77,7 @@ struct stream {
 						   given back */
 	unsigned		 starved:1;	/* on the server's starved list */
 	unsigned		 dispatched:1;	/* the request went to a handler */
+	unsigned		 headers_done:1;/* request header block complete */
 	TAILQ_ENTRY(stream)	 starved_entry;
 
 	/* Reply. */
@@ -101,6 +102,8 @@ struct conn {
 	nghttp2_session		*h2;
 	struct stream_list	 streams;
 	size_t			 nstreams;
+	size_t			 nactive;	/* streams past their header block:
+						   the idle timer waits for 0 */
 	struct event		*timer;		/* handshake, then idle */
 	unsigned		 got_frame:1;	/* past the handshake */
 	unsigned		 closing:1;	/* free once output drains */

@@ -239,11 +239,6 @@ def test_4gib_length_prefix(victim):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "a stream waiting for room in max_inflight_bytes still takes its whole "
-    "initial window (1 MiB) into a body buffer allocated at full size "
-    "before admission: memory grows with connections x streams x 1 MiB; "
-    "see the hardening report"))
 def test_waiting_uploads_are_bounded_by_max_inflight_bytes(victim):
     d = victim("handshake_timeout 1s\nidle_timeout 60s\nsend_timeout 2s\nmax_inflight_bytes 16m\n")
     before = rss(d.pid)
@@ -479,11 +474,6 @@ def test_slowloris_preface_cut_by_handshake_timeout(victim):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "conn.c stops the idle timer at the start of a request header block "
-    "(begin_headers_cb), so a header block trickled byte by byte is never "
-    "timed out; see the hardening report: the timer must run until the "
-    "block is complete"))
 def test_slowloris_header_block_cut_by_idle_timeout(victim):
     d = victim()
     with under_attack(d):
