@@ -21,13 +21,62 @@
  * EXPIRE and then SET, so every entry that ever existed ends in exactly one
  * UPDATE, DELETE or EXPIRE (counters built on the hook stay balanced).
  *
- * The hash table grows (doubling, all at once) but never shrinks: after a
- * peak it keeps 8 bytes per slot of its largest size, which is small next to
- * the records it once held, and shrinking would put rehash stalls into the
- * sweeper's slices.
+ * Growth is incremental, as in Redis's dict: when the table passes 3/4 full
+ * a table twice the size is allocated and becomes the one new records go
+ * to, while the old one is emptied into it a bounded chunk at a time, by
+ * every lookup() and write() (MIGRATE_STEP old slots) and by every sweep()
+ * (SWEEP_MIGRATE), so that an idle daemon whose sweeper still ticks finishes
+ * too. No operation ever rehashes more than MIGRATE_MAX (or
+ * SWEEP_MIGRATE_MAX) old slots: a million-entry table grows without a stall,
+ * where rehashing it inside one write took tens of milliseconds. Meanwhile
+ * a key is in exactly one of the two tables; lookups and writes probe the
+ * old one, then the new one, and insert only into the new one.
+ *
+ * Why linear probing was kept rather than separate chaining: the slots hold
+ * pointers, so neither scheme compares keys without touching the record,
+ * and chaining would add a next pointer to every record and a pointer chase
+ * per probe for no gain in migration, which here is just as simple. The old
+ * table is emptied in slot order from mig_base, a slot that was empty when
+ * growth began, so that no probe chain crosses the start of the migration.
+ * A slot is migrated by moving its record to the new table and leaving the
+ * slot empty, without backward-shifting the rest of its cluster; instead, a
+ * record still in the old table whose home slot was already migrated is
+ * looked for from the migration cursor on (old_start()): the emptied slots
+ * all precede the cursor and every record after it is still reachable from
+ * there. Deletion from the old table (the sweeper freeing a record that was
+ * not migrated yet) keeps the backward-shift scheme, in migration order, so
+ * there are no deleted markers in either table. A chunk that has done its
+ * MIGRATE_STEP slots carries on to the end of the cluster it is in (up to
+ * MIGRATE_MAX) so that the cursor usually rests on an empty slot, where a
+ * probe whose home slot was migrated stops at once.
+ *
+ * Growth starts when one more record would make the table over 3/4 full,
+ * counting the records of both tables; after a doubling the next one is due
+ * only after as many net inserts again as the old table held, while every
+ * insert migrates at least MIGRATE_STEP old slots: a migration always ends
+ * long before the next growth (tab_grow() would finish it first if not).
+ *
+ * The hash table never shrinks: after a peak it keeps 8 bytes per slot of
+ * its largest size, which is small next to the records it once held, and
+ * shrinking would put rehash work into the sweeper's slices.
+ *
+ * Eviction is a policy chosen at open: in node mode (spec §5: copies kept
+ * within max_memory, least recently used first) every live entry is also
+ * on a doubly linked list in order of use; a lookup that takes a lease and
+ * a PUT make an entry the most recent, and a PUT that would pass
+ * max_memory first frees expired records, then evicts entries from the
+ * least recent end (reported BE_EV_EVICT) until it fits. An entry larger
+ * than the whole budget is still refused, and evicts nothing. A lower
+ * max_memory on reconfigure() evicts at once. On a central cache nothing is
+ * ever evicted: a PUT past max_memory is refused (store full), and the list
+ * is not kept.
  */
 #define _POSIX_C_SOURCE 200809L
+#ifndef _GNU_SOURCE			/* configure defines it; for */
+#define _GNU_SOURCE	1		/* MAP_ANONYMOUS, madvise(), mremap() */
+#endif
 
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include <errno.h>
@@ -35,16 +84,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
 
 extern const struct backend_ops backend_memory;
+/* Test-only (see the end of the file). */
+size_t backend_memory_test_resize(struct backend *, uint64_t *);
+void backend_memory_test_steps(struct backend *, size_t [4],
+    const size_t [4]);
 
 #define KEY_MAX		256
 #define TABLE_MIN	64		/* slots, a power of two */
 #define HEAP_MIN	64
+/*
+ * Old-table slots migrated per lookup() or write(), and at most (finishing
+ * the cluster the chunk ends in); then per sweep(). A slot costs 50-100 ns
+ * (one record read, one store into the new table): 10-50 us per operation.
+ * With no traffic at all, the sweeper's default 1 s tick finishes a 4M-slot
+ * table in about half an hour; any traffic speeds that up.
+ */
+#define MIGRATE_STEP		128
+#define MIGRATE_MAX		512
+#define SWEEP_MIGRATE		2048
+#define SWEEP_MIGRATE_MAX	8192
+/*
+ * Arrays (tables, the heap) of MAP_BYTES or more are mmap()ed by big_*():
+ * the heap grows by mremap(), not by a realloc() that malloc may do by
+ * copying (10 ms at 2M entries when malloc's mmap threshold has risen, as
+ * it does in the daemon after large payloads are freed), and the pages of
+ * the old table that the migration has emptied are given back as it goes,
+ * at least RELEASE_BYTES at a time: unmapping a whole 32 MiB table at the
+ * end of a migration took 3 ms. Once the old table holds no record (all
+ * migrated or swept), the migration leaps over its empty rest EMPTY_LEAP
+ * slots at a time rather than unmapping it in one go.
+ */
+#define MAP_BYTES		(256 * 1024)
+#define RELEASE_BYTES		(64 * 1024)
+#define EMPTY_LEAP		(64 * 1024)
+/*
+ * Migrating a slot reads its record's hash, a cache miss; a rehash of the
+ * whole table in one loop overlaps those misses, a chunk of 128 slots much
+ * less, and took twice as long per record until the migration fetched the
+ * record MIGRATE_AHEAD slots ahead.
+ */
+#define MIGRATE_AHEAD		8
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p)		__builtin_prefetch(p)
+#else
+#define PREFETCH(p)		((void)(p))
+#endif
 /* Expired records freed inline by a PUT that would otherwise be refused as
  * full, so that unswept garbage does not make the store look full. Bounded
  * so that one write never does the sweeper's whole job. */
@@ -70,15 +161,30 @@ struct rec {
 		struct blob	*blob;			/* BE_ENTRY */
 		uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE */
 	} u;
+	/* LRU policy: live entries, most recently used first. */
+	struct rec	*lru_prev, *lru_next;
 	uint8_t		 key[];
 };
 
 struct mem {
 	struct backend	  be;		/* first: backend.h's shared part */
 	uint8_t		  seed[16];	/* SipHash key */
-	struct rec	**slots;
+	struct rec	**slots;	/* the table new records go to */
 	size_t		  cap;		/* power of two */
 	size_t		  count;
+	/* While growing: the previous table, being emptied into slots. */
+	struct rec	**old;		/* NULL when not growing */
+	size_t		  oldcap;	/* cap / 2 */
+	size_t		  oldcount;
+	size_t		  mig_base;	/* an old slot empty when growth began */
+	size_t		  mig_done;	/* old slots migrated, from mig_base on */
+	size_t		  mig_rel;	/* old slots from mig_base to here: pages
+					   given back (old_release()) */
+	size_t		  pagesz;
+	uint64_t	  migrated;	/* old slots migrated since open (tests) */
+	size_t		  steps[4];	/* MIGRATE_STEP, MIGRATE_MAX,
+					   SWEEP_MIGRATE, SWEEP_MIGRATE_MAX;
+					   only tests change them */
 	struct rec	**heap;
 	size_t		  heapn;
 	size_t		  heapcap;
@@ -87,6 +193,9 @@ struct mem {
 	uint64_t	  payload_bytes;
 	uint64_t	  entries;
 	uint64_t	  tombstones;
+	int		  lru;		/* evict least recently used (node) */
+	struct rec	 *lru_head;	/* most recently used */
+	struct rec	 *lru_tail;	/* least recently used */
 	char		  errmsg[96];	/* done()'s message, valid during it */
 };
 
@@ -212,46 +321,272 @@ rec_new(const uint8_t *key, size_t keylen, uint64_t hash)
 	return r;
 }
 
+/* --- LRU order (node mode) ------------------------------------------------ */
+
+/* Only entries are on the list, and only with m->lru: callers check both. */
+static void
+lru_unlink(struct mem *m, struct rec *r)
+{
+	if (r->lru_prev != NULL)
+		r->lru_prev->lru_next = r->lru_next;
+	else
+		m->lru_head = r->lru_next;
+	if (r->lru_next != NULL)
+		r->lru_next->lru_prev = r->lru_prev;
+	else
+		m->lru_tail = r->lru_prev;
+	r->lru_prev = r->lru_next = NULL;
+}
+
+/* r becomes the most recently used. */
+static void
+lru_push(struct mem *m, struct rec *r)
+{
+	r->lru_prev = NULL;
+	r->lru_next = m->lru_head;
+	if (m->lru_head != NULL)
+		m->lru_head->lru_prev = r;
+	else
+		m->lru_tail = r;
+	m->lru_head = r;
+}
+
+static void
+lru_touch(struct mem *m, struct rec *r)
+{
+	if (m->lru_head != r) {
+		lru_unlink(m, r);
+		lru_push(m, r);
+	}
+}
+
+/* --- Large arrays --------------------------------------------------------- */
+
+/* bytes of zeroes: from malloc below MAP_BYTES, else a mapping. */
+static void *
+big_alloc(size_t bytes)
+{
+	void *p;
+
+	if (bytes < MAP_BYTES)
+		return calloc(1, bytes);
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p != MAP_FAILED ? p : NULL;
+}
+
+static void
+big_free(void *p, size_t bytes)
+{
+	if (p == NULL)
+		return;
+	if (bytes < MAP_BYTES)
+		free(p);
+	else
+		munmap(p, bytes);
+}
+
+/* Grow p from obytes to nbytes; NULL (p intact) when out of memory. */
+static void *
+big_grow(void *p, size_t obytes, size_t nbytes)
+{
+	void *q;
+
+	if (nbytes < MAP_BYTES)
+		return realloc(p, nbytes);
+#ifdef MREMAP_MAYMOVE
+	if (obytes >= MAP_BYTES) {
+		/* Moves page table entries, never the bytes. */
+		q = mremap(p, obytes, nbytes, MREMAP_MAYMOVE);
+		return q != MAP_FAILED ? q : NULL;
+	}
+#endif
+	/* Crossing MAP_BYTES: one copy of less than MAP_BYTES. */
+	if ((q = big_alloc(nbytes)) == NULL)
+		return NULL;
+	memcpy(q, p, obytes);
+	big_free(p, obytes);
+	return q;
+}
+
 /* --- Hash table ----------------------------------------------------------- */
 
-/* The record for key, or NULL; *slotp: where it is, or the empty slot where
- * it would go (valid until the table changes). */
+/* A table of cap empty slots (all bits zero is NULL, as calloc() assumes). */
+static struct rec **
+tab_alloc(size_t cap)
+{
+	if (cap > SIZE_MAX / sizeof(struct rec *))
+		return NULL;
+	return big_alloc(cap * sizeof(struct rec *));
+}
+
+static void
+tab_free(struct rec **t, size_t cap)
+{
+	big_free(t, cap * sizeof(*t));
+}
+
+static int
+rec_is(const struct rec *r, const uint8_t *key, size_t keylen, uint64_t hash)
+{
+	return r->hash == hash && r->keylen == keylen &&
+	    memcmp(r->key, key, keylen) == 0;
+}
+
+/* An old slot's position in migration order: the slots before mig_done are
+ * the migrated (empty) ones. */
+static size_t
+old_pos(const struct mem *m, size_t i)
+{
+	return (i - m->mig_base) & (m->oldcap - 1);
+}
+
+/*
+ * Where a probe for hash starts in the old table: its home slot, or the
+ * migration cursor when the home slot was migrated already. Every record
+ * left in the old table is reachable from there without crossing an empty
+ * slot, and no probe wraps past mig_base (empty since growth began).
+ */
+static size_t
+old_start(const struct mem *m, uint64_t hash)
+{
+	size_t mask = m->oldcap - 1, home = (size_t)hash & mask;
+
+	if (old_pos(m, home) < m->mig_done)
+		return (m->mig_base + m->mig_done) & mask;
+	return home;
+}
+
+/* The record for key, in either table, or NULL; *slotp: when NULL, the
+ * empty slot of the current table where it would go (valid until a table
+ * changes: any insert, removal, migration or growth). */
 static struct rec *
 tab_find(struct mem *m, const uint8_t *key, size_t keylen, uint64_t hash,
     size_t *slotp)
 {
-	size_t mask = m->cap - 1, i = (size_t)hash & mask;
+	size_t mask, i;
 	struct rec *r;
 
-	for (; (r = m->slots[i]) != NULL; i = (i + 1) & mask)
-		if (r->hash == hash && r->keylen == keylen &&
-		    memcmp(r->key, key, keylen) == 0)
+	if (m->old != NULL) {
+		mask = m->oldcap - 1;
+		for (i = old_start(m, hash); (r = m->old[i]) != NULL;
+		    i = (i + 1) & mask)
+			if (rec_is(r, key, keylen, hash))
+				return r;
+	}
+	mask = m->cap - 1;
+	for (i = (size_t)hash & mask; (r = m->slots[i]) != NULL;
+	    i = (i + 1) & mask)
+		if (rec_is(r, key, keylen, hash))
 			break;
 	if (slotp != NULL)
 		*slotp = i;
 	return r;
 }
 
+static void
+mig_end(struct mem *m)
+{
+	tab_free(m->old, m->oldcap);
+	m->old = NULL;
+	m->oldcap = m->oldcount = 0;
+	m->mig_base = m->mig_done = m->mig_rel = 0;
+}
+
+/*
+ * Give back the whole pages of a mapped old table that lie between mig_rel
+ * and the cursor. Only the stretch from mig_base to the end of the table is
+ * given back (mig_base, the first empty slot, is near 0); the rest goes
+ * with the table. The slots are all NULL already, so whether the kernel
+ * zero-fills or keeps the pages, reading them still gives NULL.
+ */
+static void
+old_release(struct mem *m)
+{
+	uintptr_t mask = (uintptr_t)m->pagesz - 1, from, to;
+	size_t end = m->mig_base + m->mig_done;
+
+	if (m->oldcap * sizeof(*m->old) < MAP_BYTES)
+		return;
+	if (end > m->oldcap)
+		end = m->oldcap;
+	from = ((uintptr_t)(m->old + m->mig_rel) + mask) & ~mask;
+	to = (uintptr_t)(m->old + end) & ~mask;
+	if (to <= from || to - from < RELEASE_BYTES)
+		return;
+	(void)madvise((void *)from, to - from, MADV_DONTNEED);
+	m->mig_rel = (size_t)((struct rec **)to - m->old);
+}
+
+/*
+ * Migrate old slots to the current table, in order from the cursor: at
+ * least `want` (or all that remain), then on to the end of the cluster, but
+ * no more than `max`. Returns how many slots were visited.
+ */
+static size_t
+tab_migrate(struct mem *m, size_t want, size_t max)
+{
+	size_t n = 0, i, j, mask, nmask = m->cap - 1, left;
+	struct rec *r;
+
+	if (m->old == NULL)
+		return 0;
+	mask = m->oldcap - 1;
+	while (n < max && m->mig_done < m->oldcap) {
+		if (m->oldcount == 0) {
+			left = m->oldcap - m->mig_done;
+			m->mig_done += left < EMPTY_LEAP ? left : EMPTY_LEAP;
+			break;
+		}
+		i = (m->mig_base + m->mig_done) & mask;
+		if ((r = m->old[i]) == NULL && n >= want)
+			break;
+		/* A prefetch does not fault, even on NULL; and the slot read
+		 * is in the table (migrated slots read as NULL). */
+		PREFETCH(m->old[(i + MIGRATE_AHEAD) & mask]);
+		if (r != NULL) {
+			m->old[i] = NULL;
+			m->oldcount--;
+			for (j = (size_t)r->hash & nmask; m->slots[j] != NULL;
+			    j = (j + 1) & nmask)
+				;
+			m->slots[j] = r;
+			m->count++;
+		}
+		n++;
+		m->mig_done++;
+	}
+	m->migrated += n;
+	if (m->mig_done == m->oldcap)
+		mig_end(m);
+	else
+		old_release(m);
+	return n;
+}
+
+/* Start growing: the current table becomes the old one. */
 static int
 tab_grow(struct mem *m)
 {
-	size_t ncap = m->cap * 2, mask = ncap - 1, i, j;
-	struct rec **ns, *r;
+	size_t ncap = m->cap * 2, base;
+	struct rec **ns;
 
-	if (ncap > SIZE_MAX / sizeof(*ns) ||
-	    (ns = calloc(ncap, sizeof(*ns))) == NULL)
+	if (ncap < m->cap || (ns = tab_alloc(ncap)) == NULL)
 		return -1;
-	for (i = 0; i < m->cap; i++) {
-		if ((r = m->slots[i]) == NULL)
-			continue;
-		for (j = (size_t)r->hash & mask; ns[j] != NULL;
-		    j = (j + 1) & mask)
-			;
-		ns[j] = r;
-	}
-	free(m->slots);
+	/* Cannot happen (see the top of the file); one growth at a time. */
+	while (m->old != NULL)
+		tab_migrate(m, SIZE_MAX, SIZE_MAX);
+	/* The table is at most 3/4 full: there is an empty slot. */
+	for (base = 0; m->slots[base] != NULL; base++)
+		;
+	m->old = m->slots;
+	m->oldcap = m->cap;
+	m->oldcount = m->count;
+	m->mig_base = m->mig_rel = base;
+	m->mig_done = 0;
 	m->slots = ns;
 	m->cap = ncap;
+	m->count = 0;
 	return 0;
 }
 
@@ -276,6 +611,46 @@ tab_remove(struct mem *m, struct rec *r)
 	}
 	m->slots[i] = NULL;
 	m->count--;
+}
+
+/*
+ * The same in the old table, if r is there (1) or not (0). Positions are
+ * compared in migration order, which no cluster wraps: the hole i is at or
+ * after the cursor, so a record whose home slot was migrated already (and
+ * which old_start() looks for from the cursor) moves into it like any other
+ * record whose home comes before the hole.
+ */
+static int
+old_remove(struct mem *m, struct rec *r)
+{
+	size_t mask = m->oldcap - 1, i = old_start(m, r->hash), j, home;
+	struct rec *q;
+
+	for (; (q = m->old[i]) != r; i = (i + 1) & mask)
+		if (q == NULL)
+			return 0;
+	for (j = i;;) {
+		j = (j + 1) & mask;
+		if ((q = m->old[j]) == NULL)
+			break;
+		home = old_pos(m, (size_t)q->hash & mask);
+		/* old[j] stays when its home lies in (i, j]; it cannot lie
+		 * after j. */
+		if (home > old_pos(m, i))
+			continue;
+		m->old[i] = q;
+		i = j;
+	}
+	m->old[i] = NULL;
+	m->oldcount--;
+	return 1;
+}
+
+static void
+tab_unlink(struct mem *m, struct rec *r)
+{
+	if (m->old == NULL || !old_remove(m, r))
+		tab_remove(m, r);
 }
 
 /* --- Expiry heap ---------------------------------------------------------- */
@@ -361,8 +736,8 @@ heap_reserve(struct mem *m, size_t n)
 	if (n <= m->heapcap)
 		return 0;
 	ncap = m->heapcap * 2;
-	if (ncap > SIZE_MAX / sizeof(*nh) ||
-	    (nh = realloc(m->heap, ncap * sizeof(*nh))) == NULL)
+	if (ncap > SIZE_MAX / sizeof(*nh) || (nh = big_grow(m->heap,
+	    m->heapcap * sizeof(*nh), ncap * sizeof(*nh))) == NULL)
 		return -1;
 	m->heap = nh;
 	m->heapcap = ncap;
@@ -380,7 +755,8 @@ reserve_new(struct mem *m, const uint8_t *key, size_t keylen, uint64_t hash,
 {
 	if (heap_reserve(m, m->heapn + 1) == -1)
 		return -1;
-	if ((m->count + 1) * 4 > m->cap * 3 && tab_grow(m) == -1)
+	if ((m->count + m->oldcount + 1) * 4 > m->cap * 3 &&
+	    tab_grow(m) == -1)
 		return -1;
 	tab_find(m, key, keylen, hash, slotp);
 	return 0;
@@ -397,10 +773,12 @@ mem_sweep_budget(struct mem *m, uint64_t now, size_t budget, int *more)
 	while (n < budget && m->heapn > 0 && m->heap[0]->expires <= now) {
 		r = m->heap[0];
 		/* Unlink first: the hook may write, even to this key. */
-		tab_remove(m, r);
+		tab_unlink(m, r);
 		heap_remove(m, r);
 		m->used_bytes -= rec_cost(r);
 		if (r->kind == BE_ENTRY) {
+			if (m->lru)
+				lru_unlink(m, r);
 			m->entries--;
 			m->payload_bytes -= r->u.blob->len;
 			backend_report(&m->be, BE_EV_EXPIRE, r->key, r->keylen,
@@ -425,6 +803,7 @@ mem_open(const struct config *cfg, struct event_base *base, char *err,
 	struct mem *m;
 	ssize_t n;
 	size_t got = 0;
+	long pagesz;
 
 	(void)base;
 	if ((m = calloc(1, sizeof(*m))) == NULL)
@@ -432,11 +811,18 @@ mem_open(const struct config *cfg, struct event_base *base, char *err,
 	m->be.ops = &backend_memory;
 	m->cap = TABLE_MIN;
 	m->heapcap = HEAP_MIN;
-	m->slots = calloc(m->cap, sizeof(*m->slots));
-	m->heap = calloc(m->heapcap, sizeof(*m->heap));
+	m->steps[0] = MIGRATE_STEP;
+	m->steps[1] = MIGRATE_MAX;
+	m->steps[2] = SWEEP_MIGRATE;
+	m->steps[3] = SWEEP_MIGRATE_MAX;
+	pagesz = sysconf(_SC_PAGESIZE);
+	m->pagesz = pagesz > 0 ? (size_t)pagesz : 4096;
+	m->slots = tab_alloc(m->cap);
+	m->heap = big_alloc(m->heapcap * sizeof(*m->heap));
 	if (m->slots == NULL || m->heap == NULL)
 		goto oom;
 	m->max_memory = cfg != NULL ? cfg->max_memory : 0;
+	m->lru = cfg != NULL && cfg->mode == MODE_NODE;
 	/* The hash key must be secret: with a guessable one, chosen session
 	 * ids could all land in one probe chain. */
 	while (got < sizeof(m->seed)) {
@@ -457,8 +843,8 @@ oom:
 		snprintf(err, errlen, "memory backend: out of memory");
 fail:
 	if (m != NULL) {
-		free(m->slots);
-		free(m->heap);
+		tab_free(m->slots, m->cap);
+		big_free(m->heap, m->heapcap * sizeof(*m->heap));
 		free(m);
 	}
 	return NULL;
@@ -478,15 +864,18 @@ mem_close(struct backend *be)
 
 	if (m == NULL)
 		return;
-	for (i = 0; i < m->cap; i++) {
-		if ((r = m->slots[i]) == NULL)
+	/* Every record is in exactly one of the tables. */
+	for (i = 0; i < m->cap + m->oldcap; i++) {
+		r = i < m->cap ? m->slots[i] : m->old[i - m->cap];
+		if (r == NULL)
 			continue;
 		if (r->kind == BE_ENTRY)
 			blob_unref(r->u.blob);
 		free(r);
 	}
-	free(m->slots);
-	free(m->heap);
+	tab_free(m->slots, m->cap);
+	tab_free(m->old, m->oldcap);
+	big_free(m->heap, m->heapcap * sizeof(*m->heap));
 	free(m);
 }
 
@@ -500,6 +889,8 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 	memset(rec, 0, sizeof(*rec));
 	if (lease != NULL)
 		memset(lease, 0, sizeof(*lease));
+	if (m->old != NULL)
+		tab_migrate(m, m->steps[0], m->steps[1]);
 	if (keylen >= 1 && keylen <= KEY_MAX)
 		r = tab_find(m, key, keylen, siphash(m->seed, key, keylen),
 		    NULL);
@@ -521,6 +912,8 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 		lease->len = rec->len;
 		lease->release = lease_release;
 		lease->ctx = r->u.blob;
+		if (m->lru)		/* a read that serves the entry */
+			lru_touch(m, r);
 	}
 	return 0;
 }
@@ -531,6 +924,39 @@ static int
 over_budget(const struct mem *m, uint64_t old, uint64_t need)
 {
 	return m->max_memory != 0 && m->used_bytes - old + need > m->max_memory;
+}
+
+/*
+ * LRU policy: evict live entries from the least recently used end, never
+ * `keep`, until replacing a record costing `old` by one costing `need`
+ * fits (keep NULL, old and need 0: until used_bytes is within max_memory).
+ * Each is unlinked before it is reported: the hook may call back.
+ */
+static void
+lru_evict(struct mem *m, const struct rec *keep, uint64_t old, uint64_t need)
+{
+	struct rec *v;
+	uint32_t level;
+	size_t len;
+
+	while (over_budget(m, old, need)) {
+		if ((v = m->lru_tail) == keep && v != NULL)
+			v = v->lru_prev;
+		if (v == NULL)
+			break;
+		level = v->level;
+		len = v->u.blob->len;
+		lru_unlink(m, v);
+		tab_unlink(m, v);
+		heap_remove(m, v);
+		m->used_bytes -= rec_cost(v);
+		m->payload_bytes -= len;
+		m->entries--;
+		backend_report(&m->be, BE_EV_EVICT, v->key, v->keylen, level,
+		    len);
+		blob_unref(v->u.blob);
+		free(v);
+	}
 }
 
 static int
@@ -564,6 +990,16 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 			goto oom;
 		old = r != NULL ? rec_cost(r) : 0;
 	}
+	/* LRU policy: make room, unless nothing could (larger than the
+	 * whole budget): then nothing is evicted. */
+	if (m->lru && over_budget(m, old, need) && need <= m->max_memory) {
+		lru_evict(m, r, old, need);
+		r = tab_find(m, w->key, w->keylen, hash, &slot);
+		if (r == NULL &&
+		    reserve_new(m, w->key, w->keylen, hash, &slot) == -1)
+			goto oom;
+		old = r != NULL ? rec_cost(r) : 0;
+	}
 	if (over_budget(m, old, need)) {
 		snprintf(m->errmsg, sizeof(m->errmsg),
 		    "store full: max_memory %" PRIu64 " bytes reached",
@@ -586,7 +1022,13 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 		r->expires = c->expires;
 		heap_push(m, r);
 		m->entries++;
+		if (m->lru)
+			lru_push(m, r);
 	} else {
+		if (m->lru && r->kind == BE_ENTRY)
+			lru_touch(m, r);
+		else if (m->lru)
+			lru_push(m, r);	/* was a tombstone */
 		if (r->kind == BE_ENTRY) {
 			old_level = r->level;
 			old_len = r->u.blob->len;
@@ -645,6 +1087,8 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	} else {
 		m->used_bytes = m->used_bytes - rec_cost(r) + need;
 		if (r->kind == BE_ENTRY) {
+			if (m->lru)
+				lru_unlink(m, r);
 			old_level = r->level;
 			old_len = r->u.blob->len;
 			ev = r->expires > now ? BE_EV_DELETE : BE_EV_EXPIRE;
@@ -677,6 +1121,9 @@ mem_write(struct backend *be, struct be_write *w)
 
 	if (w->keylen < 1 || w->keylen > KEY_MAX)
 		return -1;
+	/* Before tab_find(): migrating moves records. */
+	if (m->old != NULL)
+		tab_migrate(m, m->steps[0], m->steps[1]);
 	hash = siphash(m->seed, w->key, w->keylen);
 	r = tab_find(m, w->key, w->keylen, hash, &slot);
 	/* Room for a new record is reserved before decide(): out of memory
@@ -728,10 +1175,15 @@ mem_write(struct backend *be, struct be_write *w)
 	return 0;
 }
 
+/* Also a chunk of growth, so that an idle daemon finishes it. */
 static size_t
 mem_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
 {
-	return mem_sweep_budget((struct mem *)be, now, budget, more);
+	struct mem *m = (struct mem *)be;
+
+	if (m->old != NULL)
+		tab_migrate(m, m->steps[2], m->steps[3]);
+	return mem_sweep_budget(m, now, budget, more);
 }
 
 static void
@@ -745,12 +1197,58 @@ mem_stats(struct backend *be, struct be_stats *st)
 	st->used_bytes = m->used_bytes;
 }
 
-/* A lower max_memory evicts nothing: writes are refused until deletes and
- * expiry bring used_bytes under it. */
+/* A lower max_memory evicts nothing on a central cache: writes are refused
+ * until deletes and expiry bring used_bytes under it. With the LRU policy
+ * it evicts at once (expired records first). */
 static void
 mem_reconfigure(struct backend *be, const struct config *cfg)
 {
-	((struct mem *)be)->max_memory = cfg->max_memory;
+	struct mem *m = (struct mem *)be;
+	uint64_t now;
+
+	m->max_memory = cfg->max_memory;
+	if (!m->lru || !over_budget(m, 0, 0))
+		return;
+	now = clock_now_ns();
+	if (m->heapn > 0 && m->heap[0]->expires <= now)
+		mem_sweep_budget(m, now, FULL_SWEEP, NULL);
+	lru_evict(m, NULL, 0, 0);
+}
+
+/*
+ * Test-only, for tests/unit/check_backend.c, which declares them; they are
+ * not part of backend.h and the daemon never calls them.
+ *
+ * backend_memory_test_resize(): old-table slots still to migrate (0: not
+ * growing); *migrated: old slots migrated since open.
+ */
+size_t
+backend_memory_test_resize(struct backend *be, uint64_t *migrated)
+{
+	struct mem *m = (struct mem *)be;
+
+	if (migrated != NULL)
+		*migrated = m->migrated;
+	return m->old != NULL ? m->oldcap - m->mig_done : 0;
+}
+
+/*
+ * backend_memory_test_steps(): get (when `get` is not NULL), then set (when
+ * `set` is not NULL) how many old slots lookup()/write() and sweep()
+ * migrate: { MIGRATE_STEP, MIGRATE_MAX, SWEEP_MIGRATE, SWEEP_MIGRATE_MAX }.
+ * All zero freezes a migration (growth then finishes the previous one in
+ * one go), so that a test can look at every record half-way through.
+ */
+void
+backend_memory_test_steps(struct backend *be, size_t get[4],
+    const size_t set[4])
+{
+	struct mem *m = (struct mem *)be;
+
+	if (get != NULL)
+		memcpy(get, m->steps, sizeof(m->steps));
+	if (set != NULL)
+		memcpy(m->steps, set, sizeof(m->steps));
 }
 
 const struct backend_ops backend_memory = {

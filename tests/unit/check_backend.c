@@ -7,7 +7,9 @@
  *
  * Behaviour that is specific to one backend (memory's max_memory budget and
  * zero-copy adoption) lives in its own TCase at the end, with the registry
- * and the sweeper timer in a real event_base.
+ * and the sweeper timer in a real event_base; memory's incremental hash
+ * table growth has a TCase of its own, which reaches into the backend
+ * through two test-only functions.
  */
 #define _XOPEN_SOURCE 700
 
@@ -910,13 +912,15 @@ START_TEST(test_many_keys)
 	int i, more = 1;
 
 	fix_open(_i, 0);
-	/* Even keys expire soon, odd ones late: sweeping the even half
-	 * removes records from the middle of every probe chain. */
+	/* Even keys expire sooner, odd ones late: sweeping the even half
+	 * removes records from the middle of every probe chain. Sooner is
+	 * still far (the sweep passes the time): 10 000 synced writes under
+	 * valgrind outlast 10 s, and the lookups run at the real time. */
 	for (i = 0; i < NMANY; i++) {
 		kl = many_key(key, sizeof(key), i);
 		v = (uint32_t)i;
 		ck_assert_int_eq(put(key, kl, (uint32_t)i, &v, sizeof(v),
-		    i % 2 ? LIVE : F.t0 + 10 * SEC), BE_OK);
+		    i % 2 ? LIVE : F.t0 + 1000 * SEC), BE_OK);
 	}
 	ck_assert_uint_eq(hook_count(BE_EV_SET), NMANY);
 	st = stats();
@@ -933,10 +937,11 @@ START_TEST(test_many_keys)
 	for (i = 0; i < NMANY; i += 3) {
 		kl = many_key(key, sizeof(key), i);
 		ck_assert_int_eq(tomb(key, kl, (uint32_t)i, 0,
-		    i % 2 ? LIVE : F.t0 + 10 * SEC), BE_OK);
+		    i % 2 ? LIVE : F.t0 + 1000 * SEC), BE_OK);
 	}
 	while (more) {
-		n = F.be->ops->sweep(F.be, F.t0 + 20 * SEC, SWEEP_SLICE, &more);
+		n = F.be->ops->sweep(F.be, F.t0 + 2000 * SEC, SWEEP_SLICE,
+		    &more);
 		ck_assert_uint_le(n, SWEEP_SLICE);
 		swept += n;
 	}
@@ -1182,6 +1187,597 @@ START_TEST(test_mem_lease_outlives_close)
 }
 END_TEST
 
+/* --- memory: incremental growth ------------------------------------------- */
+
+/*
+ * Test-only entry points of backends/memory.c, declared here and nowhere
+ * else (not in backend.h; the daemon never calls them).
+ * backend_memory_test_resize(): old-table slots still to migrate (0: not
+ * growing), *migrated: old slots migrated since open.
+ * backend_memory_test_steps(): get, then set, the old slots migrated by
+ * lookup()/write() (at least, at most) and by sweep() (at least, at most);
+ * all zero freezes a migration half-way.
+ */
+extern size_t	backend_memory_test_resize(struct backend *, uint64_t *);
+extern void	backend_memory_test_steps(struct backend *, size_t [4],
+		    const size_t [4]);
+
+static const size_t frozen[4] = { 0, 0, 0, 0 };
+
+/*
+ * ck_assert*() record a checkpoint per call, a write(2) each: checking
+ * every field of thousands of keys dozens of times that way took most of
+ * these tests' time (and minutes under valgrind). These test first and
+ * call into Check only to fail.
+ */
+#define GCHECK(c)	do {						\
+	if (!(c))							\
+		ck_abort_msg("Assertion '%s' failed", #c);		\
+} while (0)
+#define GCHECK_MSG(c, ...)	do {					\
+	if (!(c))							\
+		ck_abort_msg(__VA_ARGS__);				\
+} while (0)
+#define GCHECK_EQ(a, b)	do {						\
+	uintmax_t a_ = (uintmax_t)(a), b_ = (uintmax_t)(b);		\
+									\
+	if (a_ != b_)							\
+		ck_abort_msg("Assertion '%s == %s' failed: %ju != %ju",	\
+		    #a, #b, a_, b_);					\
+} while (0)
+
+/* check_hev(), the same way. */
+static void
+g_hev(size_t i, enum be_event ev, const char *key, uint32_t level,
+    size_t len)
+{
+	GCHECK(nhev > i);
+	GCHECK_MSG(hevs[i].ev == ev && hevs[i].keylen == strlen(key) &&
+	    memcmp(hevs[i].key, key, hevs[i].keylen) == 0 &&
+	    hevs[i].level == level && hevs[i].len == len,
+	    "event %zu: %d %.*s %u %zu, not %d %s %u %zu", i, (int)hevs[i].ev,
+	    (int)hevs[i].keylen, (const char *)hevs[i].key,
+	    (unsigned)hevs[i].level, hevs[i].len, (int)ev, key,
+	    (unsigned)level, len);
+}
+
+static size_t
+grow_left(void)
+{
+	return backend_memory_test_resize(F.be, NULL);
+}
+
+/* a - b, or 0 when b is larger: the most slots left after a step of b. */
+static size_t
+sub0(size_t a, size_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+static uint64_t
+grow_migrated(void)
+{
+	uint64_t n;
+
+	backend_memory_test_resize(F.be, &n);
+	return n;
+}
+
+/*
+ * A model of every key the growth tests wrote: the record as stored (an
+ * entry past its expiry stays BE_ENTRY until swept), against which each
+ * write's decide() view, hook events and every lookup are checked.
+ */
+struct gk {
+	enum be_kind	 kind;
+	uint32_t	 level;
+	uint64_t	 expires;
+	size_t		 len;
+	uint32_t	 seed;	/* payload fill(seed) or digest_of(seed) */
+};
+
+static struct gk	*G;
+static size_t		 ng, gcap;
+
+/* Not an expiry the tests reach by the clock: swept by passing it. */
+#define SHORT(s)	(F.t0 + (1000 + (uint64_t)(s)) * SEC)
+
+static size_t
+gkey(char *buf, size_t i)
+{
+	return (size_t)snprintf(buf, 64, "grow-%zu-%.*s", i, (int)(i % 17),
+	    "abcdefghijklmnopq");
+}
+
+static void
+g_reset(void)
+{
+	free(G);
+	G = NULL;
+	ng = gcap = 0;
+}
+
+static size_t
+g_new(void)
+{
+	if (ng == gcap) {
+		gcap = gcap ? gcap * 2 : 1024;
+		G = realloc(G, gcap * sizeof(*G));
+		GCHECK(G != NULL);
+	}
+	memset(&G[ng], 0, sizeof(G[ng]));
+	return ng++;
+}
+
+/* memory completes a write inside write(): no loop to pump, which keeps
+ * tens of thousands of writes quick under valgrind. */
+static int
+mwrite(struct wr *r, const void *key, size_t keylen)
+{
+	struct be_write w;
+
+	memset(&w, 0, sizeof(w));
+	w.key = key;
+	w.keylen = keylen;
+	w.decide = w_decide;
+	w.done = w_done;
+	w.arg = r;
+	GCHECK_EQ(F.be->ops->write(F.be, &w), 0);
+	GCHECK_EQ(r->ndecide, 1);
+	GCHECK_EQ(r->ndone, 1);
+	GCHECK(w.chg.adopt == NULL);
+	return r->err;
+}
+
+static int
+g_live(const struct gk *g, uint64_t now)
+{
+	return g->kind != BE_NONE && g->expires > now;
+}
+
+/* What decide() saw matches the model as of its `now`. */
+static void
+g_check_cur(const struct gk *g, const struct be_record *cur, uint64_t now)
+{
+	uint8_t d[BE_DIGEST_LEN];
+
+	if (!g_live(g, now)) {
+		GCHECK_EQ(cur->kind, BE_NONE);
+		return;
+	}
+	GCHECK_EQ(cur->kind, g->kind);
+	GCHECK_EQ(cur->level, g->level);
+	GCHECK_EQ(cur->expires, g->expires);
+	if (g->kind == BE_ENTRY)
+		GCHECK_EQ(cur->len, g->len);
+	else {
+		digest_of(d, (int)g->seed);
+		GCHECK(memcmp(cur->digest, d, BE_DIGEST_LEN) == 0);
+	}
+}
+
+static void
+g_put(size_t i, uint32_t level, uint32_t seed, uint64_t expires)
+{
+	struct gk *g = &G[i];
+	uint8_t p[64];
+	char key[64];
+	size_t kl = gkey(key, i), n0 = nhev, len = seed % 50;
+	struct wr w = { .action = BE_PUT, .level = level,
+	    .expires = expires, .data = p, .len = len };
+
+	fill(p, len, seed);
+	GCHECK_EQ(mwrite(&w, key, kl), BE_OK);
+	g_check_cur(g, &w.cur, w.now);
+	if (g->kind == BE_ENTRY && g->expires > w.now) {
+		GCHECK_EQ(nhev, n0 + 1);
+		g_hev(n0, BE_EV_UPDATE, key, level, len);
+	} else if (g->kind == BE_ENTRY) {
+		GCHECK_EQ(nhev, n0 + 2);
+		g_hev(n0, BE_EV_EXPIRE, key, g->level, g->len);
+		g_hev(n0 + 1, BE_EV_SET, key, level, len);
+	} else {
+		GCHECK_EQ(nhev, n0 + 1);
+		g_hev(n0, BE_EV_SET, key, level, len);
+	}
+	*g = (struct gk){ .kind = BE_ENTRY, .level = level,
+	    .expires = expires, .len = len, .seed = seed };
+}
+
+static void
+g_tomb(size_t i, uint32_t level, uint32_t seed, uint64_t expires)
+{
+	struct gk *g = &G[i];
+	char key[64];
+	size_t kl = gkey(key, i), n0 = nhev;
+	struct wr w = { .action = BE_PUT_TOMBSTONE, .level = level,
+	    .expires = expires };
+
+	digest_of(w.digest, (int)seed);
+	GCHECK_EQ(mwrite(&w, key, kl), BE_OK);
+	g_check_cur(g, &w.cur, w.now);
+	if (g->kind == BE_ENTRY) {
+		GCHECK_EQ(nhev, n0 + 1);
+		g_hev(n0, g->expires > w.now ? BE_EV_DELETE :
+		    BE_EV_EXPIRE, key, g->level, g->len);
+	} else
+		GCHECK_EQ(nhev, n0);
+	*g = (struct gk){ .kind = BE_TOMBSTONE, .level = level,
+	    .expires = expires, .seed = seed };
+}
+
+static void
+g_touch(size_t i, uint64_t expires)
+{
+	struct gk *g = &G[i];
+	char key[64];
+	size_t kl = gkey(key, i), n0 = nhev;
+	struct wr w = { .action = BE_TOUCH, .expires = expires };
+	int err = mwrite(&w, key, kl);
+
+	g_check_cur(g, &w.cur, w.now);
+	GCHECK_EQ(nhev, n0);		/* not a change */
+	if (g->kind == BE_ENTRY && g->expires > w.now) {
+		GCHECK_EQ(err, BE_OK);
+		g->expires = expires;
+	} else
+		GCHECK(err != BE_OK);
+}
+
+/* Sweep as of `now` in slices of `budget` until nothing expired remains;
+ * every EXPIRE names a model entry due by then; tombstones go silently. */
+static void
+g_sweep(uint64_t now, size_t budget)
+{
+	char key[64];
+	size_t n0 = nhev, freed = 0, n, k, i, due = 0;
+	int more = 1;
+
+	for (i = 0; i < ng; i++)
+		if (G[i].kind != BE_NONE && G[i].expires <= now)
+			due++;
+	while (more) {
+		n = F.be->ops->sweep(F.be, now, budget, &more);
+		GCHECK(n <= budget);
+		GCHECK(n > 0 || !more);
+		freed += n;
+	}
+	GCHECK_EQ(freed, due);
+	for (k = n0; k < nhev; k++) {
+		GCHECK_EQ(hevs[k].ev, BE_EV_EXPIRE);
+		GCHECK(hevs[k].keylen < sizeof(key));
+		memcpy(key, hevs[k].key, hevs[k].keylen);
+		key[hevs[k].keylen] = '\0';
+		GCHECK(strncmp(key, "grow-", 5) == 0);
+		i = strtoul(key + 5, NULL, 10);
+		GCHECK(i < ng);
+		GCHECK_EQ(G[i].kind, BE_ENTRY);
+		GCHECK(G[i].expires <= now);
+		GCHECK_EQ(hevs[k].level, G[i].level);
+		GCHECK_EQ(hevs[k].len, G[i].len);
+		G[i].kind = BE_NONE;
+	}
+	for (i = 0; i < ng; i++) {
+		if (G[i].kind == BE_NONE || G[i].expires > now)
+			continue;
+		GCHECK_EQ(G[i].kind, BE_TOMBSTONE);
+		G[i].kind = BE_NONE;
+	}
+}
+
+/* Every key reads as the model says, and the stats add up. */
+static void
+g_verify(void)
+{
+	uint8_t p[64], d[BE_DIGEST_LEN];
+	struct be_record rec;
+	struct be_lease lease;
+	struct be_stats st, want;
+	char key[64];
+	uint64_t now = clock_now_ns();
+	size_t i, kl;
+	const struct gk *g;
+
+	memset(&want, 0, sizeof(want));
+	for (i = 0; i < ng; i++) {
+		g = &G[i];
+		kl = gkey(key, i);
+		GCHECK_EQ(lk(key, kl, now, &rec, i % 8 ? NULL : &lease), 0);
+		if (g->kind == BE_ENTRY) {
+			want.entries++;
+			want.payload_bytes += g->len;
+			want.used_bytes += COST(kl, g->len);
+		} else if (g->kind == BE_TOMBSTONE) {
+			want.tombstones++;
+			want.used_bytes += COST(kl, 0);
+		}
+		if (!g_live(g, now)) {
+			GCHECK_MSG(rec.kind == BE_NONE, "key %zu", i);
+			continue;
+		}
+		GCHECK_MSG(rec.kind == g->kind, "key %zu: kind %d, not %d", i,
+		    (int)rec.kind, (int)g->kind);
+		GCHECK_EQ(rec.level, g->level);
+		GCHECK_EQ(rec.expires, g->expires);
+		if (g->kind == BE_TOMBSTONE) {
+			digest_of(d, (int)g->seed);
+			GCHECK(memcmp(rec.digest, d, BE_DIGEST_LEN) == 0);
+			continue;
+		}
+		GCHECK_EQ(rec.len, g->len);
+		fill(p, g->len, g->seed);
+		if (g->len > 0)
+			GCHECK(memcmp(rec.data, p, g->len) == 0);
+		if (i % 8 == 0) {
+			GCHECK_EQ(lease.len, g->len);
+			be_lease_release(&lease);
+		}
+	}
+	st = stats();
+	GCHECK_EQ(st.entries, want.entries);
+	GCHECK_EQ(st.tombstones, want.tombstones);
+	GCHECK_EQ(st.payload_bytes, want.payload_bytes);
+	GCHECK_EQ(st.used_bytes, want.used_bytes);
+}
+
+/* The first write of key i: an entry (live, due at SHORT(), or already
+ * expired), or a tombstone. */
+static void
+g_first(size_t i, size_t nstages)
+{
+	uint64_t exp = i % 3 == 0 ? SHORT(i % nstages) : LIVE;
+
+	if (i % 13 == 0)
+		g_tomb(i, (uint32_t)i, (uint32_t)i, exp);
+	else
+		g_put(i, (uint32_t)i, (uint32_t)i * 7 + 1,
+		    i % 7 == 0 ? 1 + i : exp);
+}
+
+/* Migrate exactly n old slots (the steps being frozen around it). */
+static void
+g_advance(size_t n)
+{
+	const size_t adv[4] = { n, n, 0, 0 };
+	struct be_record rec;
+
+	backend_memory_test_steps(F.be, NULL, adv);
+	GCHECK_EQ(lk(S("no-such-key"), clock_now_ns(), &rec, NULL), 0);
+	GCHECK_EQ(rec.kind, BE_NONE);
+	backend_memory_test_steps(F.be, NULL, frozen);
+}
+
+/*
+ * Lookups, overwrites, deletes (tombstones), touches, new keys and expiry
+ * sweeps while a growth is stopped at chosen points of its migration: at
+ * the start, after one slot, and at arbitrary points that mostly fall in
+ * the middle of a probe cluster (where records after the cursor have their
+ * home slot before it), down to the last slot. The model is checked
+ * against every key before and after each batch. Each round has a new
+ * hash key, so a new layout of the table.
+ */
+#define GSTAGES	28
+#define GROUNDS	3
+
+static void
+grow_interleaved(int be)
+{
+	/*
+	 * Migrated old slots at each stage, in 4096ths of the old table;
+	 * closely spaced at first, where a cluster that wrapped around the
+	 * end of the table would be cut if the migration started at slot 0.
+	 */
+	static const size_t at[GSTAGES] = { 0, 1, 2, 3, 4, 6, 9, 13, 37, 200,
+	    351, 511, 700, 901, 1201, 1501, 1777, 2001, 2222, 2503, 2750, 3001,
+	    3301, 3499, 3701, 3901, 4094, 4095 };
+	size_t defaults[4], oldcap, done = 0, target, st, j, i, left;
+	uint32_t lvl;
+
+	fix_open(be, 0);
+	g_reset();
+	backend_memory_test_steps(F.be, defaults, frozen);
+	/* Frozen, each growth finishes the previous one in one go, so the
+	 * last one starts from a table holding every key. */
+	do {
+		GCHECK(ng < 100000);
+		g_first(g_new(), GSTAGES);
+	} while (grow_left() < 4096);
+	oldcap = grow_left();
+	/* Some keys only in the new table; far below its next growth. */
+	for (j = 0; j < oldcap / 5; j++)
+		g_first(g_new(), GSTAGES);
+	GCHECK_EQ(grow_left(), oldcap);
+	g_verify();
+
+	for (st = 0; st < GSTAGES; st++) {
+		target = at[st] * oldcap / 4096;
+		g_advance(target - done);
+		done = target;
+		/* Or done early: the slots left were all empty (the old table
+		 * holds no record any more), which only the last few stops
+		 * can meet. */
+		left = grow_left();
+		GCHECK(left == oldcap - done ||
+		    (left == 0 && st + 3 >= GSTAGES));
+		g_verify();
+		for (j = 0; j < 32; j++) {
+			i = (st * 7919 + j * 104729) % ng;
+			lvl = (uint32_t)(st * 1000 + j);
+			switch ((j + st) % 6) {
+			case 0:
+				g_put(i, lvl, lvl * 3, j % 4 ? LIVE :
+				    SHORT(st + 1 + j % 3));
+				break;
+			case 1:
+				g_tomb(i, lvl, lvl, j % 2 ? LIVE :
+				    SHORT(st + 1));
+				break;
+			case 2:
+				g_touch(i, LIVE + j);
+				break;
+			case 3:
+				g_put(g_new(), lvl, lvl, LIVE);
+				break;
+			case 4:
+				/* Already expired: swept, or overwritten
+				 * (EXPIRE, then SET). */
+				g_put(i, lvl, lvl, 2);
+				break;
+			default:
+				g_touch(i, SHORT(st + 2));
+				break;
+			}
+		}
+		/* Frees records from both tables, from the middle of the
+		 * old table's clusters too. */
+		g_sweep(SHORT(st), 5);
+		GCHECK_EQ(grow_left(), left);	/* still frozen */
+		g_verify();
+	}
+
+	/* Unfrozen: one lookup migrates the last slot. */
+	backend_memory_test_steps(F.be, NULL, defaults);
+	GCHECK(grow_left() <= 1);
+	get(S("no-such-key"), clock_now_ns());
+	GCHECK_EQ(grow_left(), 0);
+	g_verify();
+	g_sweep(FAR, 100);
+	g_verify();
+	for (i = 0; i < ng; i++)
+		GCHECK_EQ(G[i].kind, BE_NONE);
+	GCHECK_EQ(stats().used_bytes, 0);
+	g_reset();
+	fix_close();
+}
+
+START_TEST(test_mem_grow_interleaved)
+{
+	int round;
+
+	for (round = 0; round < GROUNDS; round++)
+		grow_interleaved(_i);
+}
+END_TEST
+
+/*
+ * With the shipped steps: no single write, lookup or sweep migrates more
+ * than its bound, each makes progress, and a sweeper that finds nothing to
+ * expire still finishes the growth. The table is large enough (32768 old
+ * slots, 256 KiB) to be mapped, so that its pages are given back as the
+ * migration empties them.
+ */
+START_TEST(test_mem_grow_bounded)
+{
+	struct be_record rec;
+	size_t steps[4], left, left0, oldcap = 0, j, i, sweeps;
+	uint64_t m0;
+	int more;
+
+	fix_open(_i, 0);
+	g_reset();
+	backend_memory_test_steps(F.be, steps, NULL);
+	GCHECK(steps[0] > 0);
+	GCHECK(steps[1] >= steps[0]);
+	GCHECK(steps[2] > 0);
+	GCHECK(steps[3] >= steps[2]);
+	/* Every write while filling: bounded, through several growths. */
+	do {
+		GCHECK(ng < 100000);
+		left0 = grow_left();
+		m0 = grow_migrated();
+		i = g_new();
+		g_put(i, (uint32_t)i, (uint32_t)i, i % 5 ? LIVE : SHORT(0));
+		left = grow_left();
+		GCHECK(grow_migrated() - m0 <= steps[1]);
+		if (left > left0)
+			oldcap = left;		/* a growth started */
+		else if (left0 > 0)
+			GCHECK(left <= sub0(left0, steps[0]));
+	} while (oldcap < 32768);
+	/* The write that started it rehashed nothing of the new growth. */
+	GCHECK_EQ(grow_left(), oldcap);
+
+	/* Interleaved lookups, overwrites, deletes and new keys. */
+	for (j = 0; j < 24 && (left0 = grow_left()) > 0; j++) {
+		m0 = grow_migrated();
+		i = (j * 7919) % ng;
+		switch (j % 4) {
+		case 0:
+			rec = get(S("no-such-key"), clock_now_ns());
+			GCHECK_EQ(rec.kind, BE_NONE);
+			break;
+		case 1:
+			g_put(i, (uint32_t)j, (uint32_t)j, LIVE);
+			break;
+		case 2:
+			g_tomb(i, (uint32_t)j, (uint32_t)j, LIVE);
+			break;
+		default:
+			g_put(g_new(), (uint32_t)j, (uint32_t)j, LIVE);
+			break;
+		}
+		GCHECK(grow_migrated() - m0 <= steps[1]);
+		GCHECK(grow_left() <= sub0(left0, steps[0]));
+	}
+	GCHECK(grow_left() > 0);	/* still growing */
+
+	/* Idle but for the sweeper: it finishes. */
+	for (sweeps = 0; (left0 = grow_left()) > 0; sweeps++) {
+		GCHECK(sweeps <= oldcap / steps[2]);
+		m0 = grow_migrated();
+		more = -1;
+		GCHECK_EQ(F.be->ops->sweep(F.be, clock_now_ns(),
+		    SWEEP_SLICE, &more), 0);
+		GCHECK_EQ(more, 0);
+		GCHECK(grow_migrated() - m0 <= steps[3]);
+		GCHECK(grow_left() <= sub0(left0, steps[2]));
+	}
+	g_verify();
+	g_sweep(SHORT(0), SWEEP_SLICE);
+	g_verify();
+	g_reset();
+	fix_close();
+}
+END_TEST
+
+/* An old table that the sweeper emptied before the migration reached its
+ * records is not walked slot by slot: the next operation ends it. */
+START_TEST(test_mem_grow_emptied)
+{
+	size_t defaults[4], j, i;
+	uint64_t m0;
+
+	fix_open(_i, 0);
+	g_reset();
+	backend_memory_test_steps(F.be, defaults, frozen);
+	do {
+		GCHECK(ng < 100000);
+		i = g_new();
+		g_put(i, 1, (uint32_t)i, SHORT(0));
+	} while (grow_left() < 4096);
+	for (j = 0; j < 100; j++) {
+		i = g_new();
+		if (j % 2)
+			g_put(i, 2, (uint32_t)i, LIVE);
+		else
+			g_tomb(i, 2, (uint32_t)i, LIVE);
+	}
+	g_sweep(SHORT(0), 64);
+	GCHECK_EQ(grow_left(), 4096);
+	g_verify();
+	backend_memory_test_steps(F.be, NULL, defaults);
+	m0 = grow_migrated();
+	get(S("no-such-key"), clock_now_ns());
+	GCHECK_EQ(grow_left(), 0);
+	GCHECK_EQ(grow_migrated(), m0);	/* nothing to move */
+	g_verify();
+	GCHECK_EQ(stats().entries, 50);
+	GCHECK_EQ(stats().tombstones, 50);
+	g_reset();
+	fix_close();
+}
+END_TEST
+
 START_TEST(test_registry)
 {
 	size_t i;
@@ -1196,6 +1792,215 @@ START_TEST(test_registry)
 	ck_assert_ptr_null(backend_find("nosuch"));
 	ck_assert_ptr_null(backend_find(""));
 	ck_assert_ptr_null(backend_find(NULL));
+}
+END_TEST
+
+/* --- memory: LRU eviction (node mode) ------------------------------------- */
+
+/*
+ * With `mode node` the memory backend evicts instead of refusing: a PUT
+ * that would pass max_memory first frees expired records, then evicts live
+ * entries from the least recently used end (reported BE_EV_EVICT) until it
+ * fits; an entry larger than the whole budget is refused as before, with
+ * nothing evicted. A lookup that takes a lease makes the entry the most
+ * recently used; one without a lease does not.
+ */
+static void
+lru_open(int i, uint64_t max_memory)
+{
+	char err[256] = "";
+
+	fix_open(i, max_memory);
+	F.ops->close(F.be);
+	F.cfg.mode = MODE_NODE;
+	F.be = F.ops->open(&F.cfg, F.base, err, sizeof(err));
+	ck_assert_msg(F.be != NULL, "open: %s", err);
+	backend_set_hook(F.be, hook, NULL);
+	nhev = 0;
+}
+
+static void
+lru_touch(const char *key)
+{
+	struct be_record rec;
+	struct be_lease l;
+
+	ck_assert_int_eq(lk(S(key), clock_now_ns(), &rec, &l), 0);
+	ck_assert_int_eq(rec.kind, BE_ENTRY);
+	be_lease_release(&l);
+}
+
+static int
+lru_held(const char *key)
+{
+	return get(S(key), clock_now_ns()).kind == BE_ENTRY;
+}
+
+START_TEST(test_lru_evicts_least_recent)
+{
+	uint8_t p[200];
+	uint64_t max = 3 * COST(2, 100);
+	struct be_stats st;
+
+	lru_open(_i, max);
+	fill(p, sizeof(p), 3);
+	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k2"), 2, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k3"), 3, p, 100, LIVE), BE_OK);
+	ck_assert_uint_eq(stats().used_bytes, max);
+	lru_touch("k1");		/* k2, k3, k1 */
+	ck_assert(lru_held("k2"));	/* no lease: no touch */
+	nhev = 0;
+	ck_assert_int_eq(put(S("k4"), 4, p, 100, LIVE), BE_OK);
+	ck_assert_uint_eq(nhev, 2);
+	check_hev(0, BE_EV_EVICT, "k2", 2, 100);
+	check_hev(1, BE_EV_SET, "k4", 4, 100);
+	ck_assert(!lru_held("k2"));
+	ck_assert(lru_held("k1") && lru_held("k3") && lru_held("k4"));
+	st = stats();
+	ck_assert_uint_eq(st.entries, 3);
+	ck_assert_uint_eq(st.payload_bytes, 300);
+	ck_assert_uint_eq(st.used_bytes, max);
+
+	/* A larger entry evicts as many as it needs, least recent first. */
+	lru_touch("k3");		/* k1, k4, k3 */
+	nhev = 0;
+	ck_assert_int_eq(put(S("k5"), 5, p, 200, LIVE), BE_OK);
+	ck_assert_uint_eq(nhev, 3);
+	check_hev(0, BE_EV_EVICT, "k1", 1, 100);
+	check_hev(1, BE_EV_EVICT, "k4", 4, 100);
+	check_hev(2, BE_EV_SET, "k5", 5, 200);
+	ck_assert(lru_held("k3") && lru_held("k5"));
+	ck_assert_uint_eq(stats().used_bytes, COST(2, 100) + COST(2, 200));
+	ck_assert_uint_eq(stats().entries, 2);
+	fix_close();
+}
+END_TEST
+
+START_TEST(test_lru_oversize_refused)
+{
+	uint8_t p[1000];
+	uint64_t max = 2 * COST(2, 100);
+	struct be_stats st0;
+	struct wr w;
+
+	lru_open(_i, max);
+	fill(p, sizeof(p), 4);
+	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
+	st0 = stats();
+	nhev = 0;
+	/* One byte over the whole budget: refused, nothing evicted, the
+	 * buffer not adopted. */
+	w = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
+	    .data = p, .len = max - COST(2, 0) + 1, .adopt = 1 };
+	ck_assert_int_eq(do_write(&w, S("k3")), BE_ERR_FULL);
+	ck_assert_int_eq(w.adopted, 0);
+	ck_assert_uint_eq(nhev, 0);
+	ck_assert(lru_held("k1") && lru_held("k2") && !lru_held("k3"));
+	ck_assert_uint_eq(stats().used_bytes, st0.used_bytes);
+	/* Exactly the budget fits, evicting everything else. */
+	ck_assert_int_eq(put(S("k3"), 1, p, max - COST(2, 0), LIVE), BE_OK);
+	ck_assert_uint_eq(nhev, 3);
+	check_hev(0, BE_EV_EVICT, "k1", 1, 100);
+	check_hev(1, BE_EV_EVICT, "k2", 1, 100);
+	ck_assert_uint_eq(stats().used_bytes, max);
+	ck_assert_uint_eq(stats().entries, 1);
+	fix_close();
+}
+END_TEST
+
+/* Replacing an entry never evicts that entry; a leased entry's bytes
+ * outlive its eviction. */
+START_TEST(test_lru_replace_and_lease)
+{
+	uint8_t p1[300], p2[300], p3[300];
+	uint64_t max = 3 * COST(2, 100);
+	struct be_record rec;
+	struct be_lease l;
+
+	lru_open(_i, max);
+	fill(p1, sizeof(p1), 5);
+	fill(p2, sizeof(p2), 6);
+	fill(p3, sizeof(p3), 7);
+	ck_assert_int_eq(put(S("k1"), 1, p1, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k2"), 1, p2, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k3"), 1, p3, 100, LIVE), BE_OK);
+	ck_assert_int_eq(lk(S("k1"), clock_now_ns(), &rec, &l), 0);
+	/* k2 (least recent) grows: k3 goes, not k2. */
+	nhev = 0;
+	ck_assert_int_eq(put(S("k2"), 2, p2, 200, LIVE), BE_OK);
+	ck_assert_uint_eq(nhev, 2);
+	check_hev(0, BE_EV_EVICT, "k3", 1, 100);
+	check_hev(1, BE_EV_UPDATE, "k2", 2, 200);
+	/* k1 (leased, least recent now) is evicted; its bytes stay. */
+	nhev = 0;
+	ck_assert_int_eq(put(S("k4"), 1, p3, 150, LIVE), BE_OK);
+	check_hev(0, BE_EV_EVICT, "k1", 1, 100);
+	ck_assert(!lru_held("k1"));
+	ck_assert_uint_eq(l.len, 100);
+	ck_assert_mem_eq(l.data, p1, 100);
+	be_lease_release(&l);
+	ck_assert(lru_held("k4"));
+	fix_close();
+}
+END_TEST
+
+START_TEST(test_lru_reconfigure_tombstones_central)
+{
+	uint8_t p[100];
+	struct config cfg;
+	uint64_t max = 2 * COST(2, 100);
+	int more;
+
+	lru_open(_i, 0);		/* no limit */
+	fill(p, sizeof(p), 8);
+	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k3"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k4"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k5"), 1, p, 100, LIVE), BE_OK);
+	lru_touch("k1");		/* k2, k3, k4, k5, k1 */
+	/* A lower budget evicts at once, least recent first. */
+	nhev = 0;
+	cfg = F.cfg;
+	cfg.max_memory = max;
+	F.ops->reconfigure(F.be, &cfg);
+	ck_assert_uint_eq(nhev, 3);
+	check_hev(0, BE_EV_EVICT, "k2", 1, 100);
+	check_hev(1, BE_EV_EVICT, "k3", 1, 100);
+	check_hev(2, BE_EV_EVICT, "k4", 1, 100);
+	ck_assert_uint_eq(stats().used_bytes, max);
+	/* An entry that became a tombstone (the node drops a copy with one
+	 * that is expired at once) leaves the LRU order; expired records go
+	 * before any live entry is evicted. */
+	ck_assert_int_eq(tomb(S("k5"), 1, 0, clock_now_ns()), BE_OK);
+	ck_assert(!lru_held("k5"));
+	nhev = 0;
+	ck_assert_int_eq(put(S("k6"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_uint_eq(hook_count(BE_EV_EVICT), 0);
+	ck_assert(lru_held("k1") && lru_held("k6"));
+	ck_assert_uint_eq(stats().used_bytes, max);
+	ck_assert_uint_eq(stats().tombstones, 0);
+	/* Expiry and sweeping keep the order consistent. */
+	ck_assert_int_eq(put(S("k7"), 1, p, 100, F.t0 + 1), BE_OK);
+	F.ops->sweep(F.be, clock_now_ns(), 100, &more);
+	ck_assert_uint_eq(hook_count(BE_EV_EXPIRE), 1);
+	ck_assert_int_eq(put(S("k8"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_uint_eq(stats().entries, 2);
+	fix_close();
+
+	/* Central (no mode node): the same budget refuses, as before. */
+	fix_open(_i, max);
+	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
+	ck_assert_int_eq(put(S("k3"), 1, p, 100, LIVE), BE_ERR_FULL);
+	ck_assert_uint_eq(hook_count(BE_EV_EVICT), 0);
+	cfg = F.cfg;
+	cfg.max_memory = COST(2, 100);
+	F.ops->reconfigure(F.be, &cfg);
+	ck_assert(lru_held("k1") && lru_held("k2"));
+	fix_close();
 }
 END_TEST
 
@@ -1244,6 +2049,33 @@ main(void)
 		    mem + 1);
 	}
 	tcase_add_test(tc, test_registry);
+	suite_add_tcase(s, tc);
+
+	/* Tens of thousands of writes, every key checked dozens of times:
+	 * a fraction of a second, half a minute under valgrind. */
+	tc = tcase_create("memory-growth");
+	tcase_set_timeout(tc, 60);
+	if (mem >= 0) {
+		tcase_add_loop_test(tc, test_mem_grow_interleaved, mem,
+		    mem + 1);
+		tcase_add_loop_test(tc, test_mem_grow_bounded, mem, mem + 1);
+		tcase_add_loop_test(tc, test_mem_grow_emptied, mem, mem + 1);
+	}
+	suite_add_tcase(s, tc);
+
+	/* Node mode's eviction policy (a separate TCase: memory only). */
+	tc = tcase_create("memory-lru");
+	tcase_set_timeout(tc, 10);
+	if (mem >= 0) {
+		tcase_add_loop_test(tc, test_lru_evicts_least_recent, mem,
+		    mem + 1);
+		tcase_add_loop_test(tc, test_lru_oversize_refused, mem,
+		    mem + 1);
+		tcase_add_loop_test(tc, test_lru_replace_and_lease, mem,
+		    mem + 1);
+		tcase_add_loop_test(tc, test_lru_reconfigure_tombstones_central,
+		    mem, mem + 1);
+	}
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
