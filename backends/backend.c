@@ -10,9 +10,11 @@
 
 /* Each backend file defines one of these, and nothing else is public. */
 extern const struct backend_ops backend_memory;
+extern const struct backend_ops backend_lmdb;
 
 const struct backend_ops *const backend_all[] = {
 	&backend_memory,
+	&backend_lmdb,
 	NULL
 };
 

@@ -21,20 +21,20 @@ static int have_key;
 static uint8_t key_digest[SHA256_DIGEST_LENGTH];
 
 static int
-read_key_file(const char *path, char *buf, size_t cap, char *err,
-    size_t errlen)
+read_key_file(const char *what, const char *path, char *buf, size_t cap,
+    char *err, size_t errlen)
 {
 	FILE *f;
 	size_t n;
 
 	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "api_key_file %s: %s", path,
+		snprintf(err, errlen, "%s %s: %s", what, path,
 		    strerror(errno));
 		return -1;
 	}
 	n = fread(buf, 1, cap - 1, f);
 	if (ferror(f) || !feof(f)) {
-		snprintf(err, errlen, "api_key_file %s: %s", path,
+		snprintf(err, errlen, "%s %s: %s", what, path,
 		    ferror(f) ? strerror(errno) : "larger than 4 KiB");
 		fclose(f);
 		return -1;
@@ -46,7 +46,7 @@ read_key_file(const char *path, char *buf, size_t cap, char *err,
 	    buf[n - 1] == ' ' || buf[n - 1] == '\t'))
 		buf[--n] = '\0';
 	if (n == 0) {
-		snprintf(err, errlen, "api_key_file %s: empty", path);
+		snprintf(err, errlen, "%s %s: empty", what, path);
 		return -1;
 	}
 	return 0;
@@ -59,8 +59,8 @@ auth_load(const struct config *conf, char *err, size_t errlen)
 	const char *key;
 
 	if (conf->api_key_file != NULL) {
-		if (read_key_file(conf->api_key_file, buf, sizeof(buf), err,
-		    errlen) != 0)
+		if (read_key_file("api_key_file", conf->api_key_file, buf,
+		    sizeof(buf), err, errlen) != 0)
 			return -1;
 		key = buf;
 	} else if ((key = getenv("METALCORE_API_KEY")) == NULL || *key == '\0') {
@@ -71,6 +71,29 @@ auth_load(const struct config *conf, char *err, size_t errlen)
 	OPENSSL_cleanse(buf, sizeof(buf));
 	have_key = 1;
 	return 0;
+}
+
+int
+auth_upstream_key(const struct config *conf, char *buf, size_t cap,
+    char *err, size_t errlen)
+{
+	const char *env;
+
+	if (conf->upstream_api_key_file != NULL)
+		return read_key_file("upstream_api_key_file",
+		    conf->upstream_api_key_file, buf, cap, err, errlen) == 0 ?
+		    1 : -1;
+	if (conf->api_key_file != NULL)
+		return read_key_file("api_key_file", conf->api_key_file, buf,
+		    cap, err, errlen) == 0 ? 1 : -1;
+	if ((env = getenv("METALCORE_API_KEY")) == NULL || *env == '\0')
+		return 0;
+	if (strlen(env) >= cap) {
+		snprintf(err, errlen, "METALCORE_API_KEY: longer than 4 KiB");
+		return -1;
+	}
+	memcpy(buf, env, strlen(env) + 1);
+	return 1;
 }
 
 int

@@ -18,5 +18,12 @@ int	 auth_enabled(void);
 /* GRPC_OK, GRPC_UNAUTHENTICATED (no api_key) or GRPC_PERMISSION_DENIED. */
 int	 auth_check(int present, const char *key, size_t len);
 void	 auth_clear(void);
+/*
+ * Node mode: the key presented to central (spec §5): upstream_api_key_file,
+ * else the node's own key (api_key_file, else METALCORE_API_KEY). 1 with
+ * the key in buf, 0 when there is none, -1 with err filled.
+ */
+int	 auth_upstream_key(const struct config *, char *buf, size_t cap,
+	    char *err, size_t errlen);
 
 #endif

@@ -773,6 +773,99 @@ check_ttls(struct loader *ld)
 		    b1, b2);
 }
 
+/* Node mode keeps its copies in memory (spec §5): `backend lmdb` with `mode
+ * node` is refused, at the line of whichever of the two was set last. */
+static void
+check_backend_mode(struct loader *ld)
+{
+	const struct config	*c = ld->cfg;
+	size_t			 ib, im;
+	unsigned		 lb, lm;
+
+	if (c->mode != MODE_NODE || c->backend == NULL ||
+	    strcmp(c->backend, "lmdb") != 0 ||
+	    lookup("backend", &ib) == NULL || lookup("mode", &im) == NULL)
+		return;
+	lb = ld->line[ib];
+	lm = ld->line[im];
+	add_error(ld, lb > lm ? lb : lm,
+	    "backend lmdb is not supported with mode node");
+}
+
+/* Host and port of a host:port or [v6]:port address; 0, or -1 for unix:
+ * and anything else. */
+static int
+split_address(const char *a, char *host, size_t hlen, const char **port)
+{
+	const char	*end;
+	size_t		 n;
+
+	if (a[0] == '[') {
+		if ((end = strchr(a, ']')) == NULL || end[1] != ':')
+			return -1;
+		n = (size_t)(end - a - 1);
+		a++;
+		*port = end + 2;
+	} else {
+		if (strncmp(a, "unix:", 5) == 0 ||
+		    (end = strrchr(a, ':')) == NULL)
+			return -1;
+		n = (size_t)(end - a);
+		*port = end + 1;
+	}
+	if (n >= hlen)
+		return -1;
+	memcpy(host, a, n);
+	host[n] = '\0';
+	return 0;
+}
+
+static int
+is_wildcard(const char *h)
+{
+	return strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 ||
+	    strcmp(h, "*") == 0;
+}
+
+static int
+is_loopback(const char *h)
+{
+	return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+	    strcmp(h, "localhost") == 0;
+}
+
+/* A node whose upstream is one of its own listen addresses would forward
+ * to itself without end (spec §2: forwarding is strictly node -> central). */
+static void
+check_upstream_loop(struct loader *ld)
+{
+	const struct config	*c = ld->cfg;
+	char			 uh[256], lh[256];
+	const char		*up, *lp;
+	size_t			 iu, k;
+	unsigned		 line;
+
+	if (c->mode != MODE_NODE || c->upstream == NULL ||
+	    lookup("upstream", &iu) == NULL)
+		return;
+	for (k = 0; k < c->nlisten; k++) {
+		int same = strcmp(c->listen[k], c->upstream) == 0;
+
+		if (!same && split_address(c->upstream, uh, sizeof uh,
+		    &up) == 0 && split_address(c->listen[k], lh, sizeof lh,
+		    &lp) == 0 && strcmp(up, lp) == 0)
+			same = is_wildcard(lh) && (is_loopback(uh) ||
+			    is_wildcard(uh));
+		if (!same)
+			continue;
+		line = ld->line[iu] != 0 ? ld->line[iu] : ld->mline[k];
+		add_error(ld, line, "upstream: %s is this node's own listen "
+		    "address %s; it must name the central cache",
+		    c->upstream, c->listen[k]);
+		return;
+	}
+}
+
 int
 config_load(const char *path, int allow_missing, struct config *out,
     struct config_errors *errs)
@@ -823,6 +916,8 @@ config_load(const char *path, int allow_missing, struct config *out,
 	ld.defaults = 0;
 
 	check_ttls(&ld);
+	check_backend_mode(&ld);
+	check_upstream_loop(&ld);
 	if (ld.nerr == 0 && path != NULL)
 		cfg.path = xstrdup(&ld, 0, path);	/* NULL: error added */
 

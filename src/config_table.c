@@ -24,37 +24,38 @@
 #define OFF(f)	offsetof(struct config, f)
 
 static const char *const mode_choices[] = { "central", "node", NULL };
-static const char *const mode_later[] = { "node", NULL };
 static const char *const backend_choices[] = { "memory", "lmdb", NULL };
-static const char *const backend_later[] = { "lmdb", NULL };
 static const char *const level_choices[] = {
 	"debug", "info", "warn", "error", NULL
 };
 
 const struct config_directive config_table[] = {
 	{ "mode", CONF_CHOICE, CONF_ENUM, 0, 0,
-	  "central", NULL, mode_choices, mode_later, OFF(mode),
+	  "central", NULL, mode_choices, NULL, OFF(mode),
 	  "central (takes writes) or node (per-host cache in front of a central)" },
 	{ "listen", CONF_ADDRESS, CONF_MULTI, 0, 0,
 	  "127.0.0.1:2337", "127.0.0.1:3337", NULL, NULL, OFF(listen),
 	  "gRPC address: host:port, [v6]:port or unix:/path; may repeat "
 	  "(up to 16); the first one replaces the default" },
 	{ "backend", CONF_CHOICE, 0, 0, 0,
-	  "memory", NULL, backend_choices, backend_later, OFF(backend),
+	  "memory", NULL, backend_choices, NULL, OFF(backend),
 	  "storage: memory (hash table in RAM) or lmdb (on disk)" },
-	{ "lmdb_path", CONF_PATH, CONF_LATER, 0, 0,
+	{ "lmdb_path", CONF_PATH, 0, 0, 0,
 	  "/var/lib/alpcrund", NULL, NULL, NULL, OFF(lmdb_path),
-	  "directory of the LMDB environment" },
-	{ "lmdb_map_size", CONF_SIZE, CONF_LATER, 1 * MIB, 16 * TIB,
+	  "directory of the LMDB environment (created if missing); "
+	  "also holds the lock file alpcrund.lock" },
+	{ "lmdb_map_size", CONF_SIZE, 0, 1 * MIB, 16 * TIB,
 	  "4g", NULL, NULL, NULL, OFF(lmdb_map_size),
 	  "LMDB map size: the most the database can hold" },
-	{ "lmdb_sync", CONF_FLAG, CONF_LATER, 0, 0,
+	{ "lmdb_sync", CONF_FLAG, 0, 0, 0,
 	  "on", NULL, NULL, NULL, OFF(lmdb_sync),
-	  "on: an acknowledged write is durable (fsync at commit)" },
-	{ "lmdb_max_readers", CONF_NUMBER, CONF_LATER, 1, 65536,
+	  "on: an acknowledged write is durable (fsync at commit); off: it "
+	  "survives a crash of the daemon but not of the machine" },
+	{ "lmdb_max_readers", CONF_NUMBER, 0, 1, 65536,
 	  "512", NULL, NULL, NULL, OFF(lmdb_max_readers),
-	  "LMDB reader slots" },
-	{ "lmdb_full_ratio", CONF_PERCENT, CONF_LATER, 1, 100,
+	  "LMDB reader slots; when they run short, reads are served from "
+	  "heap copies" },
+	{ "lmdb_full_ratio", CONF_PERCENT, 0, 1, 100,
 	  "90%", NULL, NULL, NULL, OFF(lmdb_full_ratio),
 	  "map fill level at which writes are refused with RESOURCE_EXHAUSTED" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
@@ -82,7 +83,7 @@ const struct config_directive config_table[] = {
 	{ "api_key_file", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(api_key_file),
 	  "file holding the API key callers must send (else METALCORE_API_KEY)" },
-	{ "upstream_api_key_file", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	{ "upstream_api_key_file", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(upstream_api_key_file),
 	  "node: file holding the key presented to central "
 	  "(default: the node's own key)" },
@@ -95,7 +96,7 @@ const struct config_directive config_table[] = {
 	{ "tls_client_ca", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(tls_client_ca),
 	  "require client certificates signed by this CA (mTLS)" },
-	{ "upstream", CONF_ADDRESS, CONF_LATER, 0, 0,
+	{ "upstream", CONF_ADDRESS, 0, 0, 0,
 	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
 	  "node: address of the central cache" },
 	{ "upstream_tls", CONF_FLAG, CONF_LATER, 0, 0,
@@ -114,15 +115,15 @@ const struct config_directive config_table[] = {
 	  NULL, NULL, NULL, NULL, OFF(upstream_server_name),
 	  "node: name checked in central's certificate "
 	  "(default: host of upstream)" },
-	{ "upstream_timeout", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	{ "upstream_timeout", CONF_DURATION, CONF_LIVE,
 	  100, 1 * MS_DAY,
 	  "30s", NULL, NULL, NULL, OFF(upstream_timeout),
 	  "node: deadline of a fetch from central (bare number: seconds)" },
-	{ "upstream_connect_timeout", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	{ "upstream_connect_timeout", CONF_DURATION, CONF_LIVE,
 	  100, 1 * MS_DAY,
 	  "3s", NULL, NULL, NULL, OFF(upstream_connect_timeout),
 	  "node: bound on connecting to central (bare number: seconds)" },
-	{ "upstream_keepalive", CONF_DURATION, CONF_LIVE | CONF_LATER,
+	{ "upstream_keepalive", CONF_DURATION, CONF_LIVE,
 	  1 * MS_S, 1 * MS_DAY,
 	  "10s", NULL, NULL, NULL, OFF(upstream_keepalive),
 	  "node: HTTP/2 PING period on the link to central "

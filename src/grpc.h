@@ -59,6 +59,8 @@ struct method {
 
 /* methods.c: the table of served methods. */
 const struct method *method_find(const char *path, size_t len);
+/* Serve node mode's handlers (1) or central's (0, the default). */
+void	 method_table_node(int on);
 
 /*
  * Finish with a reply message. When lease is not NULL, the reply's bytes

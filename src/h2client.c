@@ -1948,6 +1948,33 @@ h2client_free(struct h2client *c)
 }
 
 int
+h2client_configure(struct h2client *c, const struct h2client_opts *o)
+{
+	char *key = NULL;
+
+	if (o->api_key != NULL && (key = strdup(o->api_key)) == NULL)
+		return -1;
+	if (c->api_key != NULL)
+		explicit_bzero(c->api_key, strlen(c->api_key));
+	free(c->api_key);
+	c->api_key = key;
+	c->connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms :
+	    DEFAULT_CONNECT_MS;
+	c->max_msg = o->max_message_size ? o->max_message_size :
+	    DEFAULT_MAX_MESSAGE;
+	if (o->keepalive_ms != c->keepalive_ms) {
+		c->keepalive_ms = o->keepalive_ms;
+		if (c->cur != NULL && c->cur->up) {
+			if (c->keepalive_ms > 0)
+				ping_arm(c->cur);
+			else
+				evtimer_del(c->cur->ping_ev);
+		}
+	}
+	return 0;
+}
+
+int
 h2client_up(const struct h2client *c)
 {
 	return c->up;

@@ -177,6 +177,15 @@ struct h2client	*h2client_new(struct event_base *, struct evdns_base *dns,
 		    const struct h2client_opts *, h2_state_fn *on_state,
 		    void *arg, char *err, size_t errlen);
 void		 h2client_free(struct h2client *);
+/*
+ * Apply new options to a live client (SIGHUP): connect_timeout_ms from the
+ * next attempt, keepalive_ms at once (the PING timer is re-armed; 0 stops
+ * PINGs), api_key and max_message_size from the next call. target, name and
+ * TLS options are ignored: changing those needs a new client. 0, or -1 when
+ * out of memory (then nothing changed).
+ */
+int		 h2client_configure(struct h2client *,
+		    const struct h2client_opts *);
 /* Is the link up (or handing over after a graceful GOAWAY)? */
 int		 h2client_up(const struct h2client *);
 /* Why the link is down ("" while it is up). */

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "node.h"
 #include "server.h"
 #include "sweeper.h"
 
@@ -38,6 +39,7 @@ static struct {
 	struct server		 srv;
 	struct sweeper		*sweeper;
 	int			 metrics_on;
+	int			 node_on;
 } d;
 
 static void
@@ -151,6 +153,8 @@ reload(void)
 		log_warn("changes need a restart", "directives=\"%s\"",
 		    changed);
 	cache_reconfigure(&next);
+	if (d.node_on)
+		node_reconfigure(&next);
 	d.be->ops->reconfigure(d.be, &next);
 	sweeper_set_interval(d.sweeper, next.sweep_interval);
 	server_reconfigure(&d.srv, &next);
@@ -274,6 +278,14 @@ main(int argc, char *argv[])
 		log_error("cannot listen", "error=\"%s\"", err);
 		goto out;
 	}
+	if (d.conf.mode == MODE_NODE) {
+		if (node_init(d.base, d.be, &d.conf, err, sizeof(err)) != 0) {
+			log_error("cannot start node mode", "error=\"%s\"",
+			    err);
+			goto out;
+		}
+		d.node_on = 1;
+	}
 	if (d.conf.metrics_listen != NULL) {
 		if (metrics_listen(d.base, d.conf.metrics_listen, err,
 		    sizeof(err)) != 0) {
@@ -307,6 +319,10 @@ main(int argc, char *argv[])
 	log_info("exiting", NULL);
 	rv = 0;
 out:
+	/* Node waiters and forwarded writes first: they answer calls of
+	 * connections server_free() closes. */
+	if (d.node_on)
+		node_free();
 	server_free(&d.srv);
 	if (d.sweeper != NULL)
 		sweeper_stop(d.sweeper);

@@ -15,8 +15,15 @@ API (keep to it, others use it):
       .write_config(text) .wait_log(pattern, timeout)
 
   fixtures: daemon (default config), make_daemon(config="", env=None,
-  args=None, start=True, prefix=None), perf (record a figure for the final
+  args=None, start=True, prefix=None), make_pair(central="", node="", …)
+  (a central and a node in front of it), perf (record a figure for the final
   report). prefix: a command that execs the daemon (e.g. prlimit).
+
+  Backends: a test module marked `pytestmark = pytest.mark.all_backends`
+  runs each of its tests once per backend (ids [memory] and [lmdb]): the
+  `backend` fixture is parametrized, and make_daemon adds `backend lmdb`,
+  a fresh `lmdb_path` and a modest `lmdb_map_size` to the config of the
+  lmdb runs (after the caller's lines, unless the text names a backend).
 
 Every daemon is stopped at teardown; one that died while the test ran fails
 the test with its log tail. A test runs under a per-test alarm (default 180 s,
@@ -85,7 +92,8 @@ class DaemonError(Exception):
 
 
 class Daemon:
-    def __init__(self, tmp_path, config="", env=None, args=None, start=True, prefix=None):
+    def __init__(self, tmp_path, config="", env=None, args=None, start=True, prefix=None,
+                 extra=""):
         self.dir = os.path.join(str(tmp_path), "alpcrund-%d" % next(_counter))
         os.makedirs(self.dir, exist_ok=True)
         self.conf_path = os.path.join(self.dir, "alpcrund.conf")
@@ -93,6 +101,7 @@ class Daemon:
         self.env = env or {}
         self.args = list(args or [])
         self.prefix = list(prefix or [])   # a wrapper that execs the daemon (prlimit …)
+        self.extra = extra                 # lines appended to every config written
         self.proc = None
         self.expect_exit = False
         self.returncode = None
@@ -124,6 +133,8 @@ class Daemon:
             if self.metrics_port is None:
                 self.metrics_port = alptest.free_port()
             extra.append("metrics_listen 127.0.0.1:%d" % self.metrics_port)
+        if self.extra and not re.search(r'^\s*backend\s', text, re.M):
+            extra += self.extra.splitlines()
         body = "\n".join(lines + extra) + "\n"
         with open(self.conf_path, "w") as f:
             f.write(body)
@@ -300,6 +311,31 @@ class Daemon:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): per-test time limit")
+    config.addinivalue_line("markers", "all_backends: run each test once per backend")
+
+
+BACKENDS = ("memory", "lmdb")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("all_backends") and \
+            "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The storage backend of the daemons make_daemon starts: "memory"
+    unless the module is marked all_backends."""
+    return getattr(request, "param", "memory")
+
+
+def backend_lines(backend, tmp_path):
+    """Config lines for a daemon of this backend, each with its own store."""
+    if backend == "memory":
+        return ""
+    path = os.path.join(str(tmp_path), "lmdb-%d" % next(_counter))
+    return "backend lmdb\nlmdb_path %s\nlmdb_map_size 256m\n" % path
 
 
 class TestTimeout(BaseException):
@@ -321,12 +357,13 @@ def _alarm(request):
 
 
 @pytest.fixture
-def make_daemon(request, tmp_path):
+def make_daemon(request, tmp_path, backend):
     daemons = []
     request.node._alp_daemons = daemons
 
     def factory(config="", env=None, args=None, start=True, prefix=None):
-        d = Daemon(tmp_path, config=config, env=env, args=args, start=False, prefix=prefix)
+        d = Daemon(tmp_path, config=config, env=env, args=args, start=False, prefix=prefix,
+                   extra=backend_lines(backend, tmp_path))
         daemons.append(d)
         if start:
             d.start()
@@ -362,6 +399,24 @@ def make_daemon(request, tmp_path):
 @pytest.fixture
 def daemon(make_daemon):
     return make_daemon()
+
+
+@pytest.fixture
+def make_pair(make_daemon):
+    """make_pair(central="", node="", central_env=None, node_env=None,
+    start_node=True) -> (central, node): a central and a node in front of it
+    (`mode node`, `upstream` the central's address unless the node text sets
+    one), each on free loopback ports. Both are make_daemon daemons."""
+    def factory(central="", node="", central_env=None, node_env=None, start_node=True):
+        c = make_daemon(central, env=central_env)
+        head = "mode node\n"
+        if not re.search(r'^\s*backend\s', node, re.M):
+            head += "backend memory\n"     # a node is memory only, in lmdb runs too
+        if not re.search(r'^\s*upstream\s', node, re.M):
+            head += "upstream %s\n" % c.addr
+        n = make_daemon(head + node, env=node_env, start=start_node)
+        return c, n
+    return factory
 
 
 @pytest.fixture

@@ -9,11 +9,8 @@ import pytest
 from alptest import ALPCRUND, TOP_BUILDDIR, free_port
 
 LATER = ["tls_cert /x", "tls_key /x", "tls_client_ca /x",
-         "lmdb_path /x", "lmdb_map_size 1g", "lmdb_sync on", "lmdb_max_readers 10",
-         "lmdb_full_ratio 80%", "upstream 127.0.0.1:2337", "upstream_api_key_file /x",
          "upstream_tls on", "upstream_ca /x", "upstream_cert /x", "upstream_key /x",
-         "upstream_server_name x", "upstream_timeout 5s", "upstream_connect_timeout 1s",
-         "upstream_keepalive 5s", "prefetch on", "prefetch_concurrency 2",
+         "upstream_server_name x", "prefetch on", "prefetch_concurrency 2",
          "watch_buffer 1m"]
 
 
@@ -115,12 +112,26 @@ def test_tls_cert_not_supported(tmp_path):
     assert "%s:2: tls_cert: not supported in this build" % path in out, out
 
 
-@pytest.mark.parametrize("text", ["mode node", "backend lmdb"])
-def test_later_choices_not_supported(tmp_path, text):
-    path = write(tmp_path, "# x\n" + text + "\n")
-    rc, out = run(["-t", "-c", path])
-    assert rc == 1, out
-    assert re.search(r"%s:2: .*not supported in this build" % re.escape(path), out), out
+def test_node_directives_accepted(tmp_path):
+    # Node mode and its link to central (issue #4); TLS to central and the
+    # change feed stay in LATER above.
+    lines = ["mode node", "upstream central-cache:2337", "upstream_api_key_file /x",
+             "upstream_timeout 5s", "upstream_connect_timeout 1s", "upstream_keepalive 5s"]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    rc, out = run(["-t", "-v", "-c", path])
+    assert rc == 0, out
+    for line in lines:
+        assert re.search(r"^%s$" % re.escape(line), out, re.M), (line, out)
+
+
+def test_lmdb_directives_accepted(tmp_path):
+    lines = ["backend lmdb", "lmdb_path /srv/alpcrund", "lmdb_map_size 1g",
+             "lmdb_sync off", "lmdb_max_readers 10", "lmdb_full_ratio 80%"]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    rc, out = run(["-t", "-v", "-c", path])
+    assert rc == 0, out
+    for line in lines:
+        assert re.search(r"^%s$" % re.escape(line), out, re.M), (line, out)
 
 
 def test_help_and_version():

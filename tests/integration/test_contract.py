@@ -1,6 +1,7 @@
 """Spec §4.1-§4.5: every semantic rule, with the exact status code and the
 exact message text, through grpcio (and raw message bytes where the Python
-protobuf API cannot write the input)."""
+protobuf API cannot write the input). Every test runs against each backend
+(memory and lmdb: the all_backends mark, conftest.py)."""
 import time
 
 import grpc
@@ -10,6 +11,8 @@ from alptest import (DELETE, GET, MAX_U32, SET, UPDATE, encode_shared, raw_unary
                      sd, ttl_seconds, wait_until)
 
 C = grpc.StatusCode
+
+pytestmark = pytest.mark.all_backends
 
 
 def rpc_error(call, req, **kw):

@@ -38,6 +38,21 @@ def test_central_example_config_checks_clean():
     assert r.returncode == 0, r.stderr
 
 
+def test_node_example_config_checks_clean():
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-v", "-c",
+                        os.path.join(TOP, "conf/alpcrund-node.conf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^mode node$", r.stdout, re.M), r.stdout
+
+
+def checks_clean(tmp_path, conf, name):
+    f = tmp_path / name
+    f.write_text(conf)
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-c", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def units(tmp_path):
     """The units with ExecStart on the built binary, as installed."""
     out = []
@@ -93,7 +108,7 @@ def test_kubernetes_central(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_kubernetes_node_daemonset():
+def test_kubernetes_node_daemonset(tmp_path):
     docs = load_all("node-daemonset.yaml")
     ds = docs[("DaemonSet", "alpcrund-node")]
     c = container(ds)
@@ -104,12 +119,13 @@ def test_kubernetes_node_daemonset():
     assert re.search(r"^mode\s+node$", conf, re.M)
     assert re.search(r"^listen\s+0\.0\.0\.0:3337$", conf, re.M)
     assert re.search(r"^api_key_file\s+\S+", conf, re.M)
+    checks_clean(tmp_path, conf, "node.conf")
     worker = docs[("Pod", "worker-example")]
     env = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
     assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
 
 
-def test_kubernetes_node_unix_socket():
+def test_kubernetes_node_unix_socket(tmp_path):
     docs = load_all("node-unix-socket.yaml")
     ds = docs[("DaemonSet", "alpcrund-node-unix")]
     conf = docs[("ConfigMap", "alpcrund-node-unix")]["data"]["alpcrund.conf"]
@@ -118,3 +134,5 @@ def test_kubernetes_node_unix_socket():
     sock_dir = os.path.dirname(m.group(1))
     vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
     assert vols["socket-dir"]["hostPath"]["path"] == sock_dir
+    assert re.search(r"^mode\s+node$", conf, re.M)
+    checks_clean(tmp_path, conf, "node-unix.conf")

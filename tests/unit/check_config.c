@@ -216,12 +216,9 @@ in(const char *const *list, const char *s)
 START_TEST(table_order_and_flags)
 {
 	static const char *const later[] = {
-		"lmdb_path", "lmdb_map_size", "lmdb_sync", "lmdb_max_readers",
-		"lmdb_full_ratio", "upstream_api_key_file", "tls_cert",
-		"tls_key", "tls_client_ca", "upstream", "upstream_tls",
+		"tls_cert", "tls_key", "tls_client_ca", "upstream_tls",
 		"upstream_ca", "upstream_cert", "upstream_key",
-		"upstream_server_name", "upstream_timeout",
-		"upstream_connect_timeout", "upstream_keepalive", "prefetch",
+		"upstream_server_name", "prefetch",
 		"prefetch_concurrency", "watch_buffer", NULL
 	};
 	static const char *const restart[] = {
@@ -262,14 +259,13 @@ START_TEST(table_order_and_flags)
 			    "%s: def_node", d->name);
 	}
 	ck_assert_uint_eq(i, config_table_len);
-	ck_assert_ptr_nonnull(row("mode")->later_choices);
-	ck_assert_str_eq(row("mode")->later_choices[0], "node");
-	ck_assert_str_eq(row("backend")->later_choices[0], "lmdb");
+	ck_assert_ptr_null(row("mode")->later_choices);
+	ck_assert_ptr_null(row("backend")->later_choices);
 }
 END_TEST
 
-/* Node defaults: mode node is not in this build yet, so check the table
- * and that each def_node value is accepted as written in a file. */
+/* Node defaults: the table, each def_node value accepted as written in a
+ * file, and the loader applying them when the file says `mode node`. */
 START_TEST(table_node_defaults)
 {
 	struct config	 cfg;
@@ -296,8 +292,42 @@ START_TEST(table_node_defaults)
 	ck_assert_str_eq(cfg.listen[0], "127.0.0.1:3337");
 	ck_assert_uint_eq(cfg.max_memory, 1ULL << 30);
 	config_free(&cfg);
-	expect_error("mode node\n",
-	    "1: mode: node: not supported in this build");
+	expect_ok("# a node\nmode node\n", &cfg);
+	ck_assert_int_eq(cfg.mode, MODE_NODE);
+	ck_assert_uint_eq(cfg.nlisten, 1);
+	ck_assert_str_eq(cfg.listen[0], "127.0.0.1:3337");
+	ck_assert_uint_eq(cfg.max_memory, 1ULL << 30);
+	ck_assert_str_eq(cfg.upstream, "127.0.0.1:2337");
+	config_free(&cfg);
+	/* What the file sets wins over the node defaults. */
+	expect_ok("mode node\nmax_memory 64m\nlisten 127.0.0.1:9\n", &cfg);
+	ck_assert_uint_eq(cfg.max_memory, 64ULL << 20);
+	ck_assert_uint_eq(cfg.nlisten, 1);
+	ck_assert_str_eq(cfg.listen[0], "127.0.0.1:9");
+	config_free(&cfg);
+	/* A node keeps its copies in memory (spec §5). */
+	expect_error("mode node\nbackend lmdb\n",
+	    "2: backend lmdb is not supported with mode node");
+	expect_error("backend lmdb\n# x\nmode node\n",
+	    "3: backend lmdb is not supported with mode node");
+	/* A node never forwards to itself. */
+	expect_error("mode node\nlisten 127.0.0.1:4000\nupstream "
+	    "127.0.0.1:4000\n", "3: upstream: 127.0.0.1:4000 is this node's "
+	    "own listen address 127.0.0.1:4000; it must name the central "
+	    "cache");
+	expect_error("mode node\nupstream localhost:3337\nlisten "
+	    "0.0.0.0:3337\n", "2: upstream: localhost:3337 is this node's "
+	    "own listen address 0.0.0.0:3337; it must name the central "
+	    "cache");
+	expect_error("mode node\nupstream 127.0.0.1:3337\n", "2: upstream: "
+	    "127.0.0.1:3337 is this node's own listen address "
+	    "127.0.0.1:3337; it must name the central cache");
+	expect_ok("mode node\nlisten 127.0.0.1:4000\nupstream "
+	    "10.0.0.1:4000\n", &cfg);
+	config_free(&cfg);
+	/* A central ignores upstream. */
+	expect_ok("listen 127.0.0.1:4000\nupstream 127.0.0.1:4000\n", &cfg);
+	config_free(&cfg);
 }
 END_TEST
 
@@ -527,6 +557,20 @@ START_TEST(values_of_each_type)
 	ck_assert_str_eq(cfg.log_target, "syslog");
 	ck_assert_str_eq(cfg.pid_file, "/run/alpcrund.pid");
 	config_free(&cfg);
+
+	expect_ok("backend lmdb\n"
+	    "lmdb_path /srv/alpcrund\n"
+	    "lmdb_map_size 64g\n"
+	    "lmdb_sync off\n"
+	    "lmdb_max_readers 1024\n"
+	    "lmdb_full_ratio 80%\n", &cfg);
+	ck_assert_str_eq(cfg.backend, "lmdb");
+	ck_assert_str_eq(cfg.lmdb_path, "/srv/alpcrund");
+	ck_assert_uint_eq(cfg.lmdb_map_size, 64ULL << 30);
+	ck_assert_int_eq(cfg.lmdb_sync, 0);
+	ck_assert_uint_eq(cfg.lmdb_max_readers, 1024);
+	ck_assert_uint_eq(cfg.lmdb_full_ratio, 80);
+	config_free(&cfg);
 }
 END_TEST
 
@@ -558,8 +602,6 @@ START_TEST(error_messages)
 	    "got \"edge\"");
 	expect_error("log_level verbose\n", "1: log_level: expected debug, "
 	    "info, warn or error, got \"verbose\"");
-	expect_error("backend lmdb\n",
-	    "1: backend: lmdb: not supported in this build");
 	expect_error("backend redis\n", "1: backend: expected memory or lmdb, "
 	    "got \"redis\"");
 
@@ -592,12 +634,18 @@ START_TEST(error_messages)
 	    "max_concurrent_streams: 65537 is out of range, expected 1 to "
 	    "65536");
 
+	expect_error("lmdb_full_ratio 0%\n", "1: lmdb_full_ratio: 0%% is out "
+	    "of range, expected 1%% to 100%%");
+	expect_error("lmdb_map_size 512k\n", "1: lmdb_map_size: 512k is out "
+	    "of range, expected 1m to 16t");
+	expect_error("lmdb_max_readers 0\n", "1: lmdb_max_readers: 0 is out "
+	    "of range, expected 1 to 65536");
+	expect_error("lmdb_sync yes\n", "1: lmdb_sync: expected on or off, "
+	    "got \"yes\"");
+
 	/* Directives of a later build. */
-	expect_error("lmdb_path /srv/cache\n",
-	    "1: lmdb_path: not supported in this build");
-	expect_error("lmdb_full_ratio 80%\n",
-	    "1: lmdb_full_ratio: not supported in this build");
-	expect_error("upstream\n", "1: upstream: not supported in this build");
+	expect_error("upstream_tls on\n",
+	    "1: upstream_tls: not supported in this build");
 	expect_error("prefetch on\n", "1: prefetch: not supported in this build");
 	expect_error("tls_cert /etc/ssl/a.pem\n",
 	    "1: tls_cert: not supported in this build");
@@ -809,15 +857,14 @@ START_TEST(dump_defaults)
 	size_t			 i;
 	static const char *const lines[] = {
 		"mode central\n", "listen 127.0.0.1:2337\n", "backend memory\n",
-		"# lmdb_path /var/lib/alpcrund\t# not supported in this build\n",
-		"# lmdb_map_size 4g\t# not supported in this build\n",
-		"# lmdb_sync on\t# not supported in this build\n",
-		"# lmdb_full_ratio 90%\t# not supported in this build\n",
+		"lmdb_path /var/lib/alpcrund\n", "lmdb_map_size 4g\n",
+		"lmdb_sync on\n", "lmdb_max_readers 512\n",
+		"lmdb_full_ratio 90%\n",
 		"max_memory 0\n", "default_ttl 10m\n", "max_ttl 10m\n",
 		"sweep_interval 1s\n", "max_message_size 260m\n",
 		"max_inflight_bytes 1g\n", "# api_key_file (unset)\n",
 		"# tls_cert (unset)\t# not supported in this build\n",
-		"# upstream 127.0.0.1:2337\t# not supported in this build\n",
+		"upstream 127.0.0.1:2337\n",
 		"# upstream_tls off\t# not supported in this build\n",
 		"# watch_buffer 1m\t# not supported in this build\n",
 		"# metrics_listen (unset)\n", "max_connections 10000\n",

@@ -1,0 +1,1138 @@
+/*
+ * node.c: node mode (spec §5), a read-through cache in front of a central
+ * cache, on one persistent HTTP/2 link (h2client.h).
+ *
+ * Get. The decision table of §5 (node_decide_get()): a held copy at the
+ * asked level, or any held copy when no level is asked, is served from the
+ * backend by lease, like central serves it; an older level asked than held
+ * is refused locally; everything else is fetched from central.
+ *
+ * Coalescing. Fetches in flight live in a table keyed by (session, level)
+ * or (session, none); a Get that misses joins the fetch of its key or
+ * starts one. Each waiter has a timer for its own deadline, the shorter of
+ * upstream_timeout and its grpc-timeout, and a cancel hook for a stream
+ * that goes away; either takes only that waiter off the fetch, which goes
+ * on for the others (and, with nobody left, still stores its result for
+ * the next Get). The fetch's own deadline is upstream_timeout from its
+ * start. Its one answer goes to every waiter: an error as central (or the
+ * link) gave it, nothing stored; data is stored unless the node holds a
+ * newer level by then (a late result never overwrites one), and every
+ * waiter is sent the same bytes by lease.
+ *
+ * Where a fetched payload is copied: h2client reads the reply message into
+ * one buffer (the reply's one copy); node_parse_reply() finds the payload
+ * in it without copying; to be stored, the payload is moved to the front
+ * of that same buffer (memmove, in place: the backend adopts malloc'ed
+ * buffers by their start) and the memory backend adopts it; replies send
+ * it by reference. A payload served pass-through (larger than the whole
+ * max_memory, or not stored because a newer level is held) is sent by
+ * reference from the reply buffer itself.
+ *
+ * Memory in flight. Reply buffers are counted against max_inflight_bytes
+ * (server_inflight()) from the reply's arrival until the backend adopts
+ * them or the last reply referencing them is on the socket; so are the
+ * payloads of forwarded writes until h2client releases them. A fetch that
+ * would start while max_inflight_bytes is reached waits (its waiters'
+ * deadlines still run) until there is room.
+ *
+ * Writes. Set, Update and Delete are forwarded as they came (the unpacked
+ * request is the body, its payload sent by reference) with the caller's
+ * deadline; central's status and message go back unchanged; on OK the
+ * node's copy of that session is dropped and fetches of that session then
+ * in flight neither store their result nor take new waiters. A caller that
+ * leaves does not cancel a forwarded write: it completes, and its OK still
+ * drops the copy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "alpcrun/v1/cache.pb-c.h"
+#include "auth.h"
+#include "backend.h"
+#include "cache.h"
+#include "clock.h"
+#include "config.h"
+#include "grpc.h"
+#include "h2client.h"
+#include "log.h"
+#include "metrics.h"
+#include "node.h"
+#include "server.h"
+
+#define PATH_GET	"/alpcrun.v1.Cache/GetSharedData"
+#define PATH_SET	"/alpcrun.v1.Cache/SetSharedData"
+#define PATH_UPDATE	"/alpcrun.v1.Cache/UpdateSharedData"
+#define PATH_DELETE	"/alpcrun.v1.Cache/DeleteSharedData"
+
+#define NBUCKETS	1024		/* fetch table, a power of two */
+#define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
+#define KEY_MAX		4096		/* upstream api key */
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST((head));				\
+	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1);		\
+	    (var) = (tvar))
+#endif
+
+struct fetch;
+
+struct waiter {
+	TAILQ_ENTRY(waiter)	 entry;
+	struct fetch		*f;
+	struct call		*call;
+	struct event		*timer;		/* its own deadline */
+};
+TAILQ_HEAD(waiter_list, waiter);
+
+struct fetch {
+	TAILQ_ENTRY(fetch)	 all;		/* n.fetches */
+	TAILQ_ENTRY(fetch)	 entry;		/* a bucket, while joinable */
+	TAILQ_ENTRY(fetch)	 qentry;	/* n.queue, while waiting */
+	struct waiter_list	 waiters;
+	size_t			 nwaiters;
+	struct h2call		*hc;		/* sent, no answer yet */
+	size_t			 bucket;
+	unsigned		 joinable:1;
+	unsigned		 queued:1;
+	unsigned		 no_store:1;	/* a write made it stale */
+	unsigned		 finishing:1;	/* its waiters are being answered */
+	int			 has_level;
+	uint32_t		 level;
+	size_t			 keylen;
+	uint8_t			 key[];
+};
+TAILQ_HEAD(fetch_list, fetch);
+
+/* A fetched payload that the waiters' replies share. */
+struct shared {
+	unsigned		 refs;
+	const uint8_t		*data;
+	size_t			 len;
+	struct be_lease		 under;		/* stored: the backend's lease */
+	uint8_t			*own;		/* pass-through: reply buffer */
+	int64_t			 acct;		/* counted in flight */
+};
+
+/* Storing a fetched payload. */
+struct store_op {
+	struct be_write		 w;
+	struct fetch		*f;
+	uint32_t		 level;
+	uint64_t		 expires;
+	uint8_t			*buf;		/* payload at its start */
+	size_t			 len;
+	int64_t			 acct;
+};
+
+/* A forwarded write: freed when both done (or cancel) and release ran. */
+struct fwd {
+	TAILQ_ENTRY(fwd)	 entry;		/* n.fwds, until done */
+	struct call		*call;
+	struct h2call		*hc;
+	Alpcrun__V1__SharedData	*req;		/* the body, until release */
+	int64_t			 acct;
+	unsigned		 refs;
+	size_t			 keylen;
+	uint8_t			 key[SESSION_ID_MAX];
+};
+TAILQ_HEAD(fwd_list, fwd);
+
+static struct {
+	struct event_base	*base;
+	struct backend		*be;
+	struct h2client		*up;
+	char			*target;
+	char			*key;		/* presented to central */
+	uint64_t		 upstream_timeout_ms;
+	uint64_t		 default_ttl_ms, max_ttl_ms;
+	uint64_t		 max_memory;
+	struct fetch_list	 buckets[NBUCKETS];
+	struct fetch_list	 fetches;
+	struct fetch_list	 queue;
+	struct fwd_list		 fwds;
+	struct event		*queue_timer;
+	int64_t			 inflight;
+	int			 started;
+} n;
+
+/* --- pure parts ------------------------------------------------------------ */
+
+enum node_get_action
+node_decide_get(int held, uint32_t h, int has_level, uint32_t l)
+{
+	if (!held)
+		return NODE_FETCH;		/* L or none: fetch */
+	if (!has_level || h == l)
+		return NODE_SERVE;
+	return h < l ? NODE_FETCH : NODE_MISMATCH;
+}
+
+static int
+varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+	const uint8_t *p = *pp;
+	uint64_t r = 0;
+	unsigned shift;
+
+	for (shift = 0; shift < 64; shift += 7) {
+		if (p >= end)
+			return -1;
+		r |= (uint64_t)(*p & 0x7f) << shift;
+		if ((*p++ & 0x80) == 0) {
+			*pp = p;
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Skip a field of wire type wt; 0, or -1 when malformed. */
+static int
+skip_field(const uint8_t **pp, const uint8_t *end, unsigned wt)
+{
+	uint64_t v;
+
+	switch (wt) {
+	case 0:
+		return varint(pp, end, &v);
+	case 1:
+		if (end - *pp < 8)
+			return -1;
+		*pp += 8;
+		return 0;
+	case 2:
+		if (varint(pp, end, &v) != 0 || v > (uint64_t)(end - *pp))
+			return -1;
+		*pp += v;
+		return 0;
+	case 5:
+		if (end - *pp < 4)
+			return -1;
+		*pp += 4;
+		return 0;
+	default:			/* groups: not in this message */
+		return -1;
+	}
+}
+
+static int
+parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
+    int32_t *nanos)
+{
+	uint64_t tag, v;
+
+	while (p < end) {
+		if (varint(&p, end, &tag) != 0)
+			return -1;
+		if ((tag >> 3) == 1 || (tag >> 3) == 2) {
+			if ((tag & 7) != 0 || varint(&p, end, &v) != 0)
+				return -1;
+			if ((tag >> 3) == 1)
+				*sec = (int64_t)v;
+			else
+				*nanos = (int32_t)(uint32_t)v;
+		} else if (skip_field(&p, end, (unsigned)(tag & 7)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+node_parse_reply(const uint8_t *buf, size_t len, struct node_reply *r)
+{
+	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0);
+	uint64_t tag, v;
+	unsigned field, wt;
+
+	memset(r, 0, sizeof(*r));
+	if (len == 0)			/* buf may be NULL then */
+		return 0;
+	while (p < end) {
+		if (varint(&p, end, &tag) != 0)
+			return -1;
+		field = (unsigned)(tag >> 3);
+		wt = (unsigned)(tag & 7);
+		if (field == 0)
+			return -1;
+		if (field > 4) {
+			if (skip_field(&p, end, wt) != 0)
+				return -1;
+			continue;
+		}
+		if (field == 2) {
+			if (wt != 0 || varint(&p, end, &v) != 0)
+				return -1;
+			r->has_level = 1;
+			r->level = (uint32_t)v;	/* as protobuf truncates */
+			continue;
+		}
+		if (wt != 2 || varint(&p, end, &v) != 0 ||
+		    v > (uint64_t)(end - p))
+			return -1;
+		switch (field) {
+		case 1:
+			r->session_id = p;
+			r->session_len = (size_t)v;
+			break;
+		case 3:
+			r->payload_off = (size_t)(p - buf);
+			r->payload_len = (size_t)v;
+			break;
+		case 4:
+			/* A repeated message field merges; the last value of
+			 * each scalar wins. */
+			if (parse_duration(p, p + v, &r->ttl_seconds,
+			    &r->ttl_nanos) != 0)
+				return -1;
+			r->has_ttl = 1;
+			break;
+		}
+		p += v;
+	}
+	return 0;
+}
+
+uint64_t
+node_copy_ttl(const struct node_reply *r, uint64_t default_ttl_ms,
+    uint64_t max_ttl_ms)
+{
+	uint64_t t, max = max_ttl_ms * NS_PER_MS;
+
+	if (r->has_ttl && r->ttl_seconds >= 0 && r->ttl_nanos >= 0 &&
+	    r->ttl_nanos < 1000000000 &&
+	    (r->ttl_seconds > 0 || r->ttl_nanos > 0)) {
+		if ((uint64_t)r->ttl_seconds >= max / NS_PER_SEC + 1)
+			t = max;
+		else
+			t = (uint64_t)r->ttl_seconds * NS_PER_SEC +
+			    (uint64_t)r->ttl_nanos;
+	} else
+		t = default_ttl_ms * NS_PER_MS;
+	if (t > max)
+		t = max;
+	return t > 0 ? t : 1;
+}
+
+/* --- accounting --------------------------------------------------------------- */
+
+static void
+inflight(int64_t delta)
+{
+	if (delta == 0)
+		return;
+	n.inflight += delta;
+	if (the_server != NULL)
+		server_inflight(the_server, delta);
+}
+
+static int
+inflight_full(void)
+{
+	return the_server != NULL && server_inflight_full(the_server);
+}
+
+/* --- the link ---------------------------------------------------------------- */
+
+static void
+on_link(void *arg, int up, const char *reason)
+{
+	char why[256];
+	int draining = the_server != NULL && the_server->draining;
+
+	metrics_upstream_up(up);
+	if (up) {
+		log_info("upstream up", "upstream=%s", n.target);
+		if (!draining)
+			metrics_set_ready(1, NULL);
+		return;
+	}
+	log_warn("upstream down", "upstream=%s reason=\"%s\"", n.target,
+	    reason);
+	snprintf(why, sizeof(why), "central cache unreachable: %s", reason);
+	if (!draining)
+		metrics_set_ready(0, why);
+}
+
+/* --- replies ---------------------------------------------------------------- */
+
+/* Reply with a copy held under lease (which the call takes over). */
+static void
+reply_copy(struct call *call, const uint8_t *key, size_t keylen,
+    uint32_t level, uint64_t expires, uint64_t now, struct be_lease *lease)
+{
+	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
+	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
+	uint64_t left = expires > now ? expires - now : 1;
+
+	ttl.seconds = (int64_t)(left / NS_PER_SEC);
+	ttl.nanos = (int32_t)(left % NS_PER_SEC);
+	reply.has_session_id = 1;
+	reply.session_id.data = (uint8_t *)(uintptr_t)key;
+	reply.session_id.len = keylen;
+	reply.has_update_level = 1;
+	reply.update_level = level;
+	reply.has_payload = 1;
+	reply.payload.data = (uint8_t *)(uintptr_t)lease->data; /* by ref */
+	reply.payload.len = lease->len;
+	reply.ttl = &ttl;
+	call_reply(call, &reply.base, lease);
+}
+
+static void
+shared_release(void *arg)
+{
+	struct shared *s = arg;
+
+	if (--s->refs > 0)
+		return;
+	be_lease_release(&s->under);
+	free(s->own);
+	inflight(-s->acct);
+	free(s);
+}
+
+/* --- the fetch table -------------------------------------------------------- */
+
+static size_t
+bucket_of(const uint8_t *key, size_t keylen)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < keylen; i++) {
+		h ^= key[i];
+		h *= 0x100000001b3ULL;
+	}
+	return (size_t)(h ^ (h >> 32)) & (NBUCKETS - 1);
+}
+
+static struct fetch *
+fetch_find(const uint8_t *key, size_t keylen, int has_level, uint32_t level)
+{
+	struct fetch *f;
+
+	TAILQ_FOREACH(f, &n.buckets[bucket_of(key, keylen)], entry)
+		if (f->keylen == keylen && f->has_level == has_level &&
+		    (!has_level || f->level == level) &&
+		    memcmp(f->key, key, keylen) == 0)
+			return f;
+	return NULL;
+}
+
+static struct fetch *
+fetch_new(const uint8_t *key, size_t keylen, int has_level, uint32_t level)
+{
+	struct fetch *f;
+
+	if ((f = calloc(1, sizeof(*f) + keylen)) == NULL)
+		return NULL;
+	TAILQ_INIT(&f->waiters);
+	memcpy(f->key, key, keylen);
+	f->keylen = keylen;
+	f->has_level = has_level;
+	f->level = has_level ? level : 0;
+	f->bucket = bucket_of(key, keylen);
+	f->joinable = 1;
+	TAILQ_INSERT_TAIL(&n.buckets[f->bucket], f, entry);
+	TAILQ_INSERT_TAIL(&n.fetches, f, all);
+	return f;
+}
+
+/* No new waiter joins it from now on. */
+static void
+fetch_unjoin(struct fetch *f)
+{
+	if (f->joinable) {
+		TAILQ_REMOVE(&n.buckets[f->bucket], f, entry);
+		f->joinable = 0;
+	}
+}
+
+static void
+fetch_free(struct fetch *f)
+{
+	fetch_unjoin(f);
+	if (f->queued) {
+		TAILQ_REMOVE(&n.queue, f, qentry);
+		f->queued = 0;
+	}
+	h2call_cancel(f->hc);
+	TAILQ_REMOVE(&n.fetches, f, all);
+	free(f);
+}
+
+/* Take w off its fetch; the caller then finishes w's call. */
+static struct call *
+waiter_remove(struct waiter *w)
+{
+	struct call *call = w->call;
+
+	TAILQ_REMOVE(&w->f->waiters, w, entry);
+	w->f->nwaiters--;
+	event_free(w->timer);
+	call_set_cancel(call, NULL, NULL);
+	free(w);
+	return call;
+}
+
+/* Nobody waits on a fetch not sent yet: it is dropped. One that was sent
+ * goes on, to store its result for the next Get. */
+static void
+fetch_orphan_check(struct fetch *f)
+{
+	if (f->nwaiters == 0 && f->queued && !f->finishing)
+		fetch_free(f);
+}
+
+static void
+fetch_fail(struct fetch *f, int status, const char *msg)
+{
+	struct waiter *w;
+
+	/* Answering a waiter may close a connection, and with it other
+	 * waiters of f (waiter_cancel()): f stays until the loop ends. */
+	f->finishing = 1;
+	while ((w = TAILQ_FIRST(&f->waiters)) != NULL)
+		call_error(waiter_remove(w), status, "%s", msg);
+	fetch_free(f);
+}
+
+static void
+waiter_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct waiter *w = arg;
+	struct fetch *f = w->f;
+	struct call *call = waiter_remove(w);
+
+	/* f first: answering may close a connection and cancel others. */
+	fetch_orphan_check(f);
+	call_error(call, GRPC_DEADLINE_EXCEEDED,
+	    "deadline exceeded waiting for the central cache");
+}
+
+/* The waiter's stream went away: only it leaves. */
+static void
+waiter_cancel(struct call *call, void *arg)
+{
+	struct waiter *w = arg;
+	struct fetch *f = w->f;
+
+	(void)waiter_remove(w);		/* returns call */
+	fetch_orphan_check(f);
+	call_error(call, GRPC_CANCELLED, NULL);
+}
+
+/* Serve every waiter from s (one reference is the caller's), then free f. */
+static void
+fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
+    uint64_t expires)
+{
+	struct waiter *w;
+	struct be_lease lease;
+	uint64_t now = clock_now_ns();
+
+	f->finishing = 1;		/* as in fetch_fail() */
+	while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
+		s->refs++;
+		lease.data = s->data;
+		lease.len = s->len;
+		lease.release = shared_release;
+		lease.ctx = s;
+		reply_copy(waiter_remove(w), f->key, f->keylen, level,
+		    expires, now, &lease);
+	}
+	shared_release(s);
+	fetch_free(f);
+}
+
+/* Serve the waiters from the reply buffer itself (not stored). */
+static void
+fetch_pass_through(struct fetch *f, uint8_t *buf, const uint8_t *data,
+    size_t len, int64_t acct, uint32_t level, uint64_t expires)
+{
+	struct shared *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		free(buf);
+		inflight(-acct);
+		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	s->refs = 1;
+	s->own = buf;
+	s->data = data;
+	s->len = len;
+	s->acct = acct;
+	fetch_serve(f, s, level, expires);
+}
+
+static void
+store_decide(void *arg, const struct be_record *cur, uint64_t now,
+    struct be_change *chg)
+{
+	struct store_op *op = arg;
+
+	/* A late result never overwrites a newer level. */
+	if (cur->kind == BE_ENTRY && cur->level > op->level) {
+		chg->action = BE_KEEP;
+		return;
+	}
+	chg->action = BE_PUT;
+	chg->level = op->level;
+	chg->expires = op->expires;
+	chg->data = op->buf;
+	chg->len = op->len;
+	chg->adopt = op->buf;
+}
+
+static void
+store_done(void *arg, int err, const char *errmsg)
+{
+	struct store_op *op = arg;
+	struct fetch *f = op->f;
+	struct be_record rec;
+	struct shared *s;
+
+	if (err == BE_OK && op->w.chg.action == BE_PUT &&
+	    op->w.chg.adopt == NULL) {
+		/* The backend owns the buffer now: lease it back, once, for
+		 * all the waiters. */
+		inflight(-op->acct);
+		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		s->refs = 1;
+		if (n.be->ops->lookup(n.be, f->key, f->keylen, clock_now_ns(),
+		    &rec, &s->under) != 0 || rec.kind != BE_ENTRY ||
+		    rec.level != op->level) {
+			be_lease_release(&s->under);
+			free(s);
+			fetch_fail(f, GRPC_UNAVAILABLE, "the fetched copy "
+			    "was dropped before it could be served");
+			goto out;
+		}
+		s->data = s->under.data;
+		s->len = s->under.len;
+		fetch_serve(f, s, op->level, rec.expires);
+		goto out;
+	}
+	if (err != BE_OK)
+		log_debug("fetched copy not stored", "error=\"%s\"", errmsg);
+	/* Kept for a newer level, or not stored: the waiters get the
+	 * fetched bytes all the same. */
+	fetch_pass_through(f, op->buf, op->buf, op->len, op->acct, op->level,
+	    op->expires);
+out:
+	free(op);
+}
+
+/* Would a copy of len bytes fit in max_memory at all? */
+static int
+fits(size_t keylen, size_t len)
+{
+	return n.max_memory == 0 ||
+	    (uint64_t)keylen + BE_ENTRY_OVERHEAD + len <= n.max_memory;
+}
+
+static void
+fetch_done(void *arg, struct h2reply *r)
+{
+	struct fetch *f = arg;
+	struct node_reply rep;
+	struct store_op *op;
+	uint8_t *buf;
+	uint64_t expires;
+	int64_t acct;
+
+	f->hc = NULL;
+	fetch_unjoin(f);		/* its answer is decided */
+	if (r->status != GRPC_OK) {
+		/* Passed through as it came; nothing stored (NOT_FOUND is
+		 * not cached). */
+		fetch_fail(f, r->status, r->message);
+		return;
+	}
+	if (node_parse_reply(r->data, r->len, &rep) != 0 || !rep.has_level) {
+		fetch_fail(f, GRPC_INTERNAL, "the central cache sent a reply "
+		    "that is not shared data");
+		return;
+	}
+	if (f->has_level && rep.level != f->level) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the central cache answered "
+		    "update level %u for update level %u", rep.level,
+		    f->level);
+		fetch_fail(f, GRPC_INTERNAL, msg);
+		return;
+	}
+	expires = clock_now_ns() + node_copy_ttl(&rep, n.default_ttl_ms,
+	    n.max_ttl_ms);
+	buf = r->data;			/* taken: ours to free or hand on */
+	r->data = NULL;
+	acct = (int64_t)r->len;
+	inflight(acct);
+	if (f->no_store || !fits(f->keylen, rep.payload_len) ||
+	    (op = calloc(1, sizeof(*op))) == NULL) {
+		fetch_pass_through(f, buf, buf + rep.payload_off,
+		    rep.payload_len, acct, rep.level, expires);
+		return;
+	}
+	/* COPY (in place): the payload to the front of its own buffer, which
+	 * the backend adopts by its start. */
+	if (rep.payload_off > 0 && rep.payload_len > 0)
+		memmove(buf, buf + rep.payload_off, rep.payload_len);
+	op->f = f;
+	op->level = rep.level;
+	op->expires = expires;
+	op->buf = buf;
+	op->len = rep.payload_len;
+	op->acct = acct;
+	op->w.key = f->key;
+	op->w.keylen = f->keylen;
+	op->w.decide = store_decide;
+	op->w.done = store_done;
+	op->w.arg = op;
+	if (n.be->ops->write(n.be, &op->w) != 0) {
+		fetch_pass_through(f, buf, buf, op->len, acct, op->level,
+		    expires);
+		free(op);
+	}
+}
+
+static void
+fetch_send(struct fetch *f)
+{
+	Alpcrun__V1__SharedData req = ALPCRUN__V1__SHARED_DATA__INIT;
+
+	req.has_session_id = 1;
+	req.session_id.data = f->key;
+	req.session_id.len = f->keylen;
+	req.has_update_level = f->has_level;
+	req.update_level = f->level;
+	metrics_count(MC_UPSTREAM_FETCHES, 1);
+	f->hc = h2client_unary(n.up, PATH_GET, &req.base, clock_now_ns() +
+	    n.upstream_timeout_ms * NS_PER_MS, fetch_done, f);
+	if (f->hc == NULL) {
+		fetch_unjoin(f);
+		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+}
+
+static void
+queue_arm(void)
+{
+	struct timeval tv = { 0, QUEUE_POLL_MS * 1000 };
+
+	if (!evtimer_pending(n.queue_timer, NULL))
+		evtimer_add(n.queue_timer, &tv);
+}
+
+static void
+queue_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetch *f;
+
+	while ((f = TAILQ_FIRST(&n.queue)) != NULL && !inflight_full()) {
+		TAILQ_REMOVE(&n.queue, f, qentry);
+		f->queued = 0;
+		fetch_send(f);
+	}
+	if (!TAILQ_EMPTY(&n.queue))
+		queue_arm();
+}
+
+static void
+fetch_start(struct fetch *f)
+{
+	if (!TAILQ_EMPTY(&n.queue) || inflight_full()) {
+		f->queued = 1;
+		TAILQ_INSERT_TAIL(&n.queue, f, qentry);
+		queue_arm();
+		return;
+	}
+	fetch_send(f);
+}
+
+/* A Get that missed: join the fetch of its key, or start one. */
+static void
+node_wait(struct call *call, const uint8_t *key, size_t keylen,
+    int has_level, uint32_t level, uint64_t now)
+{
+	struct fetch *f;
+	struct waiter *w;
+	struct timeval tv;
+	uint64_t dl, cd = call_deadline(call);
+	int start = 0;
+
+	dl = now + n.upstream_timeout_ms * NS_PER_MS;
+	if (cd != 0 && cd < dl)
+		dl = cd;
+	if (dl <= now) {
+		call_error(call, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    (w->timer = evtimer_new(n.base, waiter_timeout, w)) == NULL)
+		goto oom;
+	if ((f = fetch_find(key, keylen, has_level, level)) != NULL)
+		metrics_count(MC_COALESCED_WAITS, 1);
+	else if ((f = fetch_new(key, keylen, has_level, level)) != NULL)
+		start = 1;
+	else
+		goto oom;
+	w->f = f;
+	w->call = call;
+	TAILQ_INSERT_TAIL(&f->waiters, w, entry);
+	f->nwaiters++;
+	call_set_cancel(call, waiter_cancel, w);
+	tv.tv_sec = (time_t)((dl - now) / NS_PER_SEC);
+	tv.tv_usec = (suseconds_t)((dl - now) % NS_PER_SEC / 1000);
+	evtimer_add(w->timer, &tv);
+	if (start)
+		fetch_start(f);
+	return;
+oom:
+	if (w != NULL && w->timer != NULL)
+		event_free(w->timer);
+	free(w);
+	call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* --- Get ----------------------------------------------------------------------- */
+
+void
+node_get(struct call *call, ProtobufCMessage *msg)
+{
+	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
+	struct be_record rec;
+	struct be_lease lease = { 0 };
+	struct cache_verdict v;
+	uint64_t now = clock_now_ns();
+	const uint8_t *key = req->session_id.data;
+	size_t keylen = req->session_id.len;
+
+	if (cache_check_session(key, keylen, req->has_session_id, &v) != 0) {
+		call_error(call, v.status, "%s", v.msg);
+		goto out;
+	}
+	if (n.be->ops->lookup(n.be, key, keylen, now, &rec, &lease) != 0) {
+		call_error(call, GRPC_INTERNAL, "store lookup failed");
+		goto out;
+	}
+	switch (node_decide_get(rec.kind == BE_ENTRY, rec.level,
+	    req->has_update_level, req->update_level)) {
+	case NODE_SERVE:
+		metrics_count(MC_CACHE_HITS, 1);
+		reply_copy(call, key, keylen, rec.level, rec.expires, now,
+		    &lease);
+		break;
+	case NODE_MISMATCH:
+		be_lease_release(&lease);
+		call_error(call, GRPC_FAILED_PRECONDITION, "update level "
+		    "mismatch: expected %u, got %u", rec.level,
+		    req->update_level);
+		break;
+	case NODE_FETCH:
+		be_lease_release(&lease);
+		metrics_count(MC_CACHE_MISSES, 1);
+		node_wait(call, key, keylen, req->has_update_level,
+		    req->update_level, now);
+		break;
+	}
+out:
+	protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* --- writes ------------------------------------------------------------------ */
+
+static void
+drop_decide(void *arg, const struct be_record *cur, uint64_t now,
+    struct be_change *chg)
+{
+	/* A tombstone that is expired at once: the entry is gone for every
+	 * lookup from now on, and the sweeper frees the record. */
+	if (cur->kind != BE_ENTRY) {
+		chg->action = BE_KEEP;
+		return;
+	}
+	chg->action = BE_PUT_TOMBSTONE;
+	chg->level = cur->level;
+	chg->expires = now;
+}
+
+static void
+drop_done(void *arg, int err, const char *errmsg)
+{
+	if (err != BE_OK)
+		log_warn("cannot drop a local copy", "error=\"%s\"", errmsg);
+	free(arg);
+}
+
+/* A write to this session succeeded at central: drop the copy, and keep
+ * fetches of the session then in flight from storing (or being joined). */
+static void
+drop_copy(const uint8_t *key, size_t keylen)
+{
+	struct fetch *f, *next;
+	struct be_write *w;
+
+	if (keylen == 0)
+		return;
+	TAILQ_FOREACH_SAFE(f, &n.buckets[bucket_of(key, keylen)], entry,
+	    next)
+		if (f->keylen == keylen && memcmp(f->key, key, keylen) == 0) {
+			f->no_store = 1;
+			fetch_unjoin(f);
+		}
+	if ((w = calloc(1, sizeof(*w) + keylen)) == NULL) {
+		log_warn("cannot drop a local copy", "error=\"out of memory\"");
+		return;
+	}
+	memcpy(w + 1, key, keylen);
+	w->key = (const uint8_t *)(w + 1);
+	w->keylen = keylen;
+	w->decide = drop_decide;
+	w->done = drop_done;
+	w->arg = w;
+	if (n.be->ops->write(n.be, w) != 0) {
+		log_warn("cannot drop a local copy", "error=\"store "
+		    "unavailable\"");
+		free(w);
+	}
+}
+
+static void
+fwd_unref(struct fwd *fw)
+{
+	if (--fw->refs == 0)
+		free(fw);
+}
+
+/* h2client is done with the body (maybe from libevent's buffer code:
+ * memory only). */
+static void
+fwd_release(void *arg)
+{
+	struct fwd *fw = arg;
+
+	protobuf_c_message_free_unpacked(&fw->req->base, NULL);
+	fw->req = NULL;
+	inflight(-fw->acct);
+	fw->acct = 0;
+	fwd_unref(fw);
+}
+
+static void
+fwd_done(void *arg, struct h2reply *r)
+{
+	struct fwd *fw = arg;
+	Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT;
+
+	TAILQ_REMOVE(&n.fwds, fw, entry);
+	fw->hc = NULL;
+	if (r->status == GRPC_OK) {
+		drop_copy(fw->key, fw->keylen);
+		call_reply(fw->call, &empty.base, NULL);
+	} else
+		call_error(fw->call, r->status, "%s", r->message);
+	fwd_unref(fw);
+}
+
+static void
+forward(struct call *call, ProtobufCMessage *msg, const char *path)
+{
+	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
+	struct h2body body = { 0 };
+	struct fwd *fw;
+
+	if ((fw = calloc(1, sizeof(*fw))) == NULL) {
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return;
+	}
+	fw->call = call;
+	fw->req = req;
+	fw->refs = 2;			/* done (or cancel), and release */
+	if (req->has_session_id && req->session_id.len <= SESSION_ID_MAX) {
+		memcpy(fw->key, req->session_id.data, req->session_id.len);
+		fw->keylen = req->session_id.len;
+	}
+	fw->acct = (int64_t)req->payload.len;
+	inflight(fw->acct);
+	TAILQ_INSERT_TAIL(&n.fwds, fw, entry);
+	/* The unpacked request is the body: its payload goes by reference,
+	 * not copied again. */
+	body.msg = msg;
+	body.release = fwd_release;
+	body.release_arg = fw;
+	fw->hc = h2client_unary_body(n.up, path, &body, call_deadline(call),
+	    fwd_done, fw);
+	if (fw->hc == NULL) {		/* release ran; done never will */
+		TAILQ_REMOVE(&n.fwds, fw, entry);
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		fwd_unref(fw);
+	}
+}
+
+void
+node_set(struct call *call, ProtobufCMessage *msg)
+{
+	forward(call, msg, PATH_SET);
+}
+
+void
+node_update(struct call *call, ProtobufCMessage *msg)
+{
+	forward(call, msg, PATH_UPDATE);
+}
+
+void
+node_delete(struct call *call, ProtobufCMessage *msg)
+{
+	forward(call, msg, PATH_DELETE);
+}
+
+/* --- life ----------------------------------------------------------------------- */
+
+static void
+set_values(const struct config *conf)
+{
+	n.upstream_timeout_ms = conf->upstream_timeout;
+	n.default_ttl_ms = conf->default_ttl;
+	n.max_ttl_ms = conf->max_ttl;
+	n.max_memory = conf->max_memory;
+}
+
+static void
+opts_from(const struct config *conf, struct h2client_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->target = conf->upstream;
+	o->connect_timeout_ms = conf->upstream_connect_timeout;
+	o->keepalive_ms = conf->upstream_keepalive;
+	o->api_key = n.key;
+	o->max_message_size = conf->max_message_size;
+}
+
+/* Read the key presented to central into n.key. */
+static int
+load_key(const struct config *conf, char *err, size_t errlen)
+{
+	char buf[KEY_MAX], *k = NULL;
+	int rv;
+
+	if ((rv = auth_upstream_key(conf, buf, sizeof(buf), err,
+	    errlen)) < 0)
+		return -1;
+	if (rv == 1 && (k = strdup(buf)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		explicit_bzero(buf, sizeof(buf));
+		return -1;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	if (n.key != NULL) {
+		explicit_bzero(n.key, strlen(n.key));
+		free(n.key);
+	}
+	n.key = k;
+	return 0;
+}
+
+int
+node_init(struct event_base *base, struct backend *be,
+    const struct config *conf, char *err, size_t errlen)
+{
+	struct h2client_opts o;
+	size_t i;
+
+	memset(&n, 0, sizeof(n));
+	n.base = base;
+	n.be = be;
+	for (i = 0; i < NBUCKETS; i++)
+		TAILQ_INIT(&n.buckets[i]);
+	TAILQ_INIT(&n.fetches);
+	TAILQ_INIT(&n.queue);
+	TAILQ_INIT(&n.fwds);
+	set_values(conf);
+	if (load_key(conf, err, errlen) != 0)
+		return -1;
+	if ((n.target = strdup(conf->upstream)) == NULL ||
+	    (n.queue_timer = evtimer_new(base, queue_cb, NULL)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	metrics_upstream_up(0);
+	metrics_set_ready(0, "central cache not connected yet");
+	opts_from(conf, &o);
+	if ((n.up = h2client_new(base, NULL, &o, on_link, NULL, err,
+	    errlen)) == NULL)
+		goto fail;
+	method_table_node(1);
+	n.started = 1;
+	log_info("node mode", "upstream=%s upstream_timeout_ms=%llu "
+	    "max_memory=%llu", n.target,
+	    (unsigned long long)n.upstream_timeout_ms,
+	    (unsigned long long)n.max_memory);
+	return 0;
+fail:
+	node_free();
+	return -1;
+}
+
+void
+node_reconfigure(const struct config *conf)
+{
+	struct h2client_opts o;
+	char err[256];
+
+	if (n.up == NULL)
+		return;
+	set_values(conf);
+	if (load_key(conf, err, sizeof(err)) != 0)
+		log_error("upstream key not reloaded, keeping the old one",
+		    "error=\"%s\"", err);
+	opts_from(conf, &o);
+	if (h2client_configure(n.up, &o) != 0)
+		log_error("upstream link not reconfigured", "error=\"out of "
+		    "memory\"");
+}
+
+void
+node_free(void)
+{
+	struct fetch *f;
+	struct fwd *fw;
+
+	while ((f = TAILQ_FIRST(&n.fetches)) != NULL)
+		fetch_fail(f, GRPC_UNAVAILABLE, "node shutting down");
+	while ((fw = TAILQ_FIRST(&n.fwds)) != NULL) {
+		TAILQ_REMOVE(&n.fwds, fw, entry);
+		h2call_cancel(fw->hc);
+		call_error(fw->call, GRPC_UNAVAILABLE, "node shutting down");
+		fwd_unref(fw);
+	}
+	/* Bodies still referenced are released from in here (or later). */
+	h2client_free(n.up);
+	n.up = NULL;
+	if (n.queue_timer != NULL)
+		event_free(n.queue_timer);
+	n.queue_timer = NULL;
+	free(n.target);
+	n.target = NULL;
+	if (n.key != NULL) {
+		explicit_bzero(n.key, strlen(n.key));
+		free(n.key);
+	}
+	n.key = NULL;
+	if (n.started)
+		method_table_node(0);
+	n.started = 0;
+}

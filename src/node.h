@@ -1,0 +1,82 @@
+/*
+ * node.h: node mode (spec §5): a read-through cache in front of a central
+ * cache. Get follows the decision table of §5, misses are fetched from
+ * central once per key however many workers wait (coalescing), writes are
+ * forwarded to central (write-through), and the memory backend keeps the
+ * copies within max_memory by evicting the least recently used.
+ *
+ * node.c owns node mode: the upstream link (h2client), the table of fetches
+ * in flight, the four alpcrun.v1.Cache handlers of a node, and the pure
+ * functions below that the unit tests drive directly.
+ */
+#ifndef ALPCRUND_NODE_H
+#define ALPCRUND_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "grpc.h"
+
+struct backend;
+struct config;
+struct event_base;
+
+/*
+ * Start node mode: the link to `upstream` (connecting at once, reporting
+ * its state to /readyz and alpcrund_upstream_up), the fetch table. 0, or
+ * -1 with err filled (bad upstream key file, out of memory).
+ */
+int	 node_init(struct event_base *, struct backend *,
+	    const struct config *, char *err, size_t errlen);
+/* SIGHUP: upstream_timeout, upstream_connect_timeout, upstream_keepalive,
+ * the upstream key, TTL limits. `upstream` itself needs a restart. */
+void	 node_reconfigure(const struct config *);
+/* Finish every waiter (UNAVAILABLE), drop the link. Before server_free(). */
+void	 node_free(void);
+
+/* The handlers of alpcrun.v1.Cache on a node. */
+method_handler node_get, node_set, node_update, node_delete;
+
+/* --- pure parts, for tests ------------------------------------------------- */
+
+/* The Get decision table of spec §5. */
+enum node_get_action {
+	NODE_SERVE,		/* answer from the local copy */
+	NODE_FETCH,		/* fetch (S, L) or (S, none) from central */
+	NODE_MISMATCH,		/* FAILED_PRECONDITION locally: H > L */
+};
+
+/* held: the node holds a live copy at level h; has_level/l: the request. */
+enum node_get_action node_decide_get(int held, uint32_t h, int has_level,
+	    uint32_t l);
+
+/*
+ * A SharedData message as central sent it, parsed in place (the payload is
+ * not copied: it is the range [payload_off, payload_off + payload_len) of
+ * the message). Fields protobuf allows to repeat take the last value;
+ * unknown fields are skipped.
+ */
+struct node_reply {
+	const uint8_t	*session_id;
+	size_t		 session_len;
+	int		 has_level;
+	uint32_t	 level;
+	size_t		 payload_off;
+	size_t		 payload_len;
+	int		 has_ttl;
+	int64_t		 ttl_seconds;
+	int32_t		 ttl_nanos;
+};
+
+/* 0, or -1 when the bytes are not a SharedData message. */
+int	 node_parse_reply(const uint8_t *, size_t, struct node_reply *);
+
+/*
+ * The TTL of a copy (spec §5): the remaining TTL central reported, clamped
+ * to the node's max_ttl; when central reported none (or a bad one), the
+ * node's default_ttl, clamped likewise. In ns, at least 1.
+ */
+uint64_t node_copy_ttl(const struct node_reply *, uint64_t default_ttl_ms,
+	    uint64_t max_ttl_ms);
+
+#endif
