@@ -153,6 +153,7 @@
 
 #include "backend.h"
 #include "clock.h"
+#include "siphash.h"
 #include "config.h"
 #include "log.h"
 
@@ -446,59 +447,6 @@ idx_key(uint8_t buf[IDX_MAX], uint64_t wall, const uint8_t *key,
 	return 8 + keylen;
 }
 
-/* --- SipHash-2-4 (Aumasson and Bernstein), for the key map ---------------- */
-
-#define ROTL(x, b)	(uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do {							\
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);	\
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;				\
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;				\
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);	\
-} while (0)
-
-static uint64_t
-le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-siphash(const uint8_t key[16], const uint8_t *in, size_t len)
-{
-	uint64_t k0 = le64(key), k1 = le64(key + 8);
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
-	uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
-	uint64_t v3 = 0x7465646279746573ULL ^ k1;
-	uint64_t b = (uint64_t)len << 56, m;
-	size_t i, tail = len & 7;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		m = le64(in + i);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (; tail > 0; tail--)
-		b |= (uint64_t)in[i + tail - 1] << (8 * (tail - 1));
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
 /* --- The key map (loop thread) -------------------------------------------- */
 
 static struct kent *
@@ -510,7 +458,7 @@ key_find(struct lm *l, const uint8_t *key, size_t keylen)
 
 	if (m->n == 0)
 		return NULL;
-	h = siphash(m->seed, key, keylen);
+	h = siphash24(m->seed, key, keylen);
 	for (e = m->b[h & (m->nb - 1)]; e != NULL; e = e->next)
 		if (e->hash == h && e->keylen == keylen &&
 		    memcmp(e->key, key, keylen) == 0)
@@ -543,7 +491,7 @@ key_get(struct lm *l, const uint8_t *key, size_t keylen)
 		m->b = nb;
 		m->nb = nnb;
 	}
-	h = siphash(m->seed, key, keylen);
+	h = siphash24(m->seed, key, keylen);
 	if ((e = calloc(1, sizeof(*e) + keylen)) == NULL)
 		return NULL;
 	e->hash = h;
@@ -1718,8 +1666,6 @@ lm_open(const struct config *cfg, struct event_base *base, char *err,
 	MDB_envinfo ei;
 	MDB_stat st;
 	sigset_t all, old;
-	size_t got = 0;
-	ssize_t n;
 	int rc, dead = 0;
 	char dummy[8];
 
@@ -1809,17 +1755,10 @@ lm_open(const struct config *cfg, struct event_base *base, char *err,
 	l->clock_off = ((int64_t)rt.tv_sec - (int64_t)mt.tv_sec) *
 	    (int64_t)NS_PER_SEC + ((int64_t)rt.tv_nsec - (int64_t)mt.tv_nsec);
 
-	while (got < sizeof(l->keys.seed)) {
-		n = getrandom(l->keys.seed + got, sizeof(l->keys.seed) - got,
-		    0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "lmdb backend: getrandom: %s",
-			    strerror(errno));
-			goto fail;
-		}
-		got += (size_t)n;
+	if (siphash_key(l->keys.seed) != 0) {
+		snprintf(err, errlen, "lmdb backend: getrandom: %s",
+		    strerror(errno));
+		goto fail;
 	}
 	if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
 		snprintf(err, errlen, "lmdb backend: eventfd: %s",

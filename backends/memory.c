@@ -89,6 +89,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "siphash.h"
 
 extern const struct backend_ops backend_memory;
 /* Test-only (see the end of the file). */
@@ -198,59 +199,6 @@ struct mem {
 	struct rec	 *lru_tail;	/* least recently used */
 	char		  errmsg[96];	/* done()'s message, valid during it */
 };
-
-/* --- SipHash-2-4 (Aumasson and Bernstein) --------------------------------- */
-
-#define ROTL(x, b)	(uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do {							\
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);	\
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;				\
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;				\
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);	\
-} while (0)
-
-static uint64_t
-le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-siphash(const uint8_t key[16], const uint8_t *in, size_t len)
-{
-	uint64_t k0 = le64(key), k1 = le64(key + 8);
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
-	uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
-	uint64_t v3 = 0x7465646279746573ULL ^ k1;
-	uint64_t b = (uint64_t)len << 56, m;
-	size_t i, tail = len & 7;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		m = le64(in + i);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (; tail > 0; tail--)
-		b |= (uint64_t)in[i + tail - 1] << (8 * (tail - 1));
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* --- Blobs ---------------------------------------------------------------- */
 
@@ -801,8 +749,6 @@ mem_open(const struct config *cfg, struct event_base *base, char *err,
     size_t errlen)
 {
 	struct mem *m;
-	ssize_t n;
-	size_t got = 0;
 	long pagesz;
 
 	(void)base;
@@ -825,17 +771,11 @@ mem_open(const struct config *cfg, struct event_base *base, char *err,
 	m->lru = cfg != NULL && cfg->mode == MODE_NODE;
 	/* The hash key must be secret: with a guessable one, chosen session
 	 * ids could all land in one probe chain. */
-	while (got < sizeof(m->seed)) {
-		n = getrandom(m->seed + got, sizeof(m->seed) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			if (err != NULL && errlen > 0)
-				snprintf(err, errlen, "memory backend: "
-				    "getrandom: %s", strerror(errno));
-			goto fail;
-		}
-		got += (size_t)n;
+	if (siphash_key(m->seed) != 0) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "memory backend: getrandom: %s",
+			    strerror(errno));
+		goto fail;
 	}
 	return &m->be;
 oom:
@@ -892,7 +832,7 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 	if (m->old != NULL)
 		tab_migrate(m, m->steps[0], m->steps[1]);
 	if (keylen >= 1 && keylen <= KEY_MAX)
-		r = tab_find(m, key, keylen, siphash(m->seed, key, keylen),
+		r = tab_find(m, key, keylen, siphash24(m->seed, key, keylen),
 		    NULL);
 	/* Lazy expiry: invisible at once, freed by the sweeper. */
 	if (r == NULL || r->expires <= now)
@@ -1124,7 +1064,7 @@ mem_write(struct backend *be, struct be_write *w)
 	/* Before tab_find(): migrating moves records. */
 	if (m->old != NULL)
 		tab_migrate(m, m->steps[0], m->steps[1]);
-	hash = siphash(m->seed, w->key, w->keylen);
+	hash = siphash24(m->seed, w->key, w->keylen);
 	r = tab_find(m, w->key, w->keylen, hash, &slot);
 	/* Room for a new record is reserved before decide(): out of memory
 	 * is then "not queued" (-1), and applying cannot fail half-way. */

@@ -43,6 +43,7 @@
  * leaves does not cancel a forwarded write: it completes, and its OK still
  * drops the copy.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "server.h"
+#include "siphash.h"
 
 #define PATH_GET	"/alpcrun.v1.Cache/GetSharedData"
 #define PATH_SET	"/alpcrun.v1.Cache/SetSharedData"
@@ -71,13 +73,6 @@
 #define NBUCKETS	1024		/* fetch table, a power of two */
 #define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
 #define KEY_MAX		4096		/* upstream api key */
-
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST((head));				\
-	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1);		\
-	    (var) = (tvar))
-#endif
 
 struct fetch;
 
@@ -151,6 +146,7 @@ static struct {
 	uint64_t		 upstream_timeout_ms;
 	uint64_t		 default_ttl_ms, max_ttl_ms;
 	uint64_t		 max_memory;
+	uint8_t			 seed[SIPHASH_KEY_LEN];	/* bucket_of() */
 	struct fetch_list	 buckets[NBUCKETS];
 	struct fetch_list	 fetches;
 	struct fetch_list	 queue;
@@ -402,14 +398,8 @@ shared_release(void *arg)
 static size_t
 bucket_of(const uint8_t *key, size_t keylen)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < keylen; i++) {
-		h ^= key[i];
-		h *= 0x100000001b3ULL;
-	}
-	return (size_t)(h ^ (h >> 32)) & (NBUCKETS - 1);
+	/* Keyed: clients choose session ids. */
+	return (size_t)siphash24(n.seed, key, keylen) & (NBUCKETS - 1);
 }
 
 static struct fetch *
@@ -1062,6 +1052,10 @@ node_init(struct event_base *base, struct backend *be,
 	TAILQ_INIT(&n.queue);
 	TAILQ_INIT(&n.fwds);
 	set_values(conf);
+	if (siphash_key(n.seed) != 0) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -1;
+	}
 	if (load_key(conf, err, errlen) != 0)
 		return -1;
 	if ((n.target = strdup(conf->upstream)) == NULL ||
