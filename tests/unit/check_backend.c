@@ -13,7 +13,6 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "clock.h"
 #include "config.h"
 #include "sweeper.h"
+#include "testutil.h"
 
 #define SEC		NS_PER_SEC
 #define MIB		(1024 * 1024)
@@ -153,21 +153,12 @@ fix_open(int i, uint64_t max_memory)
 	F.t0 = clock_now_ns();
 }
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 fix_close(void)
 {
 	F.ops->close(F.be);
 	event_base_free(F.base);
-	nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmtree(F.dir);
 	memset(&F, 0, sizeof(F));
 }
 
@@ -323,20 +314,6 @@ stats(void)
 	return st;
 }
 
-static void
-fill(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
-
 #define S(s)	(s), strlen(s)
 #define LIVE	(F.t0 + 3600 * SEC)
 #define FAR	(F.t0 + 7200 * SEC)
@@ -391,7 +368,7 @@ START_TEST(test_roundtrip)
 	/* 8 MiB, once copied and once adopted. */
 	big = malloc(biglen);
 	ck_assert_ptr_nonnull(big);
-	fill(big, biglen, 42);
+	tu_fill(big, biglen, 42);
 	ck_assert_int_eq(put(S("big-copy"), 1, big, biglen, LIVE), BE_OK);
 	w = (struct wr){ .action = BE_PUT, .level = 2, .expires = LIVE,
 	    .data = big, .len = biglen, .adopt = 1 };
@@ -721,9 +698,9 @@ START_TEST(test_lease)
 	int more;
 
 	fix_open(_i, 0);
-	fill(a, sizeof(a), 1);
-	fill(b, sizeof(b), 2);
-	fill(c, sizeof(c), 3);
+	tu_fill(a, sizeof(a), 1);
+	tu_fill(b, sizeof(b), 2);
+	tu_fill(c, sizeof(c), 3);
 
 	/* Update under a lease. */
 	ck_assert_int_eq(put(S("k"), 1, a, sizeof(a), LIVE), BE_OK);
@@ -1063,7 +1040,7 @@ START_TEST(test_mem_max_memory)
 	char want[96];
 
 	fix_open(_i, max);
-	fill(p, sizeof(p), 9);
+	tu_fill(p, sizeof(p), 9);
 	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k2"), 1, p, 50, LIVE), BE_OK);
 	st0 = stats();
@@ -1120,7 +1097,7 @@ START_TEST(test_mem_full_frees_expired)
 	uint8_t p[100];
 
 	fix_open(_i, COST(2, 100));
-	fill(p, sizeof(p), 1);
+	tu_fill(p, sizeof(p), 1);
 	ck_assert_int_eq(put(S("k1"), 1, p, 100, 1), BE_OK);
 	ck_assert_uint_eq(stats().used_bytes, COST(2, 100));
 	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
@@ -1183,7 +1160,7 @@ START_TEST(test_mem_lease_outlives_close)
 	ck_assert_mem_eq(l.data, "bytes", 5);
 	be_lease_release(&l);
 	event_base_free(F.base);
-	nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmtree(F.dir);
 }
 END_TEST
 
@@ -1273,7 +1250,7 @@ struct gk {
 	uint32_t	 level;
 	uint64_t	 expires;
 	size_t		 len;
-	uint32_t	 seed;	/* payload fill(seed) or digest_of(seed) */
+	uint32_t	 seed;	/* payload tu_fill(seed) or digest_of(seed) */
 };
 
 static struct gk	*G;
@@ -1366,7 +1343,7 @@ g_put(size_t i, uint32_t level, uint32_t seed, uint64_t expires)
 	struct wr w = { .action = BE_PUT, .level = level,
 	    .expires = expires, .data = p, .len = len };
 
-	fill(p, len, seed);
+	tu_fill(p, len, seed);
 	GCHECK_EQ(mwrite(&w, key, kl), BE_OK);
 	g_check_cur(g, &w.cur, w.now);
 	if (g->kind == BE_ENTRY && g->expires > w.now) {
@@ -1505,7 +1482,7 @@ g_verify(void)
 			continue;
 		}
 		GCHECK_EQ(rec.len, g->len);
-		fill(p, g->len, g->seed);
+		tu_fill(p, g->len, g->seed);
 		if (g->len > 0)
 			GCHECK(memcmp(rec.data, p, g->len) == 0);
 		if (i % 8 == 0) {
@@ -1843,7 +1820,7 @@ START_TEST(test_lru_evicts_least_recent)
 	struct be_stats st;
 
 	lru_open(_i, max);
-	fill(p, sizeof(p), 3);
+	tu_fill(p, sizeof(p), 3);
 	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k2"), 2, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k3"), 3, p, 100, LIVE), BE_OK);
@@ -1885,7 +1862,7 @@ START_TEST(test_lru_oversize_refused)
 	struct wr w;
 
 	lru_open(_i, max);
-	fill(p, sizeof(p), 4);
+	tu_fill(p, sizeof(p), 4);
 	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
 	st0 = stats();
@@ -1920,9 +1897,9 @@ START_TEST(test_lru_replace_and_lease)
 	struct be_lease l;
 
 	lru_open(_i, max);
-	fill(p1, sizeof(p1), 5);
-	fill(p2, sizeof(p2), 6);
-	fill(p3, sizeof(p3), 7);
+	tu_fill(p1, sizeof(p1), 5);
+	tu_fill(p2, sizeof(p2), 6);
+	tu_fill(p3, sizeof(p3), 7);
 	ck_assert_int_eq(put(S("k1"), 1, p1, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k2"), 1, p2, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k3"), 1, p3, 100, LIVE), BE_OK);
@@ -1954,7 +1931,7 @@ START_TEST(test_lru_reconfigure_tombstones_central)
 	int more;
 
 	lru_open(_i, 0);		/* no limit */
-	fill(p, sizeof(p), 8);
+	tu_fill(p, sizeof(p), 8);
 	ck_assert_int_eq(put(S("k1"), 1, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k2"), 1, p, 100, LIVE), BE_OK);
 	ck_assert_int_eq(put(S("k3"), 1, p, 100, LIVE), BE_OK);

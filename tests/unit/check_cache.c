@@ -20,7 +20,6 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
+#include "testutil.h"
 
 #define SEC		NS_PER_SEC
 #define MS		NS_PER_MS
@@ -67,15 +67,6 @@ static struct {
 	char			 dir[256];
 } F;
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 fix_close(void)
 {
@@ -84,7 +75,7 @@ fix_close(void)
 	if (F.base != NULL)
 		event_base_free(F.base);
 	if (F.dir[0] != '\0')
-		nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		tu_rmtree(F.dir);
 	memset(&F, 0, sizeof(F));
 }
 

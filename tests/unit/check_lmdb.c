@@ -13,7 +13,6 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "config.h"
+#include "testutil.h"
 
 /*
  * Test-only entry points of backends/lmdb.c, declared here and nowhere else
@@ -153,22 +153,13 @@ be_close(void)
 	F.be = NULL;
 }
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 fix_end(void)
 {
 	if (F.be != NULL)
 		be_close();
 	event_base_free(F.base);
-	nftw(F.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmtree(F.dir);
 	memset(&F, 0, sizeof(F));
 }
 
@@ -315,20 +306,6 @@ stats(void)
 	return st;
 }
 
-static void
-fill(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-}
-
 static uint64_t
 udiff(uint64_t a, uint64_t b)
 {
@@ -366,7 +343,7 @@ START_TEST(test_persist)
 	fix_start();
 	F.cfg.lmdb_sync = 1;
 	be_open();
-	fill(big, sizeof(big), 7);
+	tu_fill(big, sizeof(big), 7);
 	ck_assert_int_eq(put("small", 3, "hello", 5, LIVE), BE_OK);
 	ck_assert_int_eq(put("big", 9, big, sizeof(big), LIVE + SEC), BE_OK);
 	ck_assert_int_eq(put("empty", 0, "", 0, LIVE + 2 * SEC), BE_OK);
@@ -569,7 +546,7 @@ START_TEST(test_full_ratio)
 	F.cfg.lmdb_map_size = 8 * MIB;
 	F.cfg.lmdb_full_ratio = 60;
 	be_open();
-	fill(p, sizeof(p), 3);
+	tu_fill(p, sizeof(p), 3);
 	for (n = 0; n < 64; n++) {
 		snprintf(key, sizeof(key), "fill-%zu", n);
 		if ((err = put(key, 1, p, sizeof(p), LIVE)) != BE_OK)
@@ -634,7 +611,7 @@ START_TEST(test_map_full_retry)
 	F.cfg.lmdb_map_size = 4 * MIB;
 	F.cfg.lmdb_full_ratio = 95;
 	be_open();
-	fill(p, sizeof(p), 9);
+	tu_fill(p, sizeof(p), 9);
 	for (n = 0; n < 64; n++) {
 		snprintf(key, sizeof(key), "m-%zu", n);
 		if ((err = put(key, 1, p, sizeof(p), LIVE)) != BE_OK)
@@ -674,7 +651,7 @@ START_TEST(test_map_full_lmdb)
 	fix_start();
 	F.cfg.lmdb_map_size = 4 * MIB;
 	be_open();
-	fill(p, sizeof(p), 4);
+	tu_fill(p, sizeof(p), 4);
 	memcpy(v1, p, sizeof(v1));
 	ck_assert_int_eq(put("k", 1, p, sizeof(p), LIVE), BE_OK);
 	lease("k", &l);
@@ -718,7 +695,7 @@ START_TEST(test_group_partial_failure)
 	fix_start();
 	F.cfg.lmdb_map_size = 8 * MIB;
 	be_open();
-	fill(big, sizeof(big), 1);
+	tu_fill(big, sizeof(big), 1);
 	memset(w, 0, sizeof(w));
 	backend_lmdb_test_hold(F.be, 1);
 	c0 = backend_lmdb_test_commits(F.be);
@@ -839,8 +816,8 @@ START_TEST(test_lease_outlives_churn)
 	fix_start();
 	F.cfg.lmdb_map_size = 64 * MIB;
 	be_open();
-	fill(a, sizeof(a), 1);
-	fill(c, sizeof(c), 3);
+	tu_fill(a, sizeof(a), 1);
+	tu_fill(c, sizeof(c), 3);
 	ck_assert_int_eq(put("k", 1, a, sizeof(a), LIVE), BE_OK);
 	ck_assert_int_eq(put("small", 1, c, sizeof(c), F.t0 + 10 * SEC),
 	    BE_OK);
@@ -850,7 +827,7 @@ START_TEST(test_lease_outlives_churn)
 	rec = lease("small", &lc);
 	ck_assert_int_eq(rec.kind, BE_ENTRY);
 	for (i = 2; i < 18; i++) {
-		fill(b, sizeof(b), (uint32_t)i);
+		tu_fill(b, sizeof(b), (uint32_t)i);
 		ck_assert_int_eq(put("k", (uint32_t)i, b, sizeof(b), LIVE),
 		    BE_OK);
 		snprintf(key, sizeof(key), "other-%d", i % 4);
@@ -901,7 +878,7 @@ START_TEST(test_lease_copy_fallback)
 	F.cfg.lmdb_max_readers = 4;
 	be_open();
 	for (i = 0; i < 8; i++) {
-		fill(p[i], sizeof(p[i]), (uint32_t)i + 1);
+		tu_fill(p[i], sizeof(p[i]), (uint32_t)i + 1);
 		/* Each write commits, so each lease takes a new snapshot. */
 		ck_assert_int_eq(put("k", (uint32_t)i, p[i], sizeof(p[i]), LIVE),
 		    BE_OK);
@@ -959,9 +936,9 @@ START_TEST(test_lease_moves_to_new_snapshot)
 
 	fix_start();
 	be_open();
-	fill(a, sizeof(a), 1);
-	fill(b, sizeof(b), 2);
-	fill(c, sizeof(c), 3);
+	tu_fill(a, sizeof(a), 1);
+	tu_fill(b, sizeof(b), 2);
+	tu_fill(c, sizeof(c), 3);
 	ck_assert_int_eq(put("stay", 1, a, sizeof(a), LIVE), BE_OK);
 	ck_assert_int_eq(put("page", 1, c, sizeof(c), LIVE), BE_OK);
 	ck_assert_int_eq(put("change", 1, b, sizeof(b), LIVE), BE_OK);
@@ -1013,7 +990,7 @@ START_TEST(test_lease_outlives_close)
 
 	fix_start();
 	be_open();
-	fill(p, sizeof(p), 5);
+	tu_fill(p, sizeof(p), 5);
 	ck_assert_int_eq(put("k", 1, p, sizeof(p), LIVE), BE_OK);
 	lease("k", &l);
 	be_close();
