@@ -6,7 +6,7 @@
 #ifndef ALPCRUND_CONN_H
 #define ALPCRUND_CONN_H
 
-#include <sys/queue.h>
+#include "queue_compat.h"
 #include <stdint.h>
 
 #include <event2/bufferevent.h>
@@ -14,14 +14,6 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc_frame.h"
-
-/* BSD's safe iteration, which glibc's sys/queue.h lacks. */
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST((head));				\
-	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1);		\
-	    (var) = (tvar))
-#endif
 
 struct server;
 struct call;

@@ -35,7 +35,6 @@
  * call's event; the link's state changes activate the client's state event.
  * This is what lets a callback call h2client_free() or start new calls.
  */
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -60,6 +59,7 @@
 #include "grpc.h"
 #include "grpc_frame.h"
 #include "h2client.h"
+#include "queue_compat.h"
 #include "log.h"
 
 /* Output above this is not added to (see conn.c); the write callback
@@ -91,12 +91,6 @@
 #define HANDOVER_MIN_UP_NS	NS_PER_SEC
 #define INLINE_SEGS		4
 
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST((head));				\
-	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1);		\
-	    (var) = (tvar))
-#endif
 
 enum cstate { ST_CONNECTING, ST_UP, ST_BACKOFF };
 enum phase { PH_NONE, PH_RESOLVE, PH_CONNECT, PH_HANDSHAKE };
