@@ -157,6 +157,7 @@ struct h2call {
 	struct grpc_deframer	 df;
 	uint8_t			*rdata;
 	size_t			 rlen;
+	size_t			 held;		/* reported to on_reply_mem */
 	STAILQ_HEAD(, h2msg)	 msgs;
 };
 
@@ -186,6 +187,7 @@ struct h2client {
 	struct evdns_base	*dns;
 	int			 own_dns;
 	h2_state_fn		*on_state;
+	h2_mem_fn		*on_reply_mem;
 	void			*arg;
 
 	/* Options, copied. */
@@ -291,6 +293,26 @@ msgs_clear(struct h2call *call)
 	}
 }
 
+/*
+ * Tell the owner how many reply bytes this call holds now: the body buffer
+ * of a message being received (allocated whole when its prefix arrived)
+ * plus a unary reply waiting for done. Node mode counts them against
+ * max_inflight_bytes from the prefix on, not from the end of the reply.
+ */
+static void
+call_held(struct h2call *call)
+{
+	size_t held = (call->df.buf != NULL ? call->df.len : 0) +
+	    (call->rdata != NULL ? call->rlen : 0);
+
+	if (held == call->held)
+		return;
+	if (call->c != NULL && call->c->on_reply_mem != NULL)
+		call->c->on_reply_mem(call->c->arg,
+		    (int64_t)held - (int64_t)call->held);
+	call->held = held;
+}
+
 static void
 call_maybe_destroy(struct h2call *call)
 {
@@ -306,6 +328,8 @@ call_maybe_destroy(struct h2call *call)
 	msgs_clear(call);
 	grpc_deframer_reset(&call->df);
 	free(call->rdata);
+	call->rdata = NULL;
+	call_held(call);
 	free(call->message);
 	free(call->own);
 	if (call->segs != call->seg_inline)
@@ -517,6 +541,7 @@ call_finish(struct h2call *call, int status, const char *fmt, ...)
 		call->rlen = 0;
 	}
 	grpc_deframer_reset(&call->df);
+	call_held(call);
 	if (call->user && call->c != NULL) {
 		event_del(call->ev);
 		event_active(call->ev, EV_TIMEOUT, 1);
@@ -557,6 +582,7 @@ call_deliver_done(struct h2call *call)
 	call->message = NULL;
 	call->rdata = NULL;
 	call->rlen = 0;
+	call_held(call);	/* the bytes are the callback's now */
 	event_del(call->ev);
 	call->user = 0;
 	call_maybe_destroy(call);
@@ -719,6 +745,7 @@ call_reset_for_retry(struct h2call *call)
 	free(call->rdata);
 	call->rdata = NULL;
 	call->rlen = 0;
+	call_held(call);
 	free(call->message);
 	call->message = NULL;
 	msgs_clear(call);
@@ -1146,6 +1173,8 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
 		}
 		data += n;
 		len -= n;
+		if (call != NULL)
+			call_held(call);
 	}
 	/* Decided here (too large, compressed): stop the server sending. */
 	if (call != NULL && call->finished && !call->ended)
@@ -1851,6 +1880,7 @@ h2client_new(struct event_base *base, struct evdns_base *dns,
 	c->base = base;
 	c->dns = dns;
 	c->on_state = on_state;
+	c->on_reply_mem = o->on_reply_mem;
 	c->arg = arg;
 	c->fd = -1;
 	c->reported = -1;

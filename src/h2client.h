@@ -76,6 +76,13 @@
  *	length its prefix announced: the only copy of the reply, which the caller
  *	may keep, see struct h2reply). Streaming calls add one small node per
  *	message delivered. Counters (fetches, errors) are the caller's business.
+ *	on_reply_mem, when set, is told (+n/-n) of the reply bytes the client
+ *	holds: a message's buffer from the moment its prefix arrived (it is
+ *	allocated whole then), and a unary reply until done takes it; the
+ *	sum returns to 0 when done is called. Node mode counts them against
+ *	max_inflight_bytes. Unlike the other callbacks it runs synchronously,
+ *	from inside h2client and nghttp2: it must only count. It is not called
+ *	after h2client_free().
  *
  * Reasons (h2client_reason(), on_state, and after "<name> unreachable: "):
  *	"connection refused" and other connect(2) errors as strerror() words,
@@ -102,6 +109,9 @@ struct ssl_ctx_st;		/* OpenSSL's SSL_CTX */
 struct h2client;
 struct h2call;
 
+/* Reply bytes held by the client changed by delta (see Memory). */
+typedef void h2_mem_fn(void *arg, int64_t delta);
+
 struct h2client_opts {
 	const char	*target;	/* host:port, [v6]:port or unix:/path */
 	/* Who is unreachable, in fail-fast messages: "<name> unreachable:
@@ -118,6 +128,9 @@ struct h2client_opts {
 	 * server_name) replaces the socket bufferevent in one place. */
 	struct ssl_ctx_st *ssl_ctx;
 	const char	*server_name;
+	/* NULL, or told of reply bytes held (see Memory); gets on_state's
+	 * arg. */
+	h2_mem_fn	*on_reply_mem;
 };
 
 /*

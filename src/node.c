@@ -29,8 +29,10 @@
  * reference from the reply buffer itself.
  *
  * Memory in flight. Reply buffers are counted against max_inflight_bytes
- * (server_inflight()) from the reply's arrival until the backend adopts
- * them or the last reply referencing them is on the socket; so are the
+ * (server_inflight()) from the moment the reply's message prefix arrives
+ * (h2client allocates the whole buffer then and reports it through
+ * on_reply_mem) until the backend adopts them or the last reply
+ * referencing them is on the socket; so are the
  * payloads of forwarded writes until h2client releases them. A fetch that
  * would start while max_inflight_bytes is reached waits (its waiters'
  * deadlines still run) until there is room.
@@ -325,6 +327,13 @@ inflight(int64_t delta)
 	n.inflight += delta;
 	if (the_server != NULL)
 		server_inflight(the_server, delta);
+}
+
+/* h2client's on_reply_mem: a fetch's reply counts from its prefix on. */
+static void
+reply_mem(void *arg, int64_t delta)
+{
+	inflight(delta);
 }
 
 static int
@@ -1010,6 +1019,7 @@ opts_from(const struct config *conf, struct h2client_opts *o)
 	o->keepalive_ms = conf->upstream_keepalive;
 	o->api_key = n.key;
 	o->max_message_size = conf->max_message_size;
+	o->on_reply_mem = reply_mem;
 }
 
 /* Read the key presented to central into n.key. */

@@ -743,6 +743,120 @@ def test_central_replaced_by_listener_that_never_answers(make_pair):
         lsock.close()
 
 
+class HeldReplyCentral:
+    """A central that speaks HTTP/2 by hand (hyper-h2) so that a test can
+    stop it in the middle of a reply: it records each request's stream and
+    runs, on its own thread, the actions a test queues (.do)."""
+
+    def __init__(self):
+        import h2.config
+        import h2.connection
+        import h2.events
+        self.ev = h2.events
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False))
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.requests = []
+        self.actions = []
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.lsock.getsockname()[1]
+
+    def do(self, fn):
+        with self.lock:
+            self.actions.append(fn)
+
+    def _run(self):
+        self.lsock.settimeout(0.05)
+        while not self.stop_ev.is_set():
+            try:
+                sock = self.lsock.accept()[0]
+                break
+            except socket.timeout:
+                pass
+        else:
+            return
+        self.sock = sock
+        sock.settimeout(0.02)
+        self.conn.initiate_connection()
+        sock.sendall(self.conn.data_to_send())
+        while not self.stop_ev.is_set():
+            with self.lock:
+                acts, self.actions = self.actions, []
+            for fn in acts:
+                fn(self.conn)
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                for e in self.conn.receive_data(data):
+                    if isinstance(e, self.ev.RequestReceived):
+                        with self.lock:
+                            self.requests.append(e.stream_id)
+            except socket.timeout:
+                pass
+            out = self.conn.data_to_send()
+            if out:
+                sock.sendall(out)
+
+    def close(self):
+        self.stop_ev.set()
+        self.th.join(5)
+        if getattr(self, "sock", None) is not None:
+            self.sock.close()
+        self.lsock.close()
+
+
+@pytest.mark.timeout(120)
+def test_fetch_bytes_count_against_max_inflight_from_the_reply_prefix(make_daemon):
+    """A fetch's reply counts against max_inflight_bytes from its 5-byte
+    prefix on, not from its last byte: while central is in the middle of a
+    40 MiB reply the node's gauge shows it, a second miss waits for room
+    (not sent), and everything returns to 0 when the reply is cut off."""
+    fake = HeldReplyCentral()
+    try:
+        node = make_daemon("mode node\nupstream %s\nmax_inflight_bytes 32m\n"
+                           % fake.addr)
+        ns = node.stub()
+        announced = 40 * MiB
+        first = ns.GetSharedData.future(sd("big", 1), timeout=60)
+        sid1 = wait_until(lambda: fake.requests and fake.requests[0], 20,
+                          what="the first fetch to reach central")
+        hdrs = [(":status", "200"), ("content-type", "application/grpc")]
+
+        def start_reply(conn):
+            conn.send_headers(sid1, hdrs)
+            conn.send_data(sid1, grpc_frame(b"\x00" * 1024, length=announced))
+        fake.do(start_reply)
+        node.wait_metric(lambda m: m.value("alpcrund_inflight_bytes") >= announced, 20)
+
+        second = ns.GetSharedData.future(sd("other", 1), timeout=60)
+        node.wait_metric(lambda m: m.value("alpcrund_cache_misses_total") == 2, 20)
+        m = node.metrics()
+        assert m.value("alpcrund_upstream_fetches_total") == 1
+        assert len(fake.requests) == 1
+
+        fake.do(lambda conn: conn.reset_stream(sid1, error_code=2))
+        code, msg = outcome(first)
+        assert code == C.INTERNAL, (code, msg)
+        sid2 = wait_until(lambda: len(fake.requests) == 2 and fake.requests[1], 20,
+                          what="the waiting fetch to go out once there is room")
+        fake.do(lambda conn: conn.send_headers(sid2, hdrs + [
+            ("grpc-status", "5"), ("grpc-message", "no such session")],
+            end_stream=True))
+        assert outcome(second) == (C.NOT_FOUND, "no such session")
+        node.wait_metric(lambda m: m.value("alpcrund_inflight_bytes") == 0, 20)
+    finally:
+        fake.close()
+
+
 # --- configuration and SIGHUP ------------------------------------------------------------
 
 
