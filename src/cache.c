@@ -13,10 +13,15 @@
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "digest.h"
 #include "grpc.h"
 #include "metrics.h"
 
 static struct backend *store;
+
+/* Payloads from this size on are hashed by the digest worker rather than on
+ * the loop; below it, hashing takes well under a millisecond. */
+#define DIGEST_OFF_LOOP	(256 * 1024)
 static uint64_t default_ttl_ms = 600000, max_ttl_ms = 600000;
 
 #define V(v, code, ...) do {						\
@@ -142,7 +147,10 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 		/* Not the normal path: only a Set at the deleted level pays
 		 * for a digest, to see whether it revives the same content. */
 		if (r->level == cur->level) {
-			SHA256(r->data, r->len, digest);
+			if (r->has_digest)
+				memcpy(digest, r->digest, sizeof(digest));
+			else
+				SHA256(r->data, r->len, digest);
 			if (memcmp(digest, cur->digest, sizeof(digest)) == 0) {
 				put(r, now, chg);
 				return;
@@ -207,7 +215,13 @@ cache_decide_delete(const struct cache_req *r, const struct be_record *cur,
 	chg->action = BE_PUT_TOMBSTONE;
 	chg->level = cur->level;
 	chg->expires = cur->expires;
-	SHA256(cur->data, cur->len, chg->digest);
+	/* The entry hashed before the write, unless another took its place
+	 * meanwhile (a new entry has a new expiry). */
+	if (r->has_digest && r->digest_level == cur->level &&
+	    r->digest_len == cur->len && r->digest_expires == cur->expires)
+		memcpy(chg->digest, r->digest, BE_DIGEST_LEN);
+	else
+		SHA256(cur->data, cur->len, chg->digest);
 }
 
 /* --- handlers -------------------------------------------------------------- */
@@ -221,6 +235,7 @@ struct cache_op {
 				    const struct be_record *, uint64_t,
 				    struct be_change *, struct cache_verdict *);
 	struct be_write		 w;
+	struct be_lease		 lease;		/* Delete: the entry hashed */
 };
 
 static void
@@ -258,6 +273,65 @@ op_done(void *arg, int err, const char *errmsg)
 	free(op);
 }
 
+static void
+op_write(struct cache_op *op)
+{
+	op->w.key = op->r.key;
+	op->w.keylen = op->r.keylen;
+	op->w.decide = op_decide;
+	op->w.done = op_done;
+	op->w.arg = op;
+	if (store->ops->write(store, &op->w) != 0) {
+		call_error(op->call, GRPC_UNAVAILABLE, "store unavailable");
+		protobuf_c_message_free_unpacked(&op->req->base, NULL);
+		free(op);
+	}
+}
+
+static void
+op_hashed(void *arg, const uint8_t digest[DIGEST_LEN])
+{
+	struct cache_op *op = arg;
+
+	memcpy(op->r.digest, digest, BE_DIGEST_LEN);
+	op->r.has_digest = 1;
+	be_lease_release(&op->lease);
+	op_write(op);
+}
+
+/*
+ * A write that will need a digest of a large payload has it made by the
+ * digest worker first, so that the decision (on the loop, for the memory
+ * backend) only compares: a Delete of an entry, a Set at the level of a
+ * tombstone. 1: the write goes on from op_hashed().
+ */
+static int
+op_prehash(struct cache_op *op)
+{
+	struct be_record rec;
+	int del = op->decide == cache_decide_delete;
+
+	if (!del && op->r.len < DIGEST_OFF_LOOP)
+		return 0;
+	if (store->ops->lookup(store, op->r.key, op->r.keylen, clock_now_ns(),
+	    &rec, del ? &op->lease : NULL) != 0)
+		return 0;
+	if (del && rec.kind == BE_ENTRY && rec.len >= DIGEST_OFF_LOOP) {
+		op->r.digest_level = rec.level;
+		op->r.digest_len = rec.len;
+		op->r.digest_expires = rec.expires;
+		if (digest_start(op->lease.data, op->lease.len, op_hashed,
+		    op) == 0)
+			return 1;
+	} else if (!del && rec.kind == BE_TOMBSTONE &&
+	    rec.level == op->r.level) {
+		if (digest_start(op->r.data, op->r.len, op_hashed, op) == 0)
+			return 1;
+	}
+	be_lease_release(&op->lease);
+	return 0;
+}
+
 /* Validate a write request and run it through the backend. */
 static void
 cache_write(struct call *call, ProtobufCMessage *msg, int need_level,
@@ -293,16 +367,9 @@ cache_write(struct call *call, ProtobufCMessage *msg, int need_level,
 	op->r.data = req->payload.data;
 	op->r.len = req->payload.len;
 	op->r.ttl_ns = ttl;
-	op->w.key = op->r.key;
-	op->w.keylen = op->r.keylen;
-	op->w.decide = op_decide;
-	op->w.done = op_done;
-	op->w.arg = op;
-	if (store->ops->write(store, &op->w) != 0) {
-		free(op);
-		V(&v, GRPC_UNAVAILABLE, "store unavailable");
-		goto refuse;
-	}
+	if (decide != cache_decide_update && op_prehash(op))
+		return;
+	op_write(op);
 	return;
 refuse:
 	call_error(call, v.status, "%s", v.msg);

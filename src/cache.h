@@ -30,6 +30,18 @@ struct cache_req {
 	const uint8_t	*data;		/* Set, Update: the payload */
 	size_t		 len;
 	uint64_t	 ttl_ns;	/* already defaulted and clamped */
+	/*
+	 * A digest hashed off the loop before the write (src/digest.c): for
+	 * a Set, of data; for a Delete, of the entry that was (digest_level,
+	 * digest_len, digest_expires) when it was looked up. A decision uses
+	 * it only when it still describes the record it sees, and hashes
+	 * inline otherwise.
+	 */
+	int		 has_digest;
+	uint32_t	 digest_level;
+	size_t		 digest_len;
+	uint64_t	 digest_expires;
+	uint8_t		 digest[BE_DIGEST_LEN];
 };
 
 struct cache_verdict {

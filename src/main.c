@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "cache.h"
 #include "config.h"
+#include "digest.h"
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
@@ -273,6 +274,11 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	cache_init(d.be, &d.conf);
+	if (digest_init(d.base, err, sizeof(err)) != 0) {
+		log_error("cannot start the digest worker", "error=\"%s\"",
+		    err);
+		goto out;
+	}
 	if (server_init(&d.srv, d.base, &d.conf, d.be, err, sizeof(err)) != 0 ||
 	    server_listen(&d.srv, err, sizeof(err)) != 0) {
 		log_error("cannot listen", "error=\"%s\"", err);
@@ -323,6 +329,8 @@ out:
 	 * connections server_free() closes. */
 	if (d.node_on)
 		node_free();
+	/* Writes waiting for a digest go on to the backend, and answer. */
+	digest_free();
 	server_free(&d.srv);
 	if (d.sweeper != NULL)
 		sweeper_stop(d.sweeper);

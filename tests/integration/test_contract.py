@@ -188,6 +188,47 @@ def test_tombstone_identical_set_revives(daemon):
     expect(s.SetSharedData, sd("tomb-2", 3, b"other"), C.ALREADY_EXISTS, exists("tomb-2", 3))
 
 
+def test_tombstone_of_large_payloads(daemon):
+    """Payloads from 256 KiB on are hashed off the loop (src/digest.c) for
+    the Delete and for a Set at the tombstone's level: same rules."""
+    s = daemon.stub()
+    a = bytes(range(256)) * (4 * 4096)            # 4 MiB
+    b = a[:-1] + b"\x00"                          # differs in the last byte
+    s.SetSharedData(sd("tomb-big", 7, a), timeout=30)
+    s.DeleteSharedData(sd("tomb-big"), timeout=30)
+    expect(s.SetSharedData, sd("tomb-big", 7, b), C.FAILED_PRECONDITION,
+           deleted("tomb-big", 7))
+    s.SetSharedData(sd("tomb-big", 7, a), timeout=30)
+    assert get_ok(s, "tomb-big").payload == a
+
+
+def test_tombstone_when_the_entry_changes_while_the_delete_hashes(daemon):
+    """An Update racing a Delete of a large entry: when both succeed the
+    Update came first, and the tombstone names the updated content, not
+    the content the Delete looked up. (Whichever came first, the outcome
+    is checked; a small Update sent while 64 MiB are hashed usually lands
+    first, which is the case this is for.)"""
+    s = daemon.stub()
+    a = bytes(range(256)) * (64 * 4096)           # 64 MiB: hashed for a while
+    b = b"small, and in place before the hash of a is done"
+    s.SetSharedData(sd("tomb-race", 1, a), timeout=30)
+    fd = s.DeleteSharedData.future(sd("tomb-race"), timeout=30)
+    fu = s.UpdateSharedData.future(sd("tomb-race", 2, b), timeout=30)
+    fd.result()
+    try:
+        fu.result()
+    except grpc.RpcError as e:       # the Delete came first
+        assert e.code() == C.NOT_FOUND, e
+        expect(s.SetSharedData, sd("tomb-race", 1, b), C.FAILED_PRECONDITION,
+               deleted("tomb-race", 1))
+        s.SetSharedData(sd("tomb-race", 1, a), timeout=30)
+        return
+    expect(s.SetSharedData, sd("tomb-race", 2, a), C.FAILED_PRECONDITION,
+           deleted("tomb-race", 2))
+    s.SetSharedData(sd("tomb-race", 2, b), timeout=30)
+    assert get_ok(s, "tomb-race").payload == b
+
+
 def test_tombstone_higher_level_ok(daemon):
     s = daemon.stub()
     s.SetSharedData(sd("tomb-3", 3, b"A"))
