@@ -48,6 +48,19 @@
  *	sweep() frees at most `budget` expired records and says whether more
  *	expired ones remain, without scanning records that have not expired:
  *	backends keep an index ordered by expiry.
+ *
+ * Scanning (the change feed's snapshot, src/watch.c).
+ *	scan_open() starts a cursor over the live entries (never tombstones);
+ *	scan_next() calls fn for at most `budget` of them, live as of `now`,
+ *	and returns 1 when more may follow, 0 at the end, -1 on a storage
+ *	error; it steps over at most a bounded number of other records per
+ *	call, so that a million records never stall the loop. Writes may run
+ *	between two calls: an entry live from scan_open() to the end of the
+ *	scan is visited at least once, with its state at the moment of the
+ *	visit; one written, deleted or expired meanwhile may be visited or
+ *	not, and may be visited twice. fn must not call into the backend.
+ *	scan_close() frees the cursor at any point; every cursor must be
+ *	closed before close(). Loop thread only.
  */
 #ifndef ALPCRUND_BACKEND_H
 #define ALPCRUND_BACKEND_H
@@ -145,6 +158,11 @@ enum be_event {
 typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
     size_t keylen, uint32_t level, size_t len);
 
+/* scan_next(): one live entry (key valid during the call only). */
+typedef void be_scan_fn(void *arg, const uint8_t *key, size_t keylen,
+    uint32_t level, uint64_t expires, size_t len);
+struct be_scan;		/* a cursor, the backend's own */
+
 struct be_stats {
 	uint64_t	 entries;	/* live or not yet swept entries */
 	uint64_t	 tombstones;
@@ -177,6 +195,13 @@ struct backend_ops {
 	void		 (*stats)(struct backend *, struct be_stats *);
 	/* Apply the live-reloadable limits of a new configuration. */
 	void		 (*reconfigure)(struct backend *, const struct config *);
+	/* See "Scanning" above. scan_open() returns NULL when out of
+	 * memory. */
+	struct be_scan	*(*scan_open)(struct backend *);
+	int		 (*scan_next)(struct backend *, struct be_scan *,
+			    uint64_t now, size_t budget, be_scan_fn *fn,
+			    void *arg);
+	void		 (*scan_close)(struct backend *, struct be_scan *);
 };
 
 /* The fields every backend shares; each backend's own state embeds this

@@ -2150,6 +2150,95 @@ backend_lmdb_test_hold(struct backend *be, int hold)
 	pthread_mutex_unlock(&l->qmtx);
 }
 
+/* --- Scans --------------------------------------------------------------- */
+
+/*
+ * A scan walks "rec" in key order, resuming after the last key it visited,
+ * in the current snapshot (which a completed commit renews: an entry whose
+ * change the hook has reported is seen as changed). Key order is fixed, so
+ * an entry live throughout is visited exactly once; one written meanwhile
+ * is seen as it is when the cursor passes it. Doomed records (swept, their
+ * deletion not yet committed) are gone already, as for lookup().
+ */
+#define SCAN_STEPS	4096	/* records stepped over per call, at most,
+				   besides the budget visited */
+
+struct be_scan {
+	int		 started;
+	size_t		 keylen;
+	uint8_t		 key[KEY_MAX];	/* the last one visited */
+};
+
+static struct be_scan *
+lm_scan_open(struct backend *be)
+{
+	(void)be;
+	return calloc(1, sizeof(struct be_scan));
+}
+
+static int
+lm_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
+    size_t budget, be_scan_fn *fn, void *arg)
+{
+	struct lm *l = (struct lm *)be;
+	struct kent *e;
+	struct rtx *r;
+	struct hdr h;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	uint64_t now_wall = mono_to_wall(l, now);
+	size_t n = 0, steps = 0;
+	int rc;
+
+	if ((r = snapshot(l)) == NULL)
+		return -1;
+	if ((rc = mdb_cursor_open(r->txn, l->rec, &cur)) != 0) {
+		rd_error(l, rc, "mdb_cursor_open(rec)");
+		return -1;
+	}
+	if (sc->started) {
+		k.mv_size = sc->keylen;
+		k.mv_data = sc->key;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == sc->keylen &&
+		    memcmp(k.mv_data, sc->key, sc->keylen) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	} else
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	sc->started = 1;
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (n == budget || steps == budget + SCAN_STEPS)
+			break;
+		steps++;
+		if (k.mv_size < 1 || k.mv_size > KEY_MAX)
+			continue;
+		sc->keylen = k.mv_size;
+		memcpy(sc->key, k.mv_data, k.mv_size);
+		if (hdr_decode(&v, &h) != 0 || h.kind != BE_ENTRY ||
+		    h.wall <= now_wall)
+			continue;
+		if ((e = key_find(l, k.mv_data, k.mv_size)) != NULL &&
+		    e->doomed)
+			continue;
+		fn(arg, k.mv_data, k.mv_size, h.level, wall_to_mono(l, h.wall),
+		    (size_t)h.len);
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		rd_error(l, rc, "mdb_cursor_get(rec)");
+		return -1;
+	}
+	return rc == 0;		/* stopped on a record: more may follow */
+}
+
+static void
+lm_scan_close(struct backend *be, struct be_scan *sc)
+{
+	(void)be;
+	free(sc);
+}
+
 const struct backend_ops backend_lmdb = {
 	.name = "lmdb",
 	.open = lm_open,
@@ -2159,4 +2248,7 @@ const struct backend_ops backend_lmdb = {
 	.sweep = lm_sweep,
 	.stats = lm_stats,
 	.reconfigure = lm_reconfigure,
+	.scan_open = lm_scan_open,
+	.scan_next = lm_scan_next,
+	.scan_close = lm_scan_close,
 };

@@ -68,8 +68,18 @@
  * least recent end (reported BE_EV_EVICT) until it fits. An entry larger
  * than the whole budget is still refused, and evicts nothing. A lower
  * max_memory on reconfigure() evicts at once. On a central cache nothing is
- * ever evicted: a PUT past max_memory is refused (store full), and the list
- * is not kept.
+ * ever evicted: a PUT past max_memory is refused (store full). The list is
+ * kept there too, in order of writes, because it is what scans walk.
+ *
+ * Scans (the change feed's snapshot, backend.h) walk that list from the
+ * least recent end. Every push onto the list stamps the record with a
+ * counter, so the list is in stamp order; a scan visits the records
+ * stamped up to the stamp at its start and ends at the first newer one
+ * (a record written or, with LRU, used since then was pushed past that
+ * point: "written meanwhile", which the contract lets it skip), so it ends
+ * however busy the table is. Unlinking the record a cursor rests on moves
+ * the cursor on to its successor; nothing else can disturb a cursor, as
+ * records are only ever unlinked, or pushed at the most recent end.
  */
 #define _POSIX_C_SOURCE 200809L
 #ifndef _GNU_SOURCE			/* configure defines it; for */
@@ -81,6 +91,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,28 +153,73 @@ void backend_memory_test_steps(struct backend *, size_t [4],
  * so that one write never does the sweeper's whole job. */
 #define FULL_SWEEP	1024
 
-/* A payload. The record holds one reference, each lease one more. */
+/*
+ * A payload. The record holds one reference, each lease one more.
+ *
+ * Layout, for memory per entry (bench/README.md, scenario 5): a payload of
+ * up to BLOB_INLINE bytes is copied into bytes[] (one allocation of 8 bytes
+ * more than the payload); a larger one is adopted from the writer when
+ * offered (no copy), and bytes[] then holds the pointer to it. Which of the
+ * two follows from len alone. len fits 32 bits: max_message_size is at
+ * most 2 GiB.
+ */
+#define BLOB_INLINE	4096
+
+/*
+ * Records, tombstone digests and small blobs come from size classes of 8
+ * bytes carved out of POOL_BLOCK blocks, with a free list per class,
+ * rather than from malloc(3): no 8-byte header and 16-byte rounding per
+ * object, and no interleaving with the requests' short-lived allocations,
+ * whose split remainders malloc left between the records as 32- and
+ * 48-byte holes it did not reuse (18 bytes per entry at a million 64-byte
+ * entries). The lists are process-wide (a lease may outlive the backend),
+ * used from the loop thread only like everything here, and never shrink: a
+ * size class keeps its peak, as malloc's heap mostly does too. Under
+ * AddressSanitizer every object is a malloc() of its own, so that misuse
+ * stays visible.
+ */
+#define POOL_MAX	512
+#define POOL_BLOCK	(64 * 1024)
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_OFF	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_OFF	1
+#endif
+#endif
+#ifndef POOL_OFF
+#define POOL_OFF	0
+#endif
+
 struct blob {
-	size_t		 refcnt;
-	size_t		 len;
-	uint8_t		*data;		/* an adopted buffer, or bytes[] */
-	uint8_t		 bytes[];
+	uint32_t	 refcnt;
+	uint32_t	 len;
+	uint8_t		 bytes[];	/* the payload, or a pointer to it */
 };
 
+/*
+ * A record: 59 bytes before the key (fields ordered so that none pads),
+ * allocated to the key's length (offsetof, not sizeof). A tombstone's
+ * digest is an allocation of its own: deletes are rare, and inline it
+ * would cost every entry 24 bytes.
+ */
 struct rec {
 	uint64_t	 hash;		/* cached: probing and growing never
 					   rehash the key */
 	uint64_t	 expires;	/* monotonic ns */
-	size_t		 heapidx;
+	uint32_t	 heapidx;	/* fewer than 2^32 records: 80 bytes
+					   each would be 320 GiB */
 	uint32_t	 level;
+	union {
+		struct blob	*blob;		/* BE_ENTRY */
+		uint8_t		*digest;	/* BE_TOMBSTONE: BE_DIGEST_LEN
+						   bytes, malloc'ed */
+	} u;
+	/* Live entries, most recently used (LRU) or written first. */
+	struct rec	*lru_prev, *lru_next;
+	uint64_t	 stamp;		/* when pushed onto that list */
 	uint16_t	 keylen;
 	uint8_t		 kind;		/* BE_ENTRY or BE_TOMBSTONE */
-	union {
-		struct blob	*blob;			/* BE_ENTRY */
-		uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE */
-	} u;
-	/* LRU policy: live entries, most recently used first. */
-	struct rec	*lru_prev, *lru_next;
 	uint8_t		 key[];
 };
 
@@ -197,6 +253,8 @@ struct mem {
 	int		  lru;		/* evict least recently used (node) */
 	struct rec	 *lru_head;	/* most recently used */
 	struct rec	 *lru_tail;	/* least recently used */
+	uint64_t	  stamp;	/* last list push */
+	struct be_scan	 *scans;	/* open cursors */
 	char		  errmsg[96];	/* done()'s message, valid during it */
 };
 
@@ -204,27 +262,101 @@ struct mem {
 
 /* The payload of a PUT: adopt the writer's malloc buffer when offered (no
  * copy), else copy data/len (the one copy the memory backend makes). */
+struct pool_free {
+	struct pool_free *next;
+};
+static struct pool_free *pool_lists[POOL_MAX / 8 + 1];
+static uint8_t *pool_cur;
+static size_t pool_left;
+
+static void *
+pool_alloc(size_t n)
+{
+	size_t c = n > 0 ? (n + 7) / 8 : 1;
+	struct pool_free *f;
+	void *p;
+
+	if (n > POOL_MAX || POOL_OFF)
+		return malloc(n);
+	if ((f = pool_lists[c]) != NULL) {
+		pool_lists[c] = f->next;
+		return f;
+	}
+	if (pool_left < c * 8) {
+		/* The old block's tail (under POOL_MAX bytes) stays unused. */
+		if ((pool_cur = malloc(POOL_BLOCK)) == NULL) {
+			pool_left = 0;
+			return NULL;
+		}
+		pool_left = POOL_BLOCK;
+	}
+	p = pool_cur;
+	pool_cur += c * 8;
+	pool_left -= c * 8;
+	return p;
+}
+
+/* n: the size given to pool_alloc(). */
+static void
+pool_free(void *p, size_t n)
+{
+	struct pool_free *f = p;
+	size_t c = n > 0 ? (n + 7) / 8 : 1;
+
+	if (p == NULL)
+		return;
+	if (n > POOL_MAX || POOL_OFF) {
+		free(p);
+		return;
+	}
+	f->next = pool_lists[c];
+	pool_lists[c] = f;
+}
+
+static size_t
+blob_size(size_t len)
+{
+	return sizeof(struct blob) + (len <= BLOB_INLINE ? len :
+	    sizeof(uint8_t *));
+}
+
 static struct blob *
 blob_new(struct be_change *c)
 {
 	struct blob *b;
+	uint8_t *p;
 
-	if (c->adopt != NULL) {
-		if ((b = malloc(sizeof(*b))) == NULL)
-			return NULL;
-		b->data = c->adopt;
-		c->adopt = NULL;
-	} else {
-		if (c->len > SIZE_MAX - sizeof(*b) ||
-		    (b = malloc(sizeof(*b) + c->len)) == NULL)
-			return NULL;
-		b->data = b->bytes;
+	if (c->len > UINT32_MAX)
+		return NULL;
+	if ((b = pool_alloc(blob_size(c->len))) == NULL)
+		return NULL;
+	if (c->len <= BLOB_INLINE) {
 		if (c->len > 0)
 			memcpy(b->bytes, c->data, c->len);
+	} else {
+		if ((p = c->adopt) != NULL)
+			c->adopt = NULL;
+		else if ((p = malloc(c->len)) == NULL) {
+			pool_free(b, blob_size(c->len));
+			return NULL;
+		} else
+			memcpy(p, c->data, c->len);
+		memcpy(b->bytes, &p, sizeof(p));
 	}
 	b->refcnt = 1;
-	b->len = c->len;
+	b->len = (uint32_t)c->len;
 	return b;
+}
+
+static const uint8_t *
+blob_data(const struct blob *b)
+{
+	uint8_t *p;
+
+	if (b->len <= BLOB_INLINE)
+		return b->bytes;
+	memcpy(&p, b->bytes, sizeof(p));
+	return p;
 }
 
 static void
@@ -232,9 +364,9 @@ blob_unref(struct blob *b)
 {
 	if (--b->refcnt > 0)
 		return;
-	if (b->data != b->bytes)
-		free(b->data);
-	free(b);
+	if (b->len > BLOB_INLINE)
+		free((void *)blob_data(b));
+	pool_free(b, blob_size(b->len));
 }
 
 /* be_lease.release: loop thread only (backend.h), hence no atomics. */
@@ -256,25 +388,44 @@ rec_cost(const struct rec *r)
 	return c;
 }
 
+static void
+rec_free(struct rec *r)
+{
+	pool_free(r, offsetof(struct rec, key) + r->keylen);
+}
+
 static struct rec *
 rec_new(const uint8_t *key, size_t keylen, uint64_t hash)
 {
 	struct rec *r;
 
-	if ((r = calloc(1, sizeof(*r) + keylen)) == NULL)
+	if ((r = pool_alloc(offsetof(struct rec, key) + keylen)) == NULL)
 		return NULL;
+	memset(r, 0, offsetof(struct rec, key));
 	r->hash = hash;
 	r->keylen = (uint16_t)keylen;
 	memcpy(r->key, key, keylen);
 	return r;
 }
 
-/* --- LRU order (node mode) ------------------------------------------------ */
+/* --- LRU order (node mode), write order (central) -------------------------- */
 
-/* Only entries are on the list, and only with m->lru: callers check both. */
+/* A scan's cursor (backend.h "Scanning"). */
+struct be_scan {
+	struct be_scan	*next, *prev;
+	struct rec	*at;		/* next to visit, NULL: the end */
+	uint64_t	 until;		/* visit records stamped up to this */
+};
+
+/* Only entries are on the list: callers check. */
 static void
 lru_unlink(struct mem *m, struct rec *r)
 {
+	struct be_scan *sc;
+
+	for (sc = m->scans; sc != NULL; sc = sc->next)
+		if (sc->at == r)
+			sc->at = r->lru_prev;	/* its successor in scan order */
 	if (r->lru_prev != NULL)
 		r->lru_prev->lru_next = r->lru_next;
 	else
@@ -290,6 +441,7 @@ lru_unlink(struct mem *m, struct rec *r)
 static void
 lru_push(struct mem *m, struct rec *r)
 {
+	r->stamp = ++m->stamp;
 	r->lru_prev = NULL;
 	r->lru_next = m->lru_head;
 	if (m->lru_head != NULL)
@@ -725,16 +877,17 @@ mem_sweep_budget(struct mem *m, uint64_t now, size_t budget, int *more)
 		heap_remove(m, r);
 		m->used_bytes -= rec_cost(r);
 		if (r->kind == BE_ENTRY) {
-			if (m->lru)
-				lru_unlink(m, r);
+			lru_unlink(m, r);
 			m->entries--;
 			m->payload_bytes -= r->u.blob->len;
 			backend_report(&m->be, BE_EV_EXPIRE, r->key, r->keylen,
 			    r->level, r->u.blob->len);
 			blob_unref(r->u.blob);
-		} else
+		} else {
 			m->tombstones--;	/* silently (backend.h) */
-		free(r);
+			pool_free(r->u.digest, BE_DIGEST_LEN);
+		}
+		rec_free(r);
 		n++;
 	}
 	if (more != NULL)
@@ -811,7 +964,9 @@ mem_close(struct backend *be)
 			continue;
 		if (r->kind == BE_ENTRY)
 			blob_unref(r->u.blob);
-		free(r);
+		else
+			pool_free(r->u.digest, BE_DIGEST_LEN);
+		rec_free(r);
 	}
 	tab_free(m->slots, m->cap);
 	tab_free(m->old, m->oldcap);
@@ -844,7 +999,7 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 		memcpy(rec->digest, r->u.digest, BE_DIGEST_LEN);
 		return 0;
 	}
-	rec->data = r->u.blob->data;
+	rec->data = blob_data(r->u.blob);
 	rec->len = r->u.blob->len;
 	if (lease != NULL) {
 		r->u.blob->refcnt++;
@@ -895,7 +1050,7 @@ lru_evict(struct mem *m, const struct rec *keep, uint64_t old, uint64_t need)
 		backend_report(&m->be, BE_EV_EVICT, v->key, v->keylen, level,
 		    len);
 		blob_unref(v->u.blob);
-		free(v);
+		rec_free(v);
 	}
 }
 
@@ -951,7 +1106,8 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	if (r == NULL && (nr = rec_new(w->key, w->keylen, hash)) == NULL)
 		goto oom;
 	if ((b = blob_new(c)) == NULL) {
-		free(nr);
+		if (nr != NULL)
+			rec_free(nr);
 		goto oom;
 	}
 	if (r == NULL) {
@@ -962,12 +1118,11 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 		r->expires = c->expires;
 		heap_push(m, r);
 		m->entries++;
-		if (m->lru)
-			lru_push(m, r);
+		lru_push(m, r);
 	} else {
-		if (m->lru && r->kind == BE_ENTRY)
+		if (r->kind == BE_ENTRY)
 			lru_touch(m, r);
-		else if (m->lru)
+		else
 			lru_push(m, r);	/* was a tombstone */
 		if (r->kind == BE_ENTRY) {
 			old_level = r->level;
@@ -981,6 +1136,7 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 		} else {
 			m->tombstones--;
 			m->entries++;
+			pool_free(r->u.digest, BE_DIGEST_LEN);
 		}
 		r->expires = c->expires;
 		heap_fix(m, r);
@@ -1011,9 +1167,19 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	uint32_t old_level = 0;
 	size_t old_len = 0;
 	int ev = -1;
+	uint8_t *digest;
 
+	/* Everything that can fail first. */
+	if (r != NULL && r->kind == BE_TOMBSTONE)
+		digest = r->u.digest;
+	else if ((digest = pool_alloc(BE_DIGEST_LEN)) == NULL) {
+		snprintf(m->errmsg, sizeof(m->errmsg),
+		    "store full: out of memory");
+		return BE_ERR_FULL;
+	}
 	if (r == NULL) {
 		if ((r = rec_new(w->key, w->keylen, hash)) == NULL) {
+			pool_free(digest, BE_DIGEST_LEN);
 			snprintf(m->errmsg, sizeof(m->errmsg),
 			    "store full: out of memory");
 			return BE_ERR_FULL;
@@ -1027,8 +1193,7 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	} else {
 		m->used_bytes = m->used_bytes - rec_cost(r) + need;
 		if (r->kind == BE_ENTRY) {
-			if (m->lru)
-				lru_unlink(m, r);
+			lru_unlink(m, r);
 			old_level = r->level;
 			old_len = r->u.blob->len;
 			ev = r->expires > now ? BE_EV_DELETE : BE_EV_EXPIRE;
@@ -1042,6 +1207,7 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	}
 	r->kind = BE_TOMBSTONE;
 	r->level = c->level;
+	r->u.digest = digest;
 	memcpy(r->u.digest, c->digest, BE_DIGEST_LEN);
 	if (ev != -1)
 		backend_report(&m->be, (enum be_event)ev, w->key, w->keylen,
@@ -1078,7 +1244,7 @@ mem_write(struct backend *be, struct be_write *w)
 		cur.level = r->level;
 		cur.expires = r->expires;
 		if (r->kind == BE_ENTRY) {
-			cur.data = r->u.blob->data;
+			cur.data = blob_data(r->u.blob);
 			cur.len = r->u.blob->len;
 		} else
 			memcpy(cur.digest, r->u.digest, BE_DIGEST_LEN);
@@ -1191,6 +1357,66 @@ backend_memory_test_steps(struct backend *be, size_t get[4],
 		memcpy(m->steps, set, sizeof(m->steps));
 }
 
+/* --- Scans ------------------------------------------------------------------- */
+
+/* Records stepped over (expired, not yet swept) per call besides the
+ * `budget` visited. */
+#define SCAN_EXTRA	4096
+
+static struct be_scan *
+mem_scan_open(struct backend *be)
+{
+	struct mem *m = (struct mem *)be;
+	struct be_scan *sc;
+
+	if ((sc = calloc(1, sizeof(*sc))) == NULL)
+		return NULL;
+	sc->at = m->lru_tail;
+	sc->until = m->stamp;
+	sc->next = m->scans;
+	if (m->scans != NULL)
+		m->scans->prev = sc;
+	m->scans = sc;
+	return sc;
+}
+
+static int
+mem_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
+    size_t budget, be_scan_fn *fn, void *arg)
+{
+	struct rec *r;
+	size_t n = 0, steps = 0;
+
+	(void)be;
+	while ((r = sc->at) != NULL && r->stamp <= sc->until && n < budget &&
+	    steps < budget + SCAN_EXTRA) {
+		sc->at = r->lru_prev;
+		steps++;
+		if (r->expires <= now)
+			continue;	/* the sweeper's */
+		fn(arg, r->key, r->keylen, r->level, r->expires,
+		    r->u.blob->len);
+		n++;
+	}
+	return sc->at != NULL && sc->at->stamp <= sc->until;
+}
+
+static void
+mem_scan_close(struct backend *be, struct be_scan *sc)
+{
+	struct mem *m = (struct mem *)be;
+
+	if (sc == NULL)
+		return;
+	if (sc->prev != NULL)
+		sc->prev->next = sc->next;
+	else
+		m->scans = sc->next;
+	if (sc->next != NULL)
+		sc->next->prev = sc->prev;
+	free(sc);
+}
+
 const struct backend_ops backend_memory = {
 	.name = "memory",
 	.open = mem_open,
@@ -1200,4 +1426,7 @@ const struct backend_ops backend_memory = {
 	.sweep = mem_sweep,
 	.stats = mem_stats,
 	.reconfigure = mem_reconfigure,
+	.scan_open = mem_scan_open,
+	.scan_next = mem_scan_next,
+	.scan_close = mem_scan_close,
 };

@@ -866,6 +866,64 @@ check_upstream_loop(struct loader *ld)
 	}
 }
 
+/* The line a directive was set at, 0 for none. */
+static unsigned
+line_of(struct loader *ld, const char *name)
+{
+	size_t i;
+
+	return lookup(name, &i) != NULL ? ld->line[i] : 0;
+}
+
+/* Directive a, set, cannot work without directive b. */
+static void
+need(struct loader *ld, const char *a, const void *va, const char *b,
+    const void *vb, const char *what)
+{
+	if (va != NULL && vb == NULL)
+		add_error(ld, line_of(ld, a), "%s: needs %s%s", a, b, what);
+}
+
+/*
+ * TLS directives that do nothing alone (spec §7), at the line of the one
+ * set. Whether the files load is checked when the daemon starts (and by
+ * -t), not here: a reload may be written before the files are.
+ */
+static void
+check_tls(struct loader *ld)
+{
+	static const char *const up[] = { "upstream_ca", "upstream_cert",
+		"upstream_key", "upstream_server_name" };
+	const struct config	*c = ld->cfg;
+	const char		*v[4];
+	size_t			 k;
+
+	need(ld, "tls_cert", c->tls_cert, "tls_key", c->tls_key,
+	    " (the certificate's private key)");
+	need(ld, "tls_key", c->tls_key, "tls_cert", c->tls_cert,
+	    " (the certificate of this key)");
+	need(ld, "tls_client_ca", c->tls_client_ca, "tls_cert", c->tls_cert,
+	    " and tls_key (client certificates are asked for over TLS)");
+	need(ld, "upstream_cert", c->upstream_cert, "upstream_key",
+	    c->upstream_key, " (the certificate's private key)");
+	need(ld, "upstream_key", c->upstream_key, "upstream_cert",
+	    c->upstream_cert, " (the certificate of this key)");
+	v[0] = c->upstream_ca;
+	v[1] = c->upstream_cert;
+	v[2] = c->upstream_key;
+	v[3] = c->upstream_server_name;
+	for (k = 0; k < 4; k++)
+		if (v[k] != NULL && !c->upstream_tls)
+			add_error(ld, line_of(ld, up[k]), "%s: needs "
+			    "upstream_tls on", up[k]);
+	if (c->upstream_tls && c->upstream != NULL &&
+	    strncmp(c->upstream, "unix:", 5) == 0 &&
+	    c->upstream_server_name == NULL)
+		add_error(ld, line_of(ld, "upstream_tls"), "upstream_tls: a "
+		    "unix: upstream has no host name to verify; set "
+		    "upstream_server_name");
+}
+
 int
 config_load(const char *path, int allow_missing, struct config *out,
     struct config_errors *errs)
@@ -918,6 +976,7 @@ config_load(const char *path, int allow_missing, struct config *out,
 	check_ttls(&ld);
 	check_backend_mode(&ld);
 	check_upstream_loop(&ld);
+	check_tls(&ld);
 	if (ld.nerr == 0 && path != NULL)
 		cfg.path = xstrdup(&ld, 0, path);	/* NULL: error added */
 

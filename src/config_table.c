@@ -87,34 +87,40 @@ const struct config_directive config_table[] = {
 	  NULL, NULL, NULL, NULL, OFF(upstream_api_key_file),
 	  "node: file holding the key presented to central "
 	  "(default: the node's own key)" },
-	{ "tls_cert", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	{ "tls_cert", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(tls_cert),
-	  "PEM certificate chain; with tls_key, listeners speak TLS" },
-	{ "tls_key", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  "PEM certificate chain, leaf first; with tls_key, every listener "
+	  "speaks TLS 1.2+ with ALPN h2 (SIGHUP reloads the files; turning "
+	  "TLS on or off needs a restart)" },
+	{ "tls_key", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(tls_key),
 	  "PEM private key of tls_cert" },
-	{ "tls_client_ca", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	{ "tls_client_ca", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(tls_client_ca),
-	  "require client certificates signed by this CA (mTLS)" },
+	  "PEM CA certificates; clients must present a certificate signed "
+	  "by one of them (mTLS; needs tls_cert)" },
 	{ "upstream", CONF_ADDRESS, 0, 0, 0,
 	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
 	  "node: address of the central cache" },
-	{ "upstream_tls", CONF_FLAG, CONF_LATER, 0, 0,
+	{ "upstream_tls", CONF_FLAG, 0, 0, 0,
 	  "off", NULL, NULL, NULL, OFF(upstream_tls),
-	  "node: speak TLS to central" },
-	{ "upstream_ca", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  "node: speak TLS 1.2+ with ALPN h2 to central, verifying its "
+	  "certificate" },
+	{ "upstream_ca", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(upstream_ca),
-	  "node: CA that signs central's certificate (default: system store)" },
-	{ "upstream_cert", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  "node: PEM CA certificates that sign central's certificate "
+	  "(default: the system's trust store; needs upstream_tls)" },
+	{ "upstream_cert", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(upstream_cert),
-	  "node: client certificate presented to central" },
-	{ "upstream_key", CONF_PATH, CONF_LIVE | CONF_LATER, 0, 0,
+	  "node: PEM client certificate chain presented to central "
+	  "(needs upstream_key and upstream_tls)" },
+	{ "upstream_key", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(upstream_key),
-	  "node: private key of upstream_cert" },
-	{ "upstream_server_name", CONF_STRING, CONF_LIVE | CONF_LATER, 0, 0,
+	  "node: PEM private key of upstream_cert" },
+	{ "upstream_server_name", CONF_STRING, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(upstream_server_name),
-	  "node: name checked in central's certificate "
-	  "(default: host of upstream)" },
+	  "node: name (or address) sent as SNI and checked in central's "
+	  "certificate (default: host of upstream; needs upstream_tls)" },
 	{ "upstream_timeout", CONF_DURATION, CONF_LIVE,
 	  100, 1 * MS_DAY,
 	  "30s", NULL, NULL, NULL, OFF(upstream_timeout),
@@ -128,15 +134,19 @@ const struct config_directive config_table[] = {
 	  "10s", NULL, NULL, NULL, OFF(upstream_keepalive),
 	  "node: HTTP/2 PING period on the link to central "
 	  "(bare number: seconds)" },
-	{ "prefetch", CONF_FLAG, CONF_LATER, 0, 0,
+	{ "prefetch", CONF_FLAG, 0, 0, 0,
 	  "off", NULL, NULL, NULL, OFF(prefetch),
-	  "node: follow central's change feed and fetch new levels early" },
-	{ "prefetch_concurrency", CONF_NUMBER, CONF_LIVE | CONF_LATER, 1, 1024,
+	  "node: follow central's change feed (WatchSharedData): fetch a newer "
+	  "level of a held session before any worker asks, drop a copy at once "
+	  "when central deletes or expires it" },
+	{ "prefetch_concurrency", CONF_NUMBER, CONF_LIVE, 1, 1024,
 	  "4", NULL, NULL, NULL, OFF(prefetch_concurrency),
-	  "node: prefetches running at once" },
-	{ "watch_buffer", CONF_SIZE, CONF_LIVE | CONF_LATER, 4 * KIB, 1 * GIB,
+	  "node: prefetches running at once (each starts after a random "
+	  "0-50ms delay)" },
+	{ "watch_buffer", CONF_SIZE, CONF_LIVE, 4 * KIB, 1 * GIB,
 	  "1m", NULL, NULL, NULL, OFF(watch_buffer),
-	  "central: notices queued per watcher before cutting it off" },
+	  "central: bytes of change-feed notices queued per watcher; a watcher "
+	  "further behind is cut off (RST_STREAM ENHANCE_YOUR_CALM)" },
 	{ "metrics_listen", CONF_ADDRESS, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(metrics_listen),
 	  "host:port for HTTP /metrics, /healthz and /readyz (unset: none)" },

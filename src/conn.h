@@ -104,6 +104,12 @@ struct conn {
 	unsigned		 in_recv:1;	/* inside nghttp2 (or a walk over
 						   the streams): no flush now */
 	unsigned		 want_flush:1;	/* flush after a server-wide walk */
+	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
+	unsigned		 tls_up:1;	/* its handshake is done */
+	unsigned		 sniffed:1;	/* cleartext: first byte looked at */
+	size_t			 tls_room;	/* free bytes of the output's last
+						   chain, as conn_tls_add() left
+						   it */
 	char			 peer[64];
 };
 
@@ -117,6 +123,13 @@ struct conn	*conn_new_bev(struct server *, struct bufferevent *,
 void		 conn_free(struct conn *);
 /* Write whatever nghttp2 has queued (and close if the session is done). */
 void		 conn_flush(struct conn *);
+/* Cleartext output, staged (conn.c): append n bytes; the staged bytes go
+ * to the bufferevent's output at the end of the flush, or at once with
+ * conn_out_commit() (before adding anything to the output directly).
+ * conn_out_len() is what is queued, staged bytes included. 0, or -1. */
+int		 conn_out_add(struct conn *, const void *, size_t n);
+int		 conn_out_commit(void);
+size_t		 conn_out_len(struct conn *);
 /* Drain step one: GOAWAY announcing shutdown, streams still accepted. */
 void		 conn_shutdown_notice(struct conn *);
 /* Drain step two: GOAWAY with the last stream processed. */
@@ -138,6 +151,14 @@ void		 conn_resume(struct stream *);
 void		 conn_stream_discard(struct stream *);
 /* Re-arm the idle timer (live change of idle_timeout). */
 void		 conn_rearm_timer(struct conn *);
+/*
+ * TLS: append n bytes of a frame of frame bytes to the output, copied into
+ * large chains so frames go out in full 16 KiB TLS records
+ * (bufferevent_openssl makes one SSL_write, so at least one record, of
+ * every evbuffer chain; see tls_out_add()). 0, or -1.
+ */
+int		 conn_tls_add(struct conn *, const void *p, size_t n,
+		    size_t frame);
 
 /* grpc.c: the call layer's side of a stream. */
 void		 grpc_stream_headers_done(struct stream *);

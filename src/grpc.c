@@ -50,6 +50,9 @@ struct call {
 	uint64_t		 deadline;
 	void			(*cancel)(struct call *, void *);
 	void			*cancel_arg;
+	void			(*writable)(struct call *, void *);
+	void			*writable_arg;
+	size_t			 low_water;
 	void			*data;
 };
 
@@ -107,12 +110,34 @@ seg_push(struct stream *st, const uint8_t *p, size_t len,
 	return 0;
 }
 
+/*
+ * A segment that owns len bytes of its own, in the same allocation (one
+ * malloc per reply rather than a segment and a buffer); returns where to
+ * write them, NULL when out of memory.
+ */
+static uint8_t *
+seg_push_inline(struct stream *st, size_t len)
+{
+	struct outseg *s;
+
+	if (len > SIZE_MAX - sizeof(*s) ||
+	    (s = malloc(sizeof(*s) + len)) == NULL)
+		return NULL;
+	s->p = (const uint8_t *)(s + 1);
+	s->len = len;
+	s->off = 0;
+	s->ref = NULL;
+	STAILQ_INSERT_TAIL(&st->out, s, entry);
+	st->outlen += len;
+	return (uint8_t *)(s + 1);
+}
+
 static void
 seg_free(struct outseg *s)
 {
 	if (s->ref != NULL)
 		lease_ref_drop(s->ref);
-	else
+	else if (s->p != (const uint8_t *)(s + 1))
 		free((void *)s->p);
 	free(s);
 }
@@ -193,11 +218,29 @@ pack_message(struct stream *st, const ProtobufCMessage *msg,
 	struct packer pk = { .base = { .append = packer_append }, .st = st,
 	    .ref = ref };
 	size_t size = protobuf_c_message_get_packed_size(msg);
-	uint8_t prefix[GRPC_PREFIX_LEN];
+	uint8_t prefix[GRPC_PREFIX_LEN], *p;
 
 	if (size > st->conn->srv->lim.max_message_size || size > UINT32_MAX) {
 		snprintf(err, errlen, "reply of %zu bytes exceeds "
 		    "max_message_size", size);
+		return -1;
+	}
+	if (ref == NULL) {
+		/* Nothing by reference: one owned buffer of the exact size,
+		 * packed in one call (pack_to_buffer appends field by field). */
+		if ((p = seg_push_inline(st, GRPC_PREFIX_LEN + size)) == NULL) {
+			snprintf(err, errlen, "out of memory packing the reply");
+			return -1;
+		}
+		grpc_frame_prefix(p, (uint32_t)size);
+		protobuf_c_message_pack(msg, p + GRPC_PREFIX_LEN);
+		return 0;
+	}
+	/* The fields around the payload, in one buffer sized up front. */
+	pk.cap = GRPC_PREFIX_LEN + (size > ref->lease.len ?
+	    size - ref->lease.len : 0) + 16;
+	if ((pk.buf = malloc(pk.cap)) == NULL) {
+		snprintf(err, errlen, "out of memory packing the reply");
 		return -1;
 	}
 	grpc_frame_prefix(prefix, (uint32_t)size);
@@ -214,11 +257,35 @@ pack_message(struct stream *st, const ProtobufCMessage *msg,
 
 /* --- responses ------------------------------------------------------------ */
 
+/* Literals: nghttp2 need not copy them. */
 #define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, \
-	sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE }
+	sizeof(v) - 1, NGHTTP2_NV_FLAG_NO_COPY_NAME | \
+	NGHTTP2_NV_FLAG_NO_COPY_VALUE }
 /* A value in a buffer filled later: its length is set then. */
 #define NVBUF(n, b) { (uint8_t *)(n), (uint8_t *)(b), sizeof(n) - 1, 0, \
-	NGHTTP2_NV_FLAG_NONE }
+	NGHTTP2_NV_FLAG_NO_COPY_NAME }
+
+/* grpc-status values, so that replies need no snprintf: nghttp2 may keep
+ * pointers to them (NGHTTP2_NV_FLAG_NO_COPY_VALUE). */
+static const char *const status_codes[] = {
+	"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+	"13", "14", "15", "16",
+};
+
+/* Fill nv's value with status: a static string when there is one, else
+ * buf. */
+static void
+nv_status(nghttp2_nv *nv, int status, char *buf, size_t cap)
+{
+	if (status >= 0 && status <= GRPC_UNAUTHENTICATED) {
+		nv->value = (uint8_t *)status_codes[status];
+		nv->flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE;
+	} else {
+		snprintf(buf, cap, "%d", status);
+		nv->value = (uint8_t *)buf;
+	}
+	nv->valuelen = strlen((const char *)nv->value);
+}
 
 static void
 count(struct stream *st, int status)
@@ -253,8 +320,7 @@ respond_trailers_only(struct stream *st, int status, const char *msg)
 	};
 	size_t n = 3;
 
-	snprintf(code, sizeof(code), "%d", status);
-	nv[2].valuelen = strlen(code);
+	nv_status(&nv[2], status, code, sizeof(code));
 	if (msg != NULL && *msg != '\0') {
 		nv[3].valuelen = grpc_percent_encode(msg, enc, sizeof(enc));
 		n = 4;
@@ -308,8 +374,7 @@ submit_trailers(struct stream *st)
 	};
 	size_t n = 1;
 
-	snprintf(code, sizeof(code), "%d", st->status);
-	nv[0].valuelen = strlen(code);
+	nv_status(&nv[0], st->status, code, sizeof(code));
 	if (st->message != NULL && *st->message != '\0') {
 		nv[1].valuelen = grpc_percent_encode(st->message, enc,
 		    sizeof(enc));
@@ -344,27 +409,26 @@ grpc_stream_read(struct stream *st, size_t len, uint32_t *flags)
 	return NGHTTP2_ERR_DEFERRED;
 }
 
-int
-grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
-    size_t length)
+/*
+ * TLS: the frame header and its data copied together into a large chain
+ * (encryption copies the bytes anyway, so this costs little), so frames
+ * leave in full TLS records instead of a 9-byte record for each header and
+ * one per referenced range (spec §11).
+ */
+static int
+send_data_tls(struct stream *st, const uint8_t *framehd, size_t length)
 {
-	struct evbuffer *out = bufferevent_get_output(st->conn->bev);
 	struct outseg *s;
-	size_t n;
+	size_t n, frame = 9 + length;
 
-	evbuffer_add(out, framehd, 9);
+	if (conn_tls_add(st->conn, framehd, 9, frame) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && (s = STAILQ_FIRST(&st->out)) != NULL) {
 		n = s->len - s->off;
 		if (n > length)
 			n = length;
-		if (s->ref != NULL && n >= REF_MIN) {
-			s->ref->refs++;
-			if (evbuffer_add_reference(out, s->p + s->off, n,
-			    evref_done, s->ref) != 0) {
-				s->ref->refs--;
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			}
-		} else if (evbuffer_add(out, s->p + s->off, n) != 0)
+		/* The copy into the records. */
+		if (conn_tls_add(st->conn, s->p + s->off, n, frame) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		s->off += n;
 		length -= n;
@@ -373,6 +437,68 @@ grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
 			STAILQ_REMOVE_HEAD(&st->out, entry);
 			seg_free(s);
 		}
+	}
+	return 0;
+}
+
+int
+grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
+    size_t length)
+{
+	struct evbuffer *out = bufferevent_get_output(st->conn->bev);
+	struct outseg *s;
+	size_t n;
+
+	if (st->conn->tls)
+		return send_data_tls(st, framehd, length);
+	s = STAILQ_FIRST(&st->out);
+	if (s != NULL && s->ref == NULL && s->len - s->off >= length) {
+		/* All owned bytes: the frame header and them staged
+		 * together (conn_out_add(): one append per flush). */
+		if (conn_out_add(st->conn, framehd, 9) != 0 ||
+		    conn_out_add(st->conn, s->p + s->off, length) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		s->off += length;
+		st->outlen -= length;
+		length = 0;
+		if (s->off == s->len) {
+			STAILQ_REMOVE_HEAD(&st->out, entry);
+			seg_free(s);
+		}
+	} else if (conn_out_add(st->conn, framehd, 9) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	while (length > 0 && (s = STAILQ_FIRST(&st->out)) != NULL) {
+		n = s->len - s->off;
+		if (n > length)
+			n = length;
+		if (s->ref != NULL && n >= REF_MIN) {
+			/* What is staged goes first. */
+			if (conn_out_commit() != 0)
+				return NGHTTP2_ERR_CALLBACK_FAILURE;
+			s->ref->refs++;
+			if (evbuffer_add_reference(out, s->p + s->off, n,
+			    evref_done, s->ref) != 0) {
+				s->ref->refs--;
+				return NGHTTP2_ERR_CALLBACK_FAILURE;
+			}
+		} else if (conn_out_add(st->conn, s->p + s->off, n) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		s->off += n;
+		length -= n;
+		st->outlen -= n;
+		if (s->off == s->len) {
+			STAILQ_REMOVE_HEAD(&st->out, entry);
+			seg_free(s);
+		}
+	}
+	/* A streaming handler waiting for room (inside nghttp2: it only
+	 * notes it). */
+	if (st->call != NULL && st->call->writable != NULL &&
+	    st->outlen <= st->call->low_water) {
+		void (*fn)(struct call *, void *) = st->call->writable;
+
+		st->call->writable = NULL;
+		fn(st->call, st->call->writable_arg);
 	}
 	return 0;
 }
@@ -395,6 +521,7 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 	struct stream *st = call->st;
 	struct lease_ref *ref = NULL;
 	char err[128];
+	int rv;
 
 	if (st == NULL) {
 		if (lease != NULL)
@@ -402,23 +529,30 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 		free(call);
 		return;
 	}
-	if (lease != NULL) {
-		if ((ref = malloc(sizeof(*ref))) == NULL) {
-			be_lease_release(lease);
-			call_error(call, GRPC_RESOURCE_EXHAUSTED,
-			    "out of memory");
-			return;
+	if (lease != NULL && lease->len < REF_MIN) {
+		/* A small payload is copied into the reply anyway: pack it
+		 * now and let the lease go (no reference to keep). */
+		rv = pack_message(st, reply, NULL, err, sizeof(err));
+		be_lease_release(lease);
+	} else {
+		if (lease != NULL) {
+			if ((ref = malloc(sizeof(*ref))) == NULL) {
+				be_lease_release(lease);
+				call_error(call, GRPC_RESOURCE_EXHAUSTED,
+				    "out of memory");
+				return;
+			}
+			ref->refs = 1;		/* ours while packing */
+			ref->lease = *lease;
+			lease->release = NULL;
 		}
-		ref->refs = 1;		/* ours while packing */
-		ref->lease = *lease;
-		lease->release = NULL;
+		rv = pack_message(st, reply, ref, err, sizeof(err));
+		lease_ref_drop(ref);	/* the segments hold it now */
 	}
-	if (pack_message(st, reply, ref, err, sizeof(err)) != 0) {
-		lease_ref_drop(ref);
+	if (rv != 0) {
 		call_error(call, GRPC_RESOURCE_EXHAUSTED, "%s", err);
 		return;
 	}
-	lease_ref_drop(ref);		/* the segments hold it now */
 	call_detach(call);
 	free(call);
 	st->finished = 1;
@@ -488,6 +622,41 @@ int
 call_alive(const struct call *call)
 {
 	return call->st != NULL;
+}
+
+size_t
+call_queued(const struct call *call)
+{
+	return call->st != NULL ? call->st->outlen : 0;
+}
+
+void
+call_set_writable(struct call *call, void (*fn)(struct call *, void *),
+    void *arg, size_t low_water)
+{
+	call->writable = fn;
+	call->writable_arg = arg;
+	call->low_water = low_water;
+}
+
+void
+call_reset(struct call *call, uint32_t h2_error, int status)
+{
+	struct stream *st = call->st;
+
+	call_detach(call);
+	free(call);
+	if (st == NULL)
+		return;
+	/* Nothing more is framed: the data source defers until the RST
+	 * closes the stream (finished stays 0, so no trailers follow). */
+	segs_clear(st);
+	st->status = status;
+	st->trailers_sent = 1;
+	count(st, status);
+	nghttp2_submit_rst_stream(st->conn->h2, NGHTTP2_FLAG_NONE, st->id,
+	    h2_error);
+	conn_flush(st->conn);
 }
 
 uint64_t

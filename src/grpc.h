@@ -7,8 +7,10 @@
  * with call_reply() or call_error(), now or from a later callback (a backend
  * write committing, an upstream answer). The stream may be reset meanwhile:
  * finishing a call whose stream is gone is safe and only frees it. Streaming
- * handlers (health Watch) send with call_send() and set an on_cancel hook that
- * tells them when the stream went away.
+ * handlers (health Watch, the change feed) send with call_send() and set an
+ * on_cancel hook that tells them when the stream went away; the change feed
+ * also paces itself by call_queued() and call_set_writable(), and cuts a
+ * watcher off with call_reset().
  */
 #ifndef ALPCRUND_GRPC_H
 #define ALPCRUND_GRPC_H
@@ -82,6 +84,23 @@ void	 call_set_cancel(struct call *, void (*fn)(struct call *, void *),
 	    void *arg);
 /* Still attached to a live stream? */
 int	 call_alive(const struct call *);
+/* Streaming: reply bytes packed but not yet framed into DATA (what a
+ * reader that does not read lets pile up); 0 once the stream is gone. */
+size_t	 call_queued(const struct call *);
+/*
+ * Streaming: call fn once the queued bytes fell to low_water or below after
+ * DATA was framed (fn NULL: never). fn runs from inside the HTTP/2 send
+ * path: it must not send or finish the call, only note it (schedule an
+ * event). It is re-armed by each call to this function.
+ */
+void	 call_set_writable(struct call *, void (*fn)(struct call *, void *),
+	    void *arg, size_t low_water);
+/*
+ * Finish by resetting the stream with the HTTP/2 error code h2_error
+ * (e.g. NGHTTP2_ENHANCE_YOUR_CALM), dropping whatever is still queued; the
+ * request is counted with grpc status `status` (what the client will see).
+ */
+void	 call_reset(struct call *, uint32_t h2_error, int status);
 /* Absolute deadline on the monotonic clock from grpc-timeout; 0 = none. */
 uint64_t call_deadline(const struct call *);
 /* The handler's own per-call state. */

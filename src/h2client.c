@@ -50,10 +50,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 
 #include "clock.h"
 #include "grpc.h"
@@ -61,6 +63,7 @@
 #include "h2client.h"
 #include "queue_compat.h"
 #include "log.h"
+#include "tls.h"
 
 /* Output above this is not added to (see conn.c); the write callback
  * resumes below OUT_LOW. Bodies are queued by reference, so this bounds
@@ -150,6 +153,11 @@ struct h2call {
 	void			*release_arg;
 	uint8_t			 prefix[GRPC_PREFIX_LEN];
 
+	/* Progress hook (h2call_progress()), and reply DATA bytes so far. */
+	h2_progress_fn		*progress;
+	void			*progress_arg;
+	size_t			 rx;
+
 	/* Reply. */
 	int			 http_status;
 	int			 status;
@@ -179,6 +187,10 @@ struct h2conn {
 	unsigned		 in_h2:1;	/* inside nghttp2: no flush now */
 	unsigned		 ping_out:1;	/* a PING not yet answered */
 	unsigned		 rx:1;		/* bytes came since the PING */
+	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
+	unsigned		 tls_up:1;	/* its handshake is done */
+	size_t			 tls_room;	/* see tls_out_add() */
+	char			 h2err[REASON_MAX - 16];	/* error_cb's last */
 };
 TAILQ_HEAD(conn_list, h2conn);
 
@@ -198,6 +210,8 @@ struct h2client {
 	uint64_t		 connect_ms;
 	uint64_t		 keepalive_ms;
 	uint64_t		 max_msg;
+	SSL_CTX			*ssl_ctx;	/* our reference; NULL: cleartext */
+	char			*server_name;	/* SNI and verified name */
 
 	/* The target: a numeric or unix address, or a name for evdns. */
 	char			*host, *port;	/* NULL when numeric */
@@ -438,7 +452,8 @@ packer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 	struct packer *pk = (struct packer *)b;
 	struct h2call *call = pk->call;
 
-	if (pk->failed)
+	/* An empty bytes field may come with data NULL (memcpy's UB). */
+	if (pk->failed || len == 0)
 		return;
 	if (len >= REF_MIN) {
 		if (seg_push(call, data, 0, len) != 0)
@@ -751,6 +766,7 @@ call_reset_for_retry(struct h2call *call)
 	msgs_clear(call);
 	call->id = 0;
 	call->wr = call->segi = call->segoff = 0;
+	call->rx = 0;
 	call->http_status = 0;
 	call->status = 0;
 	call->got_headers = call->ended = call->ct_ok = 0;
@@ -927,6 +943,23 @@ call_enqueue(struct h2call *call)
 
 /* --- the connection: nghttp2 callbacks ------------------------------------ */
 
+/* Tell the progress hook, if any (h2call_progress()). The reply's total is
+ * known once its prefix is: from the deframer, then from the whole message. */
+static void
+call_report_progress(struct h2call *call)
+{
+	uint64_t rtotal = 0;
+
+	if (call->progress == NULL || !call->user)
+		return;
+	if (call->have_msg)
+		rtotal = (uint64_t)call->rlen + GRPC_PREFIX_LEN;
+	else if (call->df.hdrlen == GRPC_PREFIX_LEN)
+		rtotal = (uint64_t)call->df.len + GRPC_PREFIX_LEN;
+	call->progress(call->progress_arg, call->wr, call->total, call->rx,
+	    rtotal);
+}
+
 static ssize_t
 send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
     void *arg)
@@ -936,7 +969,11 @@ send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
 
 	if (evbuffer_get_length(out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (evbuffer_add(out, data, len) != 0)
+	if (conn->tls) {
+		/* Frames of a burst share records (see tls_out_add()). */
+		if (tls_out_add(out, &conn->tls_room, data, len, len) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+	} else if (evbuffer_add(out, data, len) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	return (ssize_t)len;
 }
@@ -956,6 +993,43 @@ body_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	return (ssize_t)n;
 }
 
+/*
+ * TLS: the frame header and its data copied together into a large chain
+ * (encryption copies anyway), so a large body leaves in full TLS records,
+ * not a 9-byte record per frame header (spec §11).
+ */
+static int
+send_data_tls(struct h2conn *conn, struct h2call *call,
+    const uint8_t *framehd, size_t length)
+{
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+	size_t frame = 9 + length;
+
+	if (tls_out_add(out, &conn->tls_room, framehd, 9, frame) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	while (length > 0 && call->segi < call->nsegs) {
+		const struct seg *s = &call->segs[call->segi];
+		const uint8_t *p = (s->ext != NULL ? s->ext :
+		    call->own + s->off) + call->segoff;
+		size_t n = s->len - call->segoff;
+
+		if (n > length)
+			n = length;
+		/* The copy into the records. */
+		if (tls_out_add(out, &conn->tls_room, p, n, frame) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		call->segoff += n;
+		call->wr += n;
+		length -= n;
+		if (call->segoff == s->len) {
+			call->segi++;
+			call->segoff = 0;
+		}
+	}
+	call_report_progress(call);
+	return 0;
+}
+
 static int
 send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
     size_t length, nghttp2_data_source *src, void *arg)
@@ -966,6 +1040,8 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 
 	if (evbuffer_get_length(out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
+	if (conn->tls)
+		return send_data_tls(conn, call, framehd, length);
 	if (evbuffer_add(out, framehd, 9) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && call->segi < call->nsegs) {
@@ -995,6 +1071,7 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 			call->segoff = 0;
 		}
 	}
+	call_report_progress(call);
 	return 0;
 }
 
@@ -1152,6 +1229,8 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
 	struct grpc_message m;
 	size_t n;
 
+	if (call != NULL)
+		call->rx += len;
 	/* nghttp2 gives the window back by itself once we return. */
 	while (call != NULL && !call->finished && len > 0) {
 		switch (grpc_deframe(&call->df, data, len, &n, &m)) {
@@ -1179,6 +1258,8 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
 	/* Decided here (too large, compressed): stop the server sending. */
 	if (call != NULL && call->finished && !call->ended)
 		call_rst(call);
+	if (call != NULL && !call->finished)
+		call_report_progress(call);
 	return 0;
 }
 
@@ -1218,6 +1299,7 @@ error_cb(nghttp2_session *h2, int code, const char *msg, size_t len, void *arg)
 
 	log_debug("upstream http2 error", "target=%s error=\"%.*s\"",
 	    conn->c->target, (int)len, msg);
+	snprintf(conn->h2err, sizeof(conn->h2err), "%.*s", (int)len, msg);
 	return 0;
 }
 
@@ -1340,13 +1422,28 @@ attempt_failed(struct h2client *c, const char *fmt, ...)
 	enter_backoff(c, reason, 0);
 }
 
+/*
+ * Did the connection prove itself: up for a second, or a call answered?
+ * Only then does the backoff start over at 100 ms. A server that accepts,
+ * sends SETTINGS and closes or says GOAWAY at once is otherwise retried
+ * every 100 ms for ever (issue #9: a hostile or broken central).
+ */
+static int
+conn_proved(const struct h2conn *conn)
+{
+	return conn->up && (conn->completed > 0 ||
+	    clock_now_ns() - conn->up_at >= HANDOVER_MIN_UP_NS);
+}
+
 /* The current connection was up and is gone. */
 static void
 link_lost(struct h2client *c, const char *reason)
 {
+	int proved = c->cur != NULL && conn_proved(c->cur);
+
 	if (c->cur != NULL)
 		conn_destroy(c->cur, reason);
-	enter_backoff(c, reason, 1);
+	enter_backoff(c, reason, proved);
 }
 
 static void
@@ -1380,10 +1477,19 @@ conn_flush(struct h2conn *conn)
 		conn_fail(conn, reason);
 		return;
 	}
-	/* Done: GOAWAY seen and no stream left. */
+	/* Done: GOAWAY seen and no stream left, or nghttp2 ended the session
+	 * over a protocol error (a server that is not HTTP/2): say which. */
 	if (!nghttp2_session_want_read(conn->h2) &&
-	    !nghttp2_session_want_write(conn->h2))
-		conn_fail(conn, "connection closed");
+	    !nghttp2_session_want_write(conn->h2)) {
+		char reason[REASON_MAX];
+
+		if (conn->h2err[0] == '\0')
+			snprintf(reason, sizeof(reason), "connection closed");
+		else
+			snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
+			    conn->h2err);
+		conn_fail(conn, reason);
+	}
 }
 
 static void
@@ -1429,7 +1535,8 @@ conn_up(struct h2conn *conn)
 	conn->up_at = clock_now_ns();
 	c->state = ST_UP;
 	c->phase = PH_NONE;
-	c->backoff_ms = 0;
+	/* backoff_ms stays: it starts over once the connection proved
+	 * itself (conn_proved()), not merely because SETTINGS came. */
 	c->up = 1;
 	c->reason[0] = '\0';
 	if (c->keepalive_ms > 0)
@@ -1447,9 +1554,8 @@ cur_goaway(struct h2conn *conn)
 
 	c->cur = NULL;
 	TAILQ_INSERT_TAIL(&c->old, conn, entry);
-	if (conn->goaway_code == NGHTTP2_NO_ERROR && conn->up &&
-	    (conn->completed > 0 ||
-	    clock_now_ns() - conn->up_at >= HANDOVER_MIN_UP_NS)) {
+	if (conn->goaway_code == NGHTTP2_NO_ERROR && conn_proved(conn)) {
+		c->backoff_ms = 0;
 		log_debug("upstream GOAWAY, reconnecting", "target=%s",
 		    c->target);
 		attempt_start(c);
@@ -1530,8 +1636,33 @@ static void
 eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct h2conn *conn = arg;
-	char reason[REASON_MAX];
+	char reason[REASON_MAX], why[REASON_MAX - 8];
 
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake is done: our preface and SETTINGS,
+		 * queued already, go out now. */
+		if (!tls_alpn_is_h2(bufferevent_openssl_get_ssl(bev))) {
+			conn_fail(conn, "TLS: the server did not agree to "
+			    "ALPN h2");
+			return;
+		}
+		conn->tls_up = 1;
+		return;
+	}
+	if (conn->tls && (what & BEV_EVENT_ERROR)) {
+		enum tls_fail kind;
+
+		/* A handshake failure, or an alert later (TLS 1.3 servers
+		 * refuse a client certificate after the client's Finished);
+		 * a plain socket error after the handshake is said as in
+		 * cleartext, below. */
+		tls_failure(bev, &kind, why, sizeof(why));
+		if (kind != TLS_FAIL_IO || !conn->tls_up) {
+			snprintf(reason, sizeof(reason), "TLS: %s", why);
+			conn_fail(conn, reason);
+			return;
+		}
+	}
 	if (what & BEV_EVENT_EOF)
 		snprintf(reason, sizeof(reason), "connection closed by the "
 		    "server");
@@ -1548,8 +1679,10 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 	conn_fail(conn, reason);
 }
 
+/* A connection on socket fd, or, from h2client_new_bev(), on bev (already
+ * connected; fd unused). Either is the connection's, even on failure. */
 static struct h2conn *
-conn_new(struct h2client *c, evutil_socket_t fd)
+conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 {
 	struct h2conn *conn;
 	nghttp2_settings_entry iv[] = {
@@ -1558,15 +1691,44 @@ conn_new(struct h2client *c, evutil_socket_t fd)
 	};
 
 	if (h2_setup() != 0 || (conn = calloc(1, sizeof(*conn))) == NULL) {
-		evutil_closesocket(fd);
+		if (bev != NULL)
+			bufferevent_free(bev);
+		else
+			evutil_closesocket(fd);
 		return NULL;
 	}
 	conn->c = c;
 	TAILQ_INIT(&conn->streams);
-	/* TLS goes here: bufferevent_openssl_socket_new() with ALPN h2 and
-	 * SNI, BUFFEREVENT_SSL_CONNECTING; the handshake then ends before
-	 * the server's SETTINGS can arrive, so nothing else changes. */
-	conn->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev != NULL)
+		conn->bev = bev;	/* the test seam: no socket, no TLS */
+	else if (c->ssl_ctx != NULL) {
+		/* ALPN h2 and SNI; the handshake ends before the server's
+		 * SETTINGS can arrive, so nothing else changes. Each SSL
+		 * holds a reference to the context it was made from. */
+		char err[REASON_MAX];
+		SSL *ssl = tls_client_ssl_new(c->ssl_ctx, c->server_name, err,
+		    sizeof(err));
+
+		if (ssl == NULL) {
+			evutil_closesocket(fd);
+			free(conn);
+			return NULL;
+		}
+		conn->bev = bufferevent_openssl_socket_new(c->base, fd, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (conn->bev == NULL) {
+			/* Out of memory (libevent may have freed ssl and
+			 * closed fd on its way out). */
+			free(conn);
+			return NULL;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+		/* Larger SSL_reads than its default 4 KiB. */
+		bufferevent_setwatermark(conn->bev, EV_READ, 0, MAX_SINGLE_IO);
+		conn->tls = 1;
+	} else
+		conn->bev = bufferevent_socket_new(c->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (conn->bev == NULL) {
 		evutil_closesocket(fd);
 		free(conn);
@@ -1618,7 +1780,7 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		connect_next(c);
 		return;
 	}
-	if ((conn = conn_new(c, fd)) == NULL) {
+	if ((conn = conn_new(c, fd, NULL)) == NULL) {
 		attempt_failed(c, "out of memory");
 		return;
 	}
@@ -1779,6 +1941,42 @@ state_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- the API -------------------------------------------------------------- */
 
+/*
+ * TLS options (after parse_target()): our own reference to the context,
+ * and the name sent as SNI and verified in the server's certificate
+ * (default: the target's host). Nothing changes on failure. 0, or -1.
+ */
+static int
+tls_options(struct h2client *c, const struct h2client_opts *o, char *err,
+    size_t errlen)
+{
+	const char *t = c->target, *end;
+	char *name = NULL;
+
+	if (o->ssl_ctx == NULL)
+		return 0;
+	if (o->server_name != NULL)
+		name = strdup(o->server_name);
+	else if (strncmp(t, "unix:", 5) == 0) {
+		snprintf(err, errlen, "%s: TLS over a unix socket needs a "
+		    "server name", t);
+		return -1;
+	} else if (t[0] == '[' && (end = strchr(t, ']')) != NULL)
+		name = strndup(t + 1, (size_t)(end - t - 1));
+	else if ((end = strrchr(t, ':')) != NULL)
+		name = strndup(t, (size_t)(end - t));
+	if (name == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	SSL_CTX_up_ref(o->ssl_ctx);
+	SSL_CTX_free(c->ssl_ctx);
+	c->ssl_ctx = o->ssl_ctx;
+	free(c->server_name);
+	c->server_name = name;
+	return 0;
+}
+
 /* Parse host:port, [v6]:port or unix:/path. */
 static int
 parse_target(struct h2client *c, const char *t, char *err, size_t errlen)
@@ -1859,20 +2057,16 @@ bad:
 	return -1;
 }
 
-struct h2client *
-h2client_new(struct event_base *base, struct evdns_base *dns,
+/* h2client_new(); start 0: no connection attempt yet (h2client_new_bev()). */
+static struct h2client *
+client_new(struct event_base *base, struct evdns_base *dns,
     const struct h2client_opts *o, h2_state_fn *on_state, void *arg,
-    char *err, size_t errlen)
+    char *err, size_t errlen, int start)
 {
 	struct h2client *c;
 
 	if (o->target == NULL) {
 		snprintf(err, errlen, "no target");
-		return NULL;
-	}
-	if (o->ssl_ctx != NULL) {
-		snprintf(err, errlen, "TLS to the upstream is not supported "
-		    "in this version");
 		return NULL;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -1902,7 +2096,8 @@ h2client_new(struct event_base *base, struct evdns_base *dns,
 	if (c->target == NULL || c->name == NULL ||
 	    (o->api_key != NULL && (c->api_key = strdup(o->api_key)) == NULL))
 		goto nomem;
-	if (parse_target(c, o->target, err, errlen) != 0) {
+	if (parse_target(c, o->target, err, errlen) != 0 ||
+	    tls_options(c, o, err, errlen) != 0) {
 		h2client_free(c);
 		return NULL;
 	}
@@ -1912,12 +2107,54 @@ h2client_new(struct event_base *base, struct evdns_base *dns,
 	if (c->attempt_timer == NULL || c->backoff_timer == NULL ||
 	    c->state_ev == NULL)
 		goto nomem;
-	attempt_start(c);
+	if (start)
+		attempt_start(c);
 	return c;
 nomem:
 	snprintf(err, errlen, "out of memory");
 	h2client_free(c);
 	return NULL;
+}
+
+struct h2client *
+h2client_new(struct event_base *base, struct evdns_base *dns,
+    const struct h2client_opts *o, h2_state_fn *on_state, void *arg,
+    char *err, size_t errlen)
+{
+	return client_new(base, dns, o, on_state, arg, err, errlen, 1);
+}
+
+/*
+ * The test seam (h2client.h): the first attempt as connect_cb() makes it,
+ * on the caller's bufferevent instead of a socket.
+ */
+struct h2client *
+h2client_new_bev(struct event_base *base, const struct h2client_opts *o,
+    struct bufferevent *bev, h2_state_fn *on_state, void *arg, char *err,
+    size_t errlen)
+{
+	struct h2client_opts plain = *o;
+	struct h2client *c;
+	struct h2conn *conn;
+	struct timeval tv;
+
+	plain.ssl_ctx = NULL;
+	if ((c = client_new(base, NULL, &plain, on_state, arg, err, errlen,
+	    0)) == NULL) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	c->state = ST_CONNECTING;
+	tv_ms(&tv, c->connect_ms);
+	evtimer_add(c->attempt_timer, &tv);
+	if ((conn = conn_new(c, -1, bev)) == NULL) {
+		attempt_failed(c, "out of memory");
+		return c;
+	}
+	c->cur = conn;
+	c->phase = PH_HANDSHAKE;
+	conn_flush(conn);	/* the preface and our SETTINGS */
+	return c;
 }
 
 void
@@ -1962,6 +2199,8 @@ h2client_free(struct h2client *c)
 		event_free(c->state_ev);
 	if (c->own_dns)
 		evdns_base_free(c->dns, 0);
+	SSL_CTX_free(c->ssl_ctx);
+	free(c->server_name);
 	free(c->target);
 	free(c->name);
 	free(c->authority);
@@ -1974,10 +2213,17 @@ h2client_free(struct h2client *c)
 int
 h2client_configure(struct h2client *c, const struct h2client_opts *o)
 {
-	char *key = NULL;
+	char *key = NULL, err[128];
 
 	if (o->api_key != NULL && (key = strdup(o->api_key)) == NULL)
 		return -1;
+	/* New certificates and name for the next connection; a client made
+	 * without TLS stays without. */
+	if (c->ssl_ctx != NULL && o->ssl_ctx != NULL &&
+	    tls_options(c, o, err, sizeof(err)) != 0) {
+		free(key);
+		return -1;
+	}
 	if (c->api_key != NULL)
 		explicit_bzero(c->api_key, strlen(c->api_key));
 	free(c->api_key);
@@ -2064,6 +2310,15 @@ h2client_stream(struct h2client *c, const char *path,
 	struct h2body b = { .msg = req };
 
 	return call_start(c, path, &b, deadline, on_msg, done, arg);
+}
+
+void
+h2call_progress(struct h2call *call, h2_progress_fn *fn, void *arg)
+{
+	if (call == NULL)
+		return;
+	call->progress = fn;
+	call->progress_arg = arg;
 }
 
 void

@@ -9,12 +9,18 @@
  *	h2client_new() starts connecting at once. Every attempt resolves the
  *	target afresh without blocking the loop (evdns; numeric addresses and
  *	unix:/path skip DNS), tries each address in turn, and speaks cleartext
- *	HTTP/2 with prior knowledge. An attempt succeeds when the server's
+ *	HTTP/2 with prior knowledge, or with ssl_ctx set, TLS (tls.h): ALPN h2
+ *	(a server that agrees to no h2 fails the attempt), SNI and the
+ *	server's certificate checked against server_name. The TLS handshake is
+ *	part of the attempt and of its deadline. An attempt succeeds when the
+ *	server's
  *	SETTINGS arrive, and fails when every address failed or when
  *	connect_timeout_ms passed since it began (DNS, TCP connect and HTTP/2
  *	handshake together). After a failure the client waits, 100 ms doubling
- *	to 5 s with ±20% jitter (back to 100 ms once a connection was up), and
- *	tries again, for as long as it lives.
+ *	to 5 s with ±20% jitter, and tries again, for as long as it lives. The
+ *	delay starts over at 100 ms once a connection proved itself: up for a
+ *	second, or a call answered on it (a server that closes or says GOAWAY
+ *	right after its SETTINGS is not retried every 100 ms).
  *	While connected, a PING goes out every keepalive_ms; when a whole period
  *	after a PING passes with no frame at all from the server, the link is
  *	dead ("no PING answer within 10s"). Any bytes count as an answer, so a
@@ -45,8 +51,10 @@
  *	Every callback (done, on_msg, on_state) runs from an event of its own on
  *	the loop: never from inside an h2client function, never from inside
  *	nghttp2. A callback may therefore call anything here, h2client_free()
- *	included. The one exception is a body's release callback (below), which
- *	may run from inside libevent's buffer code and must only release memory.
+ *	included. The exceptions are a body's release callback (below), which
+ *	may run from inside libevent's buffer code and must only release memory,
+ *	and a progress hook (h2call_progress()), which runs from inside nghttp2
+ *	and must only record or print.
  *
  * Calls.
  *	A call is started by h2client_unary(), h2client_unary_body() or
@@ -89,7 +97,10 @@
  *	"connect timeout", "no HTTP/2 handshake within 3s", "cannot resolve
  *	<host>: <resolver error>", "cannot resolve <host> within 3s", "no PING
  *	answer within 10s", "connection closed by the server", "HTTP/2 error:
- *	<nghttp2 error>", "GOAWAY" or "GOAWAY (<error code>)".
+ *	<nghttp2 error>", "GOAWAY" or "GOAWAY (<error code>)"; over TLS also
+ *	"TLS: <why>" (tls_failure(): "TLS: certificate verify failed: hostname
+ *	mismatch", "TLS: tlsv13 alert certificate required", "TLS: the server
+ *	did not agree to ALPN h2", ...).
  *
  * h2client_free() ends everything at once: connections closed, calls
  *	dropped WITHOUT their done callback (the owner is going away), every
@@ -123,9 +134,12 @@ struct h2client_opts {
 	/* Largest message sent or received; 0: 260 MiB (the daemon's
 	 * default max_message_size). */
 	uint64_t	 max_message_size;
-	/* TLS (upstream_tls), for later: must be NULL in this version. The
-	 * connection is built so that a bufferevent_openssl (ALPN h2, SNI
-	 * server_name) replaces the socket bufferevent in one place. */
+	/* TLS (upstream_tls): a client context from tls_client_ctx_new() or
+	 * tls_upstream_ctx_new(), of which the client takes its own reference
+	 * (the caller may SSL_CTX_free() its own at once); NULL: cleartext.
+	 * server_name: sent as SNI and verified in the server's certificate
+	 * (a DNS name, or an address checked against IP SANs); NULL: the
+	 * host of target (a unix: target then needs one). */
 	struct ssl_ctx_st *ssl_ctx;
 	const char	*server_name;
 	/* NULL, or told of reply bytes held (see Memory); gets on_state's
@@ -193,8 +207,10 @@ void		 h2client_free(struct h2client *);
 /*
  * Apply new options to a live client (SIGHUP): connect_timeout_ms from the
  * next attempt, keepalive_ms at once (the PING timer is re-armed; 0 stops
- * PINGs), api_key and max_message_size from the next call. target, name and
- * TLS options are ignored: changing those needs a new client. 0, or -1 when
+ * PINGs), api_key and max_message_size from the next call, ssl_ctx and
+ * server_name from the next connection (established ones keep their
+ * session; ignored when either the client or opts has no ssl_ctx: turning
+ * TLS on or off needs a new client, as do target and name). 0, or -1 when
  * out of memory (then nothing changed).
  */
 int		 h2client_configure(struct h2client *,
@@ -221,8 +237,37 @@ struct h2call	*h2client_unary_body(struct h2client *, const char *path,
 struct h2call	*h2client_stream(struct h2client *, const char *path,
 		    const ProtobufCMessage *req, uint64_t deadline_ns,
 		    h2_msg_fn *on_msg, h2_done_fn *done, void *arg);
+/*
+ * Progress of a call, for a progress bar (alpcrunctl): sent is the request
+ * bytes (5-byte prefix included) framed into DATA so far, at most 4 MiB
+ * ahead of the socket, out of send_total; received is the reply DATA bytes so
+ * far, and recv_total the reply message's length with its prefix once the
+ * prefix has arrived (0 before). Called after each DATA frame sent or chunk
+ * received, from inside nghttp2: the hook must not call h2client functions.
+ * A retried call (GOAWAY) starts again from 0. Set it right after starting
+ * the call; fn NULL removes it; a NULL call is fine.
+ */
+typedef void h2_progress_fn(void *arg, uint64_t sent, uint64_t send_total,
+		    uint64_t received, uint64_t recv_total);
+void		 h2call_progress(struct h2call *, h2_progress_fn *fn,
+		    void *arg);
 /* Give up on a call: RST_STREAM(CANCEL) if it was sent, and neither done
  * nor on_msg is called from now on. NULL is fine. */
 void		 h2call_cancel(struct h2call *);
+
+/*
+ * Test seam, for tests/fuzz/fuzz_h2client.c (as conn_new_bev() is for
+ * fuzz_conn.c): h2client_new() whose first connection attempt runs on bev,
+ * a bufferevent already connected to a server (one end of a
+ * bufferevent_pair), instead of a socket to opts->target; cleartext
+ * (opts->ssl_ctx is ignored), no DNS. The client owns bev from the call on,
+ * even when NULL is returned. Everything else is as h2client_new(): once
+ * that connection is lost, later attempts go to opts->target (which must
+ * still parse). Not for the daemon's own use.
+ */
+struct bufferevent;
+struct h2client	*h2client_new_bev(struct event_base *,
+		    const struct h2client_opts *, struct bufferevent *bev,
+		    h2_state_fn *on_state, void *arg, char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "auth.h"
 #include "backend.h"
@@ -23,8 +24,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "prefetch.h"
 #include "server.h"
 #include "sweeper.h"
+#include "watch.h"
+#include "tls.h"
 
 /* Spec §7: the default file is /etc/alpcrund.conf whatever the prefix. */
 #define DEFAULT_CONFIG	"/etc/alpcrund.conf"
@@ -127,6 +131,70 @@ on_backend_change(void *arg, enum be_event ev, const uint8_t *key,
 		metrics_count(MC_EXPIRED, 1);
 	else if (ev == BE_EV_EVICT)
 		metrics_count(MC_EVICTIONS, 1);
+	watch_backend_event(ev, key, keylen, level, len);	/* central */
+}
+
+/*
+ * The listeners' TLS context from tls_cert, tls_key and tls_client_ca: at
+ * start (an error stops the daemon) and on SIGHUP (an error keeps the old
+ * context, so new connections keep being served). An expired certificate
+ * is only a warning: clients decide.
+ */
+static int
+tls_load(const struct config *conf, int at_start)
+{
+	char warn[512], err[512];
+
+	if (conf->tls_cert == NULL)
+		return 0;
+	if (tls_server_reload(conf->tls_cert, conf->tls_key,
+	    conf->tls_client_ca, warn, sizeof(warn), err, sizeof(err)) != 0) {
+		if (at_start)
+			log_error("cannot set up TLS", "error=\"%s\"", err);
+		else
+			log_error("TLS certificate not reloaded, keeping the "
+			    "old one", "error=\"%s\"", err);
+		return -1;
+	}
+	if (warn[0] != '\0')
+		log_warn("TLS certificate not valid now", "warning=\"%s\"",
+		    warn);
+	log_info(at_start ? "TLS on" : "TLS certificate reloaded",
+	    "cert=%s client_ca=%s", conf->tls_cert,
+	    conf->tls_client_ca != NULL ? conf->tls_client_ca : "(none)");
+	return 0;
+}
+
+/* -t: the TLS files load, as they would at start. */
+static int
+tls_check(const struct config *conf)
+{
+	struct ssl_ctx_st *ctx;
+	char warn[512], err[512];
+	int rv = 0;
+
+	if (conf->tls_cert != NULL) {
+		ctx = tls_server_ctx_new(conf->tls_cert, conf->tls_key,
+		    conf->tls_client_ca, warn, sizeof(warn), err, sizeof(err));
+		if (ctx == NULL) {
+			fprintf(stderr, "alpcrund: %s\n", err);
+			rv = -1;
+		} else if (warn[0] != '\0')
+			fprintf(stderr, "alpcrund: warning: %s\n", warn);
+		SSL_CTX_free(ctx);
+	}
+	if (conf->mode == MODE_NODE && conf->upstream_tls) {
+		ctx = tls_upstream_ctx_new(conf->upstream_ca,
+		    conf->upstream_cert, conf->upstream_key, warn,
+		    sizeof(warn), err, sizeof(err));
+		if (ctx == NULL) {
+			fprintf(stderr, "alpcrund: %s\n", err);
+			rv = -1;
+		} else if (warn[0] != '\0')
+			fprintf(stderr, "alpcrund: warning: %s\n", warn);
+		SSL_CTX_free(ctx);
+	}
+	return rv;
 }
 
 static void
@@ -153,9 +221,17 @@ reload(void)
 	if (n > 0)
 		log_warn("changes need a restart", "directives=\"%s\"",
 		    changed);
+	if ((d.conf.tls_cert == NULL) != (next.tls_cert == NULL))
+		log_warn("turning TLS on or off needs a restart",
+		    "tls_cert=%s", next.tls_cert != NULL ? next.tls_cert :
+		    "(unset)");
+	else
+		tls_load(&next, 0);
 	cache_reconfigure(&next);
+	watch_reconfigure(&next);
 	if (d.node_on)
 		node_reconfigure(&next);
+	prefetch_reconfigure(&next);
 	d.be->ops->reconfigure(d.be, &next);
 	sweeper_set_interval(d.sweeper, next.sweep_interval);
 	server_reconfigure(&d.srv, &next);
@@ -239,6 +315,12 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (test) {
+		if (tls_check(&d.conf) != 0) {
+			fprintf(stderr, "%s: configuration has errors\n",
+			    d.conf.path != NULL ? d.conf.path : "(defaults)");
+			config_free(&d.conf);
+			return 1;
+		}
 		if (verbose)
 			config_dump(&d.conf, stdout);
 		fprintf(stderr, "%s: configuration OK\n",
@@ -273,7 +355,17 @@ main(int argc, char *argv[])
 		log_error("cannot load the api key", "error=\"%s\"", err);
 		goto out;
 	}
+	if (tls_load(&d.conf, 1) != 0)
+		goto out;
 	cache_init(d.be, &d.conf);
+	if (d.conf.mode == MODE_CENTRAL && d.conf.prefetch)
+		log_warn("prefetch applies to mode node only, ignored", NULL);
+	if (d.conf.mode == MODE_CENTRAL && watch_init(d.base, d.be,
+	    &d.conf) != 0) {
+		log_error("cannot start the change feed", "error=\"out of "
+		    "memory\"");
+		goto out;
+	}
 	if (digest_init(d.base, err, sizeof(err)) != 0) {
 		log_error("cannot start the digest worker", "error=\"%s\"",
 		    err);
@@ -291,6 +383,12 @@ main(int argc, char *argv[])
 			goto out;
 		}
 		d.node_on = 1;
+		if (d.conf.prefetch && prefetch_init(d.base, d.be,
+		    &d.conf) != 0) {
+			log_error("cannot start prefetch", "error=\"out of "
+			    "memory\"");
+			goto out;
+		}
 	}
 	if (d.conf.metrics_listen != NULL) {
 		if (metrics_listen(d.base, d.conf.metrics_listen, err,
@@ -327,10 +425,12 @@ main(int argc, char *argv[])
 out:
 	/* Node waiters and forwarded writes first: they answer calls of
 	 * connections server_free() closes. */
+	prefetch_free();	/* before node_free(): it waits on fetches */
 	if (d.node_on)
 		node_free();
 	/* Writes waiting for a digest go on to the backend, and answer. */
 	digest_free();
+	watch_free();
 	server_free(&d.srv);
 	if (d.sweeper != NULL)
 		sweeper_stop(d.sweeper);
@@ -338,6 +438,7 @@ out:
 		metrics_close();
 	if (d.conf.pid_file != NULL && rv == 0)
 		unlink(d.conf.pid_file);
+	tls_server_free();
 	d.be->ops->close(d.be);
 	event_base_free(d.base);
 	config_free(&d.conf);

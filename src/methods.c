@@ -12,6 +12,7 @@
 #include "grpc.h"
 #include "health.h"
 #include "node.h"
+#include "watch.h"
 
 static const struct method central_methods[] = {
 	{ "/alpcrun.v1.Cache/GetSharedData", MM_GET,
@@ -22,6 +23,9 @@ static const struct method central_methods[] = {
 	    &alpcrun__v1__shared_data__descriptor, cache_update, 0 },
 	{ "/alpcrun.v1.Cache/DeleteSharedData", MM_DELETE,
 	    &alpcrun__v1__shared_data__descriptor, cache_delete, 0 },
+	{ "/alpcrun.v1.Cache/WatchSharedData", MM_WATCH,
+	    &alpcrun__v1__watch_request__descriptor, watch_shared_data,
+	    METHOD_STREAMING },
 	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
 	    &grpc__health__v1__health_check_request__descriptor,
 	    health_check, METHOD_NO_AUTH },

@@ -32,6 +32,7 @@
 #include "accept_guard.h"
 #include "backend.h"
 #include "metrics.h"
+#include "watch.h"
 
 #define GRPC_CODES	17
 
@@ -85,6 +86,12 @@ static const struct {
 	    "Entries evicted to make room." },
 	[MC_EXPIRED] = { "alpcrund_expired_total",
 	    "Entries whose TTL ran out." },
+	[MC_WATCH_NOTICES] = { "alpcrund_watch_notices_total",
+	    "Change feed notices sent to watchers (central)." },
+	[MC_WATCH_CUTOFFS] = { "alpcrund_watch_cutoffs_total",
+	    "Watchers cut off for falling more than watch_buffer behind." },
+	[MC_PREFETCHES] = { "alpcrund_prefetches_total",
+	    "Fetches of a newer level started by the change feed (node)." },
 };
 
 static struct {
@@ -192,6 +199,7 @@ static void
 render(struct evbuffer *out)
 {
 	struct be_stats	 st;
+	uint64_t	 watchers, wqueued;
 	uint64_t	 cum;
 	size_t		 mm, c, b;
 
@@ -258,6 +266,14 @@ render(struct evbuffer *out)
 	    "Bytes of request bodies buffered now.");
 	evbuffer_add_printf(out, "alpcrund_inflight_bytes %" PRId64 "\n",
 	    m.inflight);
+	watch_stats(&watchers, &wqueued);
+	head(out, "alpcrund_watchers", "gauge",
+	    "Change feed streams open (central).");
+	evbuffer_add_printf(out, "alpcrund_watchers %" PRIu64 "\n", watchers);
+	head(out, "alpcrund_watch_queued_bytes", "gauge",
+	    "Change feed notice bytes queued for watchers, not yet framed.");
+	evbuffer_add_printf(out, "alpcrund_watch_queued_bytes %" PRIu64 "\n",
+	    wqueued);
 }
 
 /* ----- HTTP -------------------------------------------------------------------- */

@@ -34,6 +34,9 @@ enum metric_counter {
 	MC_COALESCED_WAITS,
 	MC_EVICTIONS,
 	MC_EXPIRED,
+	MC_WATCH_NOTICES,	/* change feed notices sent (central) */
+	MC_WATCH_CUTOFFS,	/* watchers cut off past watch_buffer */
+	MC_PREFETCHES,		/* fetches started by the change feed (node) */
 	MC_COUNT
 };
 

@@ -44,6 +44,11 @@
  * in flight neither store their result nor take new waiters. A caller that
  * leaves does not cancel a forwarded write: it completes, and its OK still
  * drops the copy.
+ *
+ * Prefetch (prefetch.c, the change feed) uses the same table: node_prefetch()
+ * joins or starts the fetch of (session, level) with no waiter but a notify
+ * hook, which also keeps a queued fetch from being dropped as an orphan;
+ * node_drop() drops a copy up to a level when central deleted or expired it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -52,6 +57,7 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "auth.h"
@@ -64,6 +70,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "tls.h"
 #include "server.h"
 #include "siphash.h"
 
@@ -98,6 +105,10 @@ struct fetch {
 	unsigned		 queued:1;
 	unsigned		 no_store:1;	/* a write made it stale */
 	unsigned		 finishing:1;	/* its waiters are being answered */
+	/* A prefetch (prefetch.c) waits on it without a call: told the
+	 * outcome, and keeps a fetch with no waiter from being dropped. */
+	node_fetched_fn		*notify;
+	void			*notify_arg;
 	int			 has_level;
 	uint32_t		 level;
 	size_t			 keylen;
@@ -485,14 +496,29 @@ waiter_remove(struct waiter *w)
 static void
 fetch_orphan_check(struct fetch *f)
 {
-	if (f->nwaiters == 0 && f->queued && !f->finishing)
+	if (f->nwaiters == 0 && f->queued && !f->finishing &&
+	    f->notify == NULL)
 		fetch_free(f);
+}
+
+/* Tell a prefetch waiting on f how it ended. */
+static void
+fetch_notify(struct fetch *f, int status)
+{
+	node_fetched_fn *fn = f->notify;
+
+	if (fn != NULL) {
+		f->notify = NULL;
+		fn(f->notify_arg, status);
+	}
 }
 
 static void
 fetch_fail(struct fetch *f, int status, const char *msg)
 {
 	struct waiter *w;
+
+	fetch_notify(f, status);
 
 	/* Answering a waiter may close a connection, and with it other
 	 * waiters of f (waiter_cancel()): f stays until the loop ends. */
@@ -537,6 +563,7 @@ fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
 	uint64_t now = clock_now_ns();
 
 	f->finishing = 1;		/* as in fetch_fail() */
+	fetch_notify(f, GRPC_OK);
 	while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
 		s->refs++;
 		lease.data = s->data;
@@ -852,13 +879,22 @@ out:
 
 /* --- writes ------------------------------------------------------------------ */
 
+/* Dropping a copy: levels up to `upto` only. */
+struct drop_op {
+	struct be_write		 w;
+	uint32_t		 upto;
+	uint8_t			 key[];
+};
+
 static void
 drop_decide(void *arg, const struct be_record *cur, uint64_t now,
     struct be_change *chg)
 {
+	struct drop_op *op = arg;
+
 	/* A tombstone that is expired at once: the entry is gone for every
 	 * lookup from now on, and the sweeper frees the record. */
-	if (cur->kind != BE_ENTRY) {
+	if (cur->kind != BE_ENTRY || cur->level > op->upto) {
 		chg->action = BE_KEEP;
 		return;
 	}
@@ -875,37 +911,102 @@ drop_done(void *arg, int err, const char *errmsg)
 	free(arg);
 }
 
-/* A write to this session succeeded at central: drop the copy, and keep
- * fetches of the session then in flight from storing (or being joined). */
-static void
-drop_copy(const uint8_t *key, size_t keylen)
+/* Drop the copy of a session at levels up to upto, and keep fetches of
+ * such levels (or of no level) then in flight from storing (or being
+ * joined). */
+void
+node_drop(const uint8_t *key, size_t keylen, uint32_t upto)
 {
 	struct fetch *f, *next;
-	struct be_write *w;
+	struct drop_op *op;
 
-	if (keylen == 0)
+	if (keylen == 0 || !n.started)
 		return;
 	TAILQ_FOREACH_SAFE(f, &n.buckets[bucket_of(key, keylen)], entry,
 	    next)
-		if (f->keylen == keylen && memcmp(f->key, key, keylen) == 0) {
+		if (f->keylen == keylen && memcmp(f->key, key, keylen) == 0 &&
+		    (!f->has_level || f->level <= upto)) {
 			f->no_store = 1;
 			fetch_unjoin(f);
 		}
-	if ((w = calloc(1, sizeof(*w) + keylen)) == NULL) {
+	if ((op = calloc(1, sizeof(*op) + keylen)) == NULL) {
 		log_warn("cannot drop a local copy", "error=\"out of memory\"");
 		return;
 	}
-	memcpy(w + 1, key, keylen);
-	w->key = (const uint8_t *)(w + 1);
-	w->keylen = keylen;
-	w->decide = drop_decide;
-	w->done = drop_done;
-	w->arg = w;
-	if (n.be->ops->write(n.be, w) != 0) {
+	memcpy(op->key, key, keylen);
+	op->upto = upto;
+	op->w.key = op->key;
+	op->w.keylen = keylen;
+	op->w.decide = drop_decide;
+	op->w.done = drop_done;
+	op->w.arg = op;
+	if (n.be->ops->write(n.be, &op->w) != 0) {
 		log_warn("cannot drop a local copy", "error=\"store "
 		    "unavailable\"");
-		free(w);
+		free(op);
 	}
+}
+
+/* A write to this session succeeded at central: drop the copy, whatever
+ * its level. */
+static void
+drop_copy(const uint8_t *key, size_t keylen)
+{
+	node_drop(key, keylen, UINT32_MAX);
+}
+
+/* --- for prefetch.c ---------------------------------------------------------- */
+
+struct h2client *
+node_link(void)
+{
+	return n.up;
+}
+
+int
+node_held(const uint8_t *key, size_t keylen, uint32_t *level)
+{
+	struct be_record rec;
+
+	/* No lease: a check, not a use (the LRU order stays). */
+	if (!n.started || n.be->ops->lookup(n.be, key, keylen,
+	    clock_now_ns(), &rec, NULL) != 0 || rec.kind != BE_ENTRY)
+		return 0;
+	*level = rec.level;
+	return 1;
+}
+
+int
+node_prefetch(const uint8_t *key, size_t keylen, uint32_t level,
+    node_fetched_fn *fn, void *arg)
+{
+	struct fetch *f;
+	int start = 0;
+
+	if (!n.started)
+		return -1;
+	/* Not a request: a fetch joined is not a coalesced wait. */
+	if ((f = fetch_find(key, keylen, 1, level)) == NULL) {
+		if ((f = fetch_new(key, keylen, 1, level)) == NULL)
+			return -1;
+		start = 1;
+	}
+	if (f->notify != NULL)
+		return -1;		/* one prefetch per fetch */
+	f->notify = fn;
+	f->notify_arg = arg;
+	if (start)
+		fetch_start(f);
+	return 0;
+}
+
+void
+node_prefetch_forget(void)
+{
+	struct fetch *f;
+
+	TAILQ_FOREACH(f, &n.fetches, all)
+		f->notify = NULL;
 }
 
 static void
@@ -1022,6 +1123,29 @@ opts_from(const struct config *conf, struct h2client_opts *o)
 	o->on_reply_mem = reply_mem;
 }
 
+/*
+ * upstream_tls: a client context from upstream_ca, upstream_cert and
+ * upstream_key, and the name to verify, into o. The caller frees
+ * o->ssl_ctx once the link took its own reference.
+ */
+static int
+upstream_tls(const struct config *conf, struct h2client_opts *o, char *err,
+    size_t errlen)
+{
+	char warn[256];
+
+	o->ssl_ctx = tls_upstream_ctx_new(conf->upstream_ca,
+	    conf->upstream_cert, conf->upstream_key, warn, sizeof(warn), err,
+	    errlen);
+	if (o->ssl_ctx == NULL)
+		return -1;
+	if (warn[0] != '\0')
+		log_warn("upstream client certificate not valid now",
+		    "warning=\"%s\"", warn);
+	o->server_name = conf->upstream_server_name;
+	return 0;
+}
+
 /* Read the key presented to central into n.key. */
 static int
 load_key(const struct config *conf, char *err, size_t errlen)
@@ -1076,8 +1200,11 @@ node_init(struct event_base *base, struct backend *be,
 	metrics_upstream_up(0);
 	metrics_set_ready(0, "central cache not connected yet");
 	opts_from(conf, &o);
-	if ((n.up = h2client_new(base, NULL, &o, on_link, NULL, err,
-	    errlen)) == NULL)
+	if (conf->upstream_tls && upstream_tls(conf, &o, err, errlen) != 0)
+		goto fail;
+	n.up = h2client_new(base, NULL, &o, on_link, NULL, err, errlen);
+	SSL_CTX_free(o.ssl_ctx);
+	if (n.up == NULL)
 		goto fail;
 	method_table_node(1);
 	n.started = 1;
@@ -1104,9 +1231,16 @@ node_reconfigure(const struct config *conf)
 		log_error("upstream key not reloaded, keeping the old one",
 		    "error=\"%s\"", err);
 	opts_from(conf, &o);
+	/* New certificates apply to the next connection to central; the
+	 * one up keeps its session. */
+	if (conf->upstream_tls && upstream_tls(conf, &o, err,
+	    sizeof(err)) != 0)
+		log_error("upstream TLS not reloaded, keeping the old "
+		    "certificates", "error=\"%s\"", err);
 	if (h2client_configure(n.up, &o) != 0)
 		log_error("upstream link not reconfigured", "error=\"out of "
 		    "memory\"");
+	SSL_CTX_free(o.ssl_ctx);
 }
 
 void

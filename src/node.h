@@ -20,6 +20,7 @@
 struct backend;
 struct config;
 struct event_base;
+struct h2client;
 
 /*
  * Start node mode: the link to `upstream` (connecting at once, reporting
@@ -36,6 +37,29 @@ void	 node_free(void);
 
 /* The handlers of alpcrun.v1.Cache on a node. */
 method_handler node_get, node_set, node_update, node_delete;
+
+/* --- for the change feed (prefetch.c) ------------------------------------- */
+
+/* The link to central (NULL before node_init()). */
+struct h2client	*node_link(void);
+/* Does the node hold a live copy of the session? 1 with its level, or 0.
+ * A check, not a use: the LRU order does not change. */
+int	 node_held(const uint8_t *key, size_t keylen, uint32_t *level);
+/* Drop the copy of a session if its level is at most upto, at once; fetches
+ * of such levels (or of none) then in flight store nothing. */
+void	 node_drop(const uint8_t *key, size_t keylen, uint32_t upto);
+/*
+ * Fetch (session, level) through the coalescing path (joining a fetch in
+ * flight, or starting one that stores its result like a Get's) with no
+ * caller waiting; fn(arg, grpc status) once it ended, possibly before this
+ * returns. 0, or -1 (out of memory, or another prefetch waits on that
+ * fetch): then fn is never called.
+ */
+typedef void node_fetched_fn(void *arg, int status);
+int	 node_prefetch(const uint8_t *key, size_t keylen, uint32_t level,
+	    node_fetched_fn *fn, void *arg);
+/* No fn of node_prefetch() is called from now on (prefetch_free()). */
+void	 node_prefetch_forget(void);
 
 /* --- pure parts, for tests ------------------------------------------------- */
 

@@ -1,9 +1,11 @@
 /*
  * fuzz_conn.c: a whole server connection fed raw bytes, with no socket.
  *
- * Per input: a fresh event loop, memory backend, cache handlers and server
- * (as main.c sets them up, with small limits so that the interesting
- * paths are reached with small inputs), one connection on the server side
+ * Per input: a fresh event loop, memory backend, cache handlers, the change
+ * feed (watch.c, fed by the backend's hook) and server (as main.c sets them
+ * up, with small limits so that the interesting paths are reached with
+ * small inputs: a 4 KiB watch_buffer cuts off a stalled watcher within a
+ * few writes), one connection on the server side
  * of a bufferevent_pair (conn_new_bev), the input written into the other
  * side in pieces with the loop run until idle after each, then the
  * client's EOF, and everything freed. The client side discards what the
@@ -30,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "watch.h"
 #include "fuzz.h"
 
 /* Bytes written per piece: frames arrive cut at odd places. */
@@ -63,6 +66,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	conf.max_inflight_bytes = 48u << 10;
 	conf.max_memory = 1u << 20;
 	conf.max_concurrent_streams = 16;
+	conf.watch_buffer = 4096;
 	verbose = getenv("FUZZ_VERBOSE") != NULL;
 	log_open("stderr", verbose ? "debug" : "error");
 	setenv("METALCORE_API_KEY", "fuzz-key", 1);
@@ -72,6 +76,14 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	atexit(cleanup);
 	return 0;
+}
+
+/* The backend's change hook, as main.c forwards it: the change feed. */
+static void
+on_change(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
+    uint32_t level, size_t len)
+{
+	watch_backend_event(ev, key, keylen, level, len);
 }
 
 /* The client: read and discard whatever the server sends. */
@@ -124,7 +136,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(stderr, "memory backend: %s\n", err);
 		abort();
 	}
+	backend_set_hook(be, on_change, NULL);
 	cache_init(be, &conf);
+	FUZZ_ASSERT(watch_init(base, be, &conf) == 0);
 	FUZZ_ASSERT(server_init(&srv, base, &conf, be, err, sizeof(err)) == 0);
 	FUZZ_ASSERT(bufferevent_pair_new(base, BEV_OPT_DEFER_CALLBACKS,
 	    pair) == 0);
@@ -143,6 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bufferevent_free(pair[1]);
 	event_base_loop(base, EVLOOP_NONBLOCK);
 
+	watch_free();		/* before server_free(), as main.c */
 	server_free(&srv);
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	/* Every lease was released with the connection's buffers. */

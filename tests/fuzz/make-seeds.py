@@ -26,6 +26,7 @@ GET = "/alpcrun.v1.Cache/GetSharedData"
 DELETE = "/alpcrun.v1.Cache/DeleteSharedData"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
+WATCH = "/alpcrun.v1.Cache/WatchSharedData"
 
 
 # --- protobuf and gRPC framing ----------------------------------------------
@@ -190,8 +191,256 @@ def conn_seeds():
     c.call(GET, frame(shared(b"s1")), extra=[("x-pad-%d" % i, "v" * 200) for i in range(40)])
     s["big-headers"] = c.bytes()
 
+    # The change feed (fuzz_conn.c sets up watch.c): a snapshot of a few
+    # sessions, a filtered watcher, live notices from writes, then one
+    # watcher reset and a bad filter.
+    c = Client()
+    for i in range(5):
+        c.call(SET, frame(shared(b"w%d" % i, 0, b"p" * 20, ttl=(60, 0))))
+    a = c.call(WATCH, frame(b""), end=True)
+    c.call(WATCH, frame(field_bytes(1, b"w1")))
+    c.call(UPDATE, frame(shared(b"w1", 1, b"q")))
+    c.call(DELETE, frame(shared(b"w2")))
+    c.raw(RstStreamFrame(a, error_code=8).serialize())
+    c.call(SET, frame(shared(b"w9", 0, b"r")))
+    c.call(WATCH, frame(field_bytes(1, b"bad id")))
+    s["watch"] = c.bytes()
+
+    # A watcher whose window is never opened (SETTINGS_INITIAL_WINDOW_SIZE
+    # 0; each Set's own stream gets a WINDOW_UPDATE for its reply): its
+    # notices queue until the 4 KiB watch_buffer cuts it off.
+    c = Client(settings={4: 0})
+    c.call(WATCH, frame(b""))
+    for i in range(24):
+        sid = c.call(SET, frame(shared(b"stalled-%03d-" % i + b"k" * 240, 0, b"x")))
+        c.raw(WindowUpdateFrame(sid, window_increment=1024).serialize())
+    s["watch-stalled"] = c.bytes()
+
     s["bad-preface"] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     s["preface-only"] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    return s
+
+
+# --- HTTP/2 server bytes (fuzz_h2client.c) --------------------------------------
+
+
+def notice(sid=b"", level=None, kind=0, seq=0):
+    out = field_bytes(1, sid) if sid else b""
+    if level is not None:
+        out += field_varint(2, level)
+    if kind:
+        out += field_varint(4, kind)
+    if seq:
+        out += field_varint(5, seq)
+    return out
+
+
+class Server:
+    """The bytes a server sends to fuzz_h2client.c's client, cut into the
+    records the target delivers one at a time: [2-byte length][bytes].
+    The first byte says which calls the client starts (fuzz_h2client.c);
+    they are streams 1, 3, 5 in the order unary, streaming, body."""
+
+    def __init__(self, ctl, calls=(GET, WATCH, SET)):
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        self.c = h2.connection.H2Connection(config=cfg)
+        self.c.initiate_connection()
+        # The client's requests, as if received, so that the server may
+        # answer them: its preface, then one HEADERS per call.
+        cl = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        cl.initiate_connection()
+        for path in calls:
+            sid = cl.get_next_available_stream_id()
+            cl.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":path", path), (":authority", "x"),
+                                  ("content-type", "application/grpc"),
+                                  ("te", "trailers")])
+        self.c.receive_data(cl.data_to_send())
+        self.out = bytes([ctl])
+        # The server's SETTINGS (and its ACK of the client's) alone: the
+        # client sends its requests once they arrived.
+        self.record(self.c.data_to_send())
+
+    def record(self, data):
+        self.out += struct.pack(">H", len(data)) + data
+
+    def headers(self, sid, status="200", ct="application/grpc", end=False, extra=()):
+        self.c.send_headers(sid, [(":status", status), ("content-type", ct)] + list(extra),
+                            end_stream=end)
+
+    def data(self, sid, body, end=False):
+        self.c.send_data(sid, body, end_stream=end)
+
+    def trailers(self, sid, status=0, message=None):
+        h = [("grpc-status", str(status))]
+        if message is not None:
+            h.append(("grpc-message", message))
+        self.c.send_headers(sid, h, end_stream=True)
+
+    def flush(self, split=None):
+        data = self.c.data_to_send()
+        if split:
+            for i in range(0, len(data), split):
+                self.record(data[i:i + split])
+        elif data:
+            self.record(data)
+
+    def raw(self, data):
+        self.flush()
+        self.record(data)
+
+    def bytes(self):
+        self.flush()
+        return self.out
+
+
+def h2client_seeds():
+    s = {}
+    reply = frame(shared(b"fuzz-session", 3, b"payload" * 20, ttl=(60, 0)))
+
+    # A whole unary reply: HEADERS, DATA, trailers.
+    sv = Server(1, calls=(GET,))
+    sv.headers(1)
+    sv.data(1, reply)
+    sv.trailers(1)
+    s["unary-ok"] = sv.bytes()
+
+    # The same, each frame cut into 7-byte records.
+    sv = Server(1, calls=(GET,))
+    sv.headers(1)
+    sv.data(1, reply[:20])
+    sv.data(1, reply[20:])
+    sv.trailers(1)
+    sv.flush(split=7)
+    s["unary-split"] = sv.bytes()
+
+    # Errors: grpc-status with a percent-encoded message; Trailers-Only;
+    # HTTP 503; no content-type; two messages in a unary reply.
+    sv = Server(1 | 2 | 4)
+    sv.headers(1)
+    sv.trailers(1, 5, "not%20found%3A%ZZ")
+    sv.headers(3, end=True, extra=[("grpc-status", "14"), ("grpc-message", "draining")])
+    sv.headers(5, status="503", ct="text/plain", end=True)
+    s["errors"] = sv.bytes()
+
+    sv = Server(1 | 32, calls=(GET, GET))
+    sv.headers(1)
+    sv.data(1, reply + reply)
+    sv.trailers(1)
+    sv.flush()              # the second call starts from the first's done
+    sv.headers(3, ct="text/html")
+    sv.data(3, b"<html>no</html>", end=True)
+    s["two-messages-retry"] = sv.bytes()
+
+    # A streaming reply: a snapshot of three sessions, its end, changes,
+    # then the server ends the stream; the unary Get and the Set answered.
+    sv = Server(1 | 2 | 4)
+    sv.headers(3)
+    sv.flush()
+    for i, sid in enumerate((b"a", b"b", b"c")):
+        sv.data(3, frame(notice(sid, i, kind=1, seq=i + 1)))
+    sv.data(3, frame(notice(kind=6, seq=4)) + frame(notice(b"a", 1, kind=3, seq=5)))
+    sv.flush()
+    sv.data(3, frame(notice(b"b", 1, kind=4, seq=6))[:4])
+    sv.flush()
+    sv.data(3, frame(notice(b"b", 1, kind=4, seq=6))[4:] + frame(notice(b"c", 0, kind=5, seq=7)))
+    sv.headers(1)
+    sv.data(1, reply)
+    sv.trailers(1)
+    sv.headers(5)
+    sv.data(5, frame(b""))
+    sv.trailers(5)
+    # answered before the client sent its whole body: as gRPC servers do
+    sv.c.reset_stream(5, error_code=0)
+    sv.trailers(3, 14, "drained")
+    s["stream"] = sv.bytes()
+
+    # The streaming call cancelled after the first record, messages after.
+    sv = Server(2 | 8, calls=(WATCH,))
+    sv.headers(1)
+    sv.data(1, frame(notice(b"a", 0, kind=1, seq=1)))
+    sv.trailers(1)
+    s["stream-cancelled"] = sv.bytes()
+
+    # A 4 GiB length prefix, and one just over the client's 96 KiB limit.
+    sv = Server(1 | 2, calls=(GET, WATCH))
+    sv.headers(1)
+    sv.data(1, struct.pack(">BI", 0, 0xFFFFFFFF) + b"x" * 16)
+    sv.headers(3)
+    sv.data(3, struct.pack(">BI", 0, (96 << 10) + 1) + b"y" * 100)
+    s["oversize-prefix"] = sv.bytes()
+
+    # A compressed message, a prefix flag that is not 0 or 1.
+    sv = Server(1 | 2, calls=(GET, WATCH))
+    sv.headers(1)
+    sv.data(1, frame(b"zz", flag=1))
+    sv.headers(3)
+    sv.data(3, frame(b"zz", flag=0x80))
+    s["compressed"] = sv.bytes()
+
+    # GOAWAY refusing streams 3 and 5 (they move to a new connection,
+    # which cannot be made), the unary call answered on the old one.
+    sv = Server(1 | 2 | 4)
+    sv.raw(GoAwayFrame(0, last_stream_id=1, error_code=0).serialize())
+    sv.headers(1)
+    sv.data(1, reply)
+    sv.trailers(1)
+    s["goaway"] = sv.bytes()
+
+    # A graceful GOAWAY after a call was answered: the link hands over to a
+    # new connection (which cannot be made) while the old one finishes the
+    # streaming call it still carries.
+    sv = Server(1 | 2 | 4)
+    sv.headers(1)
+    sv.data(1, reply)
+    sv.trailers(1)
+    sv.headers(3)
+    sv.flush()
+    sv.raw(GoAwayFrame(0, last_stream_id=3, error_code=0).serialize())
+    sv.data(3, frame(notice(b"a", 0, kind=1, seq=1)) + frame(notice(kind=6, seq=2)))
+    sv.trailers(3, 0)
+    s["goaway-handover"] = sv.bytes()
+
+    # GOAWAY with an error, before anything was answered.
+    sv = Server(1 | 2 | 4)
+    sv.raw(GoAwayFrame(0, last_stream_id=0, error_code=11).serialize())
+    s["goaway-calm"] = sv.bytes()
+
+    # RST_STREAM of each call: REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM,
+    # after a partial reply on one of them.
+    sv = Server(1 | 2 | 4)
+    sv.headers(1)
+    sv.data(1, reply[:30])
+    sv.c.reset_stream(1, error_code=8)
+    sv.c.reset_stream(3, error_code=7)
+    sv.c.reset_stream(5, error_code=11)
+    s["rst"] = sv.bytes()
+
+    # A reply, then RST_STREAM(NO_ERROR) before its trailers; a PING,
+    # a SETTINGS change and WINDOW_UPDATEs that let the 70 KiB body go.
+    sv = Server(1 | 4, calls=(GET, SET))
+    sv.raw(PingFrame(0, opaque_data=b"12345678").serialize())
+    sv.raw(SettingsFrame(0, settings={4: 1 << 20, 5: 1 << 15, 3: 1}).serialize())
+    sv.raw(WindowUpdateFrame(0, window_increment=1 << 20).serialize() +
+           WindowUpdateFrame(3, window_increment=1 << 20).serialize())
+    sv.headers(1)
+    sv.data(1, reply)
+    sv.c.reset_stream(1, error_code=0)
+    s["control"] = sv.bytes()
+
+    # Big response headers in CONTINUATION frames; the client gets freed
+    # with calls in flight (control bit 4).
+    sv = Server(1 | 2 | 16, calls=(GET, WATCH))
+    sv.headers(1, extra=[("x-pad-%d" % i, "v" * 200) for i in range(60)])
+    sv.flush()
+    sv.headers(3)
+    sv.data(3, frame(notice(b"a", 0, kind=1, seq=1)))
+    s["big-headers-free"] = sv.bytes()
+
+    # Not HTTP/2 at all, and nothing.
+    s["garbage"] = b"\x07" + struct.pack(">H", 40) + b"HTTP/1.1 400 Bad Request\r\n\r\nno h2 here"
+    s["silent"] = b"\x07"
     return s
 
 
@@ -267,3 +516,4 @@ if __name__ == "__main__":
     write("conn", conn_seeds())
     write("deframe", deframe_seeds())
     write("config", config_seeds())
+    write("h2client", h2client_seeds())

@@ -8,10 +8,7 @@ import pytest
 
 from alptest import ALPCRUND, TOP_BUILDDIR, free_port
 
-LATER = ["tls_cert /x", "tls_key /x", "tls_client_ca /x",
-         "upstream_tls on", "upstream_ca /x", "upstream_cert /x", "upstream_key /x",
-         "upstream_server_name x", "prefetch on", "prefetch_concurrency 2",
-         "watch_buffer 1m"]
+CHANGE_FEED = ["prefetch on", "prefetch_concurrency 2", "watch_buffer 1m"]
 
 
 def run(args, timeout=20, env=None):
@@ -95,26 +92,30 @@ def test_check_reports_every_error_with_file_and_line(tmp_path):
         assert "%s:%d:" % (path, line) not in out, out
 
 
-def test_later_directives_not_supported_in_this_build(tmp_path):
-    path = write(tmp_path, "\n".join(LATER) + "\n")
-    rc, out = run(["-t", "-c", path])
-    assert rc == 1, out
-    for i, text in enumerate(LATER, 1):
-        name = text.split()[0]
-        want = "%s:%d: %s: not supported in this build" % (path, i, name)
-        assert want in out, "missing %r in:\n%s" % (want, out)
+def test_change_feed_directives_accepted(tmp_path):
+    # Issue 6: the last directives of a later build are implemented.
+    path = write(tmp_path, "mode node\n" + "\n".join(CHANGE_FEED) + "\n")
+    rc, out = run(["-t", "-v", "-c", path])
+    assert rc == 0, out
+    for text in CHANGE_FEED:
+        assert re.search(r"^%s$" % re.escape(text), out, re.M), (text, out)
 
 
-def test_tls_cert_not_supported(tmp_path):
-    path = write(tmp_path, "default_ttl 10s\ntls_cert /x\n")
+def test_tls_directives_that_need_another(tmp_path):
+    # Issue 5: each error at the line of the directive that cannot work
+    # alone, all in one run (TLS files themselves: test_tls.py).
+    path = write(tmp_path, "default_ttl 10s\ntls_cert /x\ntls_client_ca /y\n"
+                 "upstream_ca /z\n")
     rc, out = run(["-t", "-c", path])
     assert rc == 1
-    assert "%s:2: tls_cert: not supported in this build" % path in out, out
+    assert "%s:2: tls_cert: needs tls_key (the certificate's private key)" % path in out, out
+    assert "%s:4: upstream_ca: needs upstream_tls on" % path in out, out
+    assert "%s:3:" % path not in out, out    # tls_cert is set
 
 
 def test_node_directives_accepted(tmp_path):
-    # Node mode and its link to central (issue #4); TLS to central and the
-    # change feed stay in LATER above.
+    # Node mode and its link to central (issue #4); the change feed:
+    # CHANGE_FEED above.
     lines = ["mode node", "upstream central-cache:2337", "upstream_api_key_file /x",
              "upstream_timeout 5s", "upstream_connect_timeout 1s", "upstream_keepalive 5s"]
     path = write(tmp_path, "\n".join(lines) + "\n")

@@ -13,13 +13,15 @@ def man_dir(tmp_path):
     d = tmp_path / "man"
     d.mkdir()
     shutil.copy(os.path.join(alptest.TOP_SRCDIR, "man", "alpcrund.8"), d)
+    shutil.copy(os.path.join(alptest.TOP_SRCDIR, "man", "alpcrunctl.1"), d)
     shutil.copy(os.path.join(alptest.TOP_BUILDDIR, "man", "alpcrund.conf.5"), d)
     return d
 
 
 def test_mandoc_lint_clean(tmp_path):
     d = man_dir(tmp_path)
-    r = subprocess.run(["mandoc", "-T", "lint", "alpcrund.8", "alpcrund.conf.5"],
+    r = subprocess.run(["mandoc", "-T", "lint", "alpcrund.8", "alpcrund.conf.5",
+                        "alpcrunctl.1"],
                        cwd=d, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
 

@@ -16,6 +16,12 @@ FAMILIES = {
     "alpcrund_expired_total": "counter",
     "alpcrund_connections": "gauge",
     "alpcrund_upstream_up": "gauge",
+    # the change feed (issue 6)
+    "alpcrund_watchers": "gauge",
+    "alpcrund_watch_queued_bytes": "gauge",
+    "alpcrund_watch_notices_total": "counter",
+    "alpcrund_watch_cutoffs_total": "counter",
+    "alpcrund_prefetches_total": "counter",
 }
 
 

@@ -881,11 +881,13 @@ def test_config_node_defaults_and_lmdb_refused(tmp_path):
     rc, out, path = check(tmp_path, "backend lmdb\nmode node\n")
     assert rc == 1
     assert "%s:2: backend lmdb is not supported with mode node" % path in out, out
-    # TLS to central and the change feed are later issues
-    rc, out, path = check(tmp_path, "mode node\nupstream_tls on\nprefetch on\n")
+    # TLS options need upstream_tls; the change feed is accepted
+    rc, out, path = check(tmp_path, "mode node\nupstream_cert /c\nprefetch on\n")
     assert rc == 1
-    assert "%s:2: upstream_tls: not supported in this build" % path in out, out
-    assert "%s:3: prefetch: not supported in this build" % path in out, out
+    assert "%s:2: upstream_cert: needs upstream_tls on" % path in out, out
+    assert "prefetch" not in out, out
+    rc, out, _ = check(tmp_path, "mode node\nprefetch on\nprefetch_concurrency 8\n")
+    assert rc == 0, out
 
 
 def test_node_defaults_at_run_time(make_daemon):

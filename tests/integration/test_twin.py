@@ -2,8 +2,8 @@
 contract, derived by proto/twin.awk. The twin must match the published file
 message by message and field by field (names, numbers, types, labels; proto3
 implicit or `optional` <-> proto2 optional), with exactly one allowed
-difference: SharedData.session_id string -> bytes. Package and service
-methods identical. The comparator itself is checked on altered copies."""
+kind of difference: session_id string -> bytes (in SharedData, WatchRequest
+and SharedDataNotice). Package, enums and service methods identical. The comparator itself is checked on altered copies."""
 import copy
 import os
 import re
@@ -18,7 +18,8 @@ FDP = descriptor_pb2.FieldDescriptorProto
 PUBLISHED = os.path.join(TOP_SRCDIR, "proto", "alpcrun", "v1", "cache.proto")
 TWIN_AWK = os.path.join(TOP_SRCDIR, "proto", "twin.awk")
 REL = "alpcrun/v1/cache.proto"
-SESSION_ID_EXCEPTION = {(".alpcrun.v1.SharedData", "session_id"): (FDP.TYPE_STRING, FDP.TYPE_BYTES)}
+SESSION_ID_EXCEPTION = {(".alpcrun.v1.%s" % m, "session_id"): (FDP.TYPE_STRING, FDP.TYPE_BYTES)
+                        for m in ("SharedData", "WatchRequest", "SharedDataNotice")}
 
 PACKABLE = {FDP.TYPE_DOUBLE, FDP.TYPE_FLOAT, FDP.TYPE_INT64, FDP.TYPE_UINT64, FDP.TYPE_INT32,
             FDP.TYPE_FIXED64, FDP.TYPE_FIXED32, FDP.TYPE_BOOL, FDP.TYPE_UINT32, FDP.TYPE_ENUM,
@@ -191,8 +192,37 @@ def test_twin_matches_published_proto(tmp_path):
         ("UpdateSharedData", ".alpcrun.v1.SharedData", ".google.protobuf.Empty"),
         ("GetSharedData", ".alpcrun.v1.SharedData", ".alpcrun.v1.SharedData"),
         ("DeleteSharedData", ".alpcrun.v1.SharedData", ".google.protobuf.Empty"),
+        ("WatchSharedData", ".alpcrun.v1.WatchRequest", ".alpcrun.v1.SharedDataNotice"),
     ]
+    streaming = [(m.name, m.client_streaming, m.server_streaming) for m in pub.service[0].method]
+    assert streaming[-1] == ("WatchSharedData", False, True)
+    assert all(not c and not s for _, c, s in streaming[:-1])
     assert twin.package == "alpcrun.v1" and twin.service[0].name == "Cache"
+
+
+def test_change_feed_messages_as_spec(tmp_path):
+    """Spec §5: WatchRequest and SharedDataNotice, field by field, and the
+    nested Kind enum with its numbers."""
+    pub, twin = published_and_twin(tmp_path)
+    msgs = {m.name: m for m in pub.message_type}
+    wr = {f.name: (f.number, f.type) for f in msgs["WatchRequest"].field}
+    assert wr == {"session_id": (1, FDP.TYPE_STRING)}
+    n = msgs["SharedDataNotice"]
+    fields = {f.name: (f.number, f.type, f.type_name) for f in n.field}
+    assert fields == {
+        "session_id": (1, FDP.TYPE_STRING, ""),
+        "update_level": (2, FDP.TYPE_UINT32, ""),
+        "ttl": (3, FDP.TYPE_MESSAGE, ".google.protobuf.Duration"),
+        "kind": (4, FDP.TYPE_ENUM, ".alpcrun.v1.SharedDataNotice.Kind"),
+        "seq": (5, FDP.TYPE_UINT64, ""),
+    }
+    assert [f.proto3_optional for f in n.field] == [False, True, False, False, False]
+    kinds = {e.name: {v.name: v.number for v in e.value} for e in n.enum_type}
+    assert kinds == {"Kind": {"KIND_UNSPECIFIED": 0, "SNAPSHOT": 1, "SET": 2, "UPDATE": 3,
+                              "DELETE": 4, "EXPIRE": 5, "SNAPSHOT_END": 6}}
+    tn = {m.name: m for m in twin.message_type}["SharedDataNotice"]
+    assert all(f.label == FDP.LABEL_OPTIONAL for f in tn.field)
+    assert {f.name: f.type for f in tn.field}["session_id"] == FDP.TYPE_BYTES
 
 
 def test_build_tree_twin_is_the_awk_output():
@@ -268,10 +298,24 @@ def _mut_rename_message(t):
     {m.name: m for m in t.message_type}["SharedData"].name = "Shared"
 
 
+def _mut_enum_value(t):
+    n = {m.name: m for m in t.message_type}["SharedDataNotice"]
+    n.enum_type[0].value[6].number = 7
+
+
+def _mut_notice_seq_type(t):
+    _field(t, "SharedDataNotice", "seq").type = FDP.TYPE_UINT32
+
+
+def _mut_watch_not_streaming(t):
+    t.service[0].method[4].server_streaming = False
+
+
 @pytest.mark.parametrize("mutate", [
     _mut_number, _mut_type, _mut_name, _mut_required, _mut_repeated, _mut_string_back,
     _mut_payload_string, _mut_ttl_type, _mut_drop_method, _mut_method_output,
     _mut_method_streaming, _mut_package, _mut_extra_field, _mut_default, _mut_rename_message,
+    _mut_enum_value, _mut_notice_seq_type, _mut_watch_not_streaming,
 ], ids=lambda f: f.__name__[5:])
 def test_comparator_catches_altered_twin(tmp_path, mutate):
     pub, twin = published_and_twin(tmp_path)
@@ -283,7 +327,8 @@ def test_comparator_catches_altered_twin(tmp_path, mutate):
 
 @pytest.mark.parametrize("edit", [
     (r"bytes payload = 3;", "bytes payload = 7;"),
-    (r"optional uint32 update_level = 2;", "optional uint64 update_level = 2;"),
+    (r"optional uint32 update_level = 2;(?=\n  bytes payload)",
+     "optional uint64 update_level = 2;"),
     (r"rpc GetSharedData\(SharedData\) returns \(SharedData\);",
      "rpc GetSharedData(SharedData) returns (stream SharedData);"),
 ], ids=["field-number", "field-type", "method-streaming"])

@@ -1125,13 +1125,28 @@ START_TEST(test_mem_accounting)
 	st = stats();
 	ck_assert_uint_eq(st.used_bytes, COST(1, 3) + COST(2, 0) + COST(3, 0));
 
-	/* Adoption: the buffer itself becomes the payload (no copy). */
+	/* Adoption: a large buffer itself becomes the payload (no copy); a
+	 * small one is copied into the blob's own allocation instead (one
+	 * allocation per payload, not two: memory per small entry). */
+	{
+		static uint8_t big[8192];
+
+		tu_fill(big, sizeof(big), 7);
+		w = (struct wr){ .action = BE_PUT, .level = 1,
+		    .expires = LIVE, .data = big, .len = sizeof(big),
+		    .adopt = 1 };
+		ck_assert_int_eq(do_write(&w, S("d")), BE_OK);
+		ck_assert_int_eq(w.adopted, 1);
+		rec = get(S("d"), clock_now_ns());
+		ck_assert_uint_eq(rec.len, sizeof(big));
+		ck_assert_mem_eq(rec.data, big, sizeof(big));
+	}
 	w = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
-	    .data = "adopted", .len = 7, .adopt = 1 };
-	ck_assert_int_eq(do_write(&w, S("d")), BE_OK);
-	ck_assert_int_eq(w.adopted, 1);
-	rec = get(S("d"), clock_now_ns());
-	ck_assert_mem_eq(rec.data, "adopted", 7);
+	    .data = "copied", .len = 6, .adopt = 1 };
+	ck_assert_int_eq(do_write(&w, S("e")), BE_OK);
+	ck_assert_int_eq(w.adopted, 0);
+	rec = get(S("e"), clock_now_ns());
+	ck_assert_mem_eq(rec.data, "copied", 6);
 
 	/* Touching what is not a live entry is refused, once. */
 	w = (struct wr){ .action = BE_TOUCH, .expires = LIVE };
@@ -1981,6 +1996,184 @@ START_TEST(test_lru_reconfigure_tombstones_central)
 }
 END_TEST
 
+/* --- Scans (the change feed's snapshot) ----------------------------------- */
+
+#define NSCAN	600
+
+/* What a scan visited: per key index, visits and the last level seen. */
+static struct {
+	int		 visits[NSCAN + 100];
+	uint32_t	 level[NSCAN + 100];
+	size_t		 total, strangers;
+	size_t		 len_bad, exp_bad;
+	int		 deleted[NSCAN + 100];
+	size_t		 after_delete;	/* visits of a key after its delete */
+} SV;
+
+static int
+scan_key_index(const uint8_t *key, size_t keylen)
+{
+	char buf[32];
+	int i;
+
+	if (keylen < 6 || keylen >= sizeof(buf) || memcmp(key, "scan-", 5) != 0)
+		return -1;
+	memcpy(buf, key, keylen);
+	buf[keylen] = '\0';
+	i = atoi(buf + 5);
+	return i >= 0 && i < NSCAN + 100 ? i : -1;
+}
+
+static void
+scan_fn(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
+    uint64_t expires, size_t len)
+{
+	int i = scan_key_index(key, keylen);
+
+	(void)arg;
+	SV.total++;
+	if (i < 0) {
+		SV.strangers++;
+		return;
+	}
+	SV.visits[i]++;
+	SV.level[i] = level;
+	if (SV.deleted[i])
+		SV.after_delete++;
+	if (len != (size_t)(i % 13))
+		SV.len_bad++;
+	if (expires <= clock_now_ns())
+		SV.exp_bad++;
+}
+
+static int
+scan_put(int i, uint32_t level, uint64_t expires)
+{
+	char key[32], data[16] = "0123456789abcdef";
+
+	snprintf(key, sizeof(key), "scan-%d", i);
+	return put(key, strlen(key), level, data, (size_t)(i % 13), expires);
+}
+
+/* Run the cursor to its end in slices of `budget`; returns the slices. */
+static size_t
+scan_all(struct be_scan *sc, size_t budget)
+{
+	size_t slices = 0, before;
+	int rv;
+
+	do {
+		before = SV.total;
+		rv = F.ops->scan_next(F.be, sc, clock_now_ns(), budget,
+		    scan_fn, NULL);
+		ck_assert_int_ge(rv, 0);
+		ck_assert_uint_le(SV.total - before, budget);
+		ck_assert_uint_lt(++slices, 100000);
+	} while (rv == 1);
+	return slices;
+}
+
+/* Live entries only (no tombstones, nothing expired), each exactly once
+ * when nothing is written during the scan, in slices of the budget. */
+START_TEST(test_scan_live_entries)
+{
+	struct be_scan *sc;
+	char key[32];
+	int i;
+
+	fix_open(_i, 0);
+	memset(&SV, 0, sizeof(SV));
+	/* Empty: one call, the end. */
+	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
+	ck_assert_int_eq(F.ops->scan_next(F.be, sc, clock_now_ns(), 10,
+	    scan_fn, NULL), 0);
+	F.ops->scan_close(F.be, sc);
+	ck_assert_uint_eq(SV.total, 0);
+	for (i = 0; i < NSCAN; i++)
+		ck_assert_int_eq(scan_put(i, (uint32_t)i + 1,
+		    i % 10 == 1 ? clock_now_ns() + SEC / 2 : LIVE), BE_OK);
+	for (i = 0; i < NSCAN; i += 10) {	/* every tenth: a tombstone */
+		snprintf(key, sizeof(key), "scan-%d", i);
+		ck_assert_int_eq(tomb(key, strlen(key), (uint32_t)i + 1, i,
+		    LIVE), BE_OK);
+	}
+	ck_assert_int_eq(tomb(S("tomb-only"), 3, 1, LIVE), BE_OK);
+	/* i % 10 == 1 expires in half a second: scanned after it. */
+	while (clock_now_ns() < F.t0 + SEC)
+		event_base_loop(F.base, EVLOOP_NONBLOCK);
+	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
+	ck_assert_uint_ge(scan_all(sc, 7), NSCAN * 8 / 10 / 7);
+	F.ops->scan_close(F.be, sc);
+	for (i = 0; i < NSCAN; i++) {
+		if (i % 10 == 0 || i % 10 == 1)
+			ck_assert_msg(SV.visits[i] == 0, "scan-%d visited", i);
+		else {
+			ck_assert_msg(SV.visits[i] == 1, "scan-%d visited %d "
+			    "times", i, SV.visits[i]);
+			ck_assert_uint_eq(SV.level[i], (uint32_t)i + 1);
+		}
+	}
+	ck_assert_uint_eq(SV.strangers, 0);
+	ck_assert_uint_eq(SV.len_bad, 0);
+	ck_assert_uint_eq(SV.exp_bad, 0);
+	ck_assert_uint_eq(SV.total, NSCAN * 8 / 10);
+	fix_close();
+}
+END_TEST
+
+/* Writes between slices: every entry live and untouched throughout is
+ * visited (at least once), a deleted one is not visited after its
+ * delete, an updated one shows a level it had, and the scan ends. */
+START_TEST(test_scan_with_writes)
+{
+	struct be_scan *sc, *other;
+	char key[32];
+	int i, rv, slices = 0, step = 0;
+
+	fix_open(_i, 0);
+	memset(&SV, 0, sizeof(SV));
+	for (i = 0; i < NSCAN; i++)
+		ck_assert_int_eq(scan_put(i, 1, LIVE), BE_OK);
+	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
+	/* A second cursor closed half-way must not disturb the first. */
+	ck_assert_ptr_nonnull(other = F.ops->scan_open(F.be));
+	do {
+		rv = F.ops->scan_next(F.be, sc, clock_now_ns(), 20, scan_fn,
+		    NULL);
+		ck_assert_int_ge(rv, 0);
+		if (other != NULL && slices == 3) {
+			F.ops->scan_close(F.be, other);
+			other = NULL;
+		}
+		/* Between slices: update multiples of 7, delete multiples
+		 * of 11, add new keys, ten writes per slice. */
+		for (i = 0; i < 10 && step < NSCAN + 100; i++, step++) {
+			if (step >= NSCAN)
+				ck_assert_int_eq(scan_put(step, 1, LIVE), BE_OK);
+			else if (step % 11 == 0) {
+				snprintf(key, sizeof(key), "scan-%d", step);
+				ck_assert_int_eq(tomb(key, strlen(key), 1,
+				    step, LIVE), BE_OK);
+				SV.deleted[step] = 1;
+			} else if (step % 7 == 0)
+				ck_assert_int_eq(scan_put(step, 2, LIVE), BE_OK);
+		}
+		ck_assert_int_lt(++slices, 10000);
+	} while (rv == 1);
+	F.ops->scan_close(F.be, sc);
+	for (i = 0; i < NSCAN; i++) {
+		if (!SV.deleted[i] && (i % 7 != 0 || i >= step))
+			ck_assert_msg(SV.visits[i] >= 1, "scan-%d missed", i);
+		if (SV.visits[i] > 0)
+			ck_assert(SV.level[i] == 1 || SV.level[i] == 2);
+	}
+	ck_assert_uint_eq(SV.strangers, 0);
+	ck_assert_uint_eq(SV.after_delete, 0);
+	ck_assert_int_gt(step, 100);	/* writes did happen meanwhile */
+	fix_close();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -2010,6 +2203,8 @@ main(void)
 		tcase_add_loop_test(tc, test_binary_keys, i, i + 1);
 		tcase_add_loop_test(tc, test_many_keys, i, i + 1);
 		tcase_add_loop_test(tc, test_sweeper_timer, i, i + 1);
+		tcase_add_loop_test(tc, test_scan_live_entries, i, i + 1);
+		tcase_add_loop_test(tc, test_scan_with_writes, i, i + 1);
 		suite_add_tcase(s, tc);
 		if (strcmp(backend_all[i]->name, "memory") == 0)
 			mem = i;

@@ -215,12 +215,7 @@ in(const char *const *list, const char *s)
 
 START_TEST(table_order_and_flags)
 {
-	static const char *const later[] = {
-		"tls_cert", "tls_key", "tls_client_ca", "upstream_tls",
-		"upstream_ca", "upstream_cert", "upstream_key",
-		"upstream_server_name", "prefetch",
-		"prefetch_concurrency", "watch_buffer", NULL
-	};
+	static const char *const later[] = { NULL };
 	static const char *const restart[] = {
 		"mode", "listen", "backend", "lmdb_path", "lmdb_map_size",
 		"lmdb_sync", "lmdb_max_readers", "lmdb_full_ratio", "upstream",
@@ -643,12 +638,33 @@ START_TEST(error_messages)
 	expect_error("lmdb_sync yes\n", "1: lmdb_sync: expected on or off, "
 	    "got \"yes\"");
 
-	/* Directives of a later build. */
-	expect_error("upstream_tls on\n",
-	    "1: upstream_tls: not supported in this build");
-	expect_error("prefetch on\n", "1: prefetch: not supported in this build");
+	/* TLS directives that need another one, at their own line. */
 	expect_error("tls_cert /etc/ssl/a.pem\n",
-	    "1: tls_cert: not supported in this build");
+	    "1: tls_cert: needs tls_key (the certificate's private key)");
+	expect_error("log_level info\ntls_key /etc/ssl/a.key\n",
+	    "2: tls_key: needs tls_cert (the certificate of this key)");
+	expect_error("tls_client_ca /etc/ssl/ca.pem\n",
+	    "1: tls_client_ca: needs tls_cert and tls_key (client certificates "
+	    "are asked for over TLS)");
+	expect_error("upstream_tls on\nupstream_cert /c.pem\n",
+	    "2: upstream_cert: needs upstream_key (the certificate's private "
+	    "key)");
+	expect_error("upstream_tls on\nupstream_key /c.key\n",
+	    "2: upstream_key: needs upstream_cert (the certificate of this "
+	    "key)");
+	expect_error("upstream_ca /ca.pem\n",
+	    "1: upstream_ca: needs upstream_tls on");
+	expect_error("upstream_tls off\nupstream_server_name central\n",
+	    "2: upstream_server_name: needs upstream_tls on");
+	expect_error("upstream unix:/run/c.sock\nupstream_tls on\n",
+	    "2: upstream_tls: a unix: upstream has no host name to verify; "
+	    "set upstream_server_name");
+
+	/* The change feed's bounds. */
+	expect_error("prefetch_concurrency 0\n", "1: prefetch_concurrency: 0 "
+	    "is out of range, expected 1 to 1024");
+	expect_error("watch_buffer 1k\n", "1: watch_buffer: 1k is out of "
+	    "range, expected 4k to 1g");
 
 	/* Line too long, and a NUL byte. */
 	memset(text, 'a', 5000);
@@ -863,10 +879,11 @@ START_TEST(dump_defaults)
 		"max_memory 0\n", "default_ttl 10m\n", "max_ttl 10m\n",
 		"sweep_interval 1s\n", "max_message_size 260m\n",
 		"max_inflight_bytes 1g\n", "# api_key_file (unset)\n",
-		"# tls_cert (unset)\t# not supported in this build\n",
+		"# tls_cert (unset)\n",
 		"upstream 127.0.0.1:2337\n",
-		"# upstream_tls off\t# not supported in this build\n",
-		"# watch_buffer 1m\t# not supported in this build\n",
+		"upstream_tls off\n",
+		"prefetch off\n", "prefetch_concurrency 4\n",
+		"watch_buffer 1m\n",
 		"# metrics_listen (unset)\n", "max_connections 10000\n",
 		"max_concurrent_streams 128\n", "handshake_timeout 10s\n",
 		"idle_timeout 5m\n", "send_timeout 1m\n",

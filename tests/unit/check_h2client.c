@@ -27,6 +27,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -41,6 +42,7 @@
 #include "health.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 #define MS		NS_PER_MS
 #define MIB		(1024 * 1024)
@@ -946,12 +948,15 @@ START_TEST(test_bad_options)
 		ck_assert_msg(strstr(err, bad[i]) != NULL, "%s: %s", bad[i],
 		    err);
 	}
-	o.target = "127.0.0.1:1";
-	o.ssl_ctx = (struct ssl_ctx_st *)(uintptr_t)1;
+	/* TLS over a unix socket: no host name to verify unless given. */
+	o.target = "unix:/tmp/nowhere.sock";
+	o.ssl_ctx = tls_client_ctx_new(NULL, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(o.ssl_ctx != NULL, "%s", err);
 	ck_assert_ptr_null(h2client_new(F.base, NULL, &o, NULL, NULL, err,
 	    sizeof(err)));
-	ck_assert_str_eq(err, "TLS to the upstream is not supported in this "
-	    "version");
+	ck_assert_str_eq(err, "unix:/tmp/nowhere.sock: TLS over a unix socket "
+	    "needs a server name");
+	SSL_CTX_free(o.ssl_ctx);
 }
 END_TEST
 
