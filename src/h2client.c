@@ -133,6 +133,7 @@ struct h2call {
 	unsigned		 have_msg:1;
 	unsigned		 extra_msg:1;
 	unsigned		 rst:1;		/* RST_STREAM submitted */
+	unsigned		 have_ct:1;	/* a content-type came */
 	unsigned		 bufrefs;	/* body references on a socket */
 	uint64_t		 deadline;
 	h2_done_fn		*done;
@@ -162,6 +163,7 @@ struct h2call {
 	int			 http_status;
 	int			 status;
 	char			*message;
+	char			 ctype[48];	/* the content-type, for messages */
 	struct grpc_deframer	 df;
 	uint8_t			*rdata;
 	size_t			 rlen;
@@ -223,6 +225,7 @@ struct h2client {
 	enum phase		 phase;
 	int			 up;
 	int			 reported;	/* -1: nothing reported yet */
+	char			 reported_reason[REASON_MAX];
 	char			 reason[REASON_MAX];
 	uint64_t		 backoff_ms;
 	uint64_t		 rng;
@@ -253,6 +256,7 @@ static void	 call_finish(struct h2call *, int status, const char *fmt, ...)
 static void	 call_enqueue(struct h2call *);
 static void	 call_ev_cb(evutil_socket_t, short, void *);
 static void	 cur_goaway(struct h2conn *);
+static void	 call_not_grpc(struct h2call *);
 
 static void
 tv_ms(struct timeval *tv, uint64_t ms)
@@ -730,8 +734,7 @@ call_outcome(struct h2call *call, uint32_t err)
 	}
 	if (!call->have_status) {
 		if (!call->ct_ok)
-			call_finish(call, GRPC_UNKNOWN, "reply is not gRPC "
-			    "(content-type)");
+			call_not_grpc(call);
 		else
 			call_finish(call, GRPC_INTERNAL, "reply ended without "
 			    "grpc-status");
@@ -1100,6 +1103,41 @@ parse_small(const uint8_t *v, size_t len, int *out)
 	return 0;
 }
 
+/* A printable copy of a header value, cut to fit: it goes into messages. */
+static void
+ct_copy(char *out, size_t outlen, const uint8_t *v, size_t len)
+{
+	size_t i;
+
+	if (len > outlen - 1)
+		len = outlen - 1;
+	for (i = 0; i < len; i++)
+		out[i] = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' ?
+		    (char)v[i] : '?';
+	out[len] = '\0';
+}
+
+/*
+ * The response is not gRPC (its content-type says so): its body is never
+ * parsed (gRPC: a non-200 :status maps as http_to_grpc(), else UNKNOWN).
+ */
+static void
+call_not_grpc(struct h2call *call)
+{
+	char ct[sizeof(call->ctype) + 32];
+
+	if (call->have_ct)
+		snprintf(ct, sizeof(ct), "content-type \"%s\"", call->ctype);
+	else
+		snprintf(ct, sizeof(ct), "no content-type");
+	if (call->http_status != 200)
+		call_finish(call, http_to_grpc(call->http_status),
+		    "HTTP status %d, reply is not gRPC (%s)",
+		    call->http_status, ct);
+	else
+		call_finish(call, GRPC_UNKNOWN, "reply is not gRPC (%s)", ct);
+}
+
 static int
 header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
@@ -1124,6 +1162,9 @@ header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
 			    "application/grpc") || (valuelen > 16 &&
 			    memcmp(value, "application/grpc", 16) == 0 &&
 			    (value[16] == '+' || value[16] == ';'));
+			call->have_ct = 1;
+			ct_copy(call->ctype, sizeof(call->ctype), value,
+			    valuelen);
 			return 0;
 		}
 	}
@@ -1166,6 +1207,15 @@ frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 			call->got_headers = 1;
 		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
 			call->ended = 1;
+		/* A body follows that is not gRPC (an HTML error page from a
+		 * proxy): decided now, the rest never read as messages. */
+		if (frame->hd.type == NGHTTP2_HEADERS &&
+		    frame->headers.cat == NGHTTP2_HCAT_RESPONSE &&
+		    !call->ended && !call->finished && !call->ct_ok &&
+		    call->http_status >= 200) {
+			call_not_grpc(call);
+			call_rst(call);
+		}
 		break;
 	case NGHTTP2_SETTINGS:
 		if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
@@ -1932,9 +1982,13 @@ state_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2client *c = arg;
 
-	if (c->up == c->reported)
+	/* Down for a new reason is news too (/readyz shows the reason). */
+	if (c->up == c->reported && (c->up ||
+	    strcmp(c->reason, c->reported_reason) == 0))
 		return;
 	c->reported = c->up;
+	snprintf(c->reported_reason, sizeof(c->reported_reason), "%s",
+	    c->up ? "" : c->reason);
 	if (c->on_state != NULL)
 		c->on_state(c->arg, c->up, c->up ? "" : c->reason);
 }
@@ -2319,6 +2373,13 @@ h2call_progress(struct h2call *call, h2_progress_fn *fn, void *arg)
 		return;
 	call->progress = fn;
 	call->progress_arg = arg;
+}
+
+void
+h2call_max_message(struct h2call *call, uint64_t bytes)
+{
+	if (call != NULL && call->c != NULL)
+		call->df.max = bytes > 0 ? bytes : call->c->max_msg;
 }
 
 void

@@ -74,9 +74,17 @@
  *	UNAUTHENTICATED, 403 -> PERMISSION_DENIED, 429/502/503/504 ->
  *	UNAVAILABLE, 400 -> INTERNAL, else UNKNOWN); RST_STREAM REFUSED_STREAM ->
  *	UNAVAILABLE, CANCEL -> CANCELLED, ENHANCE_YOUR_CALM -> RESOURCE_EXHAUSTED,
- *	others -> INTERNAL; a reply message larger than max_message_size ->
- *	RESOURCE_EXHAUSTED (nothing allocated for it, stream reset); compressed
- *	messages are not accepted (INTERNAL), as none are advertised.
+ *	others -> INTERNAL; a reply message larger than max_message_size (or
+ *	the call's own limit, h2call_max_message()) -> RESOURCE_EXHAUSTED
+ *	"reply of N bytes exceeds max_message_size M" (nothing allocated for
+ *	it, stream reset); compressed messages are not accepted (INTERNAL), as
+ *	none are advertised. A response whose content-type is not
+ *	application/grpc[+x|;x] (an HTML error page from a proxy) is decided
+ *	at its HEADERS, its body never parsed, the stream reset (CANCEL):
+ *	UNKNOWN "reply is not gRPC (content-type \"text/html\")" ("(no
+ *	content-type)" when none came), or with a :status other than 200 its
+ *	mapping above and "HTTP status 502, reply is not gRPC (...)". (A
+ *	Trailers-Only response is judged by its grpc-status.)
  *
  * Memory.
  *	Per call: one allocation for the handle (with its timer and path), the
@@ -165,9 +173,12 @@ typedef void h2_done_fn(void *arg, struct h2reply *);
 /* Server streaming: one reply message, valid during the callback only. */
 typedef void h2_msg_fn(void *arg, const uint8_t *msg, size_t len);
 /* The link's state changed: up 1, or 0 with the reason it is down.
- * Called whenever h2client_up() differs from what was last reported, with
- * the state of that moment (a down that was over before the callback's
- * event ran is not reported); the first call reports the first attempt's
+ * Called whenever h2client_up() differs from what was last reported, or it
+ * is still down but h2client_reason() differs from the reason last
+ * reported (a later attempt failed otherwise: "connect timeout" after
+ * "connection refused"; never again for attempts failing alike), with the
+ * state of that moment (a down that was over before the callback's event
+ * ran is not reported); the first call reports the first attempt's
  * outcome. */
 typedef void h2_state_fn(void *arg, int up, const char *reason);
 
@@ -251,6 +262,14 @@ typedef void h2_progress_fn(void *arg, uint64_t sent, uint64_t send_total,
 		    uint64_t received, uint64_t recv_total);
 void		 h2call_progress(struct h2call *, h2_progress_fn *fn,
 		    void *arg);
+/*
+ * A limit of the call's own on each reply message (0: the client's
+ * max_message_size), for a stream whose messages are known to be small
+ * (the change feed's notices): a hostile server's announced message is
+ * then refused before anything is allocated or counted (on_reply_mem).
+ * Set it right after starting the call; a NULL call is fine.
+ */
+void		 h2call_max_message(struct h2call *, uint64_t bytes);
 /* Give up on a call: RST_STREAM(CANCEL) if it was sent, and neither done
  * nor on_msg is called from now on. NULL is fine. */
 void		 h2call_cancel(struct h2call *);

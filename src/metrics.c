@@ -104,7 +104,8 @@ static struct {
 	int64_t		 inflight;
 	int		 upstream_up;
 	int		 ready;
-	char		 reason[128];
+	/* Whole: "central cache unreachable: " and an h2client reason. */
+	char		 reason[256];
 	struct backend	*backend;
 	struct evhttp	*http;
 	struct accept_guard *guard;

@@ -6,7 +6,13 @@
  * reason (central gone, the link down, a drain's UNAVAILABLE, a cut-off
  * for falling watch_buffer behind), it is made again after a backoff of
  * 100 ms doubling to 5 s with +-20% jitter, as the link itself reconnects;
- * the backoff starts over once a snapshot arrived whole.
+ * the backoff starts over only once a stream proved itself: a live notice
+ * after its snapshot, or up for a second after SNAPSHOT_END (a central that
+ * sends a whole snapshot and breaks the stream at once is not asked again
+ * every 100 ms). Notices are small (a session id of at most 256 bytes), so
+ * the stream refuses any message over NOTICE_MAX (h2call_max_message()):
+ * a hostile central's announced 260 MiB notice ends the stream with
+ * RESOURCE_EXHAUSTED before anything is allocated or counted in flight.
  *
  * Notices. prefetch_decide() says what a notice means for the copy the node
  * holds (node_held(), a lookup that does not count as a use). A fetch is a
@@ -59,6 +65,8 @@
 #define BACKOFF_MIN_MS	100
 #define BACKOFF_MAX_MS	5000
 #define RECONCILE_SLICE	256		/* copies scanned per turn */
+#define NOTICE_MAX	(64 * 1024)	/* largest notice message accepted */
+#define PROVED_NS	(1000ULL * 1000 * 1000)	/* up after SNAPSHOT_END */
 
 /* A prefetch of one session. */
 struct job {
@@ -103,6 +111,8 @@ static struct {
 	int			 in_snapshot;
 	int			 healthy;	/* a snapshot arrived since the
 						   last loss was logged */
+	uint64_t		 snap_end_ns;	/* SNAPSHOT_END came then; 0 */
+	int			 proved;	/* a live notice came */
 	/* Jobs. */
 	struct job_list		 jobs[NBUCKETS];
 	struct job_list		 queue;
@@ -439,7 +449,7 @@ on_notice(void *arg, const uint8_t *msg, size_t len)
 	}
 	if (n->kind == KIND(SNAPSHOT_END)) {
 		P.in_snapshot = 0;
-		P.backoff_ms = BACKOFF_MIN_MS;
+		P.snap_end_ns = clock_now_ns();
 		P.healthy = 1;
 		log_info("change feed snapshot received", "notices=%llu "
 		    "kept=%llu fetching=%llu dropped=%llu",
@@ -450,9 +460,12 @@ on_notice(void *arg, const uint8_t *msg, size_t len)
 			event_active(P.rev, EV_TIMEOUT, 0);
 		else
 			seen_clear();
-	} else if (n->has_session_id && n->session_id.len > 0)
+	} else if (n->has_session_id && n->session_id.len > 0) {
+		if (!P.in_snapshot)
+			P.proved = 1;
 		apply(n->kind, n->session_id.data, n->session_id.len,
 		    n->has_update_level, n->update_level);
+	}
 	protobuf_c_message_free_unpacked(&n->base, NULL);
 }
 
@@ -464,15 +477,20 @@ on_end(void *arg, struct h2reply *r)
 	P.hc = NULL;
 	P.in_snapshot = 0;
 	reconcile_stop();
-	if (P.healthy)
-		log_info("change feed lost, resubscribing", "status=%s "
-		    "message=\"%s\"", grpc_status_name(r->status), r->message);
-	else
-		log_debug("change feed unavailable", "status=%s "
-		    "message=\"%s\"", grpc_status_name(r->status), r->message);
-	P.healthy = 0;
+	if (P.proved || (P.snap_end_ns != 0 &&
+	    clock_now_ns() - P.snap_end_ns >= PROVED_NS))
+		P.backoff_ms = BACKOFF_MIN_MS;
 	ms = P.backoff_ms;
 	ms = ms * 4 / 5 + rnd() % (ms * 2 / 5 + 1);	/* +-20% */
+	if (P.healthy)
+		log_info("change feed lost, resubscribing", "status=%s "
+		    "message=\"%s\" retry_ms=%llu", grpc_status_name(r->status),
+		    r->message, (unsigned long long)ms);
+	else
+		log_debug("change feed unavailable", "status=%s "
+		    "message=\"%s\" retry_ms=%llu", grpc_status_name(r->status),
+		    r->message, (unsigned long long)ms);
+	P.healthy = 0;
 	P.backoff_ms = P.backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
 	    P.backoff_ms * 2;
 	arm_ms(P.retry, ms);
@@ -493,11 +511,15 @@ subscribe(void)
 	reconcile_stop();
 	P.kept = P.fetched = P.dropped = 0;
 	P.in_snapshot = 1;
+	P.snap_end_ns = 0;
+	P.proved = 0;
 	if (up == NULL || (P.hc = h2client_stream(up, PATH_WATCH, &req.base,
 	    0, on_notice, on_end, NULL)) == NULL) {
 		P.in_snapshot = 0;
 		arm_ms(P.retry, BACKOFF_MAX_MS);
+		return;
 	}
+	h2call_max_message(P.hc, NOTICE_MAX);
 }
 
 /* --- life ---------------------------------------------------------------------- */

@@ -612,6 +612,37 @@ START_TEST(test_refused_then_reconnect)
 }
 END_TEST
 
+/* Still down, but for another reason: on_state reports it (so that
+ * /readyz shows the latest), once, not once per attempt failing alike. */
+START_TEST(test_down_reason_change)
+{
+	struct h2client_opts o = { .connect_timeout_ms = 300 };
+	int n;
+
+	client_new(F.addr, &o);
+	PUMP(F.nstate > 0, 5000);
+	ck_assert_int_eq(F.up, 0);
+	ck_assert_str_eq(F.reason, "connection refused");
+	pump_ms(400);		/* refused again: nothing new to say */
+	ck_assert_int_eq(F.nstate, 1);
+
+	silent_start(0);
+	PUMP(F.nstate > 1, 5000);
+	ck_assert_int_eq(F.nstate, 2);
+	ck_assert_int_eq(F.up, 0);
+	ck_assert_str_eq(F.reason, "no HTTP/2 handshake within 300ms");
+	/* two more attempts failed alike once a third one was accepted (the
+	 * backoff is capped at 5 s) */
+	n = F.nsilent;
+	PUMP(F.nsilent >= n + 3, 20000);
+	ck_assert_int_ge(F.nsilent, n + 3);
+	pump_ms(50);		/* the state event, had there been one */
+	ck_assert_int_eq(F.nstate, 2);
+	ck_assert_str_eq(h2client_reason(F.cl),
+	    "no HTTP/2 handshake within 300ms");
+}
+END_TEST
+
 /* --- GOAWAY --------------------------------------------------------------- */
 
 /* The server drains: GOAWAY (shutdown notice, then the last stream); the
@@ -1149,6 +1180,7 @@ h2client_suite(void)
 	tcase_add_test(tc, test_deadline_silent_listener);
 	tcase_add_test(tc, test_ping_timeout);
 	tcase_add_test(tc, test_refused_then_reconnect);
+	tcase_add_test(tc, test_down_reason_change);
 	tcase_add_test(tc, test_dns_localhost);
 	tcase_add_test(tc, test_dns_silent);
 	tcase_add_test(tc, test_unix_socket);
