@@ -39,113 +39,16 @@ Needs Debian's python3-grpcio, python3-protobuf, protobuf-compiler-grpc
 (protoc and grpc_python_plugin) and nghttp2-client (h2load).
 """
 import argparse
-import http.client
 import os
-import re
 import shutil
-import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP_SRCDIR = os.path.abspath(os.path.join(HERE, ".."))
-MiB = 1 << 20
-
-
-def gen_stubs(outdir):
-    subprocess.run(
-        ["protoc", "-I" + os.path.join(TOP_SRCDIR, "proto"), "-I/usr/include",
-         "--python_out=" + outdir, "--grpc_out=" + outdir,
-         "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
-         "alpcrun/v1/cache.proto"], check=True)
-    sys.path.insert(0, outdir)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Daemon:
-    def __init__(self, binary, workdir, name, extra):
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir)
-        self.port, self.mport = free_port(), free_port()
-        conf = os.path.join(self.dir, "alpcrund.conf")
-        with open(conf, "w") as f:
-            f.write("listen 127.0.0.1:%d\nmetrics_listen 127.0.0.1:%d\n"
-                    "max_ttl 1h\ndefault_ttl 1h\nlog_level warn\n%s\n"
-                    % (self.port, self.mport, extra.replace("@DIR@", self.dir)))
-        self.log = open(os.path.join(self.dir, "alpcrund.log"), "wb")
-        self.proc = subprocess.Popen([binary, "-c", conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit("alpcrund exited at start: see %s" % self.log.name)
-            try:
-                if self.http("/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("alpcrund did not start")
-            time.sleep(0.05)
-        self.addr = "127.0.0.1:%d" % self.port
-
-    def http(self, path):
-        c = http.client.HTTPConnection("127.0.0.1", self.mport, timeout=10)
-        try:
-            c.request("GET", path)
-            r = c.getresponse()
-            return r.status, r.read().decode()
-        finally:
-            c.close()
-
-    def ok(self, method):
-        """alpcrund_requests_total{method=method,code="OK"}."""
-        body = self.http("/metrics")[1]
-        for line in body.splitlines():
-            m = re.match(r'^alpcrund_requests_total\{([^}]*)\}\s+(\S+)', line)
-            if m and 'method="%s"' % method in m.group(1) and \
-                    'code="OK"' in m.group(1):
-                return float(m.group(2))
-        return 0.0
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def channel(addr):
-    import grpc
-    return grpc.insecure_channel(addr, options=[
-        ("grpc.max_send_message_length", 300 * MiB),
-        ("grpc.max_receive_message_length", 300 * MiB),
-        ("grpc.use_local_subchannel_pool", 1)])
-
-
-def sd(sid, level=None, payload=b""):
-    from alpcrun.v1 import cache_pb2
-    m = cache_pb2.SharedData(session_id=sid, payload=payload)
-    if level is not None:
-        m.update_level = level
-    m.ttl.seconds = 3600
-    return m
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import (MiB, BenchFailed, Daemon, body_file, channel,  # noqa: E402
+                 gen_stubs, get_reply_bounds, h2load, sd)
 
 
 def h2load_set(d, msg, n, conns, workdir):
@@ -153,52 +56,19 @@ def h2load_set(d, msg, n, conns, workdir):
     writers, each waiting for its answer before the next call); returns
     req/s; checks that every request was answered OK by the daemon's own
     counter."""
-    body = msg.SerializeToString()
-    path = os.path.join(workdir, "set-%s.bin" % msg.session_id)
-    with open(path, "wb") as f:
-        f.write(struct.pack(">BI", 0, len(body)) + body)
-    before = d.ok("SetSharedData")
-    out = subprocess.run(
-        ["h2load", "-n", str(n), "-c", str(conns), "-m", "1", "-d", path,
-         "-H", "content-type: application/grpc", "-H", "te: trailers",
-         "http://%s/alpcrun.v1.Cache/SetSharedData" % d.addr],
-        capture_output=True, text=True, timeout=600)
-    text = out.stdout + out.stderr
-    m = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", text)
-    if out.returncode != 0 or not m:
-        raise SystemExit("h2load failed:\n" + text)
-    ok = d.ok("SetSharedData") - before
-    if ok != n:
-        raise SystemExit("h2load: %d SetSharedData requests, but the daemon "
-                         "answered %d with grpc-status OK" % (n, ok))
-    return float(m.group(1))
+    path = body_file(workdir, msg, "set-" + msg.session_id)
+    return h2load(d, path, n, conns, 1, method="SetSharedData", timeout=600).rps
 
 
-def h2load_get(d, sid, n, conns, streams, workdir):
-    """h2load GetSharedData of sid, conns connections x streams streams in
-    one h2load process; returns (req/s, MB/s) as h2load measured them;
-    checks that every request was answered OK by the daemon's counter."""
-    from alpcrun.v1 import cache_pb2
-    body = cache_pb2.SharedData(session_id=sid).SerializeToString()
-    path = os.path.join(workdir, "get-%s.bin" % sid)
-    with open(path, "wb") as f:
-        f.write(struct.pack(">BI", 0, len(body)) + body)
-    before = d.ok("GetSharedData")
-    out = subprocess.run(
-        ["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams), "-d", path,
-         "-H", "content-type: application/grpc", "-H", "te: trailers",
-         "http://%s/alpcrun.v1.Cache/GetSharedData" % d.addr],
-        capture_output=True, text=True, timeout=600)
-    text = out.stdout + out.stderr
-    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s", text)
-    if out.returncode != 0 or not m:
-        raise SystemExit("h2load failed:\n" + text)
-    ok = d.ok("GetSharedData") - before
-    if ok != n:
-        raise SystemExit("h2load: %d requests, but the daemon answered %d with "
-                         "grpc-status OK" % (n, ok))
-    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[m.group(5)]
-    return float(m.group(3)), float(m.group(4)) * scale
+def h2load_get(d, sid, size, n, conns, streams, workdir):
+    """h2load GetSharedData of sid (a payload of size bytes), conns
+    connections x streams streams in one h2load process; returns (req/s,
+    MB/s) as h2load measured them; checks that every request was answered
+    OK by the daemon's counter and carried the payload."""
+    path = body_file(workdir, sd(sid, ttl=0), "get-" + sid)
+    r = h2load(d, path, n, conns, streams, timeout=600,
+               reply_bounds=get_reply_bounds(sid, 1, size))
+    return r.rps, r.data_bytes / r.secs / 1e6
 
 
 def run_writers(addr, writers, per_writer, payload, prefix):
@@ -240,10 +110,10 @@ def bench(binary, workdir, name, extra, quick):
         stub = cache_pb2_grpc.CacheStub(channel(d.addr))
         stub.SetSharedData(sd("get1k", 1, os.urandom(1024)), timeout=60)
         n = 50000 if quick else 200000
-        res["get_1k_rps"], _ = h2load_get(d, "get1k", n, 16, 32, workdir)
+        res["get_1k_rps"], _ = h2load_get(d, "get1k", 1024, n, 16, 32, workdir)
         stub.SetSharedData(sd("get64m", 1, os.urandom(64 * MiB)), timeout=120)
-        _, res["get_64m_mbps"] = h2load_get(d, "get64m", 16 if quick else 64, 4, 1,
-                                            workdir)
+        _, res["get_64m_mbps"] = h2load_get(d, "get64m", 64 * MiB,
+                                            16 if quick else 64, 4, 1, workdir)
         big = os.urandom(16 * MiB)
         calls, dt = run_writers(d.addr, 8, 2 if quick else 8, big, "big")
         res["set_16m_mbps"] = calls * 16 / dt
@@ -256,6 +126,8 @@ def bench(binary, workdir, name, extra, quick):
         res["set_h2_c1_ops"] = h2load_set(d, sd("h2-c1", 1, small), n, 1, workdir)
         res["set_h2_c16_ops"] = h2load_set(d, sd("h2-c16", 1, small), n * 8, 16,
                                            workdir)
+    except BenchFailed as e:
+        raise SystemExit(str(e))
     finally:
         d.stop()
     return res
