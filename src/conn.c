@@ -4,7 +4,10 @@
  * handshake, idle and send timeouts. What a stream means to gRPC lives in
  * grpc.c; this file only moves frames.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -909,6 +912,28 @@ tls_refused(struct conn *c, short what)
 	}
 }
 
+/*
+ * send_timeout is time without send progress. libevent sees progress only
+ * when the socket turns writable, which Linux reports once about a third
+ * of the send buffer drained, and on loopback that buffer grows to
+ * megabytes: a reader that is slow but steady would be cut while it reads.
+ * So a send timeout also asks the kernel: a send queue that shrank since
+ * the last timeout is progress, and the timer runs again. A reader that
+ * stopped is therefore cut within two periods of send_timeout.
+ */
+static int
+send_progress(struct conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	int q, moved;
+
+	if (fd < 0 || ioctl(fd, SIOCOUTQ, &q) == -1)
+		return 0;
+	moved = q < c->outq_seen;
+	c->outq_seen = q;
+	return moved;
+}
+
 static void
 eventcb(struct bufferevent *bev, short what, void *arg)
 {
@@ -916,6 +941,12 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->tls_up = 1;		/* ALPN h2 was agreed (tls.c) */
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING) &&
+	    send_progress(c)) {
+		/* libevent disabled writing on the timeout: resume. */
+		bufferevent_enable(c->bev, EV_WRITE);
 		return;
 	}
 	if (c->tls && !c->tls_up && !(what & BEV_EVENT_TIMEOUT))
@@ -1059,6 +1090,7 @@ conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	c->srv = srv;
 	c->bev = bev;
 	c->tls = bufferevent_openssl_get_ssl(bev) != NULL;
+	c->outq_seen = INT_MAX;
 	TAILQ_INIT(&c->streams);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (nghttp2_session_server_new3(&c->h2, callbacks, c, h2options,

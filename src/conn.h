@@ -107,6 +107,8 @@ struct conn {
 	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
 	unsigned		 tls_up:1;	/* its handshake is done */
 	unsigned		 sniffed:1;	/* cleartext: first byte looked at */
+	int			 outq_seen;	/* kernel send queue at the last
+						   send timeout (send_progress) */
 	size_t			 tls_room;	/* free bytes of the output's last
 						   chain, as conn_tls_add() left
 						   it */

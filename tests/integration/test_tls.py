@@ -406,6 +406,34 @@ def test_stalled_tls_readers_are_bounded_and_timed_out(make_daemon, pki):
     assert log_count(d, r'msg="send timeout"') == 3, d.log_tail()
 
 
+@pytest.mark.timeout(120)
+def test_slow_steady_tls_reader_is_not_cut(make_daemon, pki):
+    # Reading slowly but steadily is progress (send_progress in conn.c),
+    # over TLS as in cleartext; the pacing below is the reader's.
+    d = make_daemon(tls_lines(pki) + "send_timeout 1s\n")
+    payload = stamped_payload(4)
+    stub(d, pki).SetSharedData(sd("steady", 1, payload), timeout=60)
+    c = alptest.RawH2(d.port, handshake=False, auto_window=False, rcvbuf=64 * 1024)
+    c.sock = ssl_client(pki=pki).wrap_socket(c.sock, server_hostname="localhost")
+    c.send(alptest.PREFACE + alptest.SettingsFrame(
+        0, settings={alptest.S_INITIAL_WINDOW_SIZE: 2**31 - 1}).serialize())
+    c.window_update(0, 2**31 - 1 - 65535)
+    sid = c.start(alptest.GET, end_stream=False)
+    c.send_data(sid, grpc_frame(encode_shared(b"steady")), end_stream=True)
+    st = c.stream(sid)
+    try:
+        while not st.done:
+            data = c.sock.recv(16384)
+            assert data, "cut off while reading: " + d.log_tail()
+            c.inbuf += data
+            c._parse()
+            time.sleep(0.03)        # about 0.5 MB/s
+        assert st.ended and st.header("grpc-status", len(st.blocks) - 1) == "0"
+    finally:
+        c.sock.close()
+    assert log_count(d, r'msg="send timeout"') == 0, d.log_tail()
+
+
 def test_idle_timeout_over_tls_goaway_then_close(make_daemon, pki):
     # The closing sequence over TLS: GOAWAY, close_notify, FIN; the
     # client sees the GOAWAY, then the end.

@@ -562,6 +562,35 @@ def test_send_timeout_closes_stalled_reader(make_daemon):
     assert len(d.stub().GetSharedData(sd("stall"), timeout=60).payload) == 32 * MiB
 
 
+@pytest.mark.timeout(120)
+def test_send_timeout_spares_a_slow_steady_reader(make_daemon):
+    """A reader that keeps reading, if slowly, is making progress: the
+    daemon's queue drains into a send buffer that Linux reports writable
+    only once about a third of it (megabytes on loopback) is free, so the
+    kernel's own send queue is what shows the progress (send_progress in
+    conn.c). The reader's pace is what is being tested, not a wait."""
+    d = make_daemon("send_timeout 1s\nidle_timeout 1h")
+    payload = os.urandom(1024) * (4 * 1024)                       # 4 MiB
+    d.stub().SetSharedData(sd("steady", 1, payload), timeout=60)
+    h = RawH2(d.port, settings={S_INITIAL_WINDOW_SIZE: 2 ** 31 - 1}, rcvbuf=65536)
+    try:
+        h.window_update(0, 2 ** 31 - 1 - 65535)
+        sid = h.start(GET)
+        h.send_data(sid, grpc_frame(encode_shared("steady")), end_stream=True)
+        st = h.stream(sid)
+        while not st.done:
+            data = h.sock.recv(16384)
+            assert data, "cut off while reading: " + d.log_tail()
+            h.inbuf += data
+            h._parse()
+            time.sleep(0.03)        # about 0.5 MB/s
+        assert st.ended and st.header("grpc-status", len(st.blocks) - 1) == "0"
+        assert len(st.data) > 4 * MiB
+    finally:
+        h.close()
+    assert 'msg="send timeout"' not in d.log(), d.log_tail()
+
+
 def test_max_connections(make_daemon):
     d = make_daemon("max_connections 3")
     held = [d.raw() for _ in range(3)]
