@@ -142,6 +142,18 @@ seg_free(struct outseg *s)
 	free(s);
 }
 
+/* n bytes of the first segment were framed: forget them. */
+static void
+seg_consumed(struct stream *st, struct outseg *s, size_t n)
+{
+	s->off += n;
+	st->outlen -= n;
+	if (s->off == s->len) {
+		STAILQ_REMOVE_HEAD(&st->out, entry);
+		seg_free(s);
+	}
+}
+
 static void
 segs_clear(struct stream *st)
 {
@@ -430,13 +442,8 @@ send_data_tls(struct stream *st, const uint8_t *framehd, size_t length)
 		/* The copy into the records. */
 		if (conn_tls_add(st->conn, s->p + s->off, n, frame) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		s->off += n;
+		seg_consumed(st, s, n);
 		length -= n;
-		st->outlen -= n;
-		if (s->off == s->len) {
-			STAILQ_REMOVE_HEAD(&st->out, entry);
-			seg_free(s);
-		}
 	}
 	return 0;
 }
@@ -458,13 +465,8 @@ grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
 		if (conn_out_add(st->conn, framehd, 9) != 0 ||
 		    conn_out_add(st->conn, s->p + s->off, length) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		s->off += length;
-		st->outlen -= length;
+		seg_consumed(st, s, length);
 		length = 0;
-		if (s->off == s->len) {
-			STAILQ_REMOVE_HEAD(&st->out, entry);
-			seg_free(s);
-		}
 	} else if (conn_out_add(st->conn, framehd, 9) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && (s = STAILQ_FIRST(&st->out)) != NULL) {
@@ -483,13 +485,8 @@ grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
 			}
 		} else if (conn_out_add(st->conn, s->p + s->off, n) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		s->off += n;
+		seg_consumed(st, s, n);
 		length -= n;
-		st->outlen -= n;
-		if (s->off == s->len) {
-			STAILQ_REMOVE_HEAD(&st->out, entry);
-			seg_free(s);
-		}
 	}
 	/* A streaming handler waiting for room (inside nghttp2: it only
 	 * notes it). */

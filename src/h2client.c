@@ -996,6 +996,31 @@ body_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	return (ssize_t)n;
 }
 
+/* The next body bytes to frame, at most max of them: *n bytes at the
+ * return value, within one segment. */
+static const uint8_t *
+seg_peek(const struct h2call *call, size_t max, size_t *n)
+{
+	const struct seg *s = &call->segs[call->segi];
+
+	*n = s->len - call->segoff;
+	if (*n > max)
+		*n = max;
+	return (s->ext != NULL ? s->ext : call->own + s->off) + call->segoff;
+}
+
+/* n bytes of seg_peek() were framed. */
+static void
+seg_advance(struct h2call *call, size_t n)
+{
+	call->segoff += n;
+	call->wr += n;
+	if (call->segoff == call->segs[call->segi].len) {
+		call->segi++;
+		call->segoff = 0;
+	}
+}
+
 /*
  * TLS: the frame header and its data copied together into a large chain
  * (encryption copies anyway), so a large body leaves in full TLS records,
@@ -1011,23 +1036,14 @@ send_data_tls(struct h2conn *conn, struct h2call *call,
 	if (tls_out_add(out, &conn->tls_room, framehd, 9, frame) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && call->segi < call->nsegs) {
-		const struct seg *s = &call->segs[call->segi];
-		const uint8_t *p = (s->ext != NULL ? s->ext :
-		    call->own + s->off) + call->segoff;
-		size_t n = s->len - call->segoff;
+		size_t n;
+		const uint8_t *p = seg_peek(call, length, &n);
 
-		if (n > length)
-			n = length;
 		/* The copy into the records. */
 		if (tls_out_add(out, &conn->tls_room, p, n, frame) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		call->segoff += n;
-		call->wr += n;
+		seg_advance(call, n);
 		length -= n;
-		if (call->segoff == s->len) {
-			call->segi++;
-			call->segoff = 0;
-		}
 	}
 	call_report_progress(call);
 	return 0;
@@ -1048,13 +1064,9 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 	if (evbuffer_add(out, framehd, 9) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && call->segi < call->nsegs) {
-		const struct seg *s = &call->segs[call->segi];
-		const uint8_t *p = (s->ext != NULL ? s->ext :
-		    call->own + s->off) + call->segoff;
-		size_t n = s->len - call->segoff;
+		size_t n;
+		const uint8_t *p = seg_peek(call, length, &n);
 
-		if (n > length)
-			n = length;
 		if (n >= REF_MIN) {
 			/* By reference: the call (and so the bytes) lives
 			 * until the socket has taken them. */
@@ -1066,13 +1078,8 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 			}
 		} else if (evbuffer_add(out, p, n) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		call->segoff += n;
-		call->wr += n;
+		seg_advance(call, n);
 		length -= n;
-		if (call->segoff == s->len) {
-			call->segi++;
-			call->segoff = 0;
-		}
 	}
 	call_report_progress(call);
 	return 0;

@@ -165,6 +165,20 @@ tls_load(const struct config *conf, int at_start)
 	return 0;
 }
 
+/* alpcrund -t: what building one context said; -1 when it failed. */
+static int
+tls_report(struct ssl_ctx_st *ctx, const char *warn, const char *err)
+{
+	if (ctx == NULL) {
+		fprintf(stderr, "alpcrund: %s\n", err);
+		return -1;
+	}
+	if (warn[0] != '\0')
+		fprintf(stderr, "alpcrund: warning: %s\n", warn);
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 /* -t: the TLS files load, as they would at start. */
 static int
 tls_check(const struct config *conf)
@@ -176,23 +190,15 @@ tls_check(const struct config *conf)
 	if (conf->tls_cert != NULL) {
 		ctx = tls_server_ctx_new(conf->tls_cert, conf->tls_key,
 		    conf->tls_client_ca, warn, sizeof(warn), err, sizeof(err));
-		if (ctx == NULL) {
-			fprintf(stderr, "alpcrund: %s\n", err);
+		if (tls_report(ctx, warn, err) != 0)
 			rv = -1;
-		} else if (warn[0] != '\0')
-			fprintf(stderr, "alpcrund: warning: %s\n", warn);
-		SSL_CTX_free(ctx);
 	}
 	if (conf->mode == MODE_NODE && conf->upstream_tls) {
 		ctx = tls_upstream_ctx_new(conf->upstream_ca,
 		    conf->upstream_cert, conf->upstream_key, warn,
 		    sizeof(warn), err, sizeof(err));
-		if (ctx == NULL) {
-			fprintf(stderr, "alpcrund: %s\n", err);
+		if (tls_report(ctx, warn, err) != 0)
 			rv = -1;
-		} else if (warn[0] != '\0')
-			fprintf(stderr, "alpcrund: warning: %s\n", warn);
-		SSL_CTX_free(ctx);
 	}
 	return rv;
 }
