@@ -15,6 +15,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 import grpc
@@ -200,6 +201,55 @@ def stamped_payload(mib):
 
 
 # --- Polling ---------------------------------------------------------------------
+
+
+def rss_bytes(pid):
+    """The resident set size of process pid, in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+# The slowest answer a prober accepts during an attack, in seconds.
+PROBE_LIMIT = 6.0 if SANITIZED else 3.0
+
+
+class GetProber(threading.Thread):
+    """During an attack: /healthz and a GetSharedData hit of "victim" (which
+    must return payload) every 50 ms, over a channel of its own (channel():
+    made and closed in the thread; default cleartext to d.addr); keeps the
+    failures, the slowest round and the number of rounds."""
+
+    def __init__(self, d, payload, channel=None):
+        super().__init__(daemon=True)
+        self.d, self.payload = d, payload
+        self.channel = channel or (lambda: grpc.insecure_channel(
+            d.addr, options=[("grpc.use_local_subchannel_pool", 1)]))
+        self.stop = threading.Event()
+        self.failures = []
+        self.worst = 0.0
+        self.rounds = 0
+
+    def run(self):
+        ch = self.channel()
+        stub = cache_pb2_grpc.CacheStub(ch)
+        try:
+            while not self.stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    st, _ = self.d.http_get("/healthz", timeout=PROBE_LIMIT)
+                    assert st == 200, "/healthz answered %d" % st
+                    r = stub.GetSharedData(sd("victim"), timeout=PROBE_LIMIT)
+                    assert r.payload == self.payload
+                except Exception as e:     # noqa: BLE001 - every failure counts
+                    self.failures.append("%.2fs: %r" % (time.monotonic() - t0, e))
+                self.worst = max(self.worst, time.monotonic() - t0)
+                self.rounds += 1
+                self.stop.wait(0.05)
+        finally:
+            ch.close()
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):

@@ -24,22 +24,12 @@ from hyperframe.frame import (ContinuationFrame, HeadersFrame,
                               PingFrame, RstStreamFrame, SettingsFrame)
 
 import alptest
-from alptest import (GET, HEALTH_CHECK, MiB, PREFACE, SET, RawH2, big_mib,
-                     encode_shared, grpc_frame, sd, wait_until)
+from alptest import (GET, HEALTH_CHECK, PREFACE, PROBE_LIMIT, SET, MiB, RawH2, big_mib,
+                     encode_shared, grpc_frame, rss_bytes, sd, wait_until)
 
 # Short timeouts, so that whatever is left hanging is cut quickly.
 CONFIG = "handshake_timeout 1s\nidle_timeout 2s\nsend_timeout 2s\n"
 PAYLOAD = b"still served " * 64
-# The slowest prober answer accepted, in seconds.
-PROBE_LIMIT = 6.0 if alptest.SANITIZED else 3.0
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 class Prober(threading.Thread):
@@ -213,7 +203,7 @@ def test_bad_preface(victim, opening):
 @pytest.mark.timeout(120)
 def test_4gib_length_prefix(victim):
     d = victim()
-    before = rss(d.pid)
+    before = rss_bytes(d.pid)
     with under_attack(d):
         conns = [RawH2(d.port) for _ in range(4)]
         try:
@@ -235,13 +225,13 @@ def test_4gib_length_prefix(victim):
         finally:
             for h in conns:
                 h.close()
-    assert rss(d.pid) - before < 32 * MiB, "RSS grew %d MiB" % ((rss(d.pid) - before) // MiB)
+    assert rss_bytes(d.pid) - before < 32 * MiB, "RSS grew %d MiB" % ((rss_bytes(d.pid) - before) // MiB)
 
 
 @pytest.mark.timeout(120)
 def test_waiting_uploads_are_bounded_by_max_inflight_bytes(victim):
     d = victim("handshake_timeout 1s\nidle_timeout 60s\nsend_timeout 2s\nmax_inflight_bytes 16m\n")
-    before = rss(d.pid)
+    before = rss_bytes(d.pid)
     with under_attack(d):
         conns = []
         try:
@@ -255,7 +245,7 @@ def test_waiting_uploads_are_bounded_by_max_inflight_bytes(victim):
             time.sleep(1)
             for h in conns:
                 h.pump(0.1)
-            grown = rss(d.pid) - before
+            grown = rss_bytes(d.pid) - before
         finally:
             for h in conns:
                 h.close()
@@ -388,7 +378,7 @@ def test_hpack_table_abuse(victim):
 @pytest.mark.parametrize("kind", ["settings", "ping"])
 def test_control_frame_flood(victim, kind):
     d = victim()
-    before = rss(d.pid)
+    before = rss_bytes(d.pid)
     with under_attack(d):
         for _ in range(3):
             s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
@@ -403,7 +393,7 @@ def test_control_frame_flood(victim, kind):
             # or answers them all: either way the daemon is fine
             closed_by_server(s, 3)
             s.close()
-    assert rss(d.pid) - before < 64 * MiB, "RSS grew %d MiB" % ((rss(d.pid) - before) // MiB)
+    assert rss_bytes(d.pid) - before < 64 * MiB, "RSS grew %d MiB" % ((rss_bytes(d.pid) - before) // MiB)
 
 
 # --- connections --------------------------------------------------------------------------
@@ -516,7 +506,7 @@ def test_client_that_never_reads_a_large_reply(victim):
     d.stub().SetSharedData(sd("huge", 1, b"\x5a" * size), timeout=120)
     d.close_channels()
     d.wait_metric(lambda m: m.value("alpcrund_connections") == 0, 10)
-    before = rss(d.pid)
+    before = rss_bytes(d.pid)
     with under_attack(d):
         readers = []
         for _ in range(3):
@@ -531,7 +521,7 @@ def test_client_that_never_reads_a_large_reply(victim):
         peak = [before]
 
         def closed():
-            peak[0] = max(peak[0], rss(d.pid))
+            peak[0] = max(peak[0], rss_bytes(d.pid))
             return d.metric("alpcrund_connections") <= 1
         wait_until(closed, 20, interval=0.1, what="send_timeout to close the stalled readers")
         assert time.monotonic() - t0 >= 1.0

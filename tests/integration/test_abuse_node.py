@@ -36,13 +36,12 @@ from hyperframe.frame import (ContinuationFrame, GoAwayFrame,
 
 import alptest
 import test_tls
-from alptest import (MiB, cache_pb2_grpc, encode_shared, grpc_frame, sd,
-                     wait_until)
+from alptest import (GetProber, MiB, PROBE_LIMIT, encode_shared, grpc_frame, rss_bytes,
+                     sd, wait_until)
 from test_tls import pki  # noqa: F401 - a fixture, for the TLS runs
 
 C = grpc.StatusCode
 PAYLOAD = b"served by the node " * 64
-PROBE_LIMIT = 6.0 if alptest.SANITIZED else 3.0
 # Short link timeouts, so that what the fake leaves hanging is cut quickly.
 NODE = ("upstream_connect_timeout 1s\nupstream_keepalive %s\n"
         "upstream_timeout 3s\nlog_level debug\n")
@@ -195,39 +194,6 @@ class H2Server:
 # --- the test frame ---------------------------------------------------------------
 
 
-class Prober(threading.Thread):
-    """/healthz and a Get hit on the node every 50 ms; keeps the failures
-    and the slowest round."""
-
-    def __init__(self, node):
-        super().__init__(daemon=True)
-        self.node = node
-        self.stop = threading.Event()
-        self.failures = []
-        self.worst = 0.0
-        self.rounds = 0
-
-    def run(self):
-        ch = grpc.insecure_channel(self.node.addr,
-                                   options=[("grpc.use_local_subchannel_pool", 1)])
-        stub = cache_pb2_grpc.CacheStub(ch)
-        try:
-            while not self.stop.is_set():
-                t0 = time.monotonic()
-                try:
-                    st, _ = self.node.http_get("/healthz", timeout=PROBE_LIMIT)
-                    assert st == 200, "/healthz answered %d" % st
-                    r = stub.GetSharedData(sd("victim"), timeout=PROBE_LIMIT)
-                    assert r.payload == PAYLOAD
-                except Exception as e:     # noqa: BLE001 - every failure counts
-                    self.failures.append("%.2fs: %r" % (time.monotonic() - t0, e))
-                self.worst = max(self.worst, time.monotonic() - t0)
-                self.rounds += 1
-                self.stop.wait(0.05)
-        finally:
-            ch.close()
-
-
 @pytest.fixture
 def hostile(make_pair, request):
     """hostile(handler, node_config="", keepalive="1s", tls=False) ->
@@ -269,7 +235,7 @@ def hostile(make_pair, request):
 
 @contextlib.contextmanager
 def probed(node):
-    p = Prober(node)
+    p = GetProber(node, PAYLOAD)
     p.start()
     try:
         yield p
@@ -304,14 +270,6 @@ def recovered(central, node, fake):
     node.wait_metric(lambda m: m.value("alpcrund_inflight_bytes") == node.baseline, 15)
     node.close_channels()
     central.close_channels()
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def miss(node, sid, **kw):
@@ -564,7 +522,7 @@ def test_central_never_reads_a_forwarded_set(hostile, tls, perf):
     # link is found dead
     central, node, fake = hostile(handler, "max_inflight_bytes %d\n" % limit,
                                   keepalive="4s", tls=tls)
-    rss0 = rss(node.pid)
+    rss0 = rss_bytes(node.pid)
     with probed(node):
         seen = []
         peak = []
@@ -574,7 +532,7 @@ def test_central_never_reads_a_forwarded_set(hostile, tls, perf):
         th.start()
         while th.is_alive():
             seen.append(node.metric("alpcrund_inflight_bytes"))
-            peak.append(rss(node.pid))
+            peak.append(rss_bytes(node.pid))
             th.join(0.1)
         assert got and got[0][0] == C.DEADLINE_EXCEEDED, got
         assert max(seen) <= limit, (max(seen), limit)

@@ -15,45 +15,11 @@ import time
 import grpc
 import pytest
 
-import alptest
-from alptest import cache_pb2_grpc, sd, wait_until
+from alptest import GetProber, PROBE_LIMIT, cache_pb2_grpc, sd, wait_until
 from test_tls import pki, tls_lines  # noqa: F401 - pki is a fixture
 
 PAYLOAD = b"served over TLS " * 32
-PROBE_LIMIT = 6.0 if alptest.SANITIZED else 3.0
 CONFIG = "handshake_timeout 1s\nidle_timeout 2s\n"
-
-
-class Prober(threading.Thread):
-    def __init__(self, d, pki):
-        super().__init__(daemon=True)
-        self.d, self.pki = d, pki
-        self.stop = threading.Event()
-        self.failures = []
-        self.worst = 0.0
-        self.rounds = 0
-
-    def run(self):
-        creds = grpc.ssl_channel_credentials(root_certificates=self.pki.read("ca.pem"))
-        ch = grpc.secure_channel(self.d.addr, creds, options=[
-            ("grpc.ssl_target_name_override", "localhost"),
-            ("grpc.use_local_subchannel_pool", 1)])
-        stub = cache_pb2_grpc.CacheStub(ch)
-        try:
-            while not self.stop.is_set():
-                t0 = time.monotonic()
-                try:
-                    st, _ = self.d.http_get("/healthz", timeout=PROBE_LIMIT)
-                    assert st == 200, "/healthz answered %d" % st
-                    r = stub.GetSharedData(sd("victim"), timeout=PROBE_LIMIT)
-                    assert r.payload == PAYLOAD
-                except Exception as e:     # noqa: BLE001 - every failure counts
-                    self.failures.append("%.2fs: %r" % (time.monotonic() - t0, e))
-                self.worst = max(self.worst, time.monotonic() - t0)
-                self.rounds += 1
-                self.stop.wait(0.05)
-        finally:
-            ch.close()
 
 
 @pytest.fixture
@@ -70,7 +36,10 @@ def tls_victim(make_daemon, pki):  # noqa: F811 - the fixture imported above
 
 
 def attack(d, pki, fn):  # noqa: F811
-    p = Prober(d, pki)
+    p = GetProber(d, PAYLOAD, channel=lambda: grpc.secure_channel(
+        d.addr, grpc.ssl_channel_credentials(root_certificates=pki.read("ca.pem")),
+        options=[("grpc.ssl_target_name_override", "localhost"),
+                 ("grpc.use_local_subchannel_pool", 1)]))
     p.start()
     try:
         fn()

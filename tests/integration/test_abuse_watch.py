@@ -12,51 +12,21 @@ whole snapshot, in order.
 """
 import contextlib
 import threading
-import time
 
 import grpc
 import pytest
 from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
 
 import alptest
-from alptest import RawH2, cache_pb2, cache_pb2_grpc, grpc_frame, sd, wait_until
+from alptest import (GetProber, PROBE_LIMIT, RawH2, cache_pb2, cache_pb2_grpc,
+                     grpc_frame, sd, wait_until)
 
 pytestmark = pytest.mark.all_backends
 
 N = cache_pb2.SharedDataNotice
 WATCH = "/alpcrun.v1.Cache/WatchSharedData"
 PAYLOAD = b"still served " * 16
-PROBE_LIMIT = 6.0 if alptest.SANITIZED else 3.0
 SESSIONS = 2000
-
-
-class Prober(threading.Thread):
-    def __init__(self, d):
-        super().__init__(daemon=True)
-        self.d = d
-        self.stop = threading.Event()
-        self.failures = []
-        self.worst = 0.0
-        self.rounds = 0
-
-    def run(self):
-        ch = grpc.insecure_channel(self.d.addr, options=[("grpc.use_local_subchannel_pool", 1)])
-        stub = cache_pb2_grpc.CacheStub(ch)
-        try:
-            while not self.stop.is_set():
-                t0 = time.monotonic()
-                try:
-                    st, _ = self.d.http_get("/healthz", timeout=PROBE_LIMIT)
-                    assert st == 200, "/healthz answered %d" % st
-                    r = stub.GetSharedData(sd("victim"), timeout=PROBE_LIMIT)
-                    assert r.payload == PAYLOAD
-                except Exception as e:     # noqa: BLE001 - every failure counts
-                    self.failures.append("%.2fs: %r" % (time.monotonic() - t0, e))
-                self.worst = max(self.worst, time.monotonic() - t0)
-                self.rounds += 1
-                self.stop.wait(0.05)
-        finally:
-            ch.close()
 
 
 class Writer(threading.Thread):
@@ -82,7 +52,7 @@ class Writer(threading.Thread):
 
 @contextlib.contextmanager
 def attacked(d):
-    p, w = Prober(d), Writer(d)
+    p, w = GetProber(d, PAYLOAD), Writer(d)
     p.start()
     w.start()
     try:

@@ -10,18 +10,10 @@ import time
 import pytest
 
 import alptest
-from alptest import GET, MiB, RawH2, encode_shared, grpc_frame, sd
+from alptest import GET, MiB, RawH2, encode_shared, grpc_frame, rss_bytes, sd
 
 SIZE_MIB = alptest.big_mib(200)    # 32 under sanitizers
 READERS = 3
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 @pytest.mark.timeout(300)

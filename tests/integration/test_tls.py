@@ -19,7 +19,7 @@ import pytest
 
 import alptest
 from alptest import (MiB, cache_pb2_grpc, encode_shared, grpc_frame, health_pb2,
-                     health_pb2_grpc, sd, stamped_payload, wait_until)
+                     health_pb2_grpc, rss_bytes, sd, stamped_payload, wait_until)
 
 C = grpc.StatusCode
 OPTIONS = [("grpc.max_send_message_length", 300 * MiB),
@@ -364,14 +364,6 @@ def test_turning_tls_off_needs_a_restart(make_daemon, pki):
     d.wait_log(r"msg=reloaded", start=mark)
     # still TLS
     assert code_of(stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 @pytest.mark.timeout(300)

@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 import alptest
-from alptest import MiB, RawH2, cache_pb2, cache_pb2_grpc, grpc_frame, sd, wait_until
+from alptest import (MiB, RawH2, cache_pb2, cache_pb2_grpc, grpc_frame, rss_bytes, sd,
+                     wait_until)
 
 C = grpc.StatusCode
 N = cache_pb2.SharedDataNotice
@@ -261,14 +262,6 @@ def test_drain_ends_watch_with_unavailable(make_daemon):
     assert w.done.wait(15), "watch stream not ended by the drain"
     assert w.error is not None and w.error.code() == C.UNAVAILABLE, w.error
     assert d.wait_exit(30) == 0
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 H2_ENHANCE_YOUR_CALM = 0xb
