@@ -17,7 +17,7 @@
  *
  * Leases.
  *	lookup() of an entry may return a lease on its payload: the bytes stay
- *	valid and unchanged until be_lease_release(), whatever happens to the
+ *	valid and unchanged until lease_release(), whatever happens to the
  *	entry meanwhile (update, delete, sweep, eviction, backend close is the
  *	one exception: every lease must be released before close()). The reply
  *	path releases the lease from the cleanup callback of the evbuffer
@@ -68,6 +68,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lease.h"
+
 struct config;
 struct event_base;
 
@@ -87,22 +89,8 @@ struct be_record {
 						   deleted payload */
 };
 
-/* A hold on a payload's bytes (see "Leases" above). */
-struct be_lease {
-	const uint8_t	*data;
-	size_t		 len;
-	void		(*release)(void *ctx);
-	void		*ctx;
-};
-
-static inline void
-be_lease_release(struct be_lease *l)
-{
-	if (l->release != NULL)
-		l->release(l->ctx);
-	l->release = NULL;
-	l->ctx = NULL;
-}
+/* A hold on a payload's bytes (see "Leases" above): struct lease,
+ * lease.h. */
 
 /* What decide() asks the backend to do with the key. */
 enum be_action {
@@ -186,7 +174,7 @@ struct backend_ops {
 	 */
 	int		 (*lookup)(struct backend *, const uint8_t *key,
 			    size_t keylen, uint64_t now, struct be_record *rec,
-			    struct be_lease *lease);
+			    struct lease *lease);
 	int		 (*write)(struct backend *, struct be_write *);
 	/* Free up to budget expired records; *more: some remain. Returns
 	 * how many were freed. */

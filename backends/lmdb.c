@@ -235,7 +235,7 @@ struct rtx {
 	int		 old;		/* on the old list */
 };
 
-/* One zero-copy lease: ctx of its be_lease. */
+/* One zero-copy lease: ctx of its lease. */
 struct lease_obj {
 	struct lease_obj *next, *prev;	/* in r->leases */
 	struct rtx	*r;		/* the snapshot that holds the bytes */
@@ -767,7 +767,7 @@ migrate(struct lm *l)
 
 static void lm_finish(struct lm *);
 
-/* be_lease.release of a zero-copy lease: loop thread only (backend.h). */
+/* lease.release of a zero-copy lease: loop thread only (backend.h). */
 static void
 lease_release_rtx(void *ctx)
 {
@@ -1853,7 +1853,7 @@ lm_close(struct backend *be)
 
 static int
 lm_lookup(struct backend *be, const uint8_t *key, size_t keylen,
-    uint64_t now, struct be_record *rec, struct be_lease *lease)
+    uint64_t now, struct be_record *rec, struct lease *lease)
 {
 	struct lm *l = (struct lm *)be;
 	struct kent *e;

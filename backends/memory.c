@@ -369,9 +369,9 @@ blob_unref(struct blob *b)
 	pool_free(b, blob_size(b->len));
 }
 
-/* be_lease.release: loop thread only (backend.h), hence no atomics. */
+/* lease.release: loop thread only (backend.h), hence no atomics. */
 static void
-lease_release(void *ctx)
+mem_lease_release(void *ctx)
 {
 	blob_unref(ctx);
 }
@@ -945,7 +945,7 @@ fail:
 
 /*
  * Frees every record. A blob still leased when close() runs is not freed
- * here but by its last be_lease_release() (the contract forbids that
+ * here but by its last lease_release() (the contract forbids that
  * situation anyway; this backend merely survives it).
  */
 static void
@@ -976,7 +976,7 @@ mem_close(struct backend *be)
 
 static int
 mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
-    uint64_t now, struct be_record *rec, struct be_lease *lease)
+    uint64_t now, struct be_record *rec, struct lease *lease)
 {
 	struct mem *m = (struct mem *)be;
 	struct rec *r = NULL;
@@ -1005,7 +1005,7 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 		r->u.blob->refcnt++;
 		lease->data = rec->data;
 		lease->len = rec->len;
-		lease->release = lease_release;
+		lease->release = mem_lease_release;
 		lease->ctx = r->u.blob;
 		if (m->lru)		/* a read that serves the entry */
 			lru_touch(m, r);

@@ -99,9 +99,10 @@ def rss_bytes(pid):
 class Daemon:
     """alpcrund on loopback with a configuration of its own in
     workdir/name; extra is appended to the configuration (@DIR@ names that
-    directory). Returns once /readyz answers 200."""
+    directory); wrap is a command line to run it under (valgrind ...).
+    Returns once /readyz answers 200."""
 
-    def __init__(self, binary, workdir, name, extra=""):
+    def __init__(self, binary, workdir, name, extra="", wrap=""):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
         self.port, self.mport = free_port(), free_port()
@@ -111,9 +112,9 @@ class Daemon:
                     "max_ttl 1h\ndefault_ttl 1h\nlog_level warn\n%s\n"
                     % (self.port, self.mport, extra.replace("@DIR@", self.dir)))
         self.log = open(os.path.join(self.dir, "alpcrund.log"), "wb")
-        self.proc = subprocess.Popen([binary, "-c", conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(wrap.split() + [binary, "-c", conf], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (120 if wrap else 30)
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit("alpcrund exited at start: see %s" % self.log.name)

@@ -21,7 +21,10 @@
 #include "cache.h"
 #include "config.h"
 #include "digest.h"
+#include "grpc.h"
+#include "health.h"
 #include "log.h"
+#include "methods.h"
 #include "metrics.h"
 #include "node.h"
 #include "prefetch.h"
@@ -43,9 +46,86 @@ static struct {
 	struct backend		*be;
 	struct server		 srv;
 	struct sweeper		*sweeper;
-	int			 metrics_on;
 	int			 node_on;
 } d;
+
+/* --- hooks registered into the lower layers ------------------------------ */
+
+static void
+serve_methods(const struct config *conf)
+{
+	size_t n;
+	const struct method *m = methods_for(conf->mode == MODE_NODE, &n);
+
+	grpc_server_configure(m, n, conf->max_message_size);
+}
+
+static uint64_t
+gauge_entries(void *arg)
+{
+	struct backend *be = arg;
+	struct be_stats st;
+
+	memset(&st, 0, sizeof(st));
+	be->ops->stats(be, &st);
+	return st.entries;
+}
+
+static uint64_t
+gauge_payload_bytes(void *arg)
+{
+	struct backend *be = arg;
+	struct be_stats st;
+
+	memset(&st, 0, sizeof(st));
+	be->ops->stats(be, &st);
+	return st.payload_bytes;
+}
+
+static void
+drain_ready(void *arg)
+{
+	health_set_serving(0);
+	metrics_set_ready(0, "draining");
+}
+
+static void
+node_inflight_add(void *arg, int64_t delta)
+{
+	server_inflight(arg, delta);
+}
+
+static int
+node_inflight_full(void *arg)
+{
+	return server_inflight_full(arg);
+}
+
+/* The gauges of other modules, the drain's hooks. 0, or -1. */
+static int
+register_hooks(void)
+{
+	if (d.be->ops->stats != NULL &&
+	    (metrics_gauge("alpcrund_entries",
+	    "Entries stored (live or not yet swept).", gauge_entries,
+	    d.be) != 0 ||
+	    metrics_gauge("alpcrund_payload_bytes", "Bytes of payload stored.",
+	    gauge_payload_bytes, d.be) != 0))
+		return -1;
+	if (metrics_gauge("alpcrund_watchers",
+	    "Change feed streams open (central).", watch_gauge_watchers,
+	    NULL) != 0 ||
+	    metrics_gauge("alpcrund_watch_queued_bytes",
+	    "Change feed notice bytes queued for watchers, not yet framed.",
+	    watch_gauge_queued, NULL) != 0)
+		return -1;
+	/* Readiness first, then the services that refuse new work. */
+	if (server_on_drain(&d.srv, drain_ready, NULL) != 0 ||
+	    server_on_drain(&d.srv, watch_drain, NULL) != 0 ||
+	    (d.node_on && server_on_drain(&d.srv, node_drain, NULL) != 0))
+		return -1;
+	return 0;
+}
 
 static void
 usage(FILE *f)
@@ -241,6 +321,7 @@ reload(void)
 	d.be->ops->reconfigure(d.be, &next);
 	sweeper_set_interval(d.sweeper, next.sweep_interval);
 	server_reconfigure(&d.srv, &next);
+	serve_methods(&next);
 	config_free(&d.conf);
 	d.conf = next;
 	d.srv.conf = &d.conf;
@@ -356,7 +437,6 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	backend_set_hook(d.be, on_backend_change, NULL);
-	metrics_set_backend(d.be);
 	if (auth_load(&d.conf, err, sizeof(err)) != 0) {
 		log_error("cannot load the api key", "error=\"%s\"", err);
 		goto out;
@@ -377,18 +457,24 @@ main(int argc, char *argv[])
 		    err);
 		goto out;
 	}
-	if (server_init(&d.srv, d.base, &d.conf, d.be, err, sizeof(err)) != 0 ||
+	serve_methods(&d.conf);
+	if (server_init(&d.srv, d.base, &d.conf, &grpc_server_ops, err,
+	    sizeof(err)) != 0 ||
 	    server_listen(&d.srv, err, sizeof(err)) != 0) {
 		log_error("cannot listen", "error=\"%s\"", err);
 		goto out;
 	}
 	if (d.conf.mode == MODE_NODE) {
+		struct node_inflight acct = { node_inflight_add,
+		    node_inflight_full, &d.srv };
+
 		if (node_init(d.base, d.be, &d.conf, err, sizeof(err)) != 0) {
 			log_error("cannot start node mode", "error=\"%s\"",
 			    err);
 			goto out;
 		}
 		d.node_on = 1;
+		node_set_inflight(&acct);
 		if (d.conf.prefetch && prefetch_init(d.base, d.be,
 		    &d.conf) != 0) {
 			log_error("cannot start prefetch", "error=\"out of "
@@ -396,13 +482,16 @@ main(int argc, char *argv[])
 			goto out;
 		}
 	}
+	if (register_hooks() != 0) {
+		log_error("cannot start", "error=\"out of memory\"");
+		goto out;
+	}
 	if (d.conf.metrics_listen != NULL) {
 		if (metrics_listen(d.base, d.conf.metrics_listen, err,
 		    sizeof(err)) != 0) {
 			log_error("cannot serve metrics", "error=\"%s\"", err);
 			goto out;
 		}
-		d.metrics_on = 1;
 		log_info("metrics listening", "addr=%s", d.conf.metrics_listen);
 	}
 	if ((d.sweeper = sweeper_start(d.base, d.be,
@@ -440,8 +529,7 @@ out:
 	server_free(&d.srv);
 	if (d.sweeper != NULL)
 		sweeper_stop(d.sweeper);
-	if (d.metrics_on)
-		metrics_close();
+	metrics_close();	/* also frees the registered gauges */
 	if (d.conf.pid_file != NULL && rv == 0)
 		unlink(d.conf.pid_file);
 	tls_server_free();

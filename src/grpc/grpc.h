@@ -1,7 +1,7 @@
 /*
- * grpc.h: the gRPC call layer (spec §3) between HTTP/2 streams (conn.c) and
- * the handlers (cache.c, health.c): the method table, status codes, and the
- * call API a handler answers through, at once or later.
+ * grpc.h: the gRPC call layer (spec §3) between HTTP/2 streams (h2srv.h)
+ * and the handlers (svc/): the method table it serves, and the call API a
+ * handler answers through, at once or later.
  *
  * A handler receives a decoded request and must finish the call exactly once
  * with call_reply() or call_error(), now or from a later callback (a backend
@@ -19,32 +19,13 @@
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
-#include "backend.h"
+#include "grpc_status.h"
+#include "lease.h"
 #include "metrics.h"
 
-enum grpc_status {
-	GRPC_OK = 0,
-	GRPC_CANCELLED = 1,
-	GRPC_UNKNOWN = 2,
-	GRPC_INVALID_ARGUMENT = 3,
-	GRPC_DEADLINE_EXCEEDED = 4,
-	GRPC_NOT_FOUND = 5,
-	GRPC_ALREADY_EXISTS = 6,
-	GRPC_PERMISSION_DENIED = 7,
-	GRPC_RESOURCE_EXHAUSTED = 8,
-	GRPC_FAILED_PRECONDITION = 9,
-	GRPC_ABORTED = 10,
-	GRPC_OUT_OF_RANGE = 11,
-	GRPC_UNIMPLEMENTED = 12,
-	GRPC_INTERNAL = 13,
-	GRPC_UNAVAILABLE = 14,
-	GRPC_DATA_LOSS = 15,
-	GRPC_UNAUTHENTICATED = 16,
-};
-
-const char	*grpc_status_name(int);
 
 struct call;
+struct h2s_ops;
 
 typedef void method_handler(struct call *, ProtobufCMessage *req);
 
@@ -59,10 +40,13 @@ struct method {
 	int				  flags;
 };
 
-/* methods.c: the table of served methods. */
-const struct method *method_find(const char *path, size_t len);
-/* Serve node mode's handlers (1) or central's (0, the default). */
-void	 method_table_node(int on);
+/* The stream callbacks of the call layer, for the server transport
+ * (server_init()). */
+extern const struct h2s_ops grpc_server_ops;
+/* Serve these methods; messages up to max_message bytes (at start and on
+ * SIGHUP). */
+void	 grpc_server_configure(const struct method *, size_t n,
+	    uint64_t max_message);
 
 /*
  * Finish with a reply message. When lease is not NULL, the reply's bytes
@@ -71,7 +55,7 @@ void	 method_table_node(int on);
  * them (or the stream is gone). The call owns the lease from here on.
  */
 void	 call_reply(struct call *, const ProtobufCMessage *reply,
-	    struct be_lease *lease);
+	    struct lease *lease);
 /* Finish with an error status; fmt builds grpc-message (may be NULL). */
 void	 call_error(struct call *, int status, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));

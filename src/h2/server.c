@@ -20,8 +20,7 @@
 
 #include "accept_guard.h"
 #include "config.h"
-#include "conn.h"
-#include "health.h"
+#include "h2conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -37,8 +36,6 @@ struct listener {
 	struct evconnlistener	*lev;
 	struct accept_guard	*guard;		/* out of descriptors */
 };
-
-struct server *the_server;
 
 static void	 wake_starved(evutil_socket_t, short, void *);
 static struct event *starved_ev;
@@ -64,11 +61,12 @@ tv_ms(struct timeval *tv, uint64_t ms)
 
 int
 server_init(struct server *srv, struct event_base *base,
-    const struct config *conf, struct backend *be, char *err, size_t errlen)
+    const struct config *conf, const struct h2s_ops *ops, char *err,
+    size_t errlen)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->base = base;
-	srv->be = be;
+	srv->ops = ops;
 	srv->conf = conf;
 	srv->max_connections = conf->max_connections;
 	limits_from(&srv->lim, conf);
@@ -78,7 +76,22 @@ server_init(struct server *srv, struct event_base *base,
 		snprintf(err, errlen, "cannot create events");
 		return -1;
 	}
-	the_server = srv;
+	return 0;
+}
+
+int
+server_on_drain(struct server *srv, void (*fn)(void *), void *arg)
+{
+	struct drain_hook *h, **tail;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return -1;
+	h->fn = fn;
+	h->arg = arg;
+	/* In the order registered. */
+	for (tail = &srv->drain_hooks; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = h;
 	return 0;
 }
 
@@ -112,7 +125,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
-	if (conn_new(srv, fd, sa, salen) == NULL) {
+	if (h2s_conn_new(srv, fd, sa, salen) == NULL) {
 		log_warn("cannot set up connection", "listen=%s", l->spec);
 		return;
 	}
@@ -301,7 +314,7 @@ listeners_close(struct server *srv)
 }
 
 void
-server_conn_closed(struct server *srv, struct conn *c)
+server_conn_closed(struct server *srv, struct h2s_conn *c)
 {
 	if (srv->accept_paused && srv->nconns < srv->max_connections &&
 	    !srv->draining) {
@@ -336,11 +349,11 @@ static void
 wake_starved(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct stream *st, *next;
-	struct conn *c, *cn;
+	struct h2s_stream *st, *next;
+	struct h2s_conn *c, *cn;
 
 	TAILQ_FOREACH_SAFE(st, &srv->starved, starved_entry, next) {
-		if (!conn_stream_admit(st))
+		if (!h2s_stream_admit(st))
 			break;		/* first come, first served */
 		TAILQ_REMOVE(&srv->starved, st, starved_entry);
 		st->starved = 0;
@@ -349,7 +362,7 @@ wake_starved(evutil_socket_t fd, short what, void *arg)
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, cn)
 		if (c->want_flush) {
 			c->want_flush = 0;
-			conn_flush(c);
+			h2s_conn_flush(c);
 		}
 }
 
@@ -358,14 +371,14 @@ wake_starved(evutil_socket_t fd, short what, void *arg)
 void
 server_reconfigure(struct server *srv, const struct config *conf)
 {
-	struct conn *c;
+	struct h2s_conn *c;
 
 	srv->conf = conf;
 	limits_from(&srv->lim, conf);
 	/* New timeouts apply to timers armed from now on; re-arm the idle
 	 * ones so a shorter idle_timeout takes effect at once. */
 	TAILQ_FOREACH(c, &srv->conns, entry)
-		conn_rearm_timer(c);
+		h2s_conn_rearm_timer(c);
 	if (!TAILQ_EMPTY(&srv->starved))
 		event_active(starved_ev, 0, 0);
 }
@@ -376,10 +389,10 @@ static void
 drain_step_two(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct conn *c, *next;
+	struct h2s_conn *c, *next;
 
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-		conn_goaway(c);
+		h2s_conn_goaway(c);
 	if (srv->nconns == 0 && srv->on_drained != NULL)
 		srv->on_drained(srv);
 }
@@ -388,12 +401,12 @@ static void
 grace_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct conn *c;
+	struct h2s_conn *c;
 
 	log_warn("shutdown grace expired, closing connections",
 	    "connections=%zu", srv->nconns);
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
-		conn_free(c);
+		h2s_conn_free(c);
 	if (srv->on_drained != NULL)
 		srv->on_drained(srv);
 }
@@ -401,28 +414,22 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 void
 server_drain(struct server *srv)
 {
-	struct conn *c, *next;
-	struct stream *st, *sn;
+	struct h2s_conn *c, *next;
+	struct drain_hook *h;
 	struct timeval tv;
 
 	if (srv->draining)
 		return;
 	srv->draining = 1;
-	health_set_serving(0);
-	metrics_set_ready(0, "draining");
+	for (h = srv->drain_hooks; h != NULL; h = h->next)
+		h->fn(h->arg);
 	listeners_close(srv);
 	log_info("draining", "connections=%zu grace_ms=%llu", srv->nconns,
 	    (unsigned long long)srv->lim.shutdown_grace_ms);
-	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
-		/* Walking the streams: no flush (that may free them). */
-		c->in_recv = 1;
-		TAILQ_FOREACH_SAFE(st, &c->streams, entry, sn)
-			grpc_stream_drain(st);
-		nghttp2_submit_shutdown_notice(c->h2);
-		c->in_recv = 0;
-	}
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-		conn_flush(c);
+		h2s_conn_drain(c);
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+		h2s_conn_flush(c);
 	srv->drain_timer = evtimer_new(srv->base, drain_step_two, srv);
 	tv_ms(&tv, GOAWAY_STEP_MS);
 	evtimer_add(srv->drain_timer, &tv);
@@ -434,12 +441,13 @@ server_drain(struct server *srv)
 void
 server_free(struct server *srv)
 {
-	struct conn *c;
+	struct h2s_conn *c;
+	struct drain_hook *h;
 	size_t i;
 
 	srv->on_drained = NULL;
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
-		conn_free(c);
+		h2s_conn_free(c);
 	listeners_close(srv);
 	for (i = 0; i < srv->nlisteners; i++)
 		free(srv->listeners[i].spec);
@@ -451,5 +459,8 @@ server_free(struct server *srv)
 	if (starved_ev != NULL)
 		event_free(starved_ev);
 	starved_ev = NULL;
-	the_server = NULL;
+	while ((h = srv->drain_hooks) != NULL) {
+		srv->drain_hooks = h->next;
+		free(h);
+	}
 }

@@ -9,12 +9,18 @@
 #include <sys/queue.h>
 #include <stdint.h>
 
-#include "conn.h"
+#include "h2conn.h"
 
 struct config;
-struct backend;
 struct event_base;
 struct listener;
+
+/* Told when the drain starts (SIGTERM), before any stream is ended. */
+struct drain_hook {
+	void			(*fn)(void *);
+	void			*arg;
+	struct drain_hook	*next;
+};
 
 /* The limits a connection reads at use time; SIGHUP replaces them. */
 struct limits {
@@ -29,7 +35,7 @@ struct limits {
 
 struct server {
 	struct event_base	*base;
-	struct backend		*be;
+	const struct h2s_ops	*ops;		/* the layer on the streams */
 	const struct config	*conf;		/* current; owned by main.c */
 	struct limits		 lim;
 	uint64_t		 max_connections; /* fixed at start (rlimit) */
@@ -39,36 +45,40 @@ struct server {
 	unsigned		 accept_paused:1; /* max_connections reached */
 	unsigned		 draining:1;
 
-	TAILQ_HEAD(, conn)	 conns;
+	TAILQ_HEAD(, h2s_conn)	 conns;
 	size_t			 nconns;
 
 	uint64_t		 inflight;	/* request body bytes reserved */
-	TAILQ_HEAD(, stream)	 starved;	/* streams waiting for a reservation */
+	TAILQ_HEAD(, h2s_stream) starved;	/* streams waiting for a reservation */
 
 	struct event		*drain_timer;	/* GOAWAY step two */
 	struct event		*grace_timer;	/* shutdown_grace */
 	void			(*on_drained)(struct server *);
+	struct drain_hook	*drain_hooks;
 };
 
+/* ops: what runs on every request stream (the call layer's table). */
 int	 server_init(struct server *, struct event_base *,
-	    const struct config *, struct backend *, char *err, size_t errlen);
+	    const struct config *, const struct h2s_ops *ops, char *err,
+	    size_t errlen);
+/* Call fn(arg) when the drain starts (main.c registers readiness, health
+ * and the services that must refuse new work). 0, or -1. */
+int	 server_on_drain(struct server *, void (*fn)(void *), void *arg);
 /* Bind every `listen` address. */
 int	 server_listen(struct server *, char *err, size_t errlen);
 /* SIGHUP: the new configuration's live values. */
 void	 server_reconfigure(struct server *, const struct config *);
-/* SIGTERM: stop accepting, GOAWAY in two steps, end streaming calls, let
- * unary calls finish within shutdown_grace; then on_drained(). */
+/* SIGTERM: the drain hooks, stop accepting, GOAWAY in two steps, end
+ * long-lived replies (h2s_ops.drain), let the others finish within
+ * shutdown_grace; then on_drained(). */
 void	 server_drain(struct server *);
 void	 server_free(struct server *);
 
-/* conn.c -> server. */
-void	 server_conn_closed(struct server *, struct conn *);
+/* h2srv.c -> server. */
+void	 server_conn_closed(struct server *, struct h2s_conn *);
 /* Request body bytes buffered (+) or released (-); releasing gives held
  * window back to starved connections. */
 void	 server_inflight(struct server *, int64_t delta);
 int	 server_inflight_full(const struct server *);
-
-/* The one server of the process, for the call layer. */
-extern struct server *the_server;
 
 #endif

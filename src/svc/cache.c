@@ -235,7 +235,7 @@ struct cache_op {
 				    const struct be_record *, uint64_t,
 				    struct be_change *, struct cache_verdict *);
 	struct be_write		 w;
-	struct be_lease		 lease;		/* Delete: the entry hashed */
+	struct lease		 lease;		/* Delete: the entry hashed */
 };
 
 static void
@@ -295,7 +295,7 @@ op_hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 
 	memcpy(op->r.digest, digest, BE_DIGEST_LEN);
 	op->r.has_digest = 1;
-	be_lease_release(&op->lease);
+	lease_release(&op->lease);
 	op_write(op);
 }
 
@@ -328,7 +328,7 @@ op_prehash(struct cache_op *op)
 		if (digest_start(op->r.data, op->r.len, op_hashed, op) == 0)
 			return 1;
 	}
-	be_lease_release(&op->lease);
+	lease_release(&op->lease);
 	return 0;
 }
 
@@ -401,7 +401,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
 	struct be_record rec;
-	struct be_lease lease = { 0 };
+	struct lease lease = { 0 };
 	struct cache_verdict v;
 	uint64_t now = clock_now_ns(), left;
 
@@ -423,7 +423,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	if (req->has_update_level && req->update_level != rec.level) {
-		be_lease_release(&lease);
+		lease_release(&lease);
 		call_error(call, GRPC_FAILED_PRECONDITION, "update level "
 		    "mismatch: expected %u, got %u", rec.level,
 		    req->update_level);

@@ -1,8 +1,9 @@
 /*
- * methods.c: the method tables: which gRPC paths are served, by which
- * handler, with which request type and metrics label. A central serves
- * alpcrun.v1.Cache with cache.c's handlers, a node with node.c's (the mode
- * picks the table at start).
+ * methods.c: the one table of gRPC methods: path, metrics label, request
+ * type, and a handler column per mode (central's in cache.c and watch.c,
+ * a node's in node.c; health.c's in both). A method without a handler in
+ * a mode is not served there (UNIMPLEMENTED). main.c hands the mode's
+ * rows to the call layer (grpc_server_configure()).
  */
 #include <string.h>
 
@@ -11,66 +12,68 @@
 #include "cache.h"
 #include "grpc.h"
 #include "health.h"
+#include "methods.h"
 #include "node.h"
 #include "watch.h"
 
-static const struct method central_methods[] = {
+struct method_row {
+	const char			 *path;
+	enum metric_method		  metric;
+	const ProtobufCMessageDescriptor *request;
+	method_handler			 *central;
+	method_handler			 *node;
+	int				  flags;
+};
+
+static const struct method_row rows[] = {
 	{ "/alpcrun.v1.Cache/GetSharedData", MM_GET,
-	    &alpcrun__v1__shared_data__descriptor, cache_get, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_get, node_get, 0 },
 	{ "/alpcrun.v1.Cache/SetSharedData", MM_SET,
-	    &alpcrun__v1__shared_data__descriptor, cache_set, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_set, node_set, 0 },
 	{ "/alpcrun.v1.Cache/UpdateSharedData", MM_UPDATE,
-	    &alpcrun__v1__shared_data__descriptor, cache_update, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_update, node_update,
+	    0 },
 	{ "/alpcrun.v1.Cache/DeleteSharedData", MM_DELETE,
-	    &alpcrun__v1__shared_data__descriptor, cache_delete, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_delete, node_delete,
+	    0 },
 	{ "/alpcrun.v1.Cache/WatchSharedData", MM_WATCH,
-	    &alpcrun__v1__watch_request__descriptor, watch_shared_data,
+	    &alpcrun__v1__watch_request__descriptor, watch_shared_data, NULL,
 	    METHOD_STREAMING },
 	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
 	    &grpc__health__v1__health_check_request__descriptor,
-	    health_check, METHOD_NO_AUTH },
+	    health_check, health_check, METHOD_NO_AUTH },
 	{ "/grpc.health.v1.Health/Watch", MM_HEALTH_WATCH,
 	    &grpc__health__v1__health_check_request__descriptor,
-	    health_watch, METHOD_NO_AUTH | METHOD_STREAMING },
+	    health_watch, health_watch, METHOD_NO_AUTH | METHOD_STREAMING },
 };
 
-static const struct method node_methods[] = {
-	{ "/alpcrun.v1.Cache/GetSharedData", MM_GET,
-	    &alpcrun__v1__shared_data__descriptor, node_get, 0 },
-	{ "/alpcrun.v1.Cache/SetSharedData", MM_SET,
-	    &alpcrun__v1__shared_data__descriptor, node_set, 0 },
-	{ "/alpcrun.v1.Cache/UpdateSharedData", MM_UPDATE,
-	    &alpcrun__v1__shared_data__descriptor, node_update, 0 },
-	{ "/alpcrun.v1.Cache/DeleteSharedData", MM_DELETE,
-	    &alpcrun__v1__shared_data__descriptor, node_delete, 0 },
-	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
-	    &grpc__health__v1__health_check_request__descriptor,
-	    health_check, METHOD_NO_AUTH },
-	{ "/grpc.health.v1.Health/Watch", MM_HEALTH_WATCH,
-	    &grpc__health__v1__health_check_request__descriptor,
-	    health_watch, METHOD_NO_AUTH | METHOD_STREAMING },
-};
+#define NROWS	(sizeof(rows) / sizeof(rows[0]))
 
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
-
-static const struct method *methods = central_methods;
-static size_t nmethods = NELEM(central_methods);
-
-void
-method_table_node(int on)
-{
-	methods = on ? node_methods : central_methods;
-	nmethods = on ? NELEM(node_methods) : NELEM(central_methods);
-}
+static struct method served[2][NROWS];
+static size_t nserved[2];
 
 const struct method *
-method_find(const char *path, size_t len)
+methods_for(int node, size_t *n)
 {
-	size_t i;
+	size_t i, k = 0;
 
-	for (i = 0; i < nmethods; i++)
-		if (strlen(methods[i].path) == len &&
-		    memcmp(methods[i].path, path, len) == 0)
-			return &methods[i];
-	return NULL;
+	node = node != 0;
+	if (nserved[node] == 0) {
+		for (i = 0; i < NROWS; i++) {
+			method_handler *h = node ? rows[i].node :
+			    rows[i].central;
+
+			if (h == NULL)
+				continue;
+			served[node][k].path = rows[i].path;
+			served[node][k].metric = rows[i].metric;
+			served[node][k].request = rows[i].request;
+			served[node][k].handler = h;
+			served[node][k].flags = rows[i].flags;
+			k++;
+		}
+		nserved[node] = k;
+	}
+	*n = nserved[node];
+	return served[node];
 }

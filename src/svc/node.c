@@ -29,7 +29,7 @@
  * reference from the reply buffer itself.
  *
  * Memory in flight. Reply buffers are counted against max_inflight_bytes
- * (server_inflight()) from the moment the reply's message prefix arrives
+ * (node_set_inflight()) from the moment the reply's message prefix arrives
  * (h2client allocates the whole buffer then and reports it through
  * on_reply_mem) until the backend adopts them or the last reply
  * referencing them is on the socket; so are the
@@ -70,8 +70,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "queue_compat.h"
 #include "tls.h"
-#include "server.h"
 #include "siphash.h"
 
 #define PATH_GET	"/alpcrun.v1.Cache/GetSharedData"
@@ -121,7 +121,7 @@ struct shared {
 	unsigned		 refs;
 	const uint8_t		*data;
 	size_t			 len;
-	struct be_lease		 under;		/* stored: the backend's lease */
+	struct lease		 under;		/* stored: the backend's lease */
 	uint8_t			*own;		/* pass-through: reply buffer */
 	int64_t			 acct;		/* counted in flight */
 };
@@ -166,7 +166,9 @@ static struct {
 	struct fwd_list		 fwds;
 	struct event		*queue_timer;
 	int64_t			 inflight;
+	struct node_inflight	 budget;	/* max_inflight_bytes, if set */
 	int			 started;
+	int			 draining;
 } n;
 
 /* --- pure parts ------------------------------------------------------------ */
@@ -336,8 +338,8 @@ inflight(int64_t delta)
 	if (delta == 0)
 		return;
 	n.inflight += delta;
-	if (the_server != NULL)
-		server_inflight(the_server, delta);
+	if (n.budget.add != NULL)
+		n.budget.add(n.budget.arg, delta);
 }
 
 /* h2client's on_reply_mem: a fetch's reply counts from its prefix on. */
@@ -350,7 +352,7 @@ reply_mem(void *arg, int64_t delta)
 static int
 inflight_full(void)
 {
-	return the_server != NULL && server_inflight_full(the_server);
+	return n.budget.full != NULL && n.budget.full(n.budget.arg);
 }
 
 /* --- the link ---------------------------------------------------------------- */
@@ -359,7 +361,7 @@ static void
 on_link(void *arg, int up, const char *reason)
 {
 	char why[256];
-	int draining = the_server != NULL && the_server->draining;
+	int draining = n.draining;
 
 	metrics_upstream_up(up);
 	if (up) {
@@ -380,7 +382,7 @@ on_link(void *arg, int up, const char *reason)
 /* Reply with a copy held under lease (which the call takes over). */
 static void
 reply_copy(struct call *call, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t expires, uint64_t now, struct be_lease *lease)
+    uint32_t level, uint64_t expires, uint64_t now, struct lease *lease)
 {
 	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
@@ -407,7 +409,7 @@ shared_release(void *arg)
 
 	if (--s->refs > 0)
 		return;
-	be_lease_release(&s->under);
+	lease_release(&s->under);
 	free(s->own);
 	inflight(-s->acct);
 	free(s);
@@ -559,7 +561,7 @@ fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
     uint64_t expires)
 {
 	struct waiter *w;
-	struct be_lease lease;
+	struct lease lease;
 	uint64_t now = clock_now_ns();
 
 	f->finishing = 1;		/* as in fetch_fail() */
@@ -638,7 +640,7 @@ store_done(void *arg, int err, const char *errmsg)
 		if (n.be->ops->lookup(n.be, f->key, f->keylen, clock_now_ns(),
 		    &rec, &s->under) != 0 || rec.kind != BE_ENTRY ||
 		    rec.level != op->level) {
-			be_lease_release(&s->under);
+			lease_release(&s->under);
 			free(s);
 			fetch_fail(f, GRPC_UNAVAILABLE, "the fetched copy "
 			    "was dropped before it could be served");
@@ -839,7 +841,7 @@ node_get(struct call *call, ProtobufCMessage *msg)
 {
 	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
 	struct be_record rec;
-	struct be_lease lease = { 0 };
+	struct lease lease = { 0 };
 	struct cache_verdict v;
 	uint64_t now = clock_now_ns();
 	const uint8_t *key = req->session_id.data;
@@ -861,13 +863,13 @@ node_get(struct call *call, ProtobufCMessage *msg)
 		    &lease);
 		break;
 	case NODE_MISMATCH:
-		be_lease_release(&lease);
+		lease_release(&lease);
 		call_error(call, GRPC_FAILED_PRECONDITION, "update level "
 		    "mismatch: expected %u, got %u", rec.level,
 		    req->update_level);
 		break;
 	case NODE_FETCH:
-		be_lease_release(&lease);
+		lease_release(&lease);
 		metrics_count(MC_CACHE_MISSES, 1);
 		node_wait(call, key, keylen, req->has_update_level,
 		    req->update_level, now);
@@ -1206,7 +1208,6 @@ node_init(struct event_base *base, struct backend *be,
 	SSL_CTX_free(o.ssl_ctx);
 	if (n.up == NULL)
 		goto fail;
-	method_table_node(1);
 	n.started = 1;
 	log_info("node mode", "upstream=%s upstream_timeout_ms=%llu "
 	    "max_memory=%llu", n.target,
@@ -1244,6 +1245,18 @@ node_reconfigure(const struct config *conf)
 }
 
 void
+node_set_inflight(const struct node_inflight *acct)
+{
+	n.budget = *acct;
+}
+
+void
+node_drain(void *unused)
+{
+	n.draining = 1;
+}
+
+void
 node_free(void)
 {
 	struct fetch *f;
@@ -1270,7 +1283,6 @@ node_free(void)
 		free(n.key);
 	}
 	n.key = NULL;
-	if (n.started)
-		method_table_node(0);
 	n.started = 0;
+	n.draining = 0;
 }

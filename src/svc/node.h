@@ -35,6 +35,18 @@ void	 node_reconfigure(const struct config *);
 /* Finish every waiter (UNAVAILABLE), drop the link. Before server_free(). */
 void	 node_free(void);
 
+/* How fetches count against max_inflight_bytes: add(arg, delta) as reply
+ * bytes arrive and go, full(arg) while no new fetch may start. main.c
+ * registers the server's accounting; unset, nothing is counted. */
+struct node_inflight {
+	void	(*add)(void *arg, int64_t delta);
+	int	(*full)(void *arg);
+	void	*arg;
+};
+void	 node_set_inflight(const struct node_inflight *);
+/* The drain started: readiness stays down whatever the link does. */
+void	 node_drain(void *unused);
+
 /* The handlers of alpcrun.v1.Cache on a node. */
 method_handler node_get, node_set, node_update, node_delete;
 

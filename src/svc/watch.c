@@ -102,6 +102,7 @@ static struct {
 	uint64_t		 buffer;	/* watch_buffer */
 	uint64_t		 nwatchers;
 	int			 started;
+	int			 draining;	/* no new watchers */
 } W;
 
 /* --- pure parts ------------------------------------------------------------ */
@@ -436,7 +437,7 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 		call_error(call, GRPC_UNIMPLEMENTED, "no change feed here");
 		goto out;
 	}
-	if (the_server != NULL && the_server->draining) {
+	if (W.draining) {
 		call_error(call, GRPC_UNAVAILABLE, "server shutting down");
 		goto out;
 	}
@@ -528,6 +529,12 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 }
 
 void
+watch_drain(void *unused)
+{
+	W.draining = 1;
+}
+
+void
 watch_stats(uint64_t *watchers, uint64_t *queued)
 {
 	struct watcher *w;
@@ -540,6 +547,24 @@ watch_stats(uint64_t *watchers, uint64_t *queued)
 			(*watchers)++;
 			*queued += call_queued(w->call) + w->held_bytes;
 		}
+}
+
+uint64_t
+watch_gauge_watchers(void *unused)
+{
+	uint64_t watchers, queued;
+
+	watch_stats(&watchers, &queued);
+	return watchers;
+}
+
+uint64_t
+watch_gauge_queued(void *unused)
+{
+	uint64_t watchers, queued;
+
+	watch_stats(&watchers, &queued);
+	return queued;
 }
 
 /* --- life ---------------------------------------------------------------------- */

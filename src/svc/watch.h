@@ -40,6 +40,11 @@ void	 watch_backend_event(enum be_event, const uint8_t *key, size_t keylen,
 /* For /metrics: watchers open, and the notice bytes they have queued
  * (packed for their streams, or held while their snapshot runs). */
 void	 watch_stats(uint64_t *watchers, uint64_t *queued_bytes);
+/* The same, one figure each, as metrics gauges (metrics_gauge()). */
+uint64_t watch_gauge_watchers(void *);
+uint64_t watch_gauge_queued(void *);
+/* The drain started: new watchers are refused with UNAVAILABLE. */
+void	 watch_drain(void *unused);
 
 method_handler watch_shared_data;
 

@@ -30,9 +30,7 @@
 #include <event2/http.h>
 
 #include "accept_guard.h"
-#include "backend.h"
 #include "metrics.h"
-#include "watch.h"
 
 #define GRPC_CODES	17
 
@@ -94,6 +92,17 @@ static const struct {
 	    "Fetches of a newer level started by the change feed (node)." },
 };
 
+static void	 http_close(void);
+
+/* A gauge another module keeps, read at scrape time (metrics_gauge()). */
+struct gauge {
+	const char	*name;
+	const char	*help;
+	uint64_t	(*fn)(void *);
+	void		*arg;
+	struct gauge	*next;
+};
+
 static struct {
 	uint64_t	 requests[MM_COUNT][GRPC_CODES];
 	uint64_t	 buckets[MM_COUNT][NBUCKETS + 1];	/* last: +Inf */
@@ -106,10 +115,11 @@ static struct {
 	int		 ready;
 	/* Whole: "central cache unreachable: " and an h2client reason. */
 	char		 reason[256];
-	struct backend	*backend;
+	struct gauge	*gauges;	/* registered, in order */
 	struct evhttp	*http;
 	struct accept_guard *guard;
 } m = { .ready = 1 };
+
 
 const char *
 metrics_method_name(enum metric_method mm)
@@ -161,10 +171,22 @@ metrics_upstream_up(int up)
 	m.upstream_up = up != 0;
 }
 
-void
-metrics_set_backend(struct backend *be)
+int
+metrics_gauge(const char *name, const char *help, uint64_t (*fn)(void *),
+    void *arg)
 {
-	m.backend = be;
+	struct gauge *g, **tail;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return -1;
+	g->name = name;
+	g->help = help;
+	g->fn = fn;
+	g->arg = arg;
+	for (tail = &m.gauges; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = g;
+	return 0;
 }
 
 void
@@ -199,8 +221,7 @@ head(struct evbuffer *out, const char *name, const char *type,
 static void
 render(struct evbuffer *out)
 {
-	struct be_stats	 st;
-	uint64_t	 watchers, wqueued;
+	struct gauge	*g;
 	uint64_t	 cum;
 	size_t		 mm, c, b;
 
@@ -236,20 +257,6 @@ render(struct evbuffer *out)
 		    m.sum_ns[mm] % 1000000000, method_names[mm], m.count[mm]);
 	}
 
-	if (m.backend != NULL && m.backend->ops != NULL &&
-	    m.backend->ops->stats != NULL) {
-		memset(&st, 0, sizeof(st));
-		m.backend->ops->stats(m.backend, &st);
-		head(out, "alpcrund_entries", "gauge",
-		    "Entries stored (live or not yet swept).");
-		evbuffer_add_printf(out, "alpcrund_entries %" PRIu64 "\n",
-		    st.entries);
-		head(out, "alpcrund_payload_bytes", "gauge",
-		    "Bytes of payload stored.");
-		evbuffer_add_printf(out, "alpcrund_payload_bytes %" PRIu64 "\n",
-		    st.payload_bytes);
-	}
-
 	for (c = 0; c < MC_COUNT; c++) {
 		head(out, counter_info[c].name, "counter", counter_info[c].help);
 		evbuffer_add_printf(out, "%s %" PRIu64 "\n", counter_info[c].name,
@@ -267,14 +274,11 @@ render(struct evbuffer *out)
 	    "Bytes of request bodies buffered now.");
 	evbuffer_add_printf(out, "alpcrund_inflight_bytes %" PRId64 "\n",
 	    m.inflight);
-	watch_stats(&watchers, &wqueued);
-	head(out, "alpcrund_watchers", "gauge",
-	    "Change feed streams open (central).");
-	evbuffer_add_printf(out, "alpcrund_watchers %" PRIu64 "\n", watchers);
-	head(out, "alpcrund_watch_queued_bytes", "gauge",
-	    "Change feed notice bytes queued for watchers, not yet framed.");
-	evbuffer_add_printf(out, "alpcrund_watch_queued_bytes %" PRIu64 "\n",
-	    wqueued);
+	for (g = m.gauges; g != NULL; g = g->next) {
+		head(out, g->name, "gauge", g->help);
+		evbuffer_add_printf(out, "%s %" PRIu64 "\n", g->name,
+		    g->fn(g->arg));
+	}
 }
 
 /* ----- HTTP -------------------------------------------------------------------- */
@@ -446,18 +450,30 @@ metrics_listen(struct event_base *base, const char *addr, char *err,
 		return -1;
 	}
 	/* A new address (reload) replaces the old server only once bound. */
-	metrics_close();
+	http_close();
 	m.http = http;
 	m.guard = guard;
 	return 0;
 }
 
-void
-metrics_close(void)
+static void
+http_close(void)
 {
 	if (m.http != NULL)
 		evhttp_free(m.http);
 	m.http = NULL;
 	accept_guard_free(m.guard);
 	m.guard = NULL;
+}
+
+void
+metrics_close(void)
+{
+	http_close();
+	while (m.gauges != NULL) {
+		struct gauge *g = m.gauges;
+
+		m.gauges = g->next;
+		free(g);
+	}
 }

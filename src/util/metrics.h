@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 struct event_base;
-struct backend;
 
 /* The label `method` of requests_total and request_duration_seconds. */
 enum metric_method {
@@ -50,8 +49,11 @@ void	 metrics_connections(int delta);
 void	 metrics_inflight(int64_t delta);
 void	 metrics_upstream_up(int up);
 
-/* Gauges read from the backend's stats at scrape time. */
-void	 metrics_set_backend(struct backend *);
+/* A gauge another module keeps: fn(arg) is read at each scrape and shown
+ * as `name` with its help text (both kept by reference), after the
+ * daemon's own, in the order registered. 0, or -1. */
+int	 metrics_gauge(const char *name, const char *help,
+	    uint64_t (*fn)(void *), void *arg);
 
 /* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
 void	 metrics_set_ready(int ready, const char *reason);
@@ -59,6 +61,7 @@ void	 metrics_set_ready(int ready, const char *reason);
 /* Start the HTTP server on "host:port". 0, or -1 with err filled. */
 int	 metrics_listen(struct event_base *, const char *addr, char *err,
 	    size_t errlen);
+/* Stop the HTTP server and forget the registered gauges (at exit). */
 void	 metrics_close(void);
 
 /* Read back a counter, for tests and logs. */

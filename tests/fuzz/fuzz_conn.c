@@ -28,8 +28,10 @@
 #include "backend.h"
 #include "cache.h"
 #include "config.h"
-#include "conn.h"
+#include "grpc.h"
+#include "h2conn.h"
 #include "log.h"
+#include "methods.h"
 #include "metrics.h"
 #include "server.h"
 #include "watch.h"
@@ -125,8 +127,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct server srv;
 	struct bufferevent *pair[2];
 	const struct backend_ops *ops;
+	const struct method *mt;
 	char err[256];
-	size_t off, n;
+	size_t off, n, nmt;
 
 	if ((base = event_base_new()) == NULL)
 		abort();
@@ -139,12 +142,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	backend_set_hook(be, on_change, NULL);
 	cache_init(be, &conf);
 	FUZZ_ASSERT(watch_init(base, be, &conf) == 0);
-	FUZZ_ASSERT(server_init(&srv, base, &conf, be, err, sizeof(err)) == 0);
+	mt = methods_for(0, &nmt);
+	grpc_server_configure(mt, nmt, conf.max_message_size);
+	FUZZ_ASSERT(server_init(&srv, base, &conf, &grpc_server_ops, err,
+	    sizeof(err)) == 0);
 	FUZZ_ASSERT(bufferevent_pair_new(base, BEV_OPT_DEFER_CALLBACKS,
 	    pair) == 0);
 	bufferevent_setcb(pair[1], client_read, NULL, NULL, NULL);
 	bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-	if (conn_new_bev(&srv, pair[0], "fuzz") == NULL)
+	if (h2s_conn_new_bev(&srv, pair[0], "fuzz") == NULL)
 		abort();
 	event_base_loop(base, EVLOOP_NONBLOCK);
 

@@ -290,7 +290,7 @@ peek(const void *key, size_t keylen)
 
 static int
 lk(const void *key, size_t keylen, uint64_t now, struct be_record *rec,
-    struct be_lease *lease)
+    struct lease *lease)
 {
 	return F.ops->lookup(F.be, key, keylen, now, rec, lease);
 }
@@ -323,7 +323,7 @@ stats(void)
 START_TEST(test_roundtrip)
 {
 	struct be_record rec;
-	struct be_lease lease;
+	struct lease lease;
 	struct be_stats st;
 	uint8_t *big;
 	size_t biglen = 8 * MIB;
@@ -349,14 +349,14 @@ START_TEST(test_roundtrip)
 	ck_assert(lease.release != NULL);
 	ck_assert_uint_eq(lease.len, 11);
 	ck_assert_mem_eq(lease.data, "hello world", 11);
-	be_lease_release(&lease);
+	lease_release(&lease);
 	ck_assert(lease.release == NULL);
 
 	/* Absent: BE_NONE, and no lease to release. */
 	ck_assert_int_eq(lk(S("k2"), clock_now_ns(), &rec, &lease), 0);
 	ck_assert_int_eq(rec.kind, BE_NONE);
 	ck_assert(lease.release == NULL);
-	be_lease_release(&lease);
+	lease_release(&lease);
 
 	/* decide() sees the stored record. */
 	rec = peek(S("k1"));
@@ -377,7 +377,7 @@ START_TEST(test_roundtrip)
 	ck_assert_int_eq(rec.kind, BE_ENTRY);
 	ck_assert_uint_eq(lease.len, biglen);
 	ck_assert(memcmp(lease.data, big, biglen) == 0);
-	be_lease_release(&lease);
+	lease_release(&lease);
 	rec = get(S("big-adopt"), clock_now_ns());
 	ck_assert_uint_eq(rec.level, 2);
 	ck_assert_uint_eq(rec.len, biglen);
@@ -427,7 +427,7 @@ END_TEST
 START_TEST(test_tombstone)
 {
 	struct be_record rec;
-	struct be_lease lease;
+	struct lease lease;
 	struct be_stats st;
 	uint8_t d[BE_DIGEST_LEN];
 
@@ -537,7 +537,7 @@ END_TEST
 START_TEST(test_expired_reads_none)
 {
 	struct be_record rec;
-	struct be_lease lease;
+	struct lease lease;
 	int more;
 
 	fix_open(_i, 0);
@@ -691,7 +691,7 @@ END_TEST
 
 START_TEST(test_lease)
 {
-	struct be_lease l1, l2, l3;
+	struct lease l1, l2, l3;
 	struct be_record rec;
 	uint8_t a[4096], b[5000], c[300];
 	const uint8_t *p1;
@@ -728,10 +728,10 @@ START_TEST(test_lease)
 
 	/* And the first lease still, after all that churn. */
 	ck_assert(memcmp(l1.data, a, sizeof(a)) == 0);
-	be_lease_release(&l1);
-	be_lease_release(&l2);
-	be_lease_release(&l3);
-	be_lease_release(&l3);		/* idempotent */
+	lease_release(&l1);
+	lease_release(&l2);
+	lease_release(&l3);
+	lease_release(&l3);		/* idempotent */
 	fix_close();
 }
 END_TEST
@@ -1164,7 +1164,7 @@ END_TEST
  * anyway (the blob outlives the table). */
 START_TEST(test_mem_lease_outlives_close)
 {
-	struct be_lease l;
+	struct lease l;
 	struct be_record rec;
 
 	fix_open(_i, 0);
@@ -1173,7 +1173,7 @@ START_TEST(test_mem_lease_outlives_close)
 	F.ops->close(F.be);
 	F.be = NULL;
 	ck_assert_mem_eq(l.data, "bytes", 5);
-	be_lease_release(&l);
+	lease_release(&l);
 	event_base_free(F.base);
 	tu_rmtree(F.dir);
 }
@@ -1463,7 +1463,7 @@ g_verify(void)
 {
 	uint8_t p[64], d[BE_DIGEST_LEN];
 	struct be_record rec;
-	struct be_lease lease;
+	struct lease lease;
 	struct be_stats st, want;
 	char key[64];
 	uint64_t now = clock_now_ns();
@@ -1502,7 +1502,7 @@ g_verify(void)
 			GCHECK(memcmp(rec.data, p, g->len) == 0);
 		if (i % 8 == 0) {
 			GCHECK_EQ(lease.len, g->len);
-			be_lease_release(&lease);
+			lease_release(&lease);
 		}
 	}
 	st = stats();
@@ -1815,11 +1815,11 @@ static void
 lru_touch(const char *key)
 {
 	struct be_record rec;
-	struct be_lease l;
+	struct lease l;
 
 	ck_assert_int_eq(lk(S(key), clock_now_ns(), &rec, &l), 0);
 	ck_assert_int_eq(rec.kind, BE_ENTRY);
-	be_lease_release(&l);
+	lease_release(&l);
 }
 
 static int
@@ -1909,7 +1909,7 @@ START_TEST(test_lru_replace_and_lease)
 	uint8_t p1[300], p2[300], p3[300];
 	uint64_t max = 3 * COST(2, 100);
 	struct be_record rec;
-	struct be_lease l;
+	struct lease l;
 
 	lru_open(_i, max);
 	tu_fill(p1, sizeof(p1), 5);
@@ -1932,7 +1932,7 @@ START_TEST(test_lru_replace_and_lease)
 	ck_assert(!lru_held("k1"));
 	ck_assert_uint_eq(l.len, 100);
 	ck_assert_mem_eq(l.data, p1, 100);
-	be_lease_release(&l);
+	lease_release(&l);
 	ck_assert(lru_held("k4"));
 	fix_close();
 }

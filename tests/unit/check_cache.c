@@ -256,7 +256,7 @@ static void
 snap(const uint8_t *key, size_t keylen, uint64_t now, struct snap *s)
 {
 	struct be_record rec;
-	struct be_lease lease;
+	struct lease lease;
 
 	memset(s, 0, sizeof(*s));
 	ck_assert_int_eq(F.be->ops->lookup(F.be, key, keylen, now, &rec,
@@ -278,7 +278,7 @@ snap(const uint8_t *key, size_t keylen, uint64_t now, struct snap *s)
 		ck_assert_mem_eq(lease.data, rec.data, rec.len);
 		memcpy(s->data, lease.data, rec.len);
 	}
-	be_lease_release(&lease);
+	lease_release(&lease);
 }
 
 static void

@@ -41,6 +41,7 @@
 #include "h2client.h"
 #include "health.h"
 #include "log.h"
+#include "methods.h"
 #include "server.h"
 #include "tls.h"
 
@@ -154,8 +155,14 @@ srv_start(const char *listen, const char *keyfile)
 	    err);
 	cache_init(F.be, &F.conf);
 	health_set_serving(1);
-	ck_assert_msg(server_init(&F.srv, F.base, &F.conf, F.be, err,
-	    sizeof(err)) == 0, "server_init: %s", err);
+	{
+		size_t n;
+		const struct method *m = methods_for(0, &n);
+
+		grpc_server_configure(m, n, F.conf.max_message_size);
+	}
+	ck_assert_msg(server_init(&F.srv, F.base, &F.conf, &grpc_server_ops,
+	    err, sizeof(err)) == 0, "server_init: %s", err);
 	ck_assert_msg(server_listen(&F.srv, err, sizeof(err)) == 0,
 	    "server_listen: %s", err);
 	F.srv_on = 1;
@@ -709,7 +716,7 @@ START_TEST(test_goaway_retry)
 	/* The request is in our output buffer, not yet read by the server,
 	 * when the server says GOAWAY(last = the Set's stream). */
 	get_async("gr", clock_now_ns() + 5000 * MS, &r);
-	conn_goaway(TAILQ_FIRST(&F.srv.conns));
+	h2s_conn_goaway(TAILQ_FIRST(&F.srv.conns));
 	wait_res(&r, 5000);
 	check_payload(&r, 1, p, sizeof(p));
 	ck_assert_int_eq(F.nstate, 1);

@@ -287,7 +287,7 @@ get(const char *key, uint64_t now)
 }
 
 static struct be_record
-lease(const char *key, struct be_lease *l)
+lease(const char *key, struct lease *l)
 {
 	struct be_record rec;
 
@@ -337,7 +337,7 @@ START_TEST(test_persist)
 	static uint8_t big[3 * MIB];
 	struct be_record rec;
 	struct be_stats st0, st1;
-	struct be_lease l;
+	struct lease l;
 	int i;
 
 	fix_start();
@@ -379,7 +379,7 @@ START_TEST(test_persist)
 	ck_assert_uint_eq(l.len, sizeof(big));
 	ck_assert(memcmp(l.data, big, sizeof(big)) == 0);
 	ck_assert_uint_lt(udiff(rec.expires, LIVE + SEC), 10 * MS);
-	be_lease_release(&l);
+	lease_release(&l);
 
 	rec = get("empty", clock_now_ns());
 	ck_assert_int_eq(rec.kind, BE_ENTRY);
@@ -642,7 +642,7 @@ END_TEST
 START_TEST(test_map_full_lmdb)
 {
 	static uint8_t p[256 * KIB], v1[256 * KIB];
-	struct be_lease l;
+	struct lease l;
 	struct wr w;
 	uint32_t lvl;
 	uint64_t r0;
@@ -675,7 +675,7 @@ START_TEST(test_map_full_lmdb)
 	ck_assert_uint_eq(get("k", clock_now_ns()).level, lvl - 1);
 	ck_assert_uint_eq(l.len, sizeof(v1));
 	ck_assert(memcmp(l.data, v1, sizeof(v1)) == 0);
-	be_lease_release(&l);
+	lease_release(&l);
 	ck_assert_int_eq(put("other", 1, p, sizeof(p), LIVE), BE_OK);
 	fix_end();
 }
@@ -807,7 +807,7 @@ END_TEST
 START_TEST(test_lease_outlives_churn)
 {
 	static uint8_t a[1 * MIB], b[1 * MIB], c[100];
-	struct be_lease la, lc;
+	struct lease la, lc;
 	struct be_record rec;
 	const uint8_t *pa;
 	char key[32];
@@ -853,8 +853,8 @@ START_TEST(test_lease_outlives_churn)
 	ck_assert(memcmp(la.data, a, sizeof(a)) == 0);
 	ck_assert_uint_eq(lc.len, sizeof(c));
 	ck_assert(memcmp(lc.data, c, sizeof(c)) == 0);
-	be_lease_release(&la);
-	be_lease_release(&lc);
+	lease_release(&la);
+	lease_release(&lc);
 	fix_end();
 }
 END_TEST
@@ -868,7 +868,7 @@ END_TEST
  */
 START_TEST(test_lease_copy_fallback)
 {
-	struct be_lease l[8];
+	struct lease l[8];
 	struct be_record rec;
 	uint8_t p[8][2000];
 	size_t readers, pinned;
@@ -904,7 +904,7 @@ START_TEST(test_lease_copy_fallback)
 	ck_assert_int_eq(tomb("k", 7, 0, LIVE), BE_OK);
 	for (i = 0; i < 8; i++) {
 		ck_assert(memcmp(l[i].data, p[i], sizeof(p[i])) == 0);
-		be_lease_release(&l[i]);
+		lease_release(&l[i]);
 	}
 	backend_lmdb_test_readers(F.be, &pinned);
 	ck_assert_uint_eq(pinned, 0);
@@ -912,7 +912,7 @@ START_TEST(test_lease_copy_fallback)
 	backend_lmdb_test_readers(F.be, &pinned);
 	ck_assert_uint_eq(pinned, 1);
 	ck_assert_uint_eq(backend_lmdb_test_copies(F.be), 5);
-	be_lease_release(&l[0]);
+	lease_release(&l[0]);
 	fix_end();
 }
 END_TEST
@@ -929,7 +929,7 @@ END_TEST
 START_TEST(test_lease_moves_to_new_snapshot)
 {
 	static uint8_t a[256 * KIB], b[256 * KIB], c[8 * KIB];
-	struct be_lease l[6], lc;
+	struct lease l[6], lc;
 	size_t pinned;
 	char key[32];
 	int i;
@@ -969,10 +969,10 @@ START_TEST(test_lease_moves_to_new_snapshot)
 			ck_assert(memcmp(l[i].data, c, sizeof(c)) == 0);
 		else
 			ck_assert(memcmp(l[i].data, a, sizeof(a)) == 0);
-		be_lease_release(&l[i]);
+		lease_release(&l[i]);
 	}
 	ck_assert(memcmp(lc.data, b, sizeof(b)) == 0);
-	be_lease_release(&lc);
+	lease_release(&lc);
 	backend_lmdb_test_readers(F.be, &pinned);
 	ck_assert_uint_eq(pinned, 0);
 	fix_end();
@@ -986,7 +986,7 @@ END_TEST
 START_TEST(test_lease_outlives_close)
 {
 	static uint8_t p[300 * KIB];
-	struct be_lease l;
+	struct lease l;
 
 	fix_start();
 	be_open();
@@ -995,7 +995,7 @@ START_TEST(test_lease_outlives_close)
 	lease("k", &l);
 	be_close();
 	ck_assert(memcmp(l.data, p, sizeof(p)) == 0);
-	be_lease_release(&l);
+	lease_release(&l);
 	be_open();			/* the lock went with it */
 	ck_assert_int_eq(get("k", clock_now_ns()).kind, BE_ENTRY);
 	fix_end();

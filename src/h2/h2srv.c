@@ -1,8 +1,9 @@
 /*
- * conn.c: one accepted HTTP/2 connection: the nghttp2 server session on a
- * bufferevent, its streams, flow control against max_inflight_bytes, and the
- * handshake, idle and send timeouts. What a stream means to gRPC lives in
- * grpc.c; this file only moves frames.
+ * h2srv.c: the HTTP/2 server transport: one accepted connection (an
+ * nghttp2 server session on a bufferevent), its request streams, flow
+ * control against max_inflight_bytes, and the handshake, idle and send
+ * timeouts. What the streams carry is the upper layer's, reached through
+ * the h2s_ops it registered (h2srv.h); this file only moves frames.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -22,9 +23,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "clock.h"
-#include "conn.h"
-#include "grpc.h"
+#include "h2conn.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -41,8 +40,8 @@
 #define MAX_SINGLE_IO		(1u << 20)
 /*
  * Our receive windows. A stream opens with HELD_WINDOW, so one whose
- * message waits for room under max_inflight_bytes can buffer no more than
- * that; a stream whose message is admitted gets STREAM_WINDOW.
+ * body waits for room under max_inflight_bytes can buffer no more than
+ * that; a stream whose body is admitted gets STREAM_WINDOW.
  */
 #define HELD_WINDOW		(64u << 10)
 #define STREAM_WINDOW		(1u << 20)
@@ -53,11 +52,13 @@
 #define LINGER_MS		2000
 /* Request header block bound; beyond it the stream is reset. */
 #define MAX_HEADER_BYTES	16384
-/* Messages up to this size are not held back by max_inflight_bytes, so
+/* Bodies up to this size are not held back by max_inflight_bytes, so
  * reads keep flowing while large uploads wait for room. */
-#define SMALL_MESSAGE		16384
+#define SMALL_BODY		16384
 
 static void	 conn_timer_cb(evutil_socket_t, short, void *);
+
+#define U(st)	((void *)(st)->u)
 
 /*
  * The stream the last callback was about: a request's header fields, its
@@ -65,12 +66,12 @@ static void	 conn_timer_cb(evutil_socket_t, short, void *);
  * is a hash probe every time (bench/README.md). Cleared when that stream
  * is freed; one loop thread, so one static.
  */
-static struct stream *hot_st;
+static struct h2s_stream *hot_st;
 
-static struct stream *
-stream_get(struct conn *c, int32_t id)
+static struct h2s_stream *
+stream_get(struct h2s_conn *c, int32_t id)
 {
-	struct stream *st;
+	struct h2s_stream *st;
 
 	if (hot_st != NULL && hot_st->conn == c && hot_st->id == id)
 		return hot_st;
@@ -80,9 +81,10 @@ stream_get(struct conn *c, int32_t id)
 }
 
 /*
- * Freed streams kept for the next ones (up to STREAM_CACHE): a stream is
- * most of a kilobyte, and a burst of requests allocated and freed them
- * through malloc's slower bins.
+ * Freed streams kept for the next ones (up to STREAM_CACHE): a stream with
+ * its upper layer's state is most of a kilobyte, and a burst of requests
+ * allocated and freed them through malloc's slower bins. The cache holds
+ * streams of one size (one h2s_ops per process).
  */
 #define STREAM_CACHE	256
 /* Under AddressSanitizer every stream is a malloc() of its own, so that a
@@ -97,23 +99,29 @@ stream_get(struct conn *c, int32_t id)
 #ifndef STREAM_CACHE_OFF
 #define STREAM_CACHE_OFF	0
 #endif
-static struct stream *stream_cache[STREAM_CACHE];
+static struct h2s_stream *stream_cache[STREAM_CACHE];
 static size_t nstream_cache;
+static size_t stream_cache_size;
 
-static struct stream *
-stream_alloc(void)
+static struct h2s_stream *
+stream_alloc(size_t size)
 {
-	struct stream *st;
+	struct h2s_stream *st;
 
+	if (size != stream_cache_size) {
+		while (nstream_cache > 0)
+			free(stream_cache[--nstream_cache]);
+		stream_cache_size = size;
+	}
 	if (nstream_cache == 0)
-		return calloc(1, sizeof(*st));
+		return calloc(1, size);
 	st = stream_cache[--nstream_cache];
-	memset(st, 0, sizeof(*st));
+	memset(st, 0, size);
 	return st;
 }
 
 static void
-stream_release(struct stream *st)
+stream_release(struct h2s_stream *st)
 {
 	if (!STREAM_CACHE_OFF && nstream_cache < STREAM_CACHE)
 		stream_cache[nstream_cache++] = st;
@@ -121,19 +129,20 @@ stream_release(struct stream *st)
 		free(st);
 }
 
-static void
-stream_free(struct stream *st)
-{
-	struct conn *c = st->conn;
+static void	 stream_unreserve(struct h2s_stream *);
 
-	grpc_stream_closed(st);
+static void
+stream_free(struct h2s_stream *st)
+{
+	struct h2s_conn *c = st->conn;
+
+	c->ops->close(U(st));
+	h2_body_clear(&st->body);
 	if (st->starved) {
 		TAILQ_REMOVE(&c->srv->starved, st, starved_entry);
 		st->starved = 0;
 	}
-	conn_stream_unreserve(st);
-	grpc_deframer_reset(&st->df);
-	free(st->msg.data);
+	stream_unreserve(st);
 	TAILQ_REMOVE(&c->streams, st, entry);
 	c->nstreams--;
 	if (st->headers_done)
@@ -142,13 +151,13 @@ stream_free(struct stream *st)
 		hot_st = NULL;
 	stream_release(st);
 	if (c->nactive == 0)
-		conn_rearm_timer(c);
+		h2s_conn_rearm_timer(c);
 }
 
 /* --- flow control -------------------------------------------------------- */
 
-void
-conn_stream_unreserve(struct stream *st)
+static void
+stream_unreserve(struct h2s_stream *st)
 {
 	if (st->reserved == 0)
 		return;
@@ -158,23 +167,22 @@ conn_stream_unreserve(struct stream *st)
 }
 
 /*
- * A message body counts against max_inflight_bytes from the moment its
- * prefix is known. A stream whose message does not fit keeps receiving
- * only what its window already allows: we hold back the stream's window
- * (never the connection's, so that a reserved upload on the same
- * connection always completes and frees room: no deadlock). One message
- * is always admitted when nothing else is reserved, even if it alone is
- * larger than the limit.
+ * A request body counts against max_inflight_bytes from the moment the
+ * upper layer announces it (h2s_expect(): gRPC knows it from a message's
+ * prefix). A stream whose body does not fit keeps receiving only what its
+ * window already allows: we hold back the stream's window (never the
+ * connection's, so that a reserved upload on the same connection always
+ * completes and frees room: no deadlock). One body is always admitted when
+ * nothing else is reserved, even if it alone is larger than the limit.
  */
 int
-conn_stream_admit(struct stream *st)
+h2s_stream_admit(struct h2s_stream *st)
 {
-	struct conn *c = st->conn;
+	struct h2s_conn *c = st->conn;
 	struct server *srv = c->srv;
 
-	if (st->reserved == 0 && st->df.hdrlen == GRPC_PREFIX_LEN &&
-	    st->df.len > SMALL_MESSAGE) {
-		uint64_t need = (uint64_t)st->df.len + GRPC_PREFIX_LEN;
+	if (st->reserved == 0 && st->expect > SMALL_BODY) {
+		uint64_t need = st->expect;
 
 		if (srv->inflight != 0 &&
 		    srv->inflight + need > srv->lim.max_inflight_bytes)
@@ -193,139 +201,90 @@ conn_stream_admit(struct stream *st)
 	return 1;
 }
 
+void
+h2s_expect(struct h2s_stream *st, uint64_t bytes)
+{
+	st->expect = bytes;
+}
+
+void
+h2s_release(struct h2s_stream *st)
+{
+	st->expect = 0;
+	stream_unreserve(st);
+}
+
+void
+h2s_discard(struct h2s_stream *st)
+{
+	struct h2s_conn *c = st->conn;
+
+	st->discard = 1;
+	st->expect = 0;
+	if (st->starved) {
+		TAILQ_REMOVE(&c->srv->starved, st, starved_entry);
+		st->starved = 0;
+	}
+	stream_unreserve(st);
+	if (st->unconsumed > 0) {
+		nghttp2_session_consume_stream(c->h2, st->id, st->unconsumed);
+		st->unconsumed = 0;
+	}
+}
+
 /* --- nghttp2 callbacks -------------------------------------------------- */
 
 static ssize_t
 send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
     void *arg)
 {
-	struct conn *c = arg;
-	if (conn_out_len(c) >= OUT_HIGH)
+	struct h2s_conn *c = arg;
+
+	if (h2_out_len(&c->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (c->tls) {
-		/* Frames of a burst share records (see conn_tls_add()). */
-		if (conn_tls_add(c, data, len, len) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-	} else if (conn_out_add(c, data, len) != 0)
+	/* Over TLS, frames of a burst share records (h2io.h). */
+	if (h2_out_add(&c->out, data, len, len) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	return (ssize_t)len;
-}
-
-/*
- * Cleartext output staging. nghttp2 hands over a reply as three frames
- * (HEADERS, DATA, trailers), and each append to the bufferevent's output
- * ran its callbacks (a tenth of the instructions of a 1 KiB Get went to
- * evbuffer appends and callbacks; bench/README.md): frames are copied into
- * space reserved at the end of the output instead (no callback), committed
- * once when the flush ends, or before a payload reference, another
- * connection's bytes, or when the space is full. Nothing else touches an
- * output between its reserve and commit (libevent's rule): one loop
- * thread, and every other change to it commits first.
- */
-#define STAGE_MIN	4096
-static struct conn *stage_conn;
-static struct evbuffer_iovec stage_v;
-static size_t stage_used;
-
-int
-conn_out_commit(void)
-{
-	struct conn *c = stage_conn;
-
-	if (c == NULL)
-		return 0;
-	stage_conn = NULL;
-	stage_v.iov_len = stage_used;
-	stage_used = 0;
-	return evbuffer_commit_space(bufferevent_get_output(c->bev), &stage_v,
-	    1);
-}
-
-int
-conn_out_add(struct conn *c, const void *p, size_t n)
-{
-	if (stage_conn != c || stage_used + n > stage_v.iov_len) {
-		if (conn_out_commit() != 0)
-			return -1;
-		if (evbuffer_reserve_space(bufferevent_get_output(c->bev),
-		    n > STAGE_MIN ? n : STAGE_MIN, &stage_v, 1) != 1)
-			return -1;
-		stage_conn = c;
-	}
-	memcpy((uint8_t *)stage_v.iov_base + stage_used, p, n);
-	stage_used += n;
-	return 0;
-}
-
-size_t
-conn_out_len(struct conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) +
-	    (stage_conn == c ? stage_used : 0);
-}
-
-int
-conn_tls_add(struct conn *c, const void *p, size_t n, size_t frame)
-{
-	return tls_out_add(bufferevent_get_output(c->bev), &c->tls_room, p, n,
-	    frame);
 }
 
 static int
 send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
     size_t length, nghttp2_data_source *source, void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st = source->ptr;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st = source->ptr;
 
-	if (conn_out_len(c) >= OUT_HIGH)
+	if (h2_out_len(&c->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	return grpc_stream_send_data(st, framehd, length);
+	if (h2_out_data(&c->out, framehd, &st->body, length) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (c->ops->written != NULL)
+		c->ops->written(U(st), st->body.len);
+	return 0;
 }
 
 static int
 begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st;
 
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if ((st = stream_alloc()) == NULL)
+	if ((st = stream_alloc(sizeof(*st) + c->ops->stream_size)) == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	st->conn = c;
 	st->id = frame->hd.stream_id;
-	st->metric = MM_UNKNOWN;
-	st->start_ns = clock_now_ns();
-	st->req.encoding_ok = 1;
-	st->df.max = c->srv->lim.max_message_size;
-	STAILQ_INIT(&st->out);
+	h2_body_init(&st->body);
 	TAILQ_INSERT_TAIL(&c->streams, st, entry);
 	c->nstreams++;
 	/* Not active before its header block is whole: a block trickled
 	 * byte by byte stays under the idle timer. */
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
+	c->ops->open(U(st), st);
 	return 0;
-}
-
-static int
-name_is(const uint8_t *name, size_t len, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return len == n && memcmp(name, lit, n) == 0;
-}
-
-static void
-copy_value(char *dst, size_t cap, size_t *dstlen, const uint8_t *v, size_t len)
-{
-	if (len >= cap)
-		len = cap - 1;
-	memcpy(dst, v, len);
-	dst[len] = '\0';
-	if (dstlen != NULL)
-		*dstlen = len;
 }
 
 static int
@@ -333,66 +292,35 @@ header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
     void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st;
-	struct reqinfo *r;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st;
 
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;		/* request trailers: nothing we use */
 	if ((st = stream_get(c, frame->hd.stream_id)) == NULL)
 		return 0;
-	r = &st->req;
 	/* SETTINGS_MAX_HEADER_LIST_SIZE is advisory: enforce it (RFC 9113
 	 * counts 32 bytes of overhead per field). */
-	r->header_bytes += namelen + valuelen + 32;
-	if (r->header_bytes > MAX_HEADER_BYTES) {
+	st->header_bytes += namelen + valuelen + 32;
+	if (st->header_bytes > MAX_HEADER_BYTES) {
 		log_debug("request headers too large", "peer=%s bytes=%zu",
-		    c->peer, r->header_bytes);
+		    c->peer, st->header_bytes);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
-	if (name_is(name, namelen, ":method"))
-		r->post = name_is(value, valuelen, "POST");
-	else if (name_is(name, namelen, ":path")) {
-		if (valuelen >= sizeof(r->path))
-			valuelen = 0;	/* no method has so long a name */
-		copy_value(r->path, sizeof(r->path), &r->pathlen, value,
-		    valuelen);
-	} else if (name_is(name, namelen, "content-type")) {
-		r->have_ct = 1;
-		r->grpc_ct = name_is(value, valuelen, "application/grpc") ||
-		    (valuelen > 17 &&
-		    memcmp(value, "application/grpc", 16) == 0 &&
-		    (value[16] == '+' || value[16] == ';'));
-	} else if (name_is(name, namelen, "grpc-encoding")) {
-		copy_value(r->encoding, sizeof(r->encoding), NULL, value,
-		    valuelen);
-		r->encoding_ok = name_is(value, valuelen, "identity");
-	} else if (name_is(name, namelen, "grpc-timeout")) {
-		if (grpc_timeout_parse((const char *)value, valuelen,
-		    &r->timeout_ns) != 0)
-			r->bad_timeout = 1;
-	} else if (name_is(name, namelen, "api_key")) {
-		r->have_key = 1;
-		/* A longer value cannot match any key we accept; keep it too
-		 * long so the comparison fails instead of truncating. */
-		if (valuelen > sizeof(r->api_key))
-			valuelen = sizeof(r->api_key);
-		memcpy(r->api_key, value, valuelen);
-		r->api_key_len = valuelen;
-	}
+	c->ops->header(U(st), name, namelen, value, valuelen);
 	return 0;
 }
 
 static int
 frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st;
 
 	if (!c->got_frame) {
 		c->got_frame = 1;
-		conn_rearm_timer(c);
+		h2s_conn_rearm_timer(c);
 	}
 	switch (frame->hd.type) {
 	case NGHTTP2_HEADERS:
@@ -403,11 +331,11 @@ frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 			if (c->nactive++ == 0 && c->timer != NULL &&
 			    !c->lingering)
 				evtimer_del(c->timer);
-			grpc_stream_headers_done(st);
+			c->ops->headers_done(U(st));
 		}
 		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 			st->remote_ended = 1;
-			grpc_stream_request_done(st);
+			c->ops->end(U(st));
 		}
 		break;
 	case NGHTTP2_DATA:
@@ -415,7 +343,7 @@ frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 			return 0;
 		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 			st->remote_ended = 1;
-			grpc_stream_request_done(st);
+			c->ops->end(U(st));
 		}
 		break;
 	}
@@ -426,48 +354,25 @@ static int
 data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
     const uint8_t *data, size_t len, void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st = stream_get(c, id);
-	size_t n, total = len;
-	struct grpc_message m;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st = stream_get(c, id);
 
-	if (st == NULL || st->discard || st->dispatched) {
-		nghttp2_session_consume(h2, id, total);
+	if (st == NULL || st->discard) {
+		nghttp2_session_consume(h2, id, len);
 		return 0;
 	}
-	while (len > 0) {
-		switch (grpc_deframe(&st->df, data, len, &n, &m)) {
-		case GF_NEED_MORE:
-			break;
-		case GF_MESSAGE:
-			/* A unary request carries one message; a second one
-			 * is refused when the request ends. */
-			if (!st->have_msg) {
-				st->msg = m;
-				st->have_msg = 1;
-			} else {
-				free(m.data);
-				st->extra_msg = 1;
-			}
-			break;
-		case GF_TOO_LARGE:
-			grpc_stream_too_large(st, st->df.announced);
-			nghttp2_session_consume(h2, id, total);
-			return 0;
-		case GF_NOMEM:
-			grpc_stream_too_large(st, st->df.len);
-			nghttp2_session_consume(h2, id, total);
-			return 0;
-		}
-		data += n;
-		len -= n;
+	c->ops->data(U(st), data, len);
+	if (st->discard) {
+		/* Answered from inside data(): nothing more is counted. */
+		nghttp2_session_consume(h2, id, len);
+		return 0;
 	}
-	/* The connection window always flows (see conn_stream_admit). */
-	nghttp2_session_consume_connection(h2, total);
-	st->unconsumed += total;
+	/* The connection window always flows (see h2s_stream_admit). */
+	nghttp2_session_consume_connection(h2, len);
+	st->unconsumed += len;
 	if (st->starved)
 		return 0;
-	if (!conn_stream_admit(st)) {
+	if (!h2s_stream_admit(st)) {
 		st->starved = 1;
 		TAILQ_INSERT_TAIL(&c->srv->starved, st, starved_entry);
 	}
@@ -477,16 +382,17 @@ data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
 static int
 frame_send_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st;
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st;
 
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	st = stream_get(c, frame->hd.stream_id);
-	/* Trailers-Only while the client is still sending: tell it to stop
-	 * (gRPC's RST_STREAM NO_ERROR after a complete response). */
-	if (st != NULL && st->rst_after_headers && !st->remote_ended)
+	/* A complete response while the client is still sending: tell it to
+	 * stop (RFC 9113 §8.1; gRPC's RST_STREAM NO_ERROR after
+	 * Trailers-Only). */
+	if (st != NULL && !st->remote_ended)
 		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, st->id,
 		    NGHTTP2_NO_ERROR);
 	return 0;
@@ -496,8 +402,8 @@ static int
 stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code,
     void *arg)
 {
-	struct conn *c = arg;
-	struct stream *st = stream_get(c, id);
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st = stream_get(c, id);
 
 	if (st != NULL) {
 		nghttp2_session_set_stream_user_data(h2, id, NULL);
@@ -506,19 +412,44 @@ stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code,
 	return 0;
 }
 
+/* The reply's data source: frame what is queued (by reference: nghttp2
+ * calls send_data_cb), then the trailers. */
 static ssize_t
 data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
-    uint32_t *data_flags, nghttp2_data_source *source, void *arg)
+    uint32_t *flags, nghttp2_data_source *source, void *arg)
 {
-	return grpc_stream_read(source->ptr, len, data_flags);
+	struct h2s_conn *c = arg;
+	struct h2s_stream *st = source->ptr;
+	size_t n = st->body.len;
+
+	if (n > 0) {
+		if (n > len)
+			n = len;
+		*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+		if (n == st->body.len && st->body_ended) {
+			*flags |= NGHTTP2_DATA_FLAG_EOF |
+			    NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			c->ops->trailers(U(st));
+		}
+		return (ssize_t)n;
+	}
+	if (st->body_ended) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF |
+		    NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		c->ops->trailers(U(st));
+		return 0;
+	}
+	st->deferred = 1;
+	return NGHTTP2_ERR_DEFERRED;
 }
 
 /*
  * Cleartext DATA frames as large as the peer accepts (its
  * SETTINGS_MAX_FRAME_SIZE) and the windows allow, up to MAX_DATA_FRAME,
- * rather than nghttp2's 16 KiB: a 64 MiB reply is then hundreds of frames, not thousands, each
- * an evbuffer chain and a callback less. Payload bytes go by reference
- * (NGHTTP2_DATA_FLAG_NO_COPY), so a frame's size costs no copy.
+ * rather than nghttp2's 16 KiB: a 64 MiB reply is then hundreds of frames,
+ * not thousands, each an evbuffer chain and a callback less. Payload bytes
+ * go by reference (NGHTTP2_DATA_FLAG_NO_COPY), so a frame's size costs no
+ * copy.
  */
 #define MAX_DATA_FRAME		(1u << 20)
 
@@ -527,10 +458,10 @@ read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
     int32_t conn_window, int32_t stream_window, uint32_t max_frame,
     void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 	/* Over TLS the bytes are copied into records anyway (no reference to
 	 * save), and the output's records are sized for 16 KiB frames
-	 * (conn_tls_add()): keep nghttp2's default there. */
+	 * (tls_out_add()): keep nghttp2's default there. */
 	ssize_t n = c->tls ? 16384 : MAX_DATA_FRAME;
 
 	if ((ssize_t)max_frame < n)
@@ -545,122 +476,12 @@ read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
 static int
 error_cb(nghttp2_session *h2, int code, const char *msg, size_t len, void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 
 	log_debug("http2 error", "peer=%s error=\"%.*s\"", c->peer, (int)len,
 	    msg);
 	return 0;
 }
-
-/*
- * nghttp2's own allocations (its stream objects, outbound frames, header
- * arrays: about eight per request) come from free lists of 16-byte size
- * classes up to H2MEM_MAX bytes, at most H2MEM_KEEP free blocks per class,
- * instead of going through malloc's slower bins on every request (a fifth
- * of the instructions per 1 KiB Get were malloc's; bench/README.md). Each
- * block starts with a 16-byte header (its class, and its size for larger
- * blocks, which malloc serves). Loop thread only, as every session is.
- * Under AddressSanitizer everything goes straight to malloc.
- */
-#define H2MEM_MAX	1024
-#define H2MEM_KEEP	256
-#define H2MEM_HDR	16
-#if defined(__SANITIZE_ADDRESS__)
-#define H2MEM_OFF	1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define H2MEM_OFF	1
-#endif
-#endif
-#ifndef H2MEM_OFF
-#define H2MEM_OFF	0
-#endif
-
-struct h2blk {
-	size_t		 cls;		/* 0: malloc'ed to size */
-	size_t		 size;
-	/* H2MEM_HDR bytes so far; free blocks reuse the user part: */
-	struct h2blk	*next;
-};
-static struct h2blk *h2mem_free[H2MEM_MAX / 16 + 1];
-static size_t h2mem_nfree[H2MEM_MAX / 16 + 1];
-
-static void *
-h2mem_malloc(size_t size, void *arg)
-{
-	size_t cls = (size + 15) / 16;
-	struct h2blk *b;
-
-	if (H2MEM_OFF || size > H2MEM_MAX || size == 0) {
-		if (size > SIZE_MAX - H2MEM_HDR ||
-		    (b = malloc(H2MEM_HDR + size)) == NULL)
-			return NULL;
-		b->cls = 0;
-		b->size = size;
-		return (uint8_t *)b + H2MEM_HDR;
-	}
-	if ((b = h2mem_free[cls]) != NULL) {
-		h2mem_free[cls] = b->next;
-		h2mem_nfree[cls]--;
-	} else if ((b = malloc(H2MEM_HDR + cls * 16)) == NULL)
-		return NULL;
-	b->cls = cls;
-	b->size = size;
-	return (uint8_t *)b + H2MEM_HDR;
-}
-
-static void
-h2mem_release(void *p, void *arg)
-{
-	struct h2blk *b;
-
-	if (p == NULL)
-		return;
-	b = (struct h2blk *)((uint8_t *)p - H2MEM_HDR);
-	if (b->cls == 0 || h2mem_nfree[b->cls] >= H2MEM_KEEP) {
-		free(b);
-		return;
-	}
-	b->next = h2mem_free[b->cls];
-	h2mem_free[b->cls] = b;
-	h2mem_nfree[b->cls]++;
-}
-
-static void *
-h2mem_calloc(size_t n, size_t size, void *arg)
-{
-	void *p;
-
-	if (size != 0 && n > SIZE_MAX / size)
-		return NULL;
-	if ((p = h2mem_malloc(n * size, arg)) != NULL)
-		memset(p, 0, n * size);
-	return p;
-}
-
-static void *
-h2mem_realloc(void *p, size_t size, void *arg)
-{
-	struct h2blk *b;
-	void *q;
-
-	if (p == NULL)
-		return h2mem_malloc(size, arg);
-	b = (struct h2blk *)((uint8_t *)p - H2MEM_HDR);
-	if (b->cls != 0 && size > 0 && size <= b->cls * 16) {
-		b->size = size;
-		return p;
-	}
-	if ((q = h2mem_malloc(size, arg)) == NULL)
-		return NULL;
-	memcpy(q, p, b->size < size ? b->size : size);
-	h2mem_release(p, arg);
-	return q;
-}
-
-static nghttp2_mem h2mem = {
-	NULL, h2mem_malloc, h2mem_release, h2mem_calloc, h2mem_realloc
-};
 
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *h2options;
@@ -704,45 +525,76 @@ h2_setup(void)
 	return 0;
 }
 
+/* --- answering on a stream ----------------------------------------------- */
+
 int
-conn_submit_response(struct stream *st, const nghttp2_nv *nv, size_t nvlen,
-    int with_data)
+h2s_respond(struct h2s_stream *st, const nghttp2_nv *nv, size_t nvlen,
+    int with_body)
 {
 	nghttp2_data_provider prd;
 
 	prd.source.ptr = st;
 	prd.read_callback = data_read_cb;
 	return nghttp2_submit_response(st->conn->h2, st->id, nv, nvlen,
-	    with_data ? &prd : NULL) == 0 ? 0 : -1;
+	    with_body ? &prd : NULL) == 0 ? 0 : -1;
+}
+
+int
+h2s_trailers(struct h2s_stream *st, const nghttp2_nv *nv, size_t nvlen)
+{
+	return nghttp2_submit_trailer(st->conn->h2, st->id, nv, nvlen) == 0 ?
+	    0 : -1;
+}
+
+struct h2_body *
+h2s_body(struct h2s_stream *st)
+{
+	return &st->body;
 }
 
 void
-conn_resume(struct stream *st)
+h2s_body_end(struct h2s_stream *st)
+{
+	st->body_ended = 1;
+}
+
+void
+h2s_resume(struct h2s_stream *st)
 {
 	if (st->deferred) {
 		st->deferred = 0;
 		nghttp2_session_resume_data(st->conn->h2, st->id);
 	}
+	h2s_conn_flush(st->conn);
 }
 
 void
-conn_stream_discard(struct stream *st)
+h2s_reset(struct h2s_stream *st, uint32_t h2_error)
 {
-	struct conn *c = st->conn;
+	/* Nothing more is framed: the data source defers until the RST
+	 * closes the stream (body_ended stays 0, so no trailers follow). */
+	h2_body_clear(&st->body);
+	nghttp2_submit_rst_stream(st->conn->h2, NGHTTP2_FLAG_NONE, st->id,
+	    h2_error);
+	h2s_conn_flush(st->conn);
+}
 
-	st->discard = 1;
-	grpc_deframer_reset(&st->df);
-	free(st->msg.data);
-	st->msg.data = NULL;
-	if (st->starved) {
-		TAILQ_REMOVE(&c->srv->starved, st, starved_entry);
-		st->starved = 0;
-	}
-	conn_stream_unreserve(st);
-	if (st->unconsumed > 0) {
-		nghttp2_session_consume_stream(c->h2, st->id, st->unconsumed);
-		st->unconsumed = 0;
-	}
+void
+h2s_flush(struct h2s_stream *st)
+{
+	h2s_conn_flush(st->conn);
+}
+
+int
+h2s_remote_ended(const struct h2s_stream *st)
+{
+	return st->remote_ended;
+}
+
+const char *
+h2s_peer(const struct h2s_stream *st)
+{
+	return st->conn->peer;
 }
 
 /* --- the connection ----------------------------------------------------- */
@@ -758,13 +610,13 @@ linger_readcb(struct bufferevent *bev, void *arg)
 static void
 linger_eventcb(struct bufferevent *bev, short what, void *arg)
 {
-	conn_free(arg);
+	h2s_conn_free(arg);
 }
 
 static void
 linger_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_free(arg);
+	h2s_conn_free(arg);
 }
 
 /*
@@ -775,7 +627,7 @@ linger_timer_cb(evutil_socket_t fd, short what, void *arg)
  * LINGER_MS.
  */
 static void
-conn_finish(struct conn *c)
+conn_finish(struct h2s_conn *c)
 {
 	struct timeval tv = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
 
@@ -797,12 +649,12 @@ conn_finish(struct conn *c)
 }
 
 void
-conn_flush(struct conn *c)
+h2s_conn_flush(struct h2s_conn *c)
 {
 	if (c->in_recv || c->lingering)
 		return;		/* readcb sends once nghttp2 returns */
-	if (nghttp2_session_send(c->h2) != 0 || conn_out_commit() != 0) {
-		conn_free(c);
+	if (nghttp2_session_send(c->h2) != 0 || h2_out_commit() != 0) {
+		h2s_conn_free(c);
 		return;
 	}
 	if (!nghttp2_session_want_read(c->h2) &&
@@ -817,7 +669,7 @@ conn_flush(struct conn *c)
 static void
 readcb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t n;
 	ssize_t rv;
@@ -831,7 +683,7 @@ readcb(struct bufferevent *bev, void *arg)
 		if (evbuffer_copyout(in, &b, 1) == 1 && b == 0x16) {
 			log_info("TLS client on a cleartext port", "peer=%s",
 			    c->peer);
-			conn_free(c);
+			h2s_conn_free(c);
 			return;
 		}
 	}
@@ -845,7 +697,7 @@ readcb(struct bufferevent *bev, void *arg)
 			/* Tell the peer why when nghttp2 has a GOAWAY queued;
 			 * then close. */
 			nghttp2_session_send(c->h2);
-			conn_out_commit();
+			h2_out_commit();
 			c->closing = 1;
 			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 				conn_finish(c);
@@ -854,26 +706,26 @@ readcb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, (size_t)rv);
 	}
 	c->in_recv = 0;
-	conn_flush(c);
+	h2s_conn_flush(c);
 }
 
 static void
 writecb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 
 	if (c->closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			conn_finish(c);
 		return;
 	}
-	conn_flush(c);
+	h2s_conn_flush(c);
 }
 
 /* A TLS handshake that failed: one line saying why. A client that closed
  * before sending anything (a port probe) is not worth more than debug. */
 static void
-tls_refused(struct conn *c, short what)
+tls_refused(struct h2s_conn *c, short what)
 {
 	char reason[192], subject[256], junk[4096];
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
@@ -882,7 +734,7 @@ tls_refused(struct conn *c, short what)
 	/* Our alert is written. Closing with unread input would send RST,
 	 * which can destroy the alert before the client reads it (a TLS 1.3
 	 * client sends its first request right after its Finished): read
-	 * what came, then FIN; conn_free() closes. */
+	 * what came, then FIN; h2s_conn_free() closes. */
 	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
 		;
 	shutdown(fd, SHUT_WR);
@@ -922,7 +774,7 @@ tls_refused(struct conn *c, short what)
  * stopped is therefore cut within two periods of send_timeout.
  */
 static int
-send_progress(struct conn *c)
+send_progress(struct h2s_conn *c)
 {
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	int q, moved;
@@ -937,7 +789,7 @@ send_progress(struct conn *c)
 static void
 eventcb(struct bufferevent *bev, short what, void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->tls_up = 1;		/* ALPN h2 was agreed (tls.c) */
@@ -956,11 +808,11 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 	else if (what & BEV_EVENT_ERROR)
 		log_debug("connection error", "peer=%s error=\"%s\"", c->peer,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	conn_free(c);
+	h2s_conn_free(c);
 }
 
 void
-conn_rearm_timer(struct conn *c)
+h2s_conn_rearm_timer(struct h2s_conn *c)
 {
 	uint64_t ms;
 	struct timeval tv;
@@ -984,17 +836,17 @@ conn_rearm_timer(struct conn *c)
 static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct conn *c = arg;
+	struct h2s_conn *c = arg;
 
 	if (!c->got_frame) {
 		log_info("handshake timeout", "peer=%s", c->peer);
-		conn_free(c);
+		h2s_conn_free(c);
 		return;
 	}
 	log_debug("idle timeout", "peer=%s", c->peer);
 	nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
 	c->goaway_sent = 1;
-	conn_flush(c);
+	h2s_conn_flush(c);
 }
 
 static void
@@ -1020,8 +872,8 @@ peer_name(const struct sockaddr *sa, int len, char *buf, size_t cap)
 	}
 }
 
-struct conn *
-conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+struct h2s_conn *
+h2s_conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int salen)
 {
 	struct bufferevent *bev;
@@ -1060,20 +912,20 @@ conn_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
 		/* bufferevent_openssl reads 4 KiB per SSL_read unless a read
 		 * high-water mark says more (readcb always empties input). */
 		bufferevent_setwatermark(bev, EV_READ, 0, MAX_SINGLE_IO);
-		return conn_new_bev(srv, bev, peer);
+		return h2s_conn_new_bev(srv, bev, peer);
 	}
 	bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		evutil_closesocket(fd);
 		return NULL;
 	}
-	return conn_new_bev(srv, bev, peer);
+	return h2s_conn_new_bev(srv, bev, peer);
 }
 
-struct conn *
-conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
+struct h2s_conn *
+h2s_conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 {
-	struct conn *c;
+	struct h2s_conn *c;
 	struct timeval tv;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -1088,13 +940,16 @@ conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 		return NULL;
 	}
 	c->srv = srv;
+	c->ops = srv->ops;
 	c->bev = bev;
 	c->tls = bufferevent_openssl_get_ssl(bev) != NULL;
+	c->out.bev = bev;
+	c->out.tls = c->tls;
 	c->outq_seen = INT_MAX;
 	TAILQ_INIT(&c->streams);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (nghttp2_session_server_new3(&c->h2, callbacks, c, h2options,
-	    &h2mem) != 0)
+	    h2_mem()) != 0)
 		goto fail;
 	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv,
 	    sizeof(iv) / sizeof(iv[0]));
@@ -1112,11 +967,11 @@ conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if ((c->timer = evtimer_new(srv->base, conn_timer_cb, c)) == NULL)
 		goto fail;
-	conn_rearm_timer(c);
+	h2s_conn_rearm_timer(c);
 	TAILQ_INSERT_TAIL(&srv->conns, c, entry);
 	srv->nconns++;
 	metrics_connections(1);
-	conn_flush(c);		/* our SETTINGS */
+	h2s_conn_flush(c);		/* our SETTINGS */
 	return c;
 fail:
 	if (c->h2 != NULL)
@@ -1127,9 +982,9 @@ fail:
 }
 
 void
-conn_free(struct conn *c)
+h2s_conn_free(struct h2s_conn *c)
 {
-	struct stream *st;
+	struct h2s_stream *st;
 
 	/* nghttp2_session_del() calls no stream-close callback: close ours
 	 * first, so pending calls are detached and leases released. */
@@ -1138,10 +993,7 @@ conn_free(struct conn *c)
 	if (c->timer != NULL)
 		event_free(c->timer);
 	nghttp2_session_del(c->h2);
-	if (stage_conn == c) {		/* staged, never to be sent */
-		stage_conn = NULL;
-		stage_used = 0;
-	}
+	h2_out_forget(&c->out);
 	/* Frees queued output; reference cleanups release their leases. */
 	bufferevent_free(c->bev);
 	TAILQ_REMOVE(&c->srv->conns, c, entry);
@@ -1152,14 +1004,21 @@ conn_free(struct conn *c)
 }
 
 void
-conn_shutdown_notice(struct conn *c)
+h2s_conn_drain(struct h2s_conn *c)
 {
+	struct h2s_stream *st, *sn;
+
+	/* Walking the streams: no flush (that may free them); the caller
+	 * flushes. */
+	c->in_recv = 1;
+	TAILQ_FOREACH_SAFE(st, &c->streams, entry, sn)
+		c->ops->drain(U(st));
 	nghttp2_submit_shutdown_notice(c->h2);
-	conn_flush(c);
+	c->in_recv = 0;
 }
 
 void
-conn_goaway(struct conn *c)
+h2s_conn_goaway(struct h2s_conn *c)
 {
 	if (c->goaway_sent)
 		return;
@@ -1167,5 +1026,5 @@ conn_goaway(struct conn *c)
 	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
 	    nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
 	    NULL, 0);
-	conn_flush(c);
+	h2s_conn_flush(c);
 }

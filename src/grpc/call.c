@@ -1,9 +1,11 @@
 /*
- * grpc.c: the gRPC call layer on an HTTP/2 stream (spec §3): request checks
- * (content-type, method, auth, compression), decoding and dispatch to the
- * method's handler, and the reply: HEADERS, length-prefixed messages framed
- * into DATA, trailers with grpc-status and a percent-encoded grpc-message, or
- * Trailers-Only for an error with no body.
+ * call.c: the gRPC call layer on HTTP/2 streams (spec §3). It registers
+ * its stream callbacks into the transport (grpc_server_ops, h2srv.h) and
+ * keeps its own per-stream state: request checks (content-type, method,
+ * auth, compression), deframing and decoding, dispatch to the method's
+ * handler, and the reply: HEADERS, length-prefixed messages queued on the
+ * stream's body, trailers with grpc-status and a percent-encoded
+ * grpc-message, or Trailers-Only for an error with no body.
  *
  * Where payload bytes are copied on the way through:
  *  - request: the socket's evbuffer -> the deframer's body buffer (one
@@ -12,39 +14,72 @@
  *    at once; the unpacked payload is what the backend adopts (no further
  *    copy into the memory backend).
  *  - reply: none for the payload. The packer copies the small fields into
- *    an owned buffer and records the payload as a range of a lease; DATA
- *    frames carry that range as evbuffer references whose cleanup drops the
- *    lease once the socket has taken them (spec §6).
+ *    an owned buffer and queues the payload as a range of a lease; the
+ *    transport sends that range by reference and drops the lease once the
+ *    socket has taken it (h2io.h, spec §6).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-
 #include "auth.h"
 #include "clock.h"
-#include "conn.h"
 #include "grpc.h"
 #include "grpc_frame.h"
+#include "h2io.h"
+#include "h2srv.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 
-/* A range at least this large is sent by reference, smaller ones copied:
- * a reference costs an evbuffer chain of its own. */
-#define REF_MIN		4096
 #define MESSAGE_MAX	1024	/* grpc-message, raw */
 
+/* What the request's headers carried that the call layer needs. */
+struct reqinfo {
+	unsigned	 post:1;		/* :method POST */
+	unsigned	 grpc_ct:1;		/* content-type application/grpc[+proto] */
+	unsigned	 have_ct:1;
+	unsigned	 have_key:1;		/* api_key present */
+	unsigned	 encoding_ok:1;		/* grpc-encoding absent or identity */
+	unsigned	 bad_timeout:1;
+	uint64_t	 timeout_ns;		/* grpc-timeout, 0 = none */
+	char		 path[128];
+	size_t		 pathlen;
+	char		 api_key[256];
+	size_t		 api_key_len;
+	char		 encoding[32];
+};
+
+/* The call layer's state of one stream (h2s_ops.stream_size bytes). */
+struct gstream {
+	struct h2s_stream	*hs;
+	struct reqinfo		 req;
+	const struct method	*method;
+	int			 metric;	/* enum metric_method */
+	uint64_t		 start_ns;
+
+	/* Request body. */
+	struct grpc_deframer	 df;
+	struct grpc_message	 msg;		/* the first complete message */
+	unsigned		 have_msg:1;
+	unsigned		 extra_msg:1;	/* a unary call got two */
+	unsigned		 dispatched:1;	/* the request went to a handler */
+
+	/* Reply. */
+	struct call		*call;		/* dispatched, not yet finished */
+	unsigned		 responded:1;	/* response HEADERS submitted */
+	unsigned		 finished:1;	/* status decided, trailers due */
+	int			 status;
+	char			*message;	/* grpc-message, raw */
+};
+
 struct lease_ref {
-	unsigned	 refs;
-	struct be_lease	 lease;
+	struct h2_ref	 ref;
+	struct lease	 lease;
 };
 
 struct call {
-	struct stream		*st;	/* NULL once the stream is gone */
+	struct gstream		*st;	/* NULL once the stream is gone */
 	const struct method	*method;
 	uint64_t		 start_ns;
 	uint64_t		 deadline;
@@ -56,114 +91,41 @@ struct call {
 	void			*data;
 };
 
-static const char *const status_names[] = {
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-	"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-	"UNAUTHENTICATED",
-};
+/* What the composition root registered (grpc_server_configure()). */
+static const struct method *methods;
+static size_t nmethods;
+static uint64_t max_message_size = 4u << 20;
 
-const char *
-grpc_status_name(int code)
+void
+grpc_server_configure(const struct method *table, size_t n,
+    uint64_t max_message)
 {
-	if (code < 0 || code > GRPC_UNAUTHENTICATED)
-		return "UNKNOWN";
-	return status_names[code];
+	methods = table;
+	nmethods = n;
+	max_message_size = max_message;
 }
 
-/* --- leases and reply segments ------------------------------------------ */
+static const struct method *
+method_find(const char *path, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < nmethods; i++)
+		if (strlen(methods[i].path) == len &&
+		    memcmp(methods[i].path, path, len) == 0)
+			return &methods[i];
+	return NULL;
+}
+
+/* --- leases --------------------------------------------------------------- */
 
 static void
-lease_ref_drop(struct lease_ref *r)
+lease_ref_release(struct h2_ref *r)
 {
-	if (r != NULL && --r->refs == 0) {
-		be_lease_release(&r->lease);
-		free(r);
-	}
-}
+	struct lease_ref *lr = (struct lease_ref *)r;
 
-/* evbuffer reference cleanup: the socket took these bytes. */
-static void
-evref_done(const void *data, size_t len, void *arg)
-{
-	lease_ref_drop(arg);
-}
-
-static int
-seg_push(struct stream *st, const uint8_t *p, size_t len,
-    struct lease_ref *ref)
-{
-	struct outseg *s;
-
-	if (len == 0)
-		return 0;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return -1;
-	s->p = p;
-	s->len = len;
-	s->ref = ref;
-	if (ref != NULL)
-		ref->refs++;
-	STAILQ_INSERT_TAIL(&st->out, s, entry);
-	st->outlen += len;
-	return 0;
-}
-
-/*
- * A segment that owns len bytes of its own, in the same allocation (one
- * malloc per reply rather than a segment and a buffer); returns where to
- * write them, NULL when out of memory.
- */
-static uint8_t *
-seg_push_inline(struct stream *st, size_t len)
-{
-	struct outseg *s;
-
-	if (len > SIZE_MAX - sizeof(*s) ||
-	    (s = malloc(sizeof(*s) + len)) == NULL)
-		return NULL;
-	s->p = (const uint8_t *)(s + 1);
-	s->len = len;
-	s->off = 0;
-	s->ref = NULL;
-	STAILQ_INSERT_TAIL(&st->out, s, entry);
-	st->outlen += len;
-	return (uint8_t *)(s + 1);
-}
-
-static void
-seg_free(struct outseg *s)
-{
-	if (s->ref != NULL)
-		lease_ref_drop(s->ref);
-	else if (s->p != (const uint8_t *)(s + 1))
-		free((void *)s->p);
-	free(s);
-}
-
-/* n bytes of the first segment were framed: forget them. */
-static void
-seg_consumed(struct stream *st, struct outseg *s, size_t n)
-{
-	s->off += n;
-	st->outlen -= n;
-	if (s->off == s->len) {
-		STAILQ_REMOVE_HEAD(&st->out, entry);
-		seg_free(s);
-	}
-}
-
-static void
-segs_clear(struct stream *st)
-{
-	struct outseg *s;
-
-	while ((s = STAILQ_FIRST(&st->out)) != NULL) {
-		STAILQ_REMOVE_HEAD(&st->out, entry);
-		seg_free(s);
-	}
-	st->outlen = 0;
+	lease_release(&lr->lease);
+	free(lr);
 }
 
 /*
@@ -172,7 +134,7 @@ segs_clear(struct stream *st)
  */
 struct packer {
 	ProtobufCBuffer	 base;
-	struct stream	*st;
+	struct h2_body	*body;
 	struct lease_ref *ref;
 	uint8_t		*buf;
 	size_t		 len, cap;
@@ -182,7 +144,7 @@ struct packer {
 static void
 packer_flush(struct packer *pk)
 {
-	if (pk->len > 0 && seg_push(pk->st, pk->buf, pk->len, NULL) != 0) {
+	if (pk->len > 0 && h2_body_add_owned(pk->body, pk->buf, pk->len) != 0) {
 		free(pk->buf);
 		pk->failed = 1;
 	}
@@ -194,14 +156,14 @@ static void
 packer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 {
 	struct packer *pk = (struct packer *)b;
-	const struct be_lease *l = pk->ref != NULL ? &pk->ref->lease : NULL;
+	const struct lease *l = pk->ref != NULL ? &pk->ref->lease : NULL;
 
 	if (pk->failed)
 		return;
-	if (l != NULL && len >= REF_MIN && data >= l->data &&
+	if (l != NULL && len >= H2_REF_MIN && data >= l->data &&
 	    data + len <= l->data + l->len) {
 		packer_flush(pk);
-		if (seg_push(pk->st, data, len, pk->ref) != 0)
+		if (h2_body_add_ref(pk->body, data, len, &pk->ref->ref) != 0)
 			pk->failed = 1;
 		return;
 	}
@@ -224,15 +186,16 @@ packer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 
 /* Append one length-prefixed message to the stream's reply. */
 static int
-pack_message(struct stream *st, const ProtobufCMessage *msg,
+pack_message(struct gstream *st, const ProtobufCMessage *msg,
     struct lease_ref *ref, char *err, size_t errlen)
 {
-	struct packer pk = { .base = { .append = packer_append }, .st = st,
-	    .ref = ref };
+	struct h2_body *body = h2s_body(st->hs);
+	struct packer pk = { .base = { .append = packer_append },
+	    .body = body, .ref = ref };
 	size_t size = protobuf_c_message_get_packed_size(msg);
 	uint8_t prefix[GRPC_PREFIX_LEN], *p;
 
-	if (size > st->conn->srv->lim.max_message_size || size > UINT32_MAX) {
+	if (size > max_message_size || size > UINT32_MAX) {
 		snprintf(err, errlen, "reply of %zu bytes exceeds "
 		    "max_message_size", size);
 		return -1;
@@ -240,7 +203,8 @@ pack_message(struct stream *st, const ProtobufCMessage *msg,
 	if (ref == NULL) {
 		/* Nothing by reference: one owned buffer of the exact size,
 		 * packed in one call (pack_to_buffer appends field by field). */
-		if ((p = seg_push_inline(st, GRPC_PREFIX_LEN + size)) == NULL) {
+		if ((p = h2_body_add_inline(body, GRPC_PREFIX_LEN + size)) ==
+		    NULL) {
 			snprintf(err, errlen, "out of memory packing the reply");
 			return -1;
 		}
@@ -260,7 +224,7 @@ pack_message(struct stream *st, const ProtobufCMessage *msg,
 	protobuf_c_message_pack_to_buffer(msg, &pk.base);
 	packer_flush(&pk);
 	if (pk.failed) {
-		segs_clear(st);
+		h2_body_clear(body);
 		snprintf(err, errlen, "out of memory packing the reply");
 		return -1;
 	}
@@ -300,28 +264,36 @@ nv_status(nghttp2_nv *nv, int status, char *buf, size_t cap)
 }
 
 static void
-count(struct stream *st, int status)
+count(struct gstream *st, int status)
 {
 	metrics_request(st->metric, status, clock_now_ns() - st->start_ns);
 }
 
+/* Answered before the request was read: drop its body. */
 static void
-respond_http(struct stream *st, const char *status)
+request_discard(struct gstream *st)
+{
+	grpc_deframer_reset(&st->df);
+	free(st->msg.data);
+	st->msg.data = NULL;
+	h2s_discard(st->hs);
+}
+
+static void
+respond_http(struct gstream *st, const char *status)
 {
 	nghttp2_nv nv[] = { NVBUF(":status", status) };
 
 	nv[0].valuelen = strlen(status);
-	st->responded = st->finished = st->trailers_sent = 1;
-	if (!st->remote_ended)
-		st->rst_after_headers = 1;
-	conn_stream_discard(st);
-	conn_submit_response(st, nv, 1, 0);
-	conn_flush(st->conn);
+	st->responded = st->finished = 1;
+	request_discard(st);
+	h2s_respond(st->hs, nv, 1, 0);
+	h2s_flush(st->hs);
 }
 
 /* An error with no reply body: one HEADERS frame with END_STREAM. */
 static void
-respond_trailers_only(struct stream *st, int status, const char *msg)
+respond_trailers_only(struct gstream *st, int status, const char *msg)
 {
 	char code[8], enc[3 * MESSAGE_MAX + 1];
 	nghttp2_nv nv[] = {
@@ -337,22 +309,20 @@ respond_trailers_only(struct stream *st, int status, const char *msg)
 		nv[3].valuelen = grpc_percent_encode(msg, enc, sizeof(enc));
 		n = 4;
 	}
-	st->responded = st->finished = st->trailers_sent = 1;
+	st->responded = st->finished = 1;
 	st->status = status;
-	if (!st->remote_ended)
-		st->rst_after_headers = 1;
-	conn_stream_discard(st);
+	request_discard(st);
 	count(st, status);
-	conn_submit_response(st, nv, n, 0);
-	conn_flush(st->conn);
+	h2s_respond(st->hs, nv, n, 0);
+	h2s_flush(st->hs);
 }
 
 static void
-stream_fail(struct stream *st, int status, const char *fmt, ...)
+stream_fail(struct gstream *st, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
-stream_fail(struct stream *st, int status, const char *fmt, ...)
+stream_fail(struct gstream *st, int status, const char *fmt, ...)
 {
 	char msg[MESSAGE_MAX];
 	va_list ap;
@@ -364,7 +334,7 @@ stream_fail(struct stream *st, int status, const char *fmt, ...)
 }
 
 static int
-respond_headers(struct stream *st)
+respond_headers(struct gstream *st)
 {
 	nghttp2_nv nv[] = {
 		NV(":status", "200"),
@@ -373,131 +343,20 @@ respond_headers(struct stream *st)
 	};
 
 	st->responded = 1;
-	return conn_submit_response(st, nv, 3, 1);
+	return h2s_respond(st->hs, nv, 3, 1);
 }
 
+/* The status is decided: trailers follow the queued reply. */
 static void
-submit_trailers(struct stream *st)
+reply_end(struct gstream *st, int status)
 {
-	char code[8], enc[3 * MESSAGE_MAX + 1];
-	nghttp2_nv nv[] = {
-		NVBUF("grpc-status", code),
-		NVBUF("grpc-message", enc),
-	};
-	size_t n = 1;
-
-	nv_status(&nv[0], st->status, code, sizeof(code));
-	if (st->message != NULL && *st->message != '\0') {
-		nv[1].valuelen = grpc_percent_encode(st->message, enc,
-		    sizeof(enc));
-		n = 2;
-	}
-	st->trailers_sent = 1;
-	nghttp2_submit_trailer(st->conn->h2, st->id, nv, n);
-}
-
-ssize_t
-grpc_stream_read(struct stream *st, size_t len, uint32_t *flags)
-{
-	size_t n;
-
-	if (st->outlen > 0) {
-		n = len < st->outlen ? len : st->outlen;
-		*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-		if (n == st->outlen && st->finished) {
-			*flags |= NGHTTP2_DATA_FLAG_EOF |
-			    NGHTTP2_DATA_FLAG_NO_END_STREAM;
-			submit_trailers(st);
-		}
-		return (ssize_t)n;
-	}
-	if (st->finished) {
-		*flags |= NGHTTP2_DATA_FLAG_EOF |
-		    NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		submit_trailers(st);
-		return 0;
-	}
-	st->deferred = 1;
-	return NGHTTP2_ERR_DEFERRED;
-}
-
-/*
- * TLS: the frame header and its data copied together into a large chain
- * (encryption copies the bytes anyway, so this costs little), so frames
- * leave in full TLS records instead of a 9-byte record for each header and
- * one per referenced range (spec §11).
- */
-static int
-send_data_tls(struct stream *st, const uint8_t *framehd, size_t length)
-{
-	struct outseg *s;
-	size_t n, frame = 9 + length;
-
-	if (conn_tls_add(st->conn, framehd, 9, frame) != 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && (s = STAILQ_FIRST(&st->out)) != NULL) {
-		n = s->len - s->off;
-		if (n > length)
-			n = length;
-		/* The copy into the records. */
-		if (conn_tls_add(st->conn, s->p + s->off, n, frame) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		seg_consumed(st, s, n);
-		length -= n;
-	}
-	return 0;
-}
-
-int
-grpc_stream_send_data(struct stream *st, const uint8_t *framehd,
-    size_t length)
-{
-	struct evbuffer *out = bufferevent_get_output(st->conn->bev);
-	struct outseg *s;
-	size_t n;
-
-	if (st->conn->tls)
-		return send_data_tls(st, framehd, length);
-	s = STAILQ_FIRST(&st->out);
-	if (s != NULL && s->ref == NULL && s->len - s->off >= length) {
-		/* All owned bytes: the frame header and them staged
-		 * together (conn_out_add(): one append per flush). */
-		if (conn_out_add(st->conn, framehd, 9) != 0 ||
-		    conn_out_add(st->conn, s->p + s->off, length) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		seg_consumed(st, s, length);
-		length = 0;
-	} else if (conn_out_add(st->conn, framehd, 9) != 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && (s = STAILQ_FIRST(&st->out)) != NULL) {
-		n = s->len - s->off;
-		if (n > length)
-			n = length;
-		if (s->ref != NULL && n >= REF_MIN) {
-			/* What is staged goes first. */
-			if (conn_out_commit() != 0)
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			s->ref->refs++;
-			if (evbuffer_add_reference(out, s->p + s->off, n,
-			    evref_done, s->ref) != 0) {
-				s->ref->refs--;
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			}
-		} else if (conn_out_add(st->conn, s->p + s->off, n) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		seg_consumed(st, s, n);
-		length -= n;
-	}
-	/* A streaming handler waiting for room (inside nghttp2: it only
-	 * notes it). */
-	if (st->call != NULL && st->call->writable != NULL &&
-	    st->outlen <= st->call->low_water) {
-		void (*fn)(struct call *, void *) = st->call->writable;
-
-		st->call->writable = NULL;
-		fn(st->call, st->call->writable_arg);
-	}
-	return 0;
+	st->finished = 1;
+	st->status = status;
+	count(st, status);
+	h2s_body_end(st->hs);
+	if (!st->responded)
+		respond_headers(st);
+	h2s_resume(st->hs);
 }
 
 /* --- the call API ---------------------------------------------------------- */
@@ -513,38 +372,40 @@ call_detach(struct call *call)
 
 void
 call_reply(struct call *call, const ProtobufCMessage *reply,
-    struct be_lease *lease)
+    struct lease *lease)
 {
-	struct stream *st = call->st;
+	struct gstream *st = call->st;
 	struct lease_ref *ref = NULL;
 	char err[128];
 	int rv;
 
 	if (st == NULL) {
 		if (lease != NULL)
-			be_lease_release(lease);
+			lease_release(lease);
 		free(call);
 		return;
 	}
-	if (lease != NULL && lease->len < REF_MIN) {
+	if (lease != NULL && lease->len < H2_REF_MIN) {
 		/* A small payload is copied into the reply anyway: pack it
 		 * now and let the lease go (no reference to keep). */
 		rv = pack_message(st, reply, NULL, err, sizeof(err));
-		be_lease_release(lease);
+		lease_release(lease);
 	} else {
 		if (lease != NULL) {
 			if ((ref = malloc(sizeof(*ref))) == NULL) {
-				be_lease_release(lease);
+				lease_release(lease);
 				call_error(call, GRPC_RESOURCE_EXHAUSTED,
 				    "out of memory");
 				return;
 			}
-			ref->refs = 1;		/* ours while packing */
+			ref->ref.refs = 1;		/* ours while packing */
+			ref->ref.release = lease_ref_release;
 			ref->lease = *lease;
 			lease->release = NULL;
 		}
 		rv = pack_message(st, reply, ref, err, sizeof(err));
-		lease_ref_drop(ref);	/* the segments hold it now */
+		if (ref != NULL)		/* the segments hold it now */
+			h2_ref_drop(&ref->ref);
 	}
 	if (rv != 0) {
 		call_error(call, GRPC_RESOURCE_EXHAUSTED, "%s", err);
@@ -552,20 +413,13 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 	}
 	call_detach(call);
 	free(call);
-	st->finished = 1;
-	st->status = GRPC_OK;
-	count(st, GRPC_OK);
-	if (!st->responded)
-		respond_headers(st);
-	else
-		conn_resume(st);
-	conn_flush(st->conn);
+	reply_end(st, GRPC_OK);
 }
 
 void
 call_error(struct call *call, int status, const char *fmt, ...)
 {
-	struct stream *st = call->st;
+	struct gstream *st = call->st;
 	char msg[MESSAGE_MAX] = "";
 	va_list ap;
 
@@ -582,28 +436,22 @@ call_error(struct call *call, int status, const char *fmt, ...)
 		respond_trailers_only(st, status, msg);
 		return;
 	}
-	st->finished = 1;
-	st->status = status;
 	free(st->message);
 	st->message = strdup(msg);
-	count(st, status);
-	conn_resume(st);
-	conn_flush(st->conn);
+	reply_end(st, status);
 }
 
 int
 call_send(struct call *call, const ProtobufCMessage *msg)
 {
-	struct stream *st = call->st;
+	struct gstream *st = call->st;
 	char err[128];
 
 	if (st == NULL || pack_message(st, msg, NULL, err, sizeof(err)) != 0)
 		return -1;
 	if (!st->responded)
 		respond_headers(st);
-	else
-		conn_resume(st);
-	conn_flush(st->conn);
+	h2s_resume(st->hs);
 	return 0;
 }
 
@@ -624,7 +472,7 @@ call_alive(const struct call *call)
 size_t
 call_queued(const struct call *call)
 {
-	return call->st != NULL ? call->st->outlen : 0;
+	return call->st != NULL ? h2s_body(call->st->hs)->len : 0;
 }
 
 void
@@ -639,21 +487,15 @@ call_set_writable(struct call *call, void (*fn)(struct call *, void *),
 void
 call_reset(struct call *call, uint32_t h2_error, int status)
 {
-	struct stream *st = call->st;
+	struct gstream *st = call->st;
 
 	call_detach(call);
 	free(call);
 	if (st == NULL)
 		return;
-	/* Nothing more is framed: the data source defers until the RST
-	 * closes the stream (finished stays 0, so no trailers follow). */
-	segs_clear(st);
 	st->status = status;
-	st->trailers_sent = 1;
 	count(st, status);
-	nghttp2_submit_rst_stream(st->conn->h2, NGHTTP2_FLAG_NONE, st->id,
-	    h2_error);
-	conn_flush(st->conn);
+	h2s_reset(st->hs, h2_error);
 }
 
 uint64_t
@@ -674,11 +516,82 @@ call_set_data(struct call *call, void *data)
 	call->data = data;
 }
 
-/* --- the stream's life ------------------------------------------------------ */
+/* --- the stream's life (h2s_ops) -------------------------------------------- */
 
-void
-grpc_stream_headers_done(struct stream *st)
+static void
+gs_open(void *u, struct h2s_stream *hs)
 {
+	struct gstream *st = u;
+
+	st->hs = hs;
+	st->metric = MM_UNKNOWN;
+	st->start_ns = clock_now_ns();
+	st->req.encoding_ok = 1;
+	st->df.max = max_message_size;
+}
+
+static int
+name_is(const uint8_t *name, size_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return len == n && memcmp(name, lit, n) == 0;
+}
+
+static void
+copy_value(char *dst, size_t cap, size_t *dstlen, const uint8_t *v, size_t len)
+{
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(dst, v, len);
+	dst[len] = '\0';
+	if (dstlen != NULL)
+		*dstlen = len;
+}
+
+static void
+gs_header(void *u, const uint8_t *name, size_t namelen, const uint8_t *value,
+    size_t valuelen)
+{
+	struct gstream *st = u;
+	struct reqinfo *r = &st->req;
+
+	if (name_is(name, namelen, ":method"))
+		r->post = name_is(value, valuelen, "POST");
+	else if (name_is(name, namelen, ":path")) {
+		if (valuelen >= sizeof(r->path))
+			valuelen = 0;	/* no method has so long a name */
+		copy_value(r->path, sizeof(r->path), &r->pathlen, value,
+		    valuelen);
+	} else if (name_is(name, namelen, "content-type")) {
+		r->have_ct = 1;
+		r->grpc_ct = name_is(value, valuelen, "application/grpc") ||
+		    (valuelen > 17 &&
+		    memcmp(value, "application/grpc", 16) == 0 &&
+		    (value[16] == '+' || value[16] == ';'));
+	} else if (name_is(name, namelen, "grpc-encoding")) {
+		copy_value(r->encoding, sizeof(r->encoding), NULL, value,
+		    valuelen);
+		r->encoding_ok = name_is(value, valuelen, "identity");
+	} else if (name_is(name, namelen, "grpc-timeout")) {
+		if (grpc_timeout_parse((const char *)value, valuelen,
+		    &r->timeout_ns) != 0)
+			r->bad_timeout = 1;
+	} else if (name_is(name, namelen, "api_key")) {
+		r->have_key = 1;
+		/* A longer value cannot match any key we accept; keep it too
+		 * long so the comparison fails instead of truncating. */
+		if (valuelen > sizeof(r->api_key))
+			valuelen = sizeof(r->api_key);
+		memcpy(r->api_key, value, valuelen);
+		r->api_key_len = valuelen;
+	}
+}
+
+static void
+gs_headers_done(void *u)
+{
+	struct gstream *st = u;
 	struct reqinfo *r = &st->req;
 	const struct method *m;
 	int s;
@@ -710,20 +623,63 @@ grpc_stream_headers_done(struct stream *st)
 	}
 }
 
-void
-grpc_stream_too_large(struct stream *st, uint64_t announced)
+static void
+too_large(struct gstream *st, uint64_t announced)
 {
 	if (st->responded)
 		return;
 	stream_fail(st, GRPC_RESOURCE_EXHAUSTED, "message of %llu bytes "
 	    "exceeds max_message_size %llu", (unsigned long long)announced,
-	    (unsigned long long)st->conn->srv->lim.max_message_size);
+	    (unsigned long long)max_message_size);
 }
 
-void
-grpc_stream_request_done(struct stream *st)
+static void
+gs_data(void *u, const uint8_t *data, size_t len)
+{
+	struct gstream *st = u;
+	struct grpc_message m;
+	size_t n;
+
+	if (st->dispatched)
+		return;
+	while (len > 0) {
+		switch (grpc_deframe(&st->df, data, len, &n, &m)) {
+		case GF_NEED_MORE:
+			break;
+		case GF_MESSAGE:
+			/* A unary request carries one message; a second one
+			 * is refused when the request ends. */
+			if (!st->have_msg) {
+				st->msg = m;
+				st->have_msg = 1;
+			} else {
+				free(m.data);
+				st->extra_msg = 1;
+			}
+			break;
+		case GF_TOO_LARGE:
+			too_large(st, st->df.announced);
+			h2s_discard(st->hs);
+			return;
+		case GF_NOMEM:
+			too_large(st, st->df.len);
+			h2s_discard(st->hs);
+			return;
+		}
+		data += n;
+		len -= n;
+	}
+	/* A message whose prefix is known counts against
+	 * max_inflight_bytes until its request is decoded. */
+	h2s_expect(st->hs, st->df.hdrlen == GRPC_PREFIX_LEN ?
+	    (uint64_t)st->df.len + GRPC_PREFIX_LEN : 0);
+}
+
+static void
+gs_end(void *u)
 {
 	static const uint8_t empty[1];
+	struct gstream *st = u;
 	const struct method *m = st->method;
 	ProtobufCMessage *req;
 	struct call *call;
@@ -756,7 +712,7 @@ grpc_stream_request_done(struct stream *st)
 	    st->msg.data != NULL ? st->msg.data : empty);
 	free(st->msg.data);
 	st->msg.data = NULL;
-	conn_stream_unreserve(st);
+	h2s_release(st->hs);
 	if (req == NULL) {
 		stream_fail(st, GRPC_INVALID_ARGUMENT,
 		    "request does not decode as %s", m->request->name);
@@ -777,12 +733,72 @@ grpc_stream_request_done(struct stream *st)
 	m->handler(call, req);
 }
 
-void
-grpc_stream_closed(struct stream *st)
+static void
+gs_trailers(void *u)
 {
+	struct gstream *st = u;
+	char code[8], enc[3 * MESSAGE_MAX + 1];
+	nghttp2_nv nv[] = {
+		NVBUF("grpc-status", code),
+		NVBUF("grpc-message", enc),
+	};
+	size_t n = 1;
+
+	nv_status(&nv[0], st->status, code, sizeof(code));
+	if (st->message != NULL && *st->message != '\0') {
+		nv[1].valuelen = grpc_percent_encode(st->message, enc,
+		    sizeof(enc));
+		n = 2;
+	}
+	h2s_trailers(st->hs, nv, n);
+}
+
+/* A streaming handler waiting for room (inside nghttp2: it only notes
+ * it). */
+static void
+gs_written(void *u, size_t queued)
+{
+	struct gstream *st = u;
 	struct call *call = st->call;
 
-	segs_clear(st);
+	if (call != NULL && call->writable != NULL &&
+	    queued <= call->low_water) {
+		void (*fn)(struct call *, void *) = call->writable;
+
+		call->writable = NULL;
+		fn(call, call->writable_arg);
+	}
+}
+
+static void
+gs_drain(void *u)
+{
+	struct gstream *st = u;
+	struct call *call = st->call;
+
+	if (call == NULL || !(call->method->flags & METHOD_STREAMING))
+		return;
+	call_detach(call);
+	if (!st->responded)
+		respond_trailers_only(st, GRPC_UNAVAILABLE,
+		    "server shutting down");
+	else {
+		free(st->message);
+		st->message = strdup("server shutting down");
+		reply_end(st, GRPC_UNAVAILABLE);
+	}
+	if (call->cancel != NULL)
+		call->cancel(call, call->cancel_arg);
+}
+
+static void
+gs_close(void *u)
+{
+	struct gstream *st = u;
+	struct call *call = st->call;
+
+	grpc_deframer_reset(&st->df);
+	free(st->msg.data);
 	free(st->message);
 	st->message = NULL;
 	if (call == NULL)
@@ -793,26 +809,15 @@ grpc_stream_closed(struct stream *st)
 		call->cancel(call, call->cancel_arg);
 }
 
-void
-grpc_stream_drain(struct stream *st)
-{
-	struct call *call = st->call;
-
-	if (call == NULL || !(call->method->flags & METHOD_STREAMING))
-		return;
-	call_detach(call);
-	if (!st->responded)
-		respond_trailers_only(st, GRPC_UNAVAILABLE,
-		    "server shutting down");
-	else {
-		st->finished = 1;
-		st->status = GRPC_UNAVAILABLE;
-		free(st->message);
-		st->message = strdup("server shutting down");
-		count(st, GRPC_UNAVAILABLE);
-		conn_resume(st);
-		conn_flush(st->conn);
-	}
-	if (call->cancel != NULL)
-		call->cancel(call, call->cancel_arg);
-}
+const struct h2s_ops grpc_server_ops = {
+	.stream_size = sizeof(struct gstream),
+	.open = gs_open,
+	.header = gs_header,
+	.headers_done = gs_headers_done,
+	.data = gs_data,
+	.end = gs_end,
+	.trailers = gs_trailers,
+	.written = gs_written,
+	.drain = gs_drain,
+	.close = gs_close,
+};

@@ -1,0 +1,107 @@
+/*
+ * h2io.h: what an HTTP/2 connection of ours does on the wire whatever its
+ * side: nghttp2's allocator, a body queue of owned and referenced bytes,
+ * and the output of a connection (cleartext staging, TLS record packing,
+ * DATA frames whose payload goes by reference). The server transport
+ * (h2srv.c) is built on it; nothing here knows gRPC or the server.
+ */
+#ifndef ALPCRUND_H2IO_H
+#define ALPCRUND_H2IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "queue_compat.h"
+
+struct bufferevent;
+
+/* A range at least this large is sent by reference, smaller ones copied:
+ * a reference costs an evbuffer chain of its own. */
+#define H2_REF_MIN	4096
+
+/*
+ * The owner of bytes sent by reference: they stay valid until the last
+ * hold is dropped, then release() runs. Whoever queues such bytes holds it
+ * once per segment and once per evbuffer reference made of them.
+ */
+struct h2_ref {
+	unsigned	 refs;
+	void		(*release)(struct h2_ref *);
+};
+
+static inline void
+h2_ref_hold(struct h2_ref *r)
+{
+	r->refs++;
+}
+
+static inline void
+h2_ref_drop(struct h2_ref *r)
+{
+	if (r != NULL && --r->refs == 0)
+		r->release(r);
+}
+
+/* One piece of a body waiting to be framed into DATA: bytes owned by the
+ * segment (inline or malloc'ed), or a range held through ref. */
+struct h2_seg {
+	STAILQ_ENTRY(h2_seg)	 entry;
+	const uint8_t		*p;
+	size_t			 len;
+	size_t			 off;		/* bytes already framed */
+	struct h2_ref		*ref;		/* NULL: p is owned */
+};
+
+struct h2_body {
+	STAILQ_HEAD(, h2_seg)	 segs;
+	size_t			 len;		/* bytes not yet framed */
+};
+
+void	 h2_body_init(struct h2_body *);
+/* Queue len bytes held through ref (held once more here). 0, or -1. */
+int	 h2_body_add_ref(struct h2_body *, const uint8_t *, size_t,
+	    struct h2_ref *);
+/* Queue len malloc'ed bytes, which the body frees. 0, or -1 (then the
+ * caller still owns p). */
+int	 h2_body_add_owned(struct h2_body *, uint8_t *p, size_t len);
+/* Queue len bytes in the segment's own allocation (one malloc); returns
+ * where to write them, NULL when out of memory. */
+uint8_t	*h2_body_add_inline(struct h2_body *, size_t len);
+void	 h2_body_clear(struct h2_body *);
+
+/*
+ * The output of one connection. Cleartext frames are staged: copied into
+ * space reserved at the end of the bufferevent's output (no callbacks run)
+ * and committed once per flush, before a payload reference or when another
+ * connection's output is written. TLS frames are copied into large chains
+ * so that they leave in full 16 KiB records (tls_out_add()).
+ */
+struct h2_out {
+	struct bufferevent	*bev;
+	unsigned		 tls:1;
+	size_t			 tls_room;
+};
+
+/* Append n bytes of a frame of `frame` bytes. 0, or -1. */
+int	 h2_out_add(struct h2_out *, const void *, size_t n, size_t frame);
+/* Commit what is staged (before touching any output directly). 0, or -1. */
+int	 h2_out_commit(void);
+/* Bytes queued on the output, staged ones included. */
+size_t	 h2_out_len(struct h2_out *);
+/* The connection goes away: forget what it staged. */
+void	 h2_out_forget(struct h2_out *);
+/*
+ * One DATA frame: its 9-byte header and the next length bytes of body.
+ * Cleartext sends ranges of H2_REF_MIN bytes or more of referenced
+ * segments by reference (no copy); TLS copies into records. 0, or -1.
+ */
+int	 h2_out_data(struct h2_out *, const uint8_t *framehd,
+	    struct h2_body *, size_t length);
+
+/* nghttp2's allocations from free lists of small size classes (loop
+ * thread only); plain malloc under AddressSanitizer. */
+nghttp2_mem	*h2_mem(void);
+
+#endif
