@@ -3,7 +3,7 @@
  *
  * A backend is a named struct of function pointers (struct backend_ops), one
  * file per backend under backends/, found by name in backend.c. The cache
- * logic (src/cache.c) never knows which one it talks to.
+ * logic (src/svc/rules.c, cache.c) never knows which one it talks to.
  *
  * The contract every backend keeps, and the conformance suite checks:
  *

@@ -43,7 +43,6 @@
 #include <nghttp2/nghttp2.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
-#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -51,6 +50,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue_compat.h"
+#include "rules.h"
 #include "server.h"
 #include "watch.h"
 

@@ -1,5 +1,5 @@
 /*
- * check_cache.c: unit tests of the cache rules of spec §4 (src/cache.c):
+ * check_cache.c: unit tests of the cache rules of spec §4 (src/svc/rules.c):
  * session_id validation, TTL defaulting and clamping, and the Set, Update
  * and Delete decisions with their tombstones.
  *
@@ -33,10 +33,10 @@
 #include "google/protobuf/duration.pb-c.h"
 
 #include "backend.h"
-#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
+#include "rules.h"
 #include "testutil.h"
 
 #define SEC		NS_PER_SEC
