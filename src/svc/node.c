@@ -69,6 +69,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "pbwire.h"
 #include "rules.h"
 #include "tls.h"
 #include "server.h"
@@ -182,71 +183,24 @@ node_decide_get(int held, uint32_t h, int has_level, uint32_t l)
 }
 
 static int
-varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-	const uint8_t *p = *pp;
-	uint64_t r = 0;
-	unsigned shift;
-
-	for (shift = 0; shift < 64; shift += 7) {
-		if (p >= end)
-			return -1;
-		r |= (uint64_t)(*p & 0x7f) << shift;
-		if ((*p++ & 0x80) == 0) {
-			*pp = p;
-			*v = r;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* Skip a field of wire type wt; 0, or -1 when malformed. */
-static int
-skip_field(const uint8_t **pp, const uint8_t *end, unsigned wt)
-{
-	uint64_t v;
-
-	switch (wt) {
-	case 0:
-		return varint(pp, end, &v);
-	case 1:
-		if (end - *pp < 8)
-			return -1;
-		*pp += 8;
-		return 0;
-	case 2:
-		if (varint(pp, end, &v) != 0 || v > (uint64_t)(end - *pp))
-			return -1;
-		*pp += v;
-		return 0;
-	case 5:
-		if (end - *pp < 4)
-			return -1;
-		*pp += 4;
-		return 0;
-	default:			/* groups: not in this message */
-		return -1;
-	}
-}
-
-static int
 parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
     int32_t *nanos)
 {
-	uint64_t tag, v;
+	uint64_t field, v;
+	unsigned wt;
 
 	while (p < end) {
-		if (varint(&p, end, &tag) != 0)
+		if (pbwire_tag(&p, end, &field, &wt) != 0)
 			return -1;
-		if ((tag >> 3) == 1 || (tag >> 3) == 2) {
-			if ((tag & 7) != 0 || varint(&p, end, &v) != 0)
+		if (field == 1 || field == 2) {
+			if (wt != PBWIRE_VARINT ||
+			    pbwire_varint(&p, end, &v) != 0)
 				return -1;
-			if ((tag >> 3) == 1)
+			if (field == 1)
 				*sec = (int64_t)v;
 			else
 				*nanos = (int32_t)(uint32_t)v;
-		} else if (skip_field(&p, end, (unsigned)(tag & 7)) != 0)
+		} else if (pbwire_skip(&p, end, wt) != 0)
 			return -1;
 	}
 	return 0;
@@ -255,54 +209,50 @@ parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
 int
 node_parse_reply(const uint8_t *buf, size_t len, struct node_reply *r)
 {
-	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0);
-	uint64_t tag, v;
-	unsigned field, wt;
+	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0), *data;
+	uint64_t field, v;
+	unsigned wt;
+	size_t dlen;
 
 	memset(r, 0, sizeof(*r));
 	if (len == 0)			/* buf may be NULL then */
 		return 0;
 	while (p < end) {
-		if (varint(&p, end, &tag) != 0)
-			return -1;
-		field = (unsigned)(tag >> 3);
-		wt = (unsigned)(tag & 7);
-		if (field == 0)
+		if (pbwire_tag(&p, end, &field, &wt) != 0 || field == 0)
 			return -1;
 		if (field > 4) {
-			if (skip_field(&p, end, wt) != 0)
+			if (pbwire_skip(&p, end, wt) != 0)
 				return -1;
 			continue;
 		}
 		if (field == 2) {
-			if (wt != 0 || varint(&p, end, &v) != 0)
+			if (wt != PBWIRE_VARINT ||
+			    pbwire_varint(&p, end, &v) != 0)
 				return -1;
 			r->has_level = 1;
 			r->level = (uint32_t)v;	/* as protobuf truncates */
 			continue;
 		}
-		if (wt != 2 || varint(&p, end, &v) != 0 ||
-		    v > (uint64_t)(end - p))
+		if (wt != PBWIRE_LEN || pbwire_len(&p, end, &data, &dlen) != 0)
 			return -1;
 		switch (field) {
 		case 1:
-			r->session_id = p;
-			r->session_len = (size_t)v;
+			r->session_id = data;
+			r->session_len = dlen;
 			break;
 		case 3:
-			r->payload_off = (size_t)(p - buf);
-			r->payload_len = (size_t)v;
+			r->payload_off = (size_t)(data - buf);
+			r->payload_len = dlen;
 			break;
 		case 4:
 			/* A repeated message field merges; the last value of
 			 * each scalar wins. */
-			if (parse_duration(p, p + v, &r->ttl_seconds,
+			if (parse_duration(data, data + dlen, &r->ttl_seconds,
 			    &r->ttl_nanos) != 0)
 				return -1;
 			r->has_ttl = 1;
 			break;
 		}
-		p += v;
 	}
 	return 0;
 }
