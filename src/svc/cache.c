@@ -202,12 +202,11 @@ void
 cache_get(struct call *call, ProtobufCMessage *msg)
 {
 	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
-	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
-	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
+	struct cache_reply reply;
 	struct be_record rec;
 	struct be_lease lease = { 0 };
 	struct cache_verdict v;
-	uint64_t now = clock_now_ns(), left;
+	uint64_t now = clock_now_ns();
 
 	if (cache_check_session(req->session_id.data, req->session_id.len,
 	    req->has_session_id, &v) != 0) {
@@ -234,18 +233,10 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	metrics_count(MC_CACHE_HITS, 1);
-	left = rec.expires > now ? rec.expires - now : 1;
-	ttl.seconds = (int64_t)(left / NS_PER_SEC);
-	ttl.nanos = (int32_t)(left % NS_PER_SEC);
-	reply.has_session_id = 1;
-	reply.session_id = req->session_id;
-	reply.has_update_level = 1;
-	reply.update_level = rec.level;
-	reply.has_payload = 1;
-	reply.payload.data = (uint8_t *)lease.data;	/* sent by reference */
-	reply.payload.len = lease.len;
-	reply.ttl = &ttl;
-	call_reply(call, &reply.base, &lease);
+	/* The payload is sent by reference, under the lease. */
+	cache_reply_fill(&reply, req->session_id.data, req->session_id.len,
+	    rec.level, lease.data, lease.len, rec.expires, now);
+	call_reply(call, &reply.msg.base, &lease);
 out:
 	protobuf_c_message_free_unpacked(msg, NULL);
 }

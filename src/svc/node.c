@@ -332,22 +332,12 @@ static void
 reply_copy(struct call *call, const uint8_t *key, size_t keylen,
     uint32_t level, uint64_t expires, uint64_t now, struct be_lease *lease)
 {
-	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
-	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
-	uint64_t left = expires > now ? expires - now : 1;
+	struct cache_reply reply;
 
-	ttl.seconds = (int64_t)(left / NS_PER_SEC);
-	ttl.nanos = (int32_t)(left % NS_PER_SEC);
-	reply.has_session_id = 1;
-	reply.session_id.data = (uint8_t *)(uintptr_t)key;
-	reply.session_id.len = keylen;
-	reply.has_update_level = 1;
-	reply.update_level = level;
-	reply.has_payload = 1;
-	reply.payload.data = (uint8_t *)(uintptr_t)lease->data; /* by ref */
-	reply.payload.len = lease->len;
-	reply.ttl = &ttl;
-	call_reply(call, &reply.base, lease);
+	/* As central's reply; the payload goes by reference. */
+	cache_reply_fill(&reply, key, keylen, level, lease->data, lease->len,
+	    expires, now);
+	call_reply(call, &reply.msg.base, lease);
 }
 
 static void

@@ -1,14 +1,14 @@
 /*
  * rules.c: the cache rules of spec §4 (Set, Update, Delete, tombstones,
  * TTL, session_id) as pure functions over a request and a key's current
- * record; cache.c and node.c apply them (rules.h).
+ * record, and the SharedData reply to a Get; cache.c and node.c apply them
+ * (rules.h).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/sha.h>
 
-#include "google/protobuf/duration.pb-c.h"
 #include "clock.h"
 #include "rules.h"
 
@@ -210,4 +210,35 @@ cache_decide_delete(const struct cache_req *r, const struct be_record *cur,
 		memcpy(chg->digest, r->digest, BE_DIGEST_LEN);
 	else
 		SHA256(cur->data, cur->len, chg->digest);
+}
+
+/* --- replies --------------------------------------------------------------- */
+
+void
+cache_ttl_left(Google__Protobuf__Duration *ttl, uint64_t expires,
+    uint64_t now)
+{
+	uint64_t left = expires > now ? expires - now : 1;
+
+	google__protobuf__duration__init(ttl);
+	ttl->seconds = (int64_t)(left / NS_PER_SEC);
+	ttl->nanos = (int32_t)(left % NS_PER_SEC);
+}
+
+void
+cache_reply_fill(struct cache_reply *r, const uint8_t *key, size_t keylen,
+    uint32_t level, const uint8_t *data, size_t len, uint64_t expires,
+    uint64_t now)
+{
+	alpcrun__v1__shared_data__init(&r->msg);
+	cache_ttl_left(&r->ttl, expires, now);
+	r->msg.has_session_id = 1;
+	r->msg.session_id.data = (uint8_t *)(uintptr_t)key;
+	r->msg.session_id.len = keylen;
+	r->msg.has_update_level = 1;
+	r->msg.update_level = level;
+	r->msg.has_payload = 1;
+	r->msg.payload.data = (uint8_t *)(uintptr_t)data;
+	r->msg.payload.len = len;
+	r->msg.ttl = &r->ttl;
 }

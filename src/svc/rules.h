@@ -14,10 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alpcrun/v1/cache.pb-c.h"
 #include "backend.h"
 #include "grpc.h"		/* enum grpc_status, for verdicts */
-
-struct Google__Protobuf__Duration;
 
 #define SESSION_ID_MAX	256
 #define VERDICT_MSG_MAX	512
@@ -66,5 +65,26 @@ void	 cache_decide_update(const struct cache_req *,
 void	 cache_decide_delete(const struct cache_req *,
 	    const struct be_record *, uint64_t now, struct be_change *,
 	    struct cache_verdict *);
+
+/* The TTL an entry expiring at `expires` has left as of now; at least 1 ns,
+ * as an entry that is served is live. */
+void	 cache_ttl_left(Google__Protobuf__Duration *, uint64_t expires,
+	    uint64_t now);
+
+/*
+ * The alpcrun.v1.SharedData reply to a Get that found an entry, on central
+ * and on a node alike: session_id, update_level, payload and the TTL left.
+ * key and data are pointed to, not copied (the payload goes by reference,
+ * under a lease); msg points at ttl, so a cache_reply is filled where it is
+ * used, never copied.
+ */
+struct cache_reply {
+	Alpcrun__V1__SharedData		msg;
+	Google__Protobuf__Duration	ttl;
+};
+
+void	 cache_reply_fill(struct cache_reply *, const uint8_t *key,
+	    size_t keylen, uint32_t level, const uint8_t *data, size_t len,
+	    uint64_t expires, uint64_t now);
 
 #endif

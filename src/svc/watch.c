@@ -214,7 +214,6 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	Alpcrun__V1__SharedDataNotice n = ALPCRUN__V1__SHARED_DATA_NOTICE__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
 	size_t size, queued;
-	uint64_t left;
 
 	if (w->dead)
 		return -1;
@@ -226,9 +225,7 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	n.has_update_level = has_level;
 	n.update_level = level;
 	if (expires != 0) {
-		left = expires > now ? expires - now : 1;
-		ttl.seconds = (int64_t)(left / NS_PER_SEC);
-		ttl.nanos = (int32_t)(left % NS_PER_SEC);
+		cache_ttl_left(&ttl, expires, now);
 		n.ttl = &ttl;
 	}
 	n.has_kind = 1;
