@@ -23,8 +23,9 @@
  * one buffer (the reply's one copy); node_parse_reply() finds the payload
  * in it without copying; to be stored, the payload is moved to the front
  * of that same buffer (memmove, in place: the backend adopts malloc'ed
- * buffers by their start) and the memory backend adopts it; replies send
- * it by reference. A payload served pass-through (larger than the whole
+ * buffers by their start) and the memory backend adopts it, handing back a
+ * lease on it with the write (no lookup after); replies send it by
+ * reference. A payload served pass-through (larger than the whole
  * max_memory, or not stored because a newer level is held) is sent by
  * reference from the reply buffer itself.
  *
@@ -562,22 +563,23 @@ store_done(void *arg, int err, const char *errmsg)
 {
 	struct store_op *op = arg;
 	struct fetch *f = op->f;
-	struct be_record rec;
 	struct shared *s;
 
 	if (err == BE_OK && op->w.chg.action == BE_PUT &&
 	    op->w.chg.adopt == NULL) {
-		/* The backend owns the buffer now: lease it back, once, for
-		 * all the waiters. */
+		/* The backend owns the buffer now and leased it back with the
+		 * write, once, for all the waiters. */
 		inflight(-op->acct);
 		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			be_lease_release(&op->w.lease);
 			fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
 		s->refs = 1;
-		if (n.be->ops->lookup(n.be, f->key, f->keylen, clock_now_ns(),
-		    &rec, &s->under) != 0 || rec.kind != BE_ENTRY ||
-		    rec.level != op->level) {
+		s->under = op->w.lease;
+		/* No lease, or a copy that expired on the way: what a lookup
+		 * would have found gone. */
+		if (s->under.data == NULL || op->expires <= clock_now_ns()) {
 			be_lease_release(&s->under);
 			free(s);
 			fetch_fail(f, GRPC_UNAVAILABLE, "the fetched copy "
@@ -586,9 +588,11 @@ store_done(void *arg, int err, const char *errmsg)
 		}
 		s->data = s->under.data;
 		s->len = s->under.len;
-		fetch_serve(f, s, op->level, rec.expires);
+		fetch_serve(f, s, op->level, op->expires);
 		goto out;
 	}
+	/* Stored as a copy (the buffer is still ours), or not at all. */
+	be_lease_release(&op->w.lease);
 	if (err != BE_OK)
 		log_debug("fetched copy not stored", "error=\"%s\"", errmsg);
 	/* Kept for a newer level, or not stored: the waiters get the
@@ -666,6 +670,7 @@ fetch_done(void *arg, struct h2reply *r)
 	op->w.decide = store_decide;
 	op->w.done = store_done;
 	op->w.arg = op;
+	op->w.want_lease = 1;		/* served from what is stored */
 	if (n.be->ops->write(n.be, &op->w) != 0) {
 		fetch_pass_through(f, buf, buf, op->len, acct, op->level,
 		    expires);
