@@ -212,7 +212,7 @@ cache_decide_delete(const struct cache_req *r, const struct be_record *cur,
 		SHA256(cur->data, cur->len, chg->digest);
 }
 
-/* --- replies --------------------------------------------------------------- */
+/* --- replies -------------------------------------------------------------- */
 
 void
 cache_ttl_left(Google__Protobuf__Duration *ttl, uint64_t expires,

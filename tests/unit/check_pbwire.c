@@ -46,7 +46,7 @@ varint_of(const uint8_t *b, size_t n, uint64_t *v, size_t *used)
 	return rv;
 }
 
-/* --- varints ---------------------------------------------------------------- */
+/* --- varints -------------------------------------------------------------- */
 
 START_TEST(varint_values)
 {
@@ -144,7 +144,7 @@ START_TEST(varint_empty)
 }
 END_TEST
 
-/* --- tags ---------------------------------------------------------------- */
+/* --- tags ----------------------------------------------------------------- */
 
 START_TEST(tag_split)
 {
@@ -213,7 +213,7 @@ START_TEST(tag_malformed)
 }
 END_TEST
 
-/* --- length-delimited fields ---------------------------------------------------- */
+/* --- length-delimited fields ---------------------------------------------- */
 
 START_TEST(len_contents)
 {
@@ -292,7 +292,7 @@ START_TEST(len_past_end)
 }
 END_TEST
 
-/* --- skipping ------------------------------------------------------------------- */
+/* --- skipping ------------------------------------------------------------- */
 
 /* Skip one value of wire type wt that takes all of b[0..n) but the last
  * `after` bytes. */
@@ -368,7 +368,7 @@ START_TEST(skip_refused_types)
 }
 END_TEST
 
-/* --- whole messages ------------------------------------------------------------- */
+/* --- whole messages ------------------------------------------------------- */
 
 /* A SharedData as protobuf-c packs it, read field by field. */
 START_TEST(reads_protobuf_c)
