@@ -3,7 +3,7 @@
  *
  * A backend is a named struct of function pointers (struct backend_ops), one
  * file per backend under backends/, found by name in backend.c. The cache
- * logic (src/cache.c) never knows which one it talks to.
+ * logic (src/svc/rules.c, cache.c) never knows which one it talks to.
  *
  * The contract every backend keeps, and the conformance suite checks:
  *
@@ -23,6 +23,18 @@
  *	path releases the lease from the cleanup callback of the evbuffer
  *	reference that carries the bytes to the socket, not when the stream
  *	closes. release() may be called from the loop thread only.
+ *
+ *	A write may ask for a lease on what it stores (be_write.want_lease), so
+ *	that storing and then serving a payload is one trip to the backend,
+ *	not a write and a lookup: when its change is a BE_PUT applied (done()
+ *	with BE_OK), the backend fills be_write.lease before done() with a
+ *	lease on the payload exactly as this write stored it, whatever writes,
+ *	deletes, sweeps or expiry come after it. done() then owns the lease
+ *	(releases it or hands it on). In every other case (want_lease 0, a
+ *	change other than BE_PUT, a failed write) write() leaves lease zeroed,
+ *	and so does a backend that could not take the lease (out of memory),
+ *	the write having succeeded all the same: lease.data is NULL exactly
+ *	when no lease was taken (an empty payload's lease has data non-NULL).
  *
  * Writes are read-modify-write and may complete later.
  *	write() takes a struct be_write. The backend finds the key's current
@@ -133,6 +145,10 @@ struct be_write {
 	void		(*done)(void *arg, int err, const char *errmsg);
 	void		*arg;
 	struct be_change chg;	/* filled by decide(), read back by the writer */
+	/* Set want_lease for a lease on a BE_PUT's stored payload in lease,
+	 * owned by done() ("Leases" above). */
+	int		 want_lease;
+	struct lease	 lease;
 };
 
 enum be_event {

@@ -1392,6 +1392,47 @@ enqueue(struct lm *l, struct job *j)
 
 /* --- Completions (loop thread) -------------------------------------------- */
 
+static int lm_lookup(struct backend *, const uint8_t *, size_t, uint64_t,
+    struct be_record *, struct lease *);
+
+/*
+ * The lease a BE_PUT asked for (backend.h), before its done(). With no
+ * other write to the key queued or unanswered and no sweep of it pending,
+ * the newest snapshot (drain() took it after this commit) holds this
+ * write's entry: it is leased in place, like a lookup's. Otherwise, or
+ * when it already expired, the payload is copied from the change, whose
+ * bytes stay the writer's until done() returns.
+ */
+static void
+lease_written(struct lm *l, struct job *j)
+{
+	struct be_write *w = j->w;
+	struct be_record rec;
+	uint8_t *copy;
+
+	if (j->k->inflight == 0 && !j->k->doomed &&
+	    lm_lookup(&l->be, w->key, w->keylen, clock_now_ns(), &rec,
+	    &w->lease) == 0) {
+		if (rec.kind == BE_ENTRY && rec.level == w->chg.level &&
+		    rec.len == w->chg.len)
+			return;
+		lease_release(&w->lease);
+	}
+	memset(&w->lease, 0, sizeof(w->lease));
+	if (w->chg.len == 0) {
+		w->lease.data = empty;		/* nothing to hold */
+		return;
+	}
+	if ((copy = malloc(w->chg.len)) == NULL)
+		return;				/* no lease; the write stands */
+	memcpy(copy, w->chg.data, w->chg.len);
+	l->copies++;
+	w->lease.data = copy;
+	w->lease.len = w->chg.len;
+	w->lease.release = lease_release_copy;
+	w->lease.ctx = copy;
+}
+
 static void
 complete(struct lm *l, struct job *j)
 {
@@ -1408,6 +1449,9 @@ complete(struct lm *l, struct job *j)
 			l->used += (uint64_t)j->d_used;
 		}
 		j->k->inflight--;
+		if (j->err == BE_OK && w->want_lease &&
+		    w->chg.action == BE_PUT)
+			lease_written(l, j);
 		key_put(l, j->k);
 		/* Reports first, as applied; done() last (the caller may
 		 * free w there). */
@@ -1944,6 +1988,7 @@ lm_write(struct backend *be, struct be_write *w)
 	struct lm *l = (struct lm *)be;
 	struct job *j;
 
+	memset(&w->lease, 0, sizeof(w->lease));
 	if (w->keylen < 1 || w->keylen > KEY_MAX || l->stopping)
 		return -1;
 	if ((j = calloc(1, sizeof(*j))) == NULL)

@@ -1146,6 +1146,14 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	r->u.blob = b;
 	m->used_bytes = m->used_bytes - old + need;
 	m->payload_bytes += c->len;
+	/* Before the reports: the hook may replace this very blob. */
+	if (w->want_lease) {
+		b->refcnt++;
+		w->lease.data = blob_data(b);
+		w->lease.len = b->len;
+		w->lease.release = mem_lease_release;
+		w->lease.ctx = b;
+	}
 	/* Reports last: the hook may call back into the backend. */
 	if (expired_entry)
 		backend_report(&m->be, BE_EV_EXPIRE, w->key, w->keylen,
@@ -1225,6 +1233,7 @@ mem_write(struct backend *be, struct be_write *w)
 	size_t slot;
 	int err = BE_OK;
 
+	memset(&w->lease, 0, sizeof(w->lease));
 	if (w->keylen < 1 || w->keylen > KEY_MAX)
 		return -1;
 	/* Before tab_find(): migrating moves records. */

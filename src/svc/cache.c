@@ -1,13 +1,11 @@
 /*
- * cache.c: the cache semantics of spec §4 (Set, Update, Get, Delete,
- * tombstones, TTL) as pure decision functions over a key's current record,
- * and the central cache's RPC handlers that run them through the backend.
+ * cache.c: the central cache's handlers of alpcrun.v1.Cache (spec §4): Set,
+ * Update, Get and Delete, validated and decided by the rules of rules.c and
+ * run through the backend.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/sha.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "cache.h"
@@ -16,6 +14,7 @@
 #include "digest.h"
 #include "grpc.h"
 #include "metrics.h"
+#include "rules.h"
 
 static struct backend *store;
 
@@ -28,201 +27,6 @@ static uint64_t default_ttl_ms = 600000, max_ttl_ms = 600000;
 	(v)->status = (code);						\
 	snprintf((v)->msg, sizeof((v)->msg), __VA_ARGS__);		\
 } while (0)
-
-/* --- validation ------------------------------------------------------------ */
-
-int
-cache_check_session(const uint8_t *id, size_t len, int present,
-    struct cache_verdict *v)
-{
-	size_t i;
-
-	if (!present || len == 0) {
-		V(v, GRPC_INVALID_ARGUMENT, "session_id is required");
-		return -1;
-	}
-	if (len > SESSION_ID_MAX) {
-		V(v, GRPC_INVALID_ARGUMENT, "session_id is %zu bytes; at most "
-		    "%d are allowed", len, SESSION_ID_MAX);
-		return -1;
-	}
-	/* Printable ASCII without space: this also refuses an embedded NUL,
-	 * which is why the C twin carries session_id as bytes. */
-	for (i = 0; i < len; i++)
-		if (id[i] <= 0x20 || id[i] >= 0x7f) {
-			V(v, GRPC_INVALID_ARGUMENT, "session_id must be "
-			    "printable ASCII without spaces (byte %zu is "
-			    "0x%02x)", i, id[i]);
-			return -1;
-		}
-	return 0;
-}
-
-int
-cache_ttl(const Google__Protobuf__Duration *d, uint64_t def_ms,
-    uint64_t max_ms, uint64_t *ns, struct cache_verdict *v)
-{
-	uint64_t t;
-
-	if (d == NULL || (d->seconds == 0 && d->nanos == 0)) {
-		t = def_ms * NS_PER_MS;
-	} else {
-		if (d->nanos <= -1000000000 || d->nanos >= 1000000000 ||
-		    (d->seconds > 0 && d->nanos < 0) ||
-		    (d->seconds < 0 && d->nanos > 0)) {
-			V(v, GRPC_INVALID_ARGUMENT, "ttl nanos %d out of "
-			    "range", d->nanos);
-			return -1;
-		}
-		if (d->seconds < 0 || d->nanos < 0) {
-			V(v, GRPC_INVALID_ARGUMENT, "ttl must not be "
-			    "negative");
-			return -1;
-		}
-		if ((uint64_t)d->seconds >= UINT64_MAX / NS_PER_SEC / 2)
-			t = UINT64_MAX / 2;
-		else
-			t = (uint64_t)d->seconds * NS_PER_SEC +
-			    (uint64_t)d->nanos;
-	}
-	/* Above max_ttl is clamped, not refused (spec §4.5). */
-	if (t > max_ms * NS_PER_MS)
-		t = max_ms * NS_PER_MS;
-	*ns = t;
-	return 0;
-}
-
-/* --- decisions (pure; may run in a backend's writer thread) --------------- */
-
-static int
-same_payload(const struct cache_req *r, const struct be_record *cur)
-{
-	/* The retry path compares bytes directly (spec §4.1). */
-	return cur->len == r->len &&
-	    (r->len == 0 || memcmp(cur->data, r->data, r->len) == 0);
-}
-
-static void
-put(const struct cache_req *r, uint64_t now, struct be_change *chg)
-{
-	chg->action = BE_PUT;
-	chg->level = r->level;
-	chg->expires = now + r->ttl_ns;
-	chg->data = r->data;
-	chg->len = r->len;
-}
-
-static void
-touch(const struct cache_req *r, uint64_t now, struct be_change *chg)
-{
-	chg->action = BE_TOUCH;
-	chg->level = r->level;
-	chg->expires = now + r->ttl_ns;
-}
-
-void
-cache_decide_set(const struct cache_req *r, const struct be_record *cur,
-    uint64_t now, struct be_change *chg, struct cache_verdict *v)
-{
-	uint8_t digest[BE_DIGEST_LEN];
-	int id = (int)r->keylen;
-
-	chg->action = BE_KEEP;
-	v->status = GRPC_OK;
-	v->msg[0] = '\0';
-	switch (cur->kind) {
-	case BE_ENTRY:
-		if (cur->level == r->level && same_payload(r, cur)) {
-			touch(r, now, chg);	/* a retry: TTL restarts */
-			return;
-		}
-		V(v, GRPC_ALREADY_EXISTS, "shared data already exists for "
-		    "session %.*s at update level %u", id, r->key, cur->level);
-		return;
-	case BE_TOMBSTONE:
-		if (r->level > cur->level) {
-			put(r, now, chg);
-			return;
-		}
-		/* Not the normal path: only a Set at the deleted level pays
-		 * for a digest, to see whether it revives the same content. */
-		if (r->level == cur->level) {
-			if (r->has_digest)
-				memcpy(digest, r->digest, sizeof(digest));
-			else
-				SHA256(r->data, r->len, digest);
-			if (memcmp(digest, cur->digest, sizeof(digest)) == 0) {
-				put(r, now, chg);
-				return;
-			}
-		}
-		V(v, GRPC_FAILED_PRECONDITION, "shared data for session %.*s "
-		    "was deleted at update level %u; set update level %llu or "
-		    "higher", id, r->key, cur->level,
-		    (unsigned long long)cur->level + 1);
-		return;
-	case BE_NONE:
-		put(r, now, chg);
-		return;
-	}
-}
-
-void
-cache_decide_update(const struct cache_req *r, const struct be_record *cur,
-    uint64_t now, struct be_change *chg, struct cache_verdict *v)
-{
-	int id = (int)r->keylen;
-
-	chg->action = BE_KEEP;
-	v->status = GRPC_OK;
-	v->msg[0] = '\0';
-	if (cur->kind != BE_ENTRY) {
-		V(v, GRPC_NOT_FOUND, "shared data not found for session %.*s",
-		    id, r->key);
-		return;
-	}
-	if (cur->level != UINT32_MAX && r->level == cur->level + 1) {
-		put(r, now, chg);
-		return;
-	}
-	if (r->level == cur->level && same_payload(r, cur)) {
-		touch(r, now, chg);	/* a retry: TTL restarts */
-		return;
-	}
-	if (cur->level == UINT32_MAX) {
-		V(v, GRPC_FAILED_PRECONDITION, "update level exhausted for "
-		    "session %.*s", id, r->key);
-		return;
-	}
-	V(v, GRPC_FAILED_PRECONDITION, "update level mismatch: expected %u, "
-	    "got %u", cur->level + 1, r->level);
-}
-
-void
-cache_decide_delete(const struct cache_req *r, const struct be_record *cur,
-    uint64_t now, struct be_change *chg, struct cache_verdict *v)
-{
-	chg->action = BE_KEEP;
-	v->status = GRPC_OK;
-	v->msg[0] = '\0';
-	if (cur->kind != BE_ENTRY) {
-		V(v, GRPC_NOT_FOUND, "shared data not found for session %.*s",
-		    (int)r->keylen, r->key);
-		return;
-	}
-	/* The tombstone lives as long as the entry would have, so that no
-	 * node copy of this level can outlive it (spec §4). */
-	chg->action = BE_PUT_TOMBSTONE;
-	chg->level = cur->level;
-	chg->expires = cur->expires;
-	/* The entry hashed before the write, unless another took its place
-	 * meanwhile (a new entry has a new expiry). */
-	if (r->has_digest && r->digest_level == cur->level &&
-	    r->digest_len == cur->len && r->digest_expires == cur->expires)
-		memcpy(chg->digest, r->digest, BE_DIGEST_LEN);
-	else
-		SHA256(cur->data, cur->len, chg->digest);
-}
 
 /* --- handlers -------------------------------------------------------------- */
 
@@ -398,12 +202,11 @@ void
 cache_get(struct call *call, ProtobufCMessage *msg)
 {
 	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
-	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
-	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
+	struct cache_reply reply;
 	struct be_record rec;
 	struct lease lease = { 0 };
 	struct cache_verdict v;
-	uint64_t now = clock_now_ns(), left;
+	uint64_t now = clock_now_ns();
 
 	if (cache_check_session(req->session_id.data, req->session_id.len,
 	    req->has_session_id, &v) != 0) {
@@ -430,18 +233,10 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	metrics_count(MC_CACHE_HITS, 1);
-	left = rec.expires > now ? rec.expires - now : 1;
-	ttl.seconds = (int64_t)(left / NS_PER_SEC);
-	ttl.nanos = (int32_t)(left % NS_PER_SEC);
-	reply.has_session_id = 1;
-	reply.session_id = req->session_id;
-	reply.has_update_level = 1;
-	reply.update_level = rec.level;
-	reply.has_payload = 1;
-	reply.payload.data = (uint8_t *)lease.data;	/* sent by reference */
-	reply.payload.len = lease.len;
-	reply.ttl = &ttl;
-	call_reply(call, &reply.base, &lease);
+	/* The payload is sent by reference, under the lease. */
+	cache_reply_fill(&reply, req->session_id.data, req->session_id.len,
+	    rec.level, lease.data, lease.len, rec.expires, now);
+	call_reply(call, &reply.msg.base, &lease);
 out:
 	protobuf_c_message_free_unpacked(msg, NULL);
 }

@@ -23,8 +23,9 @@
  * one buffer (the reply's one copy); node_parse_reply() finds the payload
  * in it without copying; to be stored, the payload is moved to the front
  * of that same buffer (memmove, in place: the backend adopts malloc'ed
- * buffers by their start) and the memory backend adopts it; replies send
- * it by reference. A payload served pass-through (larger than the whole
+ * buffers by their start) and the memory backend adopts it, handing back a
+ * lease on it with the write (no lookup after); replies send it by
+ * reference. A payload served pass-through (larger than the whole
  * max_memory, or not stored because a newer level is held) is sent by
  * reference from the reply buffer itself.
  *
@@ -62,7 +63,6 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "auth.h"
 #include "backend.h"
-#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -70,7 +70,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
+#include "pbwire.h"
 #include "queue_compat.h"
+#include "rules.h"
 #include "tls.h"
 #include "siphash.h"
 
@@ -184,71 +186,24 @@ node_decide_get(int held, uint32_t h, int has_level, uint32_t l)
 }
 
 static int
-varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-	const uint8_t *p = *pp;
-	uint64_t r = 0;
-	unsigned shift;
-
-	for (shift = 0; shift < 64; shift += 7) {
-		if (p >= end)
-			return -1;
-		r |= (uint64_t)(*p & 0x7f) << shift;
-		if ((*p++ & 0x80) == 0) {
-			*pp = p;
-			*v = r;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* Skip a field of wire type wt; 0, or -1 when malformed. */
-static int
-skip_field(const uint8_t **pp, const uint8_t *end, unsigned wt)
-{
-	uint64_t v;
-
-	switch (wt) {
-	case 0:
-		return varint(pp, end, &v);
-	case 1:
-		if (end - *pp < 8)
-			return -1;
-		*pp += 8;
-		return 0;
-	case 2:
-		if (varint(pp, end, &v) != 0 || v > (uint64_t)(end - *pp))
-			return -1;
-		*pp += v;
-		return 0;
-	case 5:
-		if (end - *pp < 4)
-			return -1;
-		*pp += 4;
-		return 0;
-	default:			/* groups: not in this message */
-		return -1;
-	}
-}
-
-static int
 parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
     int32_t *nanos)
 {
-	uint64_t tag, v;
+	uint64_t field, v;
+	unsigned wt;
 
 	while (p < end) {
-		if (varint(&p, end, &tag) != 0)
+		if (pbwire_tag(&p, end, &field, &wt) != 0)
 			return -1;
-		if ((tag >> 3) == 1 || (tag >> 3) == 2) {
-			if ((tag & 7) != 0 || varint(&p, end, &v) != 0)
+		if (field == 1 || field == 2) {
+			if (wt != PBWIRE_VARINT ||
+			    pbwire_varint(&p, end, &v) != 0)
 				return -1;
-			if ((tag >> 3) == 1)
+			if (field == 1)
 				*sec = (int64_t)v;
 			else
 				*nanos = (int32_t)(uint32_t)v;
-		} else if (skip_field(&p, end, (unsigned)(tag & 7)) != 0)
+		} else if (pbwire_skip(&p, end, wt) != 0)
 			return -1;
 	}
 	return 0;
@@ -257,54 +212,50 @@ parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
 int
 node_parse_reply(const uint8_t *buf, size_t len, struct node_reply *r)
 {
-	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0);
-	uint64_t tag, v;
-	unsigned field, wt;
+	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0), *data;
+	uint64_t field, v;
+	unsigned wt;
+	size_t dlen;
 
 	memset(r, 0, sizeof(*r));
 	if (len == 0)			/* buf may be NULL then */
 		return 0;
 	while (p < end) {
-		if (varint(&p, end, &tag) != 0)
-			return -1;
-		field = (unsigned)(tag >> 3);
-		wt = (unsigned)(tag & 7);
-		if (field == 0)
+		if (pbwire_tag(&p, end, &field, &wt) != 0 || field == 0)
 			return -1;
 		if (field > 4) {
-			if (skip_field(&p, end, wt) != 0)
+			if (pbwire_skip(&p, end, wt) != 0)
 				return -1;
 			continue;
 		}
 		if (field == 2) {
-			if (wt != 0 || varint(&p, end, &v) != 0)
+			if (wt != PBWIRE_VARINT ||
+			    pbwire_varint(&p, end, &v) != 0)
 				return -1;
 			r->has_level = 1;
 			r->level = (uint32_t)v;	/* as protobuf truncates */
 			continue;
 		}
-		if (wt != 2 || varint(&p, end, &v) != 0 ||
-		    v > (uint64_t)(end - p))
+		if (wt != PBWIRE_LEN || pbwire_len(&p, end, &data, &dlen) != 0)
 			return -1;
 		switch (field) {
 		case 1:
-			r->session_id = p;
-			r->session_len = (size_t)v;
+			r->session_id = data;
+			r->session_len = dlen;
 			break;
 		case 3:
-			r->payload_off = (size_t)(p - buf);
-			r->payload_len = (size_t)v;
+			r->payload_off = (size_t)(data - buf);
+			r->payload_len = dlen;
 			break;
 		case 4:
 			/* A repeated message field merges; the last value of
 			 * each scalar wins. */
-			if (parse_duration(p, p + v, &r->ttl_seconds,
+			if (parse_duration(data, data + dlen, &r->ttl_seconds,
 			    &r->ttl_nanos) != 0)
 				return -1;
 			r->has_ttl = 1;
 			break;
 		}
-		p += v;
 	}
 	return 0;
 }
@@ -384,22 +335,12 @@ static void
 reply_copy(struct call *call, const uint8_t *key, size_t keylen,
     uint32_t level, uint64_t expires, uint64_t now, struct lease *lease)
 {
-	Alpcrun__V1__SharedData reply = ALPCRUN__V1__SHARED_DATA__INIT;
-	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
-	uint64_t left = expires > now ? expires - now : 1;
+	struct cache_reply reply;
 
-	ttl.seconds = (int64_t)(left / NS_PER_SEC);
-	ttl.nanos = (int32_t)(left % NS_PER_SEC);
-	reply.has_session_id = 1;
-	reply.session_id.data = (uint8_t *)(uintptr_t)key;
-	reply.session_id.len = keylen;
-	reply.has_update_level = 1;
-	reply.update_level = level;
-	reply.has_payload = 1;
-	reply.payload.data = (uint8_t *)(uintptr_t)lease->data; /* by ref */
-	reply.payload.len = lease->len;
-	reply.ttl = &ttl;
-	call_reply(call, &reply.base, lease);
+	/* As central's reply; the payload goes by reference. */
+	cache_reply_fill(&reply, key, keylen, level, lease->data, lease->len,
+	    expires, now);
+	call_reply(call, &reply.msg.base, lease);
 }
 
 static void
@@ -624,22 +565,23 @@ store_done(void *arg, int err, const char *errmsg)
 {
 	struct store_op *op = arg;
 	struct fetch *f = op->f;
-	struct be_record rec;
 	struct shared *s;
 
 	if (err == BE_OK && op->w.chg.action == BE_PUT &&
 	    op->w.chg.adopt == NULL) {
-		/* The backend owns the buffer now: lease it back, once, for
-		 * all the waiters. */
+		/* The backend owns the buffer now and leased it back with the
+		 * write, once, for all the waiters. */
 		inflight(-op->acct);
 		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			lease_release(&op->w.lease);
 			fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
 		s->refs = 1;
-		if (n.be->ops->lookup(n.be, f->key, f->keylen, clock_now_ns(),
-		    &rec, &s->under) != 0 || rec.kind != BE_ENTRY ||
-		    rec.level != op->level) {
+		s->under = op->w.lease;
+		/* No lease, or a copy that expired on the way: what a lookup
+		 * would have found gone. */
+		if (s->under.data == NULL || op->expires <= clock_now_ns()) {
 			lease_release(&s->under);
 			free(s);
 			fetch_fail(f, GRPC_UNAVAILABLE, "the fetched copy "
@@ -648,9 +590,11 @@ store_done(void *arg, int err, const char *errmsg)
 		}
 		s->data = s->under.data;
 		s->len = s->under.len;
-		fetch_serve(f, s, op->level, rec.expires);
+		fetch_serve(f, s, op->level, op->expires);
 		goto out;
 	}
+	/* Stored as a copy (the buffer is still ours), or not at all. */
+	lease_release(&op->w.lease);
 	if (err != BE_OK)
 		log_debug("fetched copy not stored", "error=\"%s\"", errmsg);
 	/* Kept for a newer level, or not stored: the waiters get the
@@ -728,6 +672,7 @@ fetch_done(void *arg, struct h2reply *r)
 	op->w.decide = store_decide;
 	op->w.done = store_done;
 	op->w.arg = op;
+	op->w.want_lease = 1;		/* served from what is stored */
 	if (n.be->ops->write(n.be, &op->w) != 0) {
 		fetch_pass_through(f, buf, buf, op->len, acct, op->level,
 		    expires);

@@ -43,7 +43,6 @@
 #include <nghttp2/nghttp2.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
-#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -51,6 +50,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue_compat.h"
+#include "rules.h"
 #include "server.h"
 #include "watch.h"
 
@@ -215,7 +215,6 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	Alpcrun__V1__SharedDataNotice n = ALPCRUN__V1__SHARED_DATA_NOTICE__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
 	size_t size, queued;
-	uint64_t left;
 
 	if (w->dead)
 		return -1;
@@ -227,9 +226,7 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	n.has_update_level = has_level;
 	n.update_level = level;
 	if (expires != 0) {
-		left = expires > now ? expires - now : 1;
-		ttl.seconds = (int64_t)(left / NS_PER_SEC);
-		ttl.nanos = (int32_t)(left % NS_PER_SEC);
+		cache_ttl_left(&ttl, expires, now);
 		n.ttl = &ttl;
 	}
 	n.has_kind = 1;

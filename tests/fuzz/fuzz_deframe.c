@@ -6,7 +6,7 @@
  * The stream is fed to grpc_deframe() in chunks of pseudo-random sizes (1
  * byte to a few KiB), the way DATA frames may cut it; each complete
  * message is unpacked as a SharedData (and as a HealthCheckRequest), run
- * through the request checks of cache.c, packed again and unpacked once
+ * through the request checks of rules.c, packed again and unpacked once
  * more: re-packing what was unpacked must be stable.
  */
 #include <stdio.h>
@@ -15,7 +15,7 @@
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "cache.h"
+#include "rules.h"
 #include "grpc_frame.h"
 #include "fuzz.h"
 

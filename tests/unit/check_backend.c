@@ -173,6 +173,7 @@ struct wr {
 	size_t		 len;
 	int		 adopt;		/* offer a malloc copy to keep */
 	uint8_t		 digest[BE_DIGEST_LEN];
+	int		 want_lease;	/* ask for a lease on what is stored */
 
 	uint8_t		*adoptbuf;
 	int		 adopted;	/* the backend kept adoptbuf */
@@ -180,6 +181,8 @@ struct wr {
 	char		 msg[160];
 	struct be_record cur;		/* as decide() saw it (data: NULL) */
 	uint64_t	 now;
+	struct be_write	*bw;		/* do_write()'s, during the write */
+	struct lease	 lease;		/* taken from bw in done() */
 };
 
 static void
@@ -210,42 +213,110 @@ w_done(void *arg, int err, const char *msg)
 	r->err = err;
 	if (msg != NULL)
 		snprintf(r->msg, sizeof(r->msg), "%s", msg);
+	/* done() owns the lease: what it sees is what the write gave. */
+	if (r->bw != NULL) {
+		r->lease = r->bw->lease;
+		memset(&r->bw->lease, 0, sizeof(r->bw->lease));
+	}
 }
 
-/* Write and wait for done(); decide() and done() exactly once each. */
-static int
-do_write(struct wr *r, const void *key, size_t keylen)
+/* Start a write through w, whose lease is garbage until the backend
+ * clears it. */
+static void
+start_write(struct wr *r, struct be_write *w, const void *key, size_t keylen)
 {
-	struct be_write w;
-	uint64_t deadline;
-	int i;
-
-	memset(&w, 0, sizeof(w));
-	w.key = key;
-	w.keylen = keylen;
-	w.decide = w_decide;
-	w.done = w_done;
-	w.arg = r;
+	memset(w, 0, sizeof(*w));
+	w->key = key;
+	w->keylen = keylen;
+	w->decide = w_decide;
+	w->done = w_done;
+	w->arg = r;
+	w->want_lease = r->want_lease;
+	memset(&w->lease, 0xa5, sizeof(w->lease));
+	r->bw = w;
+	memset(&r->lease, 0, sizeof(r->lease));
 	if (r->adopt) {
 		r->adoptbuf = malloc(r->len ? r->len : 1);
 		ck_assert_ptr_nonnull(r->adoptbuf);
 		if (r->len > 0)
 			memcpy(r->adoptbuf, r->data, r->len);
 	}
-	ck_assert_int_eq(F.be->ops->write(F.be, &w), 0);
-	deadline = clock_now_ns() + LOOP_DEADLINE;
+	ck_assert_int_eq(F.be->ops->write(F.be, w), 0);
+}
+
+/*
+ * After done(): decide() and done() ran exactly once each, and done() was
+ * handed a lease exactly when it asked for one on a BE_PUT that succeeded,
+ * holding the bytes written. The lease is left in r->lease (the caller
+ * releases it).
+ */
+static int
+finish_write(struct wr *r, struct be_write *w)
+{
+	ck_assert_int_eq(r->ndecide, 1);
+	ck_assert_int_eq(r->ndone, 1);
+	/* The writer frees whatever adopt still points to after done(). */
+	r->adopted = r->adoptbuf != NULL && w->chg.adopt == NULL;
+	free(w->chg.adopt);
+	r->adoptbuf = NULL;
+	r->bw = NULL;
+	if (r->want_lease && r->action == BE_PUT && r->err == BE_OK) {
+		ck_assert_ptr_nonnull(r->lease.data);
+		ck_assert_uint_eq(r->lease.len, r->len);
+		if (r->len > 0)
+			ck_assert_mem_eq(r->lease.data, r->data, r->len);
+	} else {
+		ck_assert_ptr_null(r->lease.data);
+		ck_assert_ptr_null(r->lease.release);
+		ck_assert_uint_eq(r->lease.len, 0);
+	}
+	return r->err;
+}
+
+static void
+pump_until_done(struct wr *r)
+{
+	uint64_t deadline = clock_now_ns() + LOOP_DEADLINE;
+	int i;
+
 	while (r->ndone == 0 && clock_now_ns() < deadline)
 		event_base_loop(F.base, EVLOOP_ONCE);
 	/* Nothing more may come from the loop for this write. */
 	for (i = 0; i < 3; i++)
 		event_base_loop(F.base, EVLOOP_NONBLOCK);
-	ck_assert_int_eq(r->ndecide, 1);
-	ck_assert_int_eq(r->ndone, 1);
-	/* The writer frees whatever adopt still points to after done(). */
-	r->adopted = r->adoptbuf != NULL && w.chg.adopt == NULL;
-	free(w.chg.adopt);
-	r->adoptbuf = NULL;
-	return r->err;
+}
+
+/* Write and wait for done() (finish_write() checks); a lease asked for is
+ * released. */
+static int
+do_write(struct wr *r, const void *key, size_t keylen)
+{
+	struct be_write w;
+	int err;
+
+	start_write(r, &w, key, keylen);
+	pump_until_done(r);
+	err = finish_write(r, &w);
+	lease_release(&r->lease);
+	return err;
+}
+
+/* A BE_PUT that asks for a lease on what it stores; the caller releases
+ * *lease. */
+static int
+put_leased(const void *key, size_t keylen, uint32_t level, const void *data,
+    size_t len, uint64_t expires, int adopt, struct lease *lease)
+{
+	struct wr r = { .action = BE_PUT, .level = level, .expires = expires,
+	    .data = data, .len = len, .adopt = adopt, .want_lease = 1 };
+	struct be_write w;
+	int err;
+
+	start_write(&r, &w, key, keylen);
+	pump_until_done(&r);
+	err = finish_write(&r, &w);
+	*lease = r.lease;
+	return err;
 }
 
 static int
@@ -736,6 +807,103 @@ START_TEST(test_lease)
 }
 END_TEST
 
+/*
+ * A write that asks for a lease on what it stores (backend.h, "Leases"):
+ * given to done() for a BE_PUT that succeeded, with the bytes written,
+ * which it keeps whatever follows; for every other change, nothing. Two
+ * writes to one key in flight at once each get their own bytes, and so
+ * does one whose entry expired before done().
+ */
+START_TEST(test_write_lease)
+{
+	static const enum be_action others[] = { BE_KEEP, BE_TOUCH,
+	    BE_PUT_TOMBSTONE };
+	struct lease l1, l2, l3, l4, l5;
+	struct be_record rec;
+	struct be_write bw1, bw2;
+	struct wr w, w1, w2;
+	uint8_t a[4096], b[5000], c[300], *big;
+	size_t biglen = 2 * MIB, i;
+	int more;
+
+	fix_open(_i, 0);
+	tu_fill(a, sizeof(a), 1);
+	tu_fill(b, sizeof(b), 2);
+	tu_fill(c, sizeof(c), 3);
+
+	/* Stored and leased in one write; the lease is what a lookup sees. */
+	ck_assert_int_eq(put_leased(S("k"), 1, a, sizeof(a), LIVE, 0, &l1),
+	    BE_OK);
+	rec = get(S("k"), clock_now_ns());
+	ck_assert_int_eq(rec.kind, BE_ENTRY);
+	ck_assert_uint_eq(rec.level, 1);
+	ck_assert_mem_eq(rec.data, l1.data, sizeof(a));
+	/* It keeps its bytes through an update, a delete and a sweep. */
+	ck_assert_int_eq(put_leased(S("k"), 2, b, sizeof(b), F.t0 + 10 * SEC,
+	    1, &l2), BE_OK);
+	ck_assert_int_eq(tomb(S("k"), 2, 0, F.t0 + 10 * SEC), BE_OK);
+	ck_assert_uint_eq(F.be->ops->sweep(F.be, F.t0 + 20 * SEC, 10, &more),
+	    1);
+	ck_assert_int_eq(get(S("k"), clock_now_ns()).kind, BE_NONE);
+	ck_assert_uint_eq(l1.len, sizeof(a));
+	ck_assert_mem_eq(l1.data, a, sizeof(a));
+	ck_assert_uint_eq(l2.len, sizeof(b));
+	ck_assert_mem_eq(l2.data, b, sizeof(b));
+	lease_release(&l1);
+	lease_release(&l2);
+
+	/* An empty payload: a lease all the same (data not NULL). */
+	ck_assert_int_eq(put_leased(S("e"), 1, "", 0, LIVE, 0, &l3), BE_OK);
+	ck_assert_ptr_nonnull(l3.data);
+	ck_assert_uint_eq(l3.len, 0);
+	lease_release(&l3);
+
+	/* A large one, adopted or copied as the backend likes. */
+	ck_assert_ptr_nonnull(big = malloc(biglen));
+	tu_fill(big, biglen, 4);
+	ck_assert_int_eq(put_leased(S("big"), 1, big, biglen, LIVE, 1, &l4),
+	    BE_OK);
+	ck_assert_int_eq(tomb(S("big"), 1, 0, LIVE), BE_OK);
+	ck_assert_uint_eq(l4.len, biglen);
+	ck_assert_mem_eq(l4.data, big, biglen);
+	lease_release(&l4);
+	free(big);
+
+	/* Stored already expired (decide() chose the expiry): no lookup
+	 * shows it, the lease still holds the bytes written. */
+	ck_assert_int_eq(put_leased(S("x"), 1, c, sizeof(c), 1, 0, &l5),
+	    BE_OK);
+	ck_assert_int_eq(get(S("x"), clock_now_ns()).kind, BE_NONE);
+	ck_assert_mem_eq(l5.data, c, sizeof(c));
+	lease_release(&l5);
+
+	/* Two writes to one key in flight together: each its own bytes. */
+	w1 = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
+	    .data = a, .len = sizeof(a), .want_lease = 1 };
+	w2 = (struct wr){ .action = BE_PUT, .level = 2, .expires = LIVE,
+	    .data = b, .len = sizeof(b), .want_lease = 1 };
+	start_write(&w1, &bw1, S("two"));
+	start_write(&w2, &bw2, S("two"));
+	pump_until_done(&w1);
+	pump_until_done(&w2);
+	ck_assert_int_eq(finish_write(&w1, &bw1), BE_OK);
+	ck_assert_int_eq(finish_write(&w2, &bw2), BE_OK);
+	ck_assert_int_eq(get(S("two"), clock_now_ns()).level, 2);
+	lease_release(&w1.lease);
+	lease_release(&w2.lease);
+
+	/* No lease for any other change, nor for a write that did not ask
+	 * (finish_write() checks, the lease having been garbage before). */
+	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		w = (struct wr){ .action = others[i], .level = 3,
+		    .expires = LIVE, .want_lease = 1 };
+		ck_assert_int_eq(do_write(&w, S("two")), BE_OK);
+	}
+	ck_assert_int_eq(put(S("plain"), 1, c, sizeof(c), LIVE), BE_OK);
+	fix_close();
+}
+END_TEST
+
 START_TEST(test_stats)
 {
 	struct be_stats st;
@@ -1087,6 +1255,38 @@ START_TEST(test_mem_max_memory)
 	ck_assert_int_eq(get(S("k3"), clock_now_ns()).kind, BE_ENTRY);
 	ck_assert_int_eq(put(S("k4"), 1, "", 0, LIVE), BE_ERR_FULL);
 	ck_assert_int_eq(tomb(S("k3"), 1, 0, LIVE), BE_OK);
+	fix_close();
+}
+END_TEST
+
+/* A leased write of an adopted buffer leases that very buffer (zero
+ * copy); a write refused for max_memory leases nothing. */
+START_TEST(test_mem_write_lease)
+{
+	static uint8_t p[64 * 1024];
+	struct be_write bw;
+	struct lease l;
+	struct wr w;
+	const uint8_t *kept;
+
+	fix_open(_i, COST(1, sizeof(p)));
+	tu_fill(p, sizeof(p), 5);
+	w = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
+	    .data = p, .len = sizeof(p), .adopt = 1, .want_lease = 1 };
+	start_write(&w, &bw, S("k"));	/* done() inside write() */
+	kept = w.adoptbuf;
+	ck_assert_int_eq(finish_write(&w, &bw), BE_OK);
+	ck_assert_int_eq(w.adopted, 1);
+	ck_assert_ptr_eq(w.lease.data, kept);
+	l = w.lease;
+	/* Full: refused, no lease (finish_write() checks); the first
+	 * lease is untouched. */
+	w = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
+	    .data = p, .len = sizeof(p), .want_lease = 1 };
+	ck_assert_int_eq(do_write(&w, S("j")), BE_ERR_FULL);
+	ck_assert_int_eq(tomb(S("k"), 1, 0, LIVE), BE_OK);
+	ck_assert_mem_eq(l.data, p, sizeof(p));
+	lease_release(&l);
 	fix_close();
 }
 END_TEST
@@ -2198,6 +2398,7 @@ main(void)
 		tcase_add_loop_test(tc, test_tombstone_expiry_silent, i,
 		    i + 1);
 		tcase_add_loop_test(tc, test_lease, i, i + 1);
+		tcase_add_loop_test(tc, test_write_lease, i, i + 1);
 		tcase_add_loop_test(tc, test_stats, i, i + 1);
 		tcase_add_loop_test(tc, test_decide_done_once, i, i + 1);
 		tcase_add_loop_test(tc, test_binary_keys, i, i + 1);
@@ -2214,6 +2415,7 @@ main(void)
 	tcase_set_timeout(tc, 10);
 	if (mem >= 0) {
 		tcase_add_loop_test(tc, test_mem_max_memory, mem, mem + 1);
+		tcase_add_loop_test(tc, test_mem_write_lease, mem, mem + 1);
 		tcase_add_loop_test(tc, test_mem_full_frees_expired, mem,
 		    mem + 1);
 		tcase_add_loop_test(tc, test_mem_accounting, mem, mem + 1);

@@ -1,7 +1,7 @@
 /*
- * check_cache.c: unit tests of the cache rules of spec §4 (src/cache.c):
- * session_id validation, TTL defaulting and clamping, and the Set, Update
- * and Delete decisions with their tombstones.
+ * check_cache.c: unit tests of the cache rules of spec §4 (src/svc/rules.c):
+ * session_id validation, TTL defaulting and clamping, the Set, Update
+ * and Delete decisions with their tombstones, and the Get reply.
  *
  * The decisions are driven the way the daemon drives them: a struct
  * be_write whose decide() runs cache_decide_set/update/delete on the
@@ -30,13 +30,14 @@
 #include <event2/event.h>
 #include <openssl/sha.h>
 
+#include "alpcrun/v1/cache.pb-c.h"
 #include "google/protobuf/duration.pb-c.h"
 
 #include "backend.h"
-#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
+#include "rules.h"
 #include "testutil.h"
 
 #define SEC		NS_PER_SEC
@@ -1233,6 +1234,76 @@ START_TEST(test_ttl)
 }
 END_TEST
 
+/* --- Pure rules: the Get reply -------------------------------------------- */
+
+START_TEST(test_ttl_left)
+{
+	Google__Protobuf__Duration d;
+	uint64_t now = 1000 * SEC;
+
+	cache_ttl_left(&d, now + 90 * SEC + 250, now);
+	ck_assert_int_eq(d.seconds, 90);
+	ck_assert_int_eq(d.nanos, 250);
+	cache_ttl_left(&d, now + 999999999, now);
+	ck_assert_int_eq(d.seconds, 0);
+	ck_assert_int_eq(d.nanos, 999999999);
+	/* Due now or past: served live, so at least 1 ns, never 0 (which a
+	 * client would read as no TTL). */
+	cache_ttl_left(&d, now, now);
+	ck_assert_int_eq(d.seconds, 0);
+	ck_assert_int_eq(d.nanos, 1);
+	cache_ttl_left(&d, now - SEC, now);
+	ck_assert_int_eq(d.seconds, 0);
+	ck_assert_int_eq(d.nanos, 1);
+	cache_ttl_left(&d, UINT64_MAX, 0);
+	ck_assert_int_eq(d.seconds, (int64_t)(UINT64_MAX / SEC));
+	ck_assert_int_eq(d.nanos, (int32_t)(UINT64_MAX % SEC));
+}
+END_TEST
+
+START_TEST(test_reply_fill)
+{
+	static const uint8_t key[] = "sess-1", payload[] = { 0, 'a', 0xff };
+	struct cache_reply r;
+	Alpcrun__V1__SharedData *back;
+	uint8_t *buf;
+	size_t len;
+
+	memset(&r, 0xa5, sizeof(r));	/* nothing left from before */
+	cache_reply_fill(&r, key, 6, UINT32_MAX, payload, sizeof(payload),
+	    10 * SEC + 7, 4 * SEC);
+	/* Pointed to, not copied. */
+	ck_assert_ptr_eq(r.msg.session_id.data, key);
+	ck_assert_ptr_eq(r.msg.payload.data, payload);
+	ck_assert_ptr_eq(r.msg.ttl, &r.ttl);
+	/* What goes on the wire, read back by protobuf-c. */
+	len = protobuf_c_message_get_packed_size(&r.msg.base);
+	ck_assert_ptr_nonnull(buf = malloc(len));
+	protobuf_c_message_pack(&r.msg.base, buf);
+	back = alpcrun__v1__shared_data__unpack(NULL, len, buf);
+	ck_assert_ptr_nonnull(back);
+	ck_assert(back->has_session_id && back->session_id.len == 6 &&
+	    memcmp(back->session_id.data, key, 6) == 0);
+	ck_assert(back->has_update_level);
+	ck_assert_uint_eq(back->update_level, UINT32_MAX);
+	ck_assert(back->has_payload &&
+	    back->payload.len == sizeof(payload) &&
+	    memcmp(back->payload.data, payload, sizeof(payload)) == 0);
+	ck_assert_ptr_nonnull(back->ttl);
+	ck_assert_int_eq(back->ttl->seconds, 6);
+	ck_assert_int_eq(back->ttl->nanos, 7);
+	alpcrun__v1__shared_data__free_unpacked(back, NULL);
+	free(buf);
+
+	/* An empty payload is still present (has_payload), zero bytes. */
+	cache_reply_fill(&r, key, 6, 0, NULL, 0, SEC, 0);
+	ck_assert(r.msg.has_payload);
+	ck_assert_uint_eq(r.msg.payload.len, 0);
+	ck_assert(r.msg.has_update_level);
+	ck_assert_uint_eq(r.msg.update_level, 0);
+}
+END_TEST
+
 /* --- Pure rules: the decide functions ------------------------------------ */
 
 static const uint8_t PAY[] = "payload";
@@ -1611,6 +1682,8 @@ cache_suite(void)
 	tcase_add_test(tc, test_backends_listed);
 	tcase_add_test(tc, test_session);
 	tcase_add_test(tc, test_ttl);
+	tcase_add_test(tc, test_ttl_left);
+	tcase_add_test(tc, test_reply_fill);
 	tcase_add_test(tc, test_decide_pure);
 	tcase_add_test(tc, test_decide_changes);
 	tcase_add_test(tc, test_decide_tombstone);

@@ -4,8 +4,8 @@
  * persistence across close and reopen with expiry converted back, records
  * that expired while closed, the lock against a second daemon, the fill
  * ratio, the heap-copy fallback when reader slots run short, leases that
- * outlive updates, deletes and even close(), group commit, and how the
- * asynchronous sweep meets writes in flight.
+ * outlive updates, deletes and even close(), leases taken by writes,
+ * group commit, and how the asynchronous sweep meets writes in flight.
  *
  * Writes complete on the event loop after the writer thread commits: every
  * wait here pumps the loop until a condition holds (with a deadline), never
@@ -173,6 +173,7 @@ struct wr {
 	size_t		 len;
 	uint8_t		 digest[BE_DIGEST_LEN];
 	char		 key[64];
+	int		 want_lease;
 
 	struct be_write	 w;
 	int		 ndecide, ndone, err;
@@ -221,6 +222,7 @@ queue(struct wr *r, const char *key)
 	r->w.decide = w_decide;
 	r->w.done = w_done;
 	r->w.arg = r;
+	r->w.want_lease = r->want_lease;	/* then r->w.lease is ours */
 	ck_assert_int_eq(F.be->ops->write(F.be, &r->w), 0);
 }
 
@@ -918,6 +920,65 @@ START_TEST(test_lease_copy_fallback)
 END_TEST
 
 /*
+ * The lease a write asks for on what it stores (backend.h) pins the
+ * snapshot that its commit made, like a lookup's: no copy. It is a heap
+ * copy of the written bytes only when that snapshot may no longer show
+ * them: another write to the key was queued behind it, or the entry had
+ * already expired.
+ */
+START_TEST(test_write_lease_zero_copy)
+{
+	struct wr w[2];
+	struct be_record rec;
+	uint8_t a[3000], b[3000];
+	size_t pinned;
+
+	fix_start();
+	be_open();
+	tu_fill(a, sizeof(a), 1);
+	tu_fill(b, sizeof(b), 2);
+	w[0] = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
+	    .data = a, .len = sizeof(a), .want_lease = 1 };
+	ck_assert_int_eq(do_write(&w[0], "k"), BE_OK);
+	ck_assert_uint_eq(backend_lmdb_test_copies(F.be), 0);
+	backend_lmdb_test_readers(F.be, &pinned);
+	ck_assert_uint_eq(pinned, 1);
+	ck_assert_uint_eq(w[0].w.lease.len, sizeof(a));
+	ck_assert(memcmp(w[0].w.lease.data, a, sizeof(a)) == 0);
+	lease_release(&w[0].w.lease);
+
+	/* Two in flight: the first is copied, the second pinned. */
+	w[0] = (struct wr){ .action = BE_PUT, .level = 2, .expires = LIVE,
+	    .data = a, .len = sizeof(a), .want_lease = 1 };
+	w[1] = (struct wr){ .action = BE_PUT, .level = 3, .expires = LIVE,
+	    .data = b, .len = sizeof(b), .want_lease = 1 };
+	queue(&w[0], "k");
+	queue(&w[1], "k");
+	wait_done(w, 2);
+	ck_assert_int_eq(w[0].err, BE_OK);
+	ck_assert_int_eq(w[1].err, BE_OK);
+	ck_assert_uint_eq(backend_lmdb_test_copies(F.be), 1);
+	ck_assert(memcmp(w[0].w.lease.data, a, sizeof(a)) == 0);
+	ck_assert(memcmp(w[1].w.lease.data, b, sizeof(b)) == 0);
+	rec = get("k", clock_now_ns());
+	ck_assert_uint_eq(rec.level, 3);
+	lease_release(&w[0].w.lease);
+	lease_release(&w[1].w.lease);
+
+	/* Expired as written: copied. */
+	w[0] = (struct wr){ .action = BE_PUT, .level = 4, .expires = 1,
+	    .data = b, .len = sizeof(b), .want_lease = 1 };
+	ck_assert_int_eq(do_write(&w[0], "k"), BE_OK);
+	ck_assert_uint_eq(backend_lmdb_test_copies(F.be), 2);
+	ck_assert(memcmp(w[0].w.lease.data, b, sizeof(b)) == 0);
+	lease_release(&w[0].w.lease);
+	backend_lmdb_test_readers(F.be, &pinned);
+	ck_assert_uint_eq(pinned, 0);
+	fix_end();
+}
+END_TEST
+
+/*
  * A lease on an entry that does not change follows the newest snapshot at
  * each commit, so that the snapshot it started in does not live on (its
  * pages freed since could not be reused): however many leases on unchanged
@@ -1145,6 +1206,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_lease_outlives_churn);
 	tcase_add_test(tc, test_lease_copy_fallback);
+	tcase_add_test(tc, test_write_lease_zero_copy);
 	tcase_add_test(tc, test_lease_moves_to_new_snapshot);
 	tcase_add_test(tc, test_lease_outlives_close);
 	suite_add_tcase(s, tc);

@@ -183,6 +183,25 @@ START_TEST(parse_refuses_malformed)
 }
 END_TEST
 
+/* A field number past 32 bits is unknown, not a low field in disguise: the
+ * number is compared whole, never truncated. */
+START_TEST(parse_huge_field_number)
+{
+	static const uint8_t msg[] = {
+		0x10, 0x07,				/* level 7 */
+		/* field 2^32 + 3, length-delimited: not the payload */
+		0x9a, 0x80, 0x80, 0x80, 0x80, 0x01, 0x02, 'n', 'o',
+		/* field 2^32 + 2, varint: not the level */
+		0x90, 0x80, 0x80, 0x80, 0x80, 0x01, 0x09,
+	};
+	struct node_reply r;
+
+	ck_assert_int_eq(node_parse_reply(msg, sizeof(msg), &r), 0);
+	ck_assert_uint_eq(r.level, 7);
+	ck_assert_uint_eq(r.payload_len, 0);
+}
+END_TEST
+
 /* Every prefix of a valid message either parses or is refused, never
  * reads past its end (valgrind and ASan runs watch that). */
 START_TEST(parse_every_prefix)
@@ -258,6 +277,7 @@ node_suite(void)
 	tcase_add_test(tc, parse_level_zero_and_absent);
 	tcase_add_test(tc, parse_unknown_and_repeated_fields);
 	tcase_add_test(tc, parse_refuses_malformed);
+	tcase_add_test(tc, parse_huge_field_number);
 	tcase_add_test(tc, parse_every_prefix);
 	tcase_add_test(tc, copy_ttl);
 	suite_add_tcase(s, tc);
