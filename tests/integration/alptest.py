@@ -7,8 +7,8 @@
 - RawH2: a small HTTP/2 client on a raw socket (hyperframe for frames, hpack
   for headers) that records every frame, for wire tests grpcio cannot do.
 
-Only the standard library and Debian's python3-grpcio, python3-protobuf and
-python3-h2 (hyperframe, hpack) are used.
+Only the standard library and Debian's python3-grpcio, python3-protobuf,
+python3-hyperframe and python3-hpack are used (scripts/install-deps).
 """
 import os
 import select
