@@ -2178,9 +2178,8 @@ int
 main(void)
 {
 	Suite *s = suite_create("backend");
-	SRunner *sr;
 	TCase *tc;
-	int i, mem = -1, failed;
+	int i, mem = -1;
 
 	for (i = 0; backend_all[i] != NULL; i++) {
 		tc = tcase_create(backend_all[i]->name);
@@ -2250,9 +2249,5 @@ main(void)
 	}
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -27,6 +27,7 @@
  * has the same name and comes first on the include path. */
 #include "config.h"
 #include "log.h"
+#include "testutil.h"
 
 #define TEST_TIMEOUT	10	/* seconds per test */
 
@@ -1365,9 +1366,7 @@ int
 main(void)
 {
 	Suite	*s;
-	SRunner	*sr;
 	TCase	*tc;
-	int	 failed;
 
 	if (getenv(FRESH_LOG_ENV) != NULL)
 		return fresh_log_child();
@@ -1413,9 +1412,5 @@ main(void)
 	tcase_add_test(tc, log_no_interleaving);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -1117,9 +1117,7 @@ int
 main(void)
 {
 	Suite *s = suite_create("lmdb");
-	SRunner *sr;
 	TCase *tc;
-	int failed;
 
 	/* Each case opens a store or two in a temporary directory; a few
 	 * hundred writes, some with fsync, tens of MiB of payloads: seconds,
@@ -1155,9 +1153,5 @@ main(void)
 	tcase_add_test(tc, test_sweep_slices_in_flight);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }
