@@ -152,18 +152,13 @@
 #include <lmdb.h>
 
 #include "backend.h"
+#include "backend_test.h"	/* the test-only entry points, at the end */
 #include "clock.h"
 #include "siphash.h"
 #include "config.h"
 #include "log.h"
 
 extern const struct backend_ops backend_lmdb;
-/* Test-only (see the end of the file). */
-uint64_t backend_lmdb_test_commits(struct backend *);
-uint64_t backend_lmdb_test_copies(struct backend *);
-uint64_t backend_lmdb_test_retries(struct backend *);
-size_t	 backend_lmdb_test_readers(struct backend *, size_t *pinned);
-void	 backend_lmdb_test_hold(struct backend *, int hold);
 
 #define LAYOUT		1
 #define LAYOUT_TEXT	"1"

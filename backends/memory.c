@@ -98,15 +98,12 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_test.h"	/* the test-only entry points, at the end */
 #include "clock.h"
 #include "config.h"
 #include "siphash.h"
 
 extern const struct backend_ops backend_memory;
-/* Test-only (see the end of the file). */
-size_t backend_memory_test_resize(struct backend *, uint64_t *);
-void backend_memory_test_steps(struct backend *, size_t [4],
-    const size_t [4]);
 
 #define KEY_MAX		256
 #define TABLE_MIN	64		/* slots, a power of two */

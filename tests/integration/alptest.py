@@ -7,8 +7,8 @@
 - RawH2: a small HTTP/2 client on a raw socket (hyperframe for frames, hpack
   for headers) that records every frame, for wire tests grpcio cannot do.
 
-Only the standard library and Debian's python3-grpcio, python3-protobuf and
-python3-h2 (hyperframe, hpack) are used.
+Only the standard library and Debian's python3-grpcio, python3-protobuf,
+python3-hyperframe and python3-hpack are used (scripts/install-deps).
 """
 import os
 import select
@@ -212,6 +212,24 @@ def rss_bytes(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+def held_by_zero_window(server_port, client_port):
+    """True when the loopback connection from client_port to server_port
+    has bytes on the server's side that the client's zero receive window
+    holds back: the kernel's zero-window probe timer is armed on the
+    server's socket (timer 4 in /proc/net/tcp). A sender in that state
+    cannot pass anything more to that client until it reads."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, timer = fields[1], fields[2], fields[5]
+            if (int(local.split(":")[1], 16) == server_port and
+                    int(remote.split(":")[1], 16) == client_port):
+                return timer.split(":")[0] == "04"
+    raise AssertionError("no TCP connection 127.0.0.1:%d <- :%d in /proc/net/tcp"
+                         % (server_port, client_port))
+
+
 # The slowest answer a prober accepts during an attack, in seconds.
 PROBE_LIMIT = 6.0 if SANITIZED else 3.0
 
@@ -396,6 +414,7 @@ class RawH2:
         self.conn_recv_unacked = 0
         self.next_id = 1
         self._cont = None       # (stream id, flags, block) of a pending CONTINUATION
+        self.pings = 0          # PINGs sent by ping()
         if handshake:
             self.send(PREFACE + SettingsFrame(0, settings=settings or {}).serialize())
             self.wait(lambda: self.settings_seen, 5, "server SETTINGS")
@@ -566,6 +585,16 @@ class RawH2:
                     return
                 raise AssertionError("connection closed while waiting for %s; frames: %s"
                                      % (what, self.frame_summary()))
+
+    def ping(self, timeout=10):
+        """A PING and its ACK: the peer answers a PING in order, so once the
+        ACK is here it has read and handled every frame sent before."""
+        self.pings += 1
+        data = struct.pack(">Q", self.pings)
+        self.send(PingFrame(0, opaque_data=data).serialize())
+        self.wait(lambda: any(n == "PING" and "ACK" in fl and f.opaque_data == data
+                              for n, fl, _, f in self.frames),
+                  timeout, "the ACK of PING %d" % self.pings)
 
     def wait_closed(self, timeout):
         """Wait until the server closes the connection or sends GOAWAY.

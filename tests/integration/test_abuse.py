@@ -242,9 +242,10 @@ def test_waiting_uploads_are_bounded_by_max_inflight_bytes(victim):
                     sid = h.start(SET)
                     h.send_data(sid, struct.pack(">BI", 0, 64 * MiB) + b"\x01" * (MiB - 5))
                 conns.append(h)
-            time.sleep(1)
+            # Measure once the daemon has taken in all of it: a PING is
+            # answered only after the frames sent before it.
             for h in conns:
-                h.pump(0.1)
+                h.ping(30)
             grown = rss_bytes(d.pid) - before
         finally:
             for h in conns:

@@ -953,15 +953,39 @@ def _ip(*args, check=True):
 
 
 def netns_capable():
-    """Can this process make network namespaces (CAP_NET_ADMIN)?"""
+    """Can this process do with network namespaces what
+    test_multi_host_namespaces does: add them, enter one (ip netns exec),
+    link two with a veth pair, address it and bring it up? Each step is
+    tried once on namespaces of its own, removed after; (False, why) names
+    the first that failed. A root that may add namespaces but not enter
+    them (a chroot) fails here, not in the test."""
     if subprocess.run(["sh", "-c", "command -v ip"], capture_output=True).returncode:
         return False, "ip (iproute2) is not installed"
-    name = "alp-probe-%s" % uuid.uuid4().hex[:8]
-    r = _ip("netns", "add", name, check=False)
-    if r.returncode != 0:
-        return False, "no CAP_NET_ADMIN (ip netns add: %s)" % r.stderr.strip()
-    _ip("netns", "del", name, check=False)
-    return True, ""
+    tag = uuid.uuid4().hex[:8]
+    a, b = "alp-pa-" + tag, "alp-pb-" + tag
+    va, vb = "vpa-" + tag, "vpb-" + tag
+    steps = [
+        ("netns", "add", a),
+        ("netns", "add", b),
+        ("-n", a, "link", "set", "lo", "up"),
+        ("netns", "exec", a, "true"),
+        ("link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b),
+        ("-n", a, "addr", "add", "10.231.0.1/24", "dev", va),
+        ("-n", b, "addr", "add", "10.231.0.2/24", "dev", vb),
+        ("-n", a, "link", "set", va, "up"),
+        ("-n", b, "link", "set", vb, "up"),
+    ]
+    try:
+        for args in steps:
+            r = _ip(*args, check=False)
+            if r.returncode != 0:
+                return False, "ip %s: %s" % (" ".join(args),
+                                             r.stderr.strip() or "exit %d" % r.returncode)
+        return True, ""
+    finally:
+        # the veth pair goes with its namespaces
+        for n in (a, b):
+            _ip("netns", "del", n, check=False)
 
 
 NS_CLIENT = r'''

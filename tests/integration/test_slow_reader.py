@@ -5,8 +5,6 @@ more than that one reply: the payload goes to the socket by reference under a
 lease, so each slow reader costs a bounded amount of output, not a copy. The
 lease also keeps the bytes valid while the entry is deleted and replaced.
 """
-import time
-
 import pytest
 
 import alptest
@@ -34,13 +32,14 @@ def test_slow_readers_hold_no_copy_and_leases_outlive_delete(make_daemon, perf):
         c.send_data(sid, grpc_frame(encode_shared(b"big")), end_stream=True)
         readers.append((c, sid))
 
-    # The daemon pushes until its bounded output fills, then waits. Poll
-    # until the output stops growing, then compare with the baseline.
-    def settled():
-        a = rss_bytes(d.proc.pid)
-        time.sleep(0.2)
-        return abs(rss_bytes(d.proc.pid) - a) < MiB
-    alptest.wait_until(settled, 20, what="daemon RSS to settle")
+    # The daemon pushes until its bounded output fills, then waits: once
+    # each reader's zero window holds back what the daemon's socket has
+    # queued, nothing more can go out, and the baseline is compared.
+    ports = [c.sock.getsockname()[1] for c, _ in readers]
+    alptest.wait_until(
+        lambda: all(alptest.held_by_zero_window(d.port, p) for p in ports), 20,
+        what="the daemon's socket to each of the %d readers to be held by its zero "
+        "window" % READERS)
     grown = rss_bytes(d.proc.pid) - base
     perf("RSS growth with %d stalled readers of %d MiB: %.1f MiB"
          % (READERS, SIZE_MIB, grown / MiB))

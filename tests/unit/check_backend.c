@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "backend_test.h"
 #include "clock.h"
 #include "config.h"
 #include "sweeper.h"
@@ -1381,18 +1382,7 @@ END_TEST
 
 /* --- memory: incremental growth ------------------------------------------- */
 
-/*
- * Test-only entry points of backends/memory.c, declared here and nowhere
- * else (not in backend.h; the daemon never calls them).
- * backend_memory_test_resize(): old-table slots still to migrate (0: not
- * growing), *migrated: old slots migrated since open.
- * backend_memory_test_steps(): get, then set, the old slots migrated by
- * lookup()/write() (at least, at most) and by sweep() (at least, at most);
- * all zero freezes a migration half-way.
- */
-extern size_t	backend_memory_test_resize(struct backend *, uint64_t *);
-extern void	backend_memory_test_steps(struct backend *, size_t [4],
-		    const size_t [4]);
+/* backend_memory_test_resize() and _steps(): backend_test.h. */
 
 static const size_t frozen[4] = { 0, 0, 0, 0 };
 
@@ -2378,9 +2368,8 @@ int
 main(void)
 {
 	Suite *s = suite_create("backend");
-	SRunner *sr;
 	TCase *tc;
-	int i, mem = -1, failed;
+	int i, mem = -1;
 
 	for (i = 0; backend_all[i] != NULL; i++) {
 		tc = tcase_create(backend_all[i]->name);
@@ -2452,9 +2441,5 @@ main(void)
 	}
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -21,6 +21,7 @@
 #include "h2io.h"
 #include "h2srv.h"
 #include "metrics.h"
+#include "testutil.h"
 
 /* --- the fake transport -------------------------------------------------- */
 
@@ -815,11 +816,5 @@ call_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(call_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(call_suite());
 }

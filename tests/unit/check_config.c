@@ -27,6 +27,7 @@
  * has the same name and comes first on the include path. */
 #include "config.h"
 #include "log.h"
+#include "testutil.h"
 
 #define TEST_TIMEOUT	10	/* seconds per test */
 
@@ -1256,25 +1257,50 @@ START_TEST(log_reopen)
 }
 END_TEST
 
-/* Before log_open: stderr at info. Needs a fresh process (fork mode). */
+/*
+ * Before log_open: stderr at info. The logger's state must be the one a
+ * process starts with, and the tests before this one changed it; with
+ * CK_FORK=no (valgrind) they ran in this very process, so a fork would
+ * inherit that too. The part that logs runs in a fresh copy of this
+ * program instead: exec'd with FRESH_LOG_ENV set, its stderr the file.
+ */
+#define FRESH_LOG_ENV	"CHECK_CONFIG_FRESH_LOG"
+
+static int
+fresh_log_child(void)
+{
+	log_debug("hidden", NULL);
+	log_info("shown", "k=%d", 1);
+	return 0;
+}
+
 START_TEST(log_default_stderr)
 {
 	const char	*p = tpath("stderr.log");
-	const char	*fork_env = getenv("CK_FORK");
-	char		*text;
-	int		 fd, saved;
+	char		 self[4096], *text;
+	ssize_t		 n;
+	pid_t		 pid;
+	int		 fd, status;
 
-	if (fork_env != NULL && strcmp(fork_env, "no") == 0)
-		return;
+	n = readlink("/proc/self/exe", self, sizeof self - 1);
+	ck_assert_msg(n > 0 && (size_t)n < sizeof self - 1,
+	    "readlink /proc/self/exe: %s", strerror(errno));
+	self[n] = '\0';
 	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	ck_assert_int_ne(fd, -1);
-	saved = dup(STDERR_FILENO);
-	ck_assert_int_ne(dup2(fd, STDERR_FILENO), -1);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		if (dup2(fd, STDERR_FILENO) == -1 ||
+		    setenv(FRESH_LOG_ENV, "1", 1) == -1)
+			_exit(126);
+		execl(self, self, (char *)NULL);
+		_exit(127);
+	}
 	close(fd);
-	log_debug("hidden", NULL);
-	log_info("shown", "k=%d", 1);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "%s as a fresh process: wait status %#x", self, status);
 	text = read_all(p);
 	ck_assert_int_eq(count_lines(text), 1);
 	expect_line(text, 0, "level=info msg=shown k=1");
@@ -1339,11 +1365,13 @@ tcase(const char *name)
 int
 main(void)
 {
-	Suite	*s = suite_create("config");
-	SRunner	*sr;
+	Suite	*s;
 	TCase	*tc;
-	int	 failed;
 
+	if (getenv(FRESH_LOG_ENV) != NULL)
+		return fresh_log_child();
+
+	s = suite_create("config");
 	tc = tcase("table");
 	tcase_add_test(tc, table_order_and_flags);
 	tcase_add_test(tc, table_node_defaults);
@@ -1384,9 +1412,5 @@ main(void)
 	tcase_add_test(tc, log_no_interleaving);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "grpc_frame.h"
+#include "testutil.h"
 
 /* Append one framed message (flag, length, body) to out; returns its size. */
 static size_t
@@ -602,11 +603,5 @@ frame_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(frame_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(frame_suite());
 }

@@ -44,6 +44,7 @@
 #include "methods.h"
 #include "server.h"
 #include "tls.h"
+#include "testutil.h"
 
 #define MS		NS_PER_MS
 #define MIB		(1024 * 1024)
@@ -1199,11 +1200,5 @@ h2client_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(h2client_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(h2client_suite());
 }

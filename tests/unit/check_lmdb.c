@@ -23,26 +23,10 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "backend_test.h"
 #include "clock.h"
 #include "config.h"
 #include "testutil.h"
-
-/*
- * Test-only entry points of backends/lmdb.c, declared here and nowhere else
- * (not in backend.h; the daemon never calls them).
- * backend_lmdb_test_commits(): write transactions committed since open.
- * backend_lmdb_test_copies(): leases served from a heap copy since open.
- * backend_lmdb_test_retries(): jobs run again after MDB_MAP_FULL.
- * backend_lmdb_test_readers(): read transactions holding a reader slot;
- * *pinned: those that leases hold.
- * backend_lmdb_test_hold(): 1: the writer leaves its queue alone; 0: it
- * takes everything queued meanwhile.
- */
-extern uint64_t	backend_lmdb_test_commits(struct backend *);
-extern uint64_t	backend_lmdb_test_copies(struct backend *);
-extern uint64_t	backend_lmdb_test_retries(struct backend *);
-extern size_t	backend_lmdb_test_readers(struct backend *, size_t *);
-extern void	backend_lmdb_test_hold(struct backend *, int);
 
 #define SEC		NS_PER_SEC
 #define MS		NS_PER_MS
@@ -1178,9 +1162,7 @@ int
 main(void)
 {
 	Suite *s = suite_create("lmdb");
-	SRunner *sr;
 	TCase *tc;
-	int failed;
 
 	/* Each case opens a store or two in a temporary directory; a few
 	 * hundred writes, some with fsync, tens of MiB of payloads: seconds,
@@ -1217,9 +1199,5 @@ main(void)
 	tcase_add_test(tc, test_sweep_slices_in_flight);
 	suite_add_tcase(s, tc);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -15,6 +15,7 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "clock.h"
 #include "node.h"
+#include "testutil.h"
 
 /* --- the decision table ---------------------------------------------------- */
 
@@ -287,11 +288,5 @@ node_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(node_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(node_suite());
 }

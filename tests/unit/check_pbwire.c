@@ -16,6 +16,7 @@
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "pbwire.h"
+#include "testutil.h"
 
 /* An exact-size heap copy of n bytes (at least one byte allocated). */
 static uint8_t *
@@ -535,11 +536,5 @@ pbwire_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(pbwire_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(pbwire_suite());
 }

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "tls.h"
+#include "testutil.h"
 
 #define FRAME	(16384 + 9)
 
@@ -148,17 +149,11 @@ main(void)
 {
 	Suite *s = suite_create("tls");
 	TCase *tc = tcase_create("tls");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, full_frames_fill_large_chains);
 	tcase_add_test(tc, small_frames_share_chains);
 	tcase_add_test(tc, stale_room_is_harmless);
 	tcase_add_test(tc, context_argument_errors);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -12,6 +12,7 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "prefetch.h"
 #include "watch.h"
+#include "testutil.h"
 
 #define K(k)	ALPCRUN__V1__SHARED_DATA_NOTICE__KIND__##k
 
@@ -89,17 +90,11 @@ main(void)
 {
 	Suite *s = suite_create("watch");
 	TCase *tc = tcase_create("pure");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_kind_of);
 	tcase_add_test(tc, test_fits);
 	tcase_add_test(tc, test_decide_updates);
 	tcase_add_test(tc, test_decide_removals);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }
