@@ -8,27 +8,23 @@
  * once one is up, failed fast while the link is down.
  */
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
+#include "addr.h"
 #include "clock.h"
-#include "grpc.h"
 #include "h2c_internal.h"
 #include "h2client.h"
 #include "log.h"
@@ -39,6 +35,9 @@
 /* A GOAWAY on a connection up this long (or that completed a call) hands
  * over to a new connection without the link going down. */
 #define HANDOVER_MIN_UP_NS	NS_PER_SEC
+/* Targets as a client always took them (alpcrunctl -s): a host the
+ * resolver judges, a unix socket path relative to the working directory. */
+#define TARGET_FORMS		(ADDR_ANY_HOST | ADDR_UNIX_RELATIVE)
 
 /* strerror() with a lowercase first letter: reasons read as phrases. */
 void
@@ -463,21 +462,21 @@ int
 h2c_link_tls_options(struct h2client *c, const struct h2client_opts *o,
     char *err, size_t errlen)
 {
-	const char *t = c->target, *end;
+	struct addr a;
 	char *name = NULL;
 
 	if (o->ssl_ctx == NULL)
 		return 0;
 	if (o->server_name != NULL)
 		name = strdup(o->server_name);
-	else if (strncmp(t, "unix:", 5) == 0) {
+	else if (addr_parse(c->target, TARGET_FORMS, &a, NULL, 0) == 0 &&
+	    a.kind == ADDR_INET)
+		name = strdup(a.host);
+	else {
 		snprintf(err, errlen, "%s: TLS over a unix socket needs a "
-		    "server name", t);
+		    "server name", c->target);
 		return -1;
-	} else if (t[0] == '[' && (end = strchr(t, ']')) != NULL)
-		name = strndup(t + 1, (size_t)(end - t - 1));
-	else if ((end = strrchr(t, ':')) != NULL)
-		name = strndup(t, (size_t)(end - t));
+	}
 	if (name == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -490,85 +489,32 @@ h2c_link_tls_options(struct h2client *c, const struct h2client_opts *o,
 	return 0;
 }
 
-/* Parse host:port, [v6]:port or unix:/path. */
+/*
+ * The target: a unix path or a numeric address is the one address of every
+ * attempt, a name is resolved afresh by each. 0, or -1 (err filled unless
+ * out of memory).
+ */
 int
 h2c_link_parse_target(struct h2client *c, const char *t, char *err,
     size_t errlen)
 {
-	char host[256];
-	const char *port, *end;
-	size_t hl;
-	long pn;
-	char *ep;
+	struct addr a;
+	char why[128];
 
-	if (strncmp(t, "unix:", 5) == 0) {
-		struct sockaddr_un *sun = (void *)&c->addrs[0];
-
-		if (t[5] == '\0' || strlen(t + 5) >= sizeof(sun->sun_path)) {
-			snprintf(err, errlen, "%s: bad unix socket path", t);
-			return -1;
-		}
-		sun->sun_family = AF_UNIX;
-		strcpy(sun->sun_path, t + 5);
-		c->addrlens[0] = sizeof(*sun);
-		c->naddrs = 1;
-		c->authority = strdup("localhost");
-		return c->authority != NULL ? 0 : -1;
+	if (addr_parse(t, TARGET_FORMS, &a, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s: %s", t, why);
+		return -1;
 	}
-	if (t[0] == '[') {
-		if ((end = strchr(t, ']')) == NULL || end[1] != ':')
-			goto bad;
-		hl = (size_t)(end - t - 1);
-		port = end + 2;
-		if (hl >= sizeof(host))
-			goto bad;
-		memcpy(host, t + 1, hl);
-	} else {
-		if ((end = strrchr(t, ':')) == NULL)
-			goto bad;
-		hl = (size_t)(end - t);
-		port = end + 1;
-		if (hl >= sizeof(host) || memchr(t, ':', hl) != NULL)
-			goto bad;
-		memcpy(host, t, hl);
-	}
-	host[hl] = '\0';
-	errno = 0;
-	pn = strtol(port, &ep, 10);
-	if (hl == 0 || *port == '\0' || *ep != '\0' || pn < 1 || pn > 65535 ||
-	    errno != 0)
-		goto bad;
-	c->authority = strdup(t);
+	c->authority = strdup(a.kind == ADDR_UNIX ? "localhost" : t);
 	if (c->authority == NULL)
 		return -1;
-	{
-		struct sockaddr_in *in = (void *)&c->addrs[0];
-		struct sockaddr_in6 *in6 = (void *)&c->addrs[0];
-
-		if (evutil_inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-			in->sin_family = AF_INET;
-			in->sin_port = htons((uint16_t)pn);
-			c->addrlens[0] = sizeof(*in);
-			c->naddrs = 1;
-			return 0;
-		}
-		if (evutil_inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons((uint16_t)pn);
-			c->addrlens[0] = sizeof(*in6);
-			c->naddrs = 1;
-			return 0;
-		}
+	if (addr_sockaddr(&a, &c->addrs[0], &c->addrlens[0]) == 0) {
+		c->naddrs = 1;
+		return 0;
 	}
-	if (t[0] == '[')
-		goto bad;
-	c->host = strdup(host);
-	c->port = strdup(port);
+	c->host = strdup(a.host);
+	c->port = strdup(a.port);
 	return c->host != NULL && c->port != NULL ? 0 : -1;
-bad:
-	snprintf(err, errlen, "%s: expected host:port, [v6]:port or "
-	    "unix:/path", t);
-	return -1;
 }
 
 /* --- the link's own resources --------------------------------------------- */
