@@ -11,7 +11,6 @@
  * references (so the socket reads a request body in place); nothing
  * flushes while nghttp2 is inside a callback.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +23,6 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
-#include "clock.h"
 #include "h2c_internal.h"
 #include "h2client.h"
 #include "log.h"
