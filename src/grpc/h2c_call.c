@@ -634,7 +634,7 @@ h2c_call_submit(struct h2conn *conn, struct h2call *call)
 	return 0;
 }
 
-/* --- calls: the request body on the wire --------------------------------- */
+/* --- calls: the request body on the wire ---------------------------------- */
 
 /* Tell the progress hook, if any (h2call_progress()). The reply's total is
  * known once its prefix is: from the deframer, then from the whole message. */

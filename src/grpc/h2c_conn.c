@@ -259,7 +259,7 @@ h2c_conn_setup(void)
 	return 0;
 }
 
-/* --- life --------------------------------------------------------------- */
+/* --- life ----------------------------------------------------------------- */
 
 /*
  * Free a connection. Its calls still waiting fail with UNAVAILABLE and
@@ -369,6 +369,7 @@ h2c_conn_ping_cb(evutil_socket_t fd, short what, void *arg)
 	h2c_conn_flush(conn);
 }
 
+/* After nghttp2 read: act on what it reported, then write. */
 static void
 h2c_conn_after_io(struct h2conn *conn)
 {

@@ -62,7 +62,7 @@ h2c_link_state_changed(struct h2client *c)
 	event_active(c->state_ev, EV_TIMEOUT, 1);
 }
 
-/* --- calls waiting for a connection -------------------------------------- */
+/* --- calls waiting for a connection --------------------------------------- */
 
 /* Send what waits on c->pending over the current connection, if it is up
  * and takes new streams. The caller flushes c->cur. */
@@ -122,7 +122,7 @@ h2c_link_enqueue(struct h2call *call)
 	}
 }
 
-/* --- state: up, down and backoff ----------------------------------------- */
+/* --- state: up, down and backoff ------------------------------------------ */
 
 static void
 h2c_link_backoff(struct h2client *c, const char *reason, int reset)
@@ -450,7 +450,7 @@ h2c_link_state_cb(evutil_socket_t fd, short what, void *arg)
 		c->on_state(c->arg, c->up, c->up ? "" : c->reason);
 }
 
-/* --- the target ---------------------------------------------------------- */
+/* --- the target ----------------------------------------------------------- */
 
 /*
  * TLS options (after h2c_link_parse_target()): our own reference to the

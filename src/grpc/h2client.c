@@ -23,6 +23,7 @@
 #define DEFAULT_MAX_MESSAGE	(260ull << 20)
 #define DEFAULT_NAME		"central cache"
 
+/* h2client_new(); start 0: no connection attempt yet (h2client_new_bev()). */
 static struct h2client *
 h2c_client_new(struct event_base *base, struct evdns_base *dns,
     const struct h2client_opts *o, h2_state_fn *on_state, void *arg,
