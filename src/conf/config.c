@@ -12,15 +12,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
+#include "addr.h"
 #include "config.h"
 
 #define CONFIG_LINE_MAX		4096	/* bytes, newline excluded */
@@ -331,103 +330,6 @@ config_format_value(const struct config_directive *d, uint64_t v, char *buf,
 	}
 }
 
-/* --- Addresses ---------------------------------------------------------- */
-
-static int
-valid_port(const char *p)
-{
-	uint64_t	 v;
-
-	return number(p, &v) == PV_OK && v >= 1 && v <= 65535;
-}
-
-static int
-valid_hostname(const char *h, size_t len)
-{
-	size_t	 i, label = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (i = 0; i < len; i++) {
-		char c = h[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_') {
-			if (++label > 63)
-				return 0;
-		} else
-			return 0;
-	}
-	return 1;
-}
-
-/* NULL if v is a valid address, else why not. */
-static const char *
-address_problem(const char *v)
-{
-	static const char expected[] =
-	    "expected host:port, [v6]:port or unix:/path";
-	char		 host[256];
-	const char	*colon, *end;
-	size_t		 hlen, i;
-	int		 numeric = 1;
-
-	if (strncmp(v, "unix:", 5) == 0) {
-		const char *path = v + 5;
-
-		if (path[0] != '/')
-			return "expected an absolute path after unix:";
-		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-			return "unix socket path too long (at most 107 bytes)";
-		return NULL;
-	}
-	if (v[0] == '[') {
-		struct in6_addr	 a6;
-
-		if ((end = strchr(v, ']')) == NULL)
-			return expected;
-		hlen = (size_t)(end - v - 1);
-		if (hlen == 0 || hlen >= sizeof host)
-			return "bad IPv6 address in brackets";
-		memcpy(host, v + 1, hlen);
-		host[hlen] = '\0';
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return "bad IPv6 address in brackets";
-		if (end[1] != ':')
-			return "expected :port after the brackets";
-		if (!valid_port(end + 2))
-			return "expected a port 1-65535 after the colon";
-		return NULL;
-	}
-	if ((colon = strrchr(v, ':')) == NULL)
-		return expected;
-	if (memchr(v, ':', (size_t)(colon - v)) != NULL)
-		return "IPv6 addresses need brackets, like [::1]:2337";
-	hlen = (size_t)(colon - v);
-	if (hlen == 0)
-		return "missing host before the colon (0.0.0.0 for every address)";
-	if (!valid_port(colon + 1))
-		return "expected a port 1-65535 after the colon";
-	if (!valid_hostname(v, hlen))
-		return "bad host name";
-	for (i = 0; i < hlen; i++)
-		if (v[i] != '.' && (v[i] < '0' || v[i] > '9'))
-			numeric = 0;
-	if (numeric) {
-		struct in_addr	 a4;
-
-		memcpy(host, v, hlen);
-		host[hlen] = '\0';
-		if (inet_pton(AF_INET, host, &a4) != 1)
-			return "bad IPv4 address";
-	}
-	return NULL;
-}
-
 /* --- Table helpers ------------------------------------------------------ */
 
 static void *
@@ -547,7 +449,8 @@ set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
 	const struct config_directive	*d = &config_table[i];
 	void				*f = field(ld->cfg, d);
 	char				 b1[32], b2[32], got[80], exp[300];
-	const char			*why;
+	char				 why[128];
+	struct addr			 a;
 	uint64_t			 n = 0;
 	int				 rc = PV_OK;
 	size_t				 k;
@@ -558,7 +461,7 @@ set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
 	case CONF_PATH:
 		break;
 	case CONF_ADDRESS:
-		if ((why = address_problem(v)) != NULL) {
+		if (addr_parse(v, 0, &a, why, sizeof why) != 0) {
 			add_error(ld, lineno, "%s: %s, got \"%s\"", d->name,
 			    why, got);
 			return -1;

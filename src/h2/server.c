@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 
 #include "accept_guard.h"
+#include "addr.h"
 #include "config.h"
 #include "h2conn.h"
 #include "log.h"
@@ -152,55 +153,27 @@ static int
 resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
     char **unix_path, char *err, size_t errlen)
 {
-	char host[256];
-	const char *port, *h;
+	struct addr a;
+	char why[128];
 	struct addrinfo hints, *res;
 	int rv;
 
 	*unix_path = NULL;
-	if (strncmp(spec, "unix:", 5) == 0) {
-		struct sockaddr_un *sun = (struct sockaddr_un *)ss;
-
-		if (strlen(spec + 5) >= sizeof(sun->sun_path)) {
-			snprintf(err, errlen, "%s: socket path too long", spec);
-			return -1;
-		}
-		memset(sun, 0, sizeof(*sun));
-		sun->sun_family = AF_UNIX;
-		strcpy(sun->sun_path, spec + 5);
-		*len = sizeof(*sun);
-		*unix_path = strdup(spec + 5);
-		return 0;
+	if (addr_parse(spec, 0, &a, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s: %s", spec, why);
+		return -1;
 	}
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-
-		if (end == NULL || end[1] != ':' ||
-		    (size_t)(end - spec - 1) >= sizeof(host)) {
-			snprintf(err, errlen, "%s: bad address", spec);
-			return -1;
-		}
-		memcpy(host, spec + 1, (size_t)(end - spec - 1));
-		host[end - spec - 1] = '\0';
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-
-		if (colon == NULL || (size_t)(colon - spec) >= sizeof(host)) {
-			snprintf(err, errlen, "%s: bad address", spec);
-			return -1;
-		}
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = '\0';
-		port = colon + 1;
+	if (a.kind == ADDR_UNIX) {
+		addr_sockaddr(&a, ss, len);
+		*unix_path = strdup(a.path);
+		return 0;
 	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	h = (host[0] == '\0' || strcmp(host, "*") == 0) ? NULL : host;
 	/* Blocking resolution is fine here: this runs before the loop. */
-	if ((rv = getaddrinfo(h, port, &hints, &res)) != 0) {
+	if ((rv = getaddrinfo(a.host, a.port, &hints, &res)) != 0) {
 		snprintf(err, errlen, "%s: %s", spec, gai_strerror(rv));
 		return -1;
 	}

@@ -1,0 +1,561 @@
+/*
+ * h2c_conn.c: one connection of the client (h2client.h): the nghttp2
+ * client session on a bufferevent, cleartext or TLS (ALPN h2), reading and
+ * writing, keepalive PINGs, and nghttp2's callbacks, which hand what
+ * concerns a call to h2c_call.c and what concerns the link (SETTINGS,
+ * GOAWAY, a lost connection) to h2c_link.c.
+ *
+ * The same techniques as the server side (conn.c, grpc.c): nghttp2 writes
+ * into the bufferevent's output and is told WOULDBLOCK above OUT_HIGH; DATA
+ * frames are NO_COPY, their payload added to the output as evbuffer
+ * references (so the socket reads a request body in place); nothing
+ * flushes while nghttp2 is inside a callback.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "h2c_internal.h"
+#include "h2client.h"
+#include "log.h"
+#include "tls.h"
+
+/* Output above this is not added to (see conn.c); the write callback
+ * resumes below OUT_LOW. Bodies are queued by reference, so this bounds
+ * frame headers and small copies, not a request's size. */
+#define OUT_HIGH		(4u << 20)
+#define OUT_LOW			(1u << 20)
+/* libevent reads and writes 16 KiB per callback by default (spec §11). */
+#define MAX_SINGLE_IO		(1u << 20)
+/* Our receive windows. nghttp2 sends WINDOW_UPDATE by itself as data is
+ * consumed: a client has no reason to hold the server back. */
+#define STREAM_WINDOW		(4u << 20)
+#define CONN_WINDOW		(16u << 20)
+
+static void	 h2c_conn_fail(struct h2conn *, const char *reason);
+
+/* --- nghttp2 callbacks ---------------------------------------------------- */
+
+static ssize_t
+h2c_conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
+    int flags, void *arg)
+{
+	struct h2conn *conn = arg;
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+
+	if (evbuffer_get_length(out) >= OUT_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (conn->tls) {
+		/* Frames of a burst share records (see tls_out_add()). */
+		if (tls_out_add(out, &conn->tls_room, data, len, len) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+	} else if (evbuffer_add(out, data, len) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return (ssize_t)len;
+}
+
+/*
+ * TLS: the frame header and its data copied together into a large chain
+ * (encryption copies anyway), so a large body leaves in full TLS records,
+ * not a 9-byte record per frame header (spec §11).
+ */
+static int
+h2c_conn_send_data_tls(struct h2conn *conn, struct h2call *call,
+    const uint8_t *framehd, size_t length)
+{
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+	size_t frame = 9 + length;
+
+	if (tls_out_add(out, &conn->tls_room, framehd, 9, frame) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	while (length > 0 && call->segi < call->nsegs) {
+		size_t n;
+		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
+
+		/* The copy into the records. */
+		if (tls_out_add(out, &conn->tls_room, p, n, frame) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		h2c_call_seg_advance(call, n);
+		length -= n;
+	}
+	h2c_call_report_progress(call);
+	return 0;
+}
+
+static int
+h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
+    const uint8_t *framehd, size_t length, nghttp2_data_source *src,
+    void *arg)
+{
+	struct h2conn *conn = arg;
+	struct h2call *call = src->ptr;
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+
+	if (evbuffer_get_length(out) >= OUT_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (conn->tls)
+		return h2c_conn_send_data_tls(conn, call, framehd, length);
+	if (evbuffer_add(out, framehd, 9) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	while (length > 0 && call->segi < call->nsegs) {
+		size_t n;
+		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
+
+		if (n >= H2C_REF_MIN) {
+			/* By reference: the call (and so the bytes) lives
+			 * until the socket has taken them. */
+			call->bufrefs++;
+			if (evbuffer_add_reference(out, p, n,
+			    h2c_call_body_ref_done, call) != 0) {
+				call->bufrefs--;
+				return NGHTTP2_ERR_CALLBACK_FAILURE;
+			}
+		} else if (evbuffer_add(out, p, n) != 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		h2c_call_seg_advance(call, n);
+		length -= n;
+	}
+	h2c_call_report_progress(call);
+	return 0;
+}
+
+static int
+h2c_conn_header_cb(nghttp2_session *h2, const nghttp2_frame *frame,
+    const uint8_t *name, size_t namelen, const uint8_t *value,
+    size_t valuelen, uint8_t flags, void *arg)
+{
+	struct h2call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (call == NULL || call->finished)
+		return 0;
+	h2c_call_header(call, frame->headers.cat == NGHTTP2_HCAT_RESPONSE,
+	    name, namelen, value, valuelen);
+	return 0;
+}
+
+static int
+h2c_conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
+    void *arg)
+{
+	struct h2conn *conn = arg;
+	struct h2call *call;
+
+	switch (frame->hd.type) {
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_DATA:
+		call = nghttp2_session_get_stream_user_data(h2,
+		    frame->hd.stream_id);
+		if (call != NULL)
+			h2c_call_frame(call, frame);
+		break;
+	case NGHTTP2_SETTINGS:
+		if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+			conn->got_settings = 1;
+		break;
+	case NGHTTP2_PING:
+		if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+			conn->ping_out = 0;
+		break;
+	case NGHTTP2_GOAWAY:
+		/* Acted upon once nghttp2 returns (h2c_conn_after_io); nghttp2
+		 * now closes the streams above last_stream_id, REFUSED. */
+		conn->goaway = 1;
+		conn->goaway_last = frame->goaway.last_stream_id;
+		conn->goaway_code = frame->goaway.error_code;
+		break;
+	}
+	return 0;
+}
+
+static int
+h2c_conn_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
+    const uint8_t *data, size_t len, void *arg)
+{
+	struct h2call *call = nghttp2_session_get_stream_user_data(h2, id);
+
+	/* nghttp2 gives the window back by itself once we return. */
+	if (call != NULL)
+		h2c_call_data(call, data, len);
+	return 0;
+}
+
+static int
+h2c_conn_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t err,
+    void *arg)
+{
+	struct h2conn *conn = arg;
+	struct h2call *call = nghttp2_session_get_stream_user_data(h2, id);
+
+	if (call == NULL || !call->attached || call->conn != conn)
+		return 0;
+	h2c_call_detach(call);
+	if (call->got_headers)
+		conn->completed++;
+	if (!call->finished && call->user) {
+		/* Refused by a GOAWAY, so never processed: a new connection
+		 * gets it (gRPC's transparent retry). */
+		if (err == NGHTTP2_REFUSED_STREAM && conn->goaway &&
+		    id > conn->goaway_last && !call->got_headers) {
+			log_debug("upstream call refused by GOAWAY, retrying",
+			    "target=%s path=%s stream=%d", conn->c->target,
+			    call->path, (int)id);
+			h2c_call_reset_for_retry(call);
+			h2c_link_enqueue(call);
+			return 0;
+		}
+		h2c_call_outcome(call, err);
+	}
+	h2c_call_maybe_destroy(call);
+	return 0;
+}
+
+static int
+h2c_conn_error_cb(nghttp2_session *h2, int code, const char *msg,
+    size_t len, void *arg)
+{
+	struct h2conn *conn = arg;
+
+	log_debug("upstream http2 error", "target=%s error=\"%.*s\"",
+	    conn->c->target, (int)len, msg);
+	snprintf(conn->h2err, sizeof(conn->h2err), "%.*s", (int)len, msg);
+	return 0;
+}
+
+static nghttp2_session_callbacks *h2c_conn_callbacks;
+
+static int
+h2c_conn_setup(void)
+{
+	nghttp2_session_callbacks *cb;
+
+	if (h2c_conn_callbacks != NULL)
+		return 0;
+	if (nghttp2_session_callbacks_new(&cb) != 0)
+		return -1;
+	nghttp2_session_callbacks_set_send_callback(cb, h2c_conn_send_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cb,
+	    h2c_conn_send_data_cb);
+	nghttp2_session_callbacks_set_on_header_callback(cb,
+	    h2c_conn_header_cb);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb,
+	    h2c_conn_frame_recv_cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb,
+	    h2c_conn_data_chunk_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
+	    h2c_conn_stream_close_cb);
+	nghttp2_session_callbacks_set_error_callback2(cb, h2c_conn_error_cb);
+	h2c_conn_callbacks = cb;
+	return 0;
+}
+
+/* --- life ----------------------------------------------------------------- */
+
+/*
+ * Free a connection. Its calls still waiting fail with UNAVAILABLE and
+ * the reason (reason NULL: h2client_free(), they are dropped).
+ * nghttp2_session_del() calls no stream-close callback: detach them here.
+ */
+void
+h2c_conn_destroy(struct h2conn *conn, const char *reason)
+{
+	struct h2client *c = conn->c;
+	struct h2call *call;
+
+	while ((call = TAILQ_FIRST(&conn->streams)) != NULL) {
+		h2c_call_detach(call);
+		if (reason != NULL && call->user && !call->finished)
+			h2c_call_fail_unreachable(call, reason);
+		h2c_call_maybe_destroy(call);
+	}
+	if (c->cur == conn)
+		c->cur = NULL;
+	else
+		TAILQ_REMOVE(&c->old, conn, entry);
+	if (conn->ping_ev != NULL)
+		event_free(conn->ping_ev);
+	nghttp2_session_del(conn->h2);
+	/* Frees queued output; reference cleanups drop the body refs (now,
+	 * or when libevent finalizes the bufferevent). */
+	bufferevent_free(conn->bev);
+	free(conn);
+}
+
+static void
+h2c_conn_fail(struct h2conn *conn, const char *reason)
+{
+	struct h2client *c = conn->c;
+
+	if (conn != c->cur)
+		h2c_conn_destroy(conn, reason);
+	else if (conn->up)
+		h2c_link_lost(c, reason);
+	else
+		h2c_link_attempt_failed(c, "%s", reason);
+}
+
+void
+h2c_conn_flush(struct h2conn *conn)
+{
+	int rv;
+
+	if (conn->in_h2)
+		return;		/* the reader flushes once nghttp2 returns */
+	conn->in_h2 = 1;
+	rv = nghttp2_session_send(conn->h2);
+	conn->in_h2 = 0;
+	if (rv != 0) {
+		char reason[H2C_REASON_MAX];
+
+		snprintf(reason, sizeof(reason), "HTTP/2 send failed: %s",
+		    nghttp2_strerror(rv));
+		h2c_conn_fail(conn, reason);
+		return;
+	}
+	/* Done: GOAWAY seen and no stream left, or nghttp2 ended the session
+	 * over a protocol error (a server that is not HTTP/2): say which. */
+	if (!nghttp2_session_want_read(conn->h2) &&
+	    !nghttp2_session_want_write(conn->h2)) {
+		char reason[H2C_REASON_MAX];
+
+		if (conn->h2err[0] == '\0')
+			snprintf(reason, sizeof(reason), "connection closed");
+		else
+			snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
+			    conn->h2err);
+		h2c_conn_fail(conn, reason);
+	}
+}
+
+void
+h2c_conn_ping_arm(struct h2conn *conn)
+{
+	struct timeval tv;
+
+	h2c_tv_ms(&tv, conn->c->keepalive_ms);
+	evtimer_add(conn->ping_ev, &tv);
+}
+
+static void
+h2c_conn_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2conn *conn = arg;
+
+	if (conn->ping_out && !conn->rx) {
+		char reason[H2C_REASON_MAX], per[32];
+
+		h2c_fmt_ms(conn->c->keepalive_ms, per, sizeof(per));
+		snprintf(reason, sizeof(reason), "no PING answer within %s",
+		    per);
+		h2c_conn_fail(conn, reason);
+		return;
+	}
+	conn->rx = 0;
+	if (!conn->ping_out) {
+		nghttp2_submit_ping(conn->h2, NGHTTP2_FLAG_NONE, NULL);
+		conn->ping_out = 1;
+	}
+	h2c_conn_ping_arm(conn);
+	h2c_conn_flush(conn);
+}
+
+/* After nghttp2 read: act on what it reported, then write. */
+static void
+h2c_conn_after_io(struct h2conn *conn)
+{
+	struct h2client *c = conn->c;
+
+	if (conn == c->cur && !conn->up && conn->got_settings)
+		h2c_link_up(conn);
+	if (conn == c->cur && conn->goaway)
+		h2c_link_goaway(conn);
+	/* Calls refused by an old connection's GOAWAY go to the new one
+	 * (h2c_link_enqueue() sends them at once unless the new one was
+	 * busy). */
+	if (c->cur != NULL && c->cur != conn && c->state == H2C_UP &&
+	    !TAILQ_EMPTY(&c->pending)) {
+		h2c_link_pending_submit(c);
+		if (c->cur != NULL && c->cur != conn)
+			/* May fail c->cur, never conn. */
+			h2c_conn_flush(c->cur);
+	}
+	if (conn == c->cur)
+		h2c_link_pending_submit(c);
+	h2c_conn_flush(conn);
+}
+
+static void
+h2c_conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct h2conn *conn = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	ssize_t rv = 0;
+
+	conn->rx = 1;
+	conn->in_h2 = 1;
+	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
+		rv = nghttp2_session_mem_recv(conn->h2, evbuffer_pullup(in, n),
+		    n);
+		if (rv < 0)
+			break;
+		evbuffer_drain(in, (size_t)rv);
+	}
+	conn->in_h2 = 0;
+	if (rv < 0) {
+		char reason[H2C_REASON_MAX];
+
+		snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
+		    nghttp2_strerror((int)rv));
+		/* Tell the server why, if nghttp2 queued a GOAWAY. */
+		nghttp2_session_send(conn->h2);
+		h2c_conn_fail(conn, reason);
+		return;
+	}
+	h2c_conn_after_io(conn);
+}
+
+static void
+h2c_conn_writecb(struct bufferevent *bev, void *arg)
+{
+	h2c_conn_flush(arg);
+}
+
+static void
+h2c_conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct h2conn *conn = arg;
+	char reason[H2C_REASON_MAX], why[H2C_REASON_MAX - 8];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake is done: our preface and SETTINGS,
+		 * queued already, go out now. */
+		if (!tls_alpn_is_h2(bufferevent_openssl_get_ssl(bev))) {
+			h2c_conn_fail(conn, "TLS: the server did not agree to "
+			    "ALPN h2");
+			return;
+		}
+		conn->tls_up = 1;
+		return;
+	}
+	if (conn->tls && (what & BEV_EVENT_ERROR)) {
+		enum tls_fail kind;
+
+		/* A handshake failure, or an alert later (TLS 1.3 servers
+		 * refuse a client certificate after the client's Finished);
+		 * a plain socket error after the handshake is said as in
+		 * cleartext, below. */
+		tls_failure(bev, &kind, why, sizeof(why));
+		if (kind != TLS_FAIL_IO || !conn->tls_up) {
+			snprintf(reason, sizeof(reason), "TLS: %s", why);
+			h2c_conn_fail(conn, reason);
+			return;
+		}
+	}
+	if (what & BEV_EVENT_EOF)
+		snprintf(reason, sizeof(reason), "connection closed by the "
+		    "server");
+	else if (what & BEV_EVENT_ERROR) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		if (err != 0)
+			h2c_errstr(err, reason, sizeof(reason));
+		else
+			snprintf(reason, sizeof(reason), "connection error");
+	}
+	else
+		return;
+	h2c_conn_fail(conn, reason);
+}
+
+/* A connection on socket fd, or, from h2client_new_bev(), on bev (already
+ * connected; fd unused). Either is the connection's, even on failure. */
+struct h2conn *
+h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
+{
+	struct h2conn *conn;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+	};
+
+	if (h2c_conn_setup() != 0 ||
+	    (conn = calloc(1, sizeof(*conn))) == NULL) {
+		if (bev != NULL)
+			bufferevent_free(bev);
+		else
+			evutil_closesocket(fd);
+		return NULL;
+	}
+	conn->c = c;
+	TAILQ_INIT(&conn->streams);
+	if (bev != NULL)
+		conn->bev = bev;	/* the test seam: no socket, no TLS */
+	else if (c->ssl_ctx != NULL) {
+		/* ALPN h2 and SNI; the handshake ends before the server's
+		 * SETTINGS can arrive, so nothing else changes. Each SSL
+		 * holds a reference to the context it was made from. */
+		char err[H2C_REASON_MAX];
+		SSL *ssl = tls_client_ssl_new(c->ssl_ctx, c->server_name, err,
+		    sizeof(err));
+
+		if (ssl == NULL) {
+			evutil_closesocket(fd);
+			free(conn);
+			return NULL;
+		}
+		conn->bev = bufferevent_openssl_socket_new(c->base, fd, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (conn->bev == NULL) {
+			/* Out of memory (libevent may have freed ssl and
+			 * closed fd on its way out). */
+			free(conn);
+			return NULL;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+		/* Larger SSL_reads than its default 4 KiB. */
+		bufferevent_setwatermark(conn->bev, EV_READ, 0, MAX_SINGLE_IO);
+		conn->tls = 1;
+	} else
+		conn->bev = bufferevent_socket_new(c->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if (conn->bev == NULL) {
+		evutil_closesocket(fd);
+		free(conn);
+		return NULL;
+	}
+	if (nghttp2_session_client_new(&conn->h2, h2c_conn_callbacks,
+	    conn) != 0)
+		goto fail;
+	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv,
+	    sizeof(iv) / sizeof(iv[0])) != 0 ||
+	    nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE,
+	    0, CONN_WINDOW) != 0)
+		goto fail;
+	if ((conn->ping_ev = evtimer_new(c->base, h2c_conn_ping_cb,
+	    conn)) == NULL)
+		goto fail;
+	bufferevent_set_max_single_read(conn->bev, MAX_SINGLE_IO);
+	bufferevent_set_max_single_write(conn->bev, MAX_SINGLE_IO);
+	bufferevent_setwatermark(conn->bev, EV_WRITE, OUT_LOW, 0);
+	bufferevent_setcb(conn->bev, h2c_conn_readcb, h2c_conn_writecb,
+	    h2c_conn_eventcb, conn);
+	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	return conn;
+fail:
+	if (conn->h2 != NULL)
+		nghttp2_session_del(conn->h2);
+	bufferevent_free(conn->bev);
+	free(conn);
+	return NULL;
+}
