@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c: the configuration parser (src/config.c). The input is
+ * fuzz_config.c: the configuration parser (src/conf/config.c). The input is
  * written to a file and loaded as `alpcrund -c FILE` would; a valid file
  * is also dumped (`-t -v`) and compared with the defaults (what SIGHUP
  * does). A short input is also parsed as a duration and as a size.

@@ -1,5 +1,5 @@
 /*
- * fuzz_deframe.c: the gRPC message deframer (src/grpc_frame.c) and request
+ * fuzz_deframe.c: the gRPC message deframer (src/grpc/grpc_frame.c) and request
  * decoding, as the daemon does them on a stream's DATA.
  *
  * Input: two bytes that seed the chunk splits, then the DATA byte stream.
@@ -84,7 +84,7 @@ decode(const struct grpc_message *msg)
 	uint64_t ns;
 
 	FUZZ_ASSERT(msg->len == 0 || msg->data != NULL);
-	/* COPY: as grpc.c does, the payload is copied out by protobuf-c. */
+	/* COPY: as the call layer (src/grpc/call.c) does, the payload is copied out by protobuf-c. */
 	sd = (Alpcrun__V1__SharedData *)protobuf_c_message_unpack(
 	    &alpcrun__v1__shared_data__descriptor, NULL, msg->len, p);
 	if (sd != NULL) {

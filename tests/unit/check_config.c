@@ -23,8 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* "src/config.h", not "config.h": the build directory's autoconf header
- * has the same name and comes first on the include path. */
 #include "config.h"
 #include "log.h"
 #include "testutil.h"

@@ -1,5 +1,5 @@
 /*
- * check_h2client.c: unit tests of the HTTP/2 gRPC client (src/h2client.c,
+ * check_h2client.c: unit tests of the HTTP/2 gRPC client (src/grpc/h2client.h,
  * spec §5 "Upstream link") against the real server, run in-process on the
  * same event loop as the client (memory backend, cache handlers, server on
  * a free loopback port or a unix socket), and against two stand-ins made

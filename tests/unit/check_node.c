@@ -1,5 +1,5 @@
 /*
- * check_node.c: unit tests of node mode's pure parts (src/node.c, spec §5):
+ * check_node.c: unit tests of node mode's pure parts (src/svc/node.c, spec §5):
  * the Get decision table, the in-place parser of central's SharedData
  * replies (the payload found, never copied), and the TTL of a copy.
  *
