@@ -13,7 +13,7 @@
 
 #include "auth.h"
 #include "config.h"
-#include "grpc.h"
+#include "grpc_status.h"
 
 #define KEY_FILE_MAX	4096
 
