@@ -58,6 +58,10 @@ struct h2s_conn {
 	size_t			 nactive;	/* streams past their header block:
 						   the idle timer waits for 0 */
 	struct event		*timer;		/* handshake, then idle */
+	struct event		*rev;		/* cleartext socket: our reader
+						   (h2read.h); NULL: the
+						   bufferevent reads */
+	int			 recv_err;	/* nghttp2's, when it refused */
 	unsigned		 got_frame:1;	/* past the handshake */
 	unsigned		 closing:1;	/* free once output drains */
 	unsigned		 goaway_sent:1;

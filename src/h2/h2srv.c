@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "h2conn.h"
+#include "h2read.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -639,6 +640,8 @@ conn_finish(struct h2s_conn *c)
 	if (c->tls && c->tls_up)
 		SSL_shutdown(bufferevent_openssl_get_ssl(c->bev));
 	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	if (c->rev != NULL)		/* the bufferevent reads from now on */
+		event_del(c->rev);
 	bufferevent_setcb(c->bev, linger_readcb, NULL, linger_eventcb, c);
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
@@ -666,6 +669,34 @@ h2s_conn_flush(struct h2s_conn *c)
 	}
 }
 
+/* nghttp2 refused what it was fed: tell the peer why when it has a GOAWAY
+ * queued, then close. */
+static void
+recv_failed(struct h2s_conn *c, int rv)
+{
+	log_debug("http2 receive failed", "peer=%s error=\"%s\"", c->peer,
+	    nghttp2_strerror(rv));
+	nghttp2_session_send(c->h2);
+	h2_out_commit();
+	c->closing = 1;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_finish(c);
+}
+
+/* A TLS ClientHello (a handshake record, 0x16) where the HTTP/2 preface
+ * belongs: say so once, plainly. 1 when that is what came. */
+static int
+sniff_tls(struct h2s_conn *c, uint8_t first)
+{
+	c->sniffed = 1;
+	if (first != 0x16)
+		return 0;
+	log_info("TLS client on a cleartext port", "peer=%s", c->peer);
+	return 1;
+}
+
+/* The bufferevent's input: TLS, and bufferevents without a socket (the
+ * fuzz harness's pair). */
 static void
 readcb(struct bufferevent *bev, void *arg)
 {
@@ -674,15 +705,10 @@ readcb(struct bufferevent *bev, void *arg)
 	size_t n;
 	ssize_t rv;
 
-	/* A TLS ClientHello (a handshake record, 0x16) where the HTTP/2
-	 * preface belongs: say so once, plainly, and close. */
 	if (!c->tls && !c->sniffed && evbuffer_get_length(in) > 0) {
 		unsigned char b;
 
-		c->sniffed = 1;
-		if (evbuffer_copyout(in, &b, 1) == 1 && b == 0x16) {
-			log_info("TLS client on a cleartext port", "peer=%s",
-			    c->peer);
+		if (evbuffer_copyout(in, &b, 1) == 1 && sniff_tls(c, b)) {
 			h2s_conn_free(c);
 			return;
 		}
@@ -691,21 +717,64 @@ readcb(struct bufferevent *bev, void *arg)
 	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
 		rv = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, n), n);
 		if (rv < 0) {
-			log_debug("http2 receive failed", "peer=%s error=\"%s\"",
-			    c->peer, nghttp2_strerror((int)rv));
 			c->in_recv = 0;
-			/* Tell the peer why when nghttp2 has a GOAWAY queued;
-			 * then close. */
-			nghttp2_session_send(c->h2);
-			h2_out_commit();
-			c->closing = 1;
-			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-				conn_finish(c);
+			recv_failed(c, (int)rv);
 			return;
 		}
 		evbuffer_drain(in, (size_t)rv);
 	}
 	c->in_recv = 0;
+	h2s_conn_flush(c);
+}
+
+static int
+sock_feed(void *arg, const uint8_t *p, size_t n)
+{
+	struct h2s_conn *c = arg;
+	ssize_t rv;
+
+	if (!c->sniffed && sniff_tls(c, p[0]))
+		return -1;
+	if ((rv = nghttp2_session_mem_recv(c->h2, p, n)) < 0) {
+		c->recv_err = (int)rv;
+		return -1;
+	}
+	return 0;
+}
+
+/* A cleartext socket is readable: large reads straight into nghttp2. */
+static void
+sock_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2s_conn *c = arg;
+	enum h2_read_result r;
+
+	c->in_recv = 1;
+	r = h2_read(fd, sock_feed, c, NULL);
+	c->in_recv = 0;
+	switch (r) {
+	case H2R_DRAINED:
+	case H2R_BUDGET:
+		break;
+	case H2R_STOP:
+		if (c->recv_err == 0) {		/* TLS on a cleartext port */
+			h2s_conn_free(c);
+			return;
+		}
+		event_del(c->rev);
+		recv_failed(c, c->recv_err);
+		return;
+	case H2R_EOF:
+		/* As the bufferevent did: what came before the EOF was
+		 * processed; the peer is gone. */
+		h2s_conn_free(c);
+		return;
+	case H2R_ERROR:
+		log_debug("connection error", "peer=%s error=\"%s\"", c->peer,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		h2s_conn_free(c);
+		return;
+	}
 	h2s_conn_flush(c);
 }
 
@@ -964,7 +1033,16 @@ h2s_conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	tv.tv_sec = (time_t)(srv->lim.send_ms / 1000);
 	tv.tv_usec = (suseconds_t)(srv->lim.send_ms % 1000) * 1000;
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (!c->tls && bufferevent_getfd(bev) >= 0) {
+		/* Cleartext on a socket: we read it (h2read.h), the
+		 * bufferevent writes. */
+		c->rev = event_new(srv->base, bufferevent_getfd(bev),
+		    EV_READ | EV_PERSIST, sock_readcb, c);
+		if (c->rev == NULL || event_add(c->rev, NULL) != 0)
+			goto fail;
+		bufferevent_enable(c->bev, EV_WRITE);
+	} else
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if ((c->timer = evtimer_new(srv->base, conn_timer_cb, c)) == NULL)
 		goto fail;
 	h2s_conn_rearm_timer(c);
@@ -974,6 +1052,8 @@ h2s_conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	h2s_conn_flush(c);		/* our SETTINGS */
 	return c;
 fail:
+	if (c->rev != NULL)
+		event_free(c->rev);
 	if (c->h2 != NULL)
 		nghttp2_session_del(c->h2);
 	bufferevent_free(c->bev);
@@ -992,6 +1072,8 @@ h2s_conn_free(struct h2s_conn *c)
 		stream_free(st);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	if (c->rev != NULL)
+		event_free(c->rev);
 	nghttp2_session_del(c->h2);
 	h2_out_forget(&c->out);
 	/* Frees queued output; reference cleanups release their leases. */
