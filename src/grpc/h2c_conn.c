@@ -25,6 +25,7 @@
 
 #include "h2c_internal.h"
 #include "h2client.h"
+#include "h2io.h"
 #include "log.h"
 #include "tls.h"
 
@@ -534,8 +535,9 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 		free(conn);
 		return NULL;
 	}
-	if (nghttp2_session_client_new(&conn->h2, h2c_conn_callbacks,
-	    conn) != 0)
+	/* nghttp2's allocations from h2io's free lists, as the server's. */
+	if (nghttp2_session_client_new3(&conn->h2, h2c_conn_callbacks, conn,
+	    NULL, h2_mem()) != 0)
 		goto fail;
 	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv,
 	    sizeof(iv) / sizeof(iv[0])) != 0 ||
