@@ -50,45 +50,13 @@ h2c_conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
     int flags, void *arg)
 {
 	struct h2conn *conn = arg;
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
 
-	if (evbuffer_get_length(out) >= OUT_HIGH)
+	if (h2_out_len(&conn->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (conn->tls) {
-		/* Frames of a burst share records (see tls_out_add()). */
-		if (tls_out_add(out, &conn->tls_room, data, len, len) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-	} else if (evbuffer_add(out, data, len) != 0)
+	/* Over TLS, frames of a burst share records (h2io.h). */
+	if (h2_out_add(&conn->out, data, len, len) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	return (ssize_t)len;
-}
-
-/*
- * TLS: the frame header and its data copied together into a large chain
- * (encryption copies anyway), so a large body leaves in full TLS records,
- * not a 9-byte record per frame header (spec §11).
- */
-static int
-h2c_conn_send_data_tls(struct h2conn *conn, struct h2call *call,
-    const uint8_t *framehd, size_t length)
-{
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
-	size_t frame = 9 + length;
-
-	if (tls_out_add(out, &conn->tls_room, framehd, 9, frame) != 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && call->segi < call->nsegs) {
-		size_t n;
-		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
-
-		/* The copy into the records. */
-		if (tls_out_add(out, &conn->tls_room, p, n, frame) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		h2c_call_seg_advance(call, n);
-		length -= n;
-	}
-	h2c_call_report_progress(call);
-	return 0;
 }
 
 static int
@@ -98,28 +66,29 @@ h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
 {
 	struct h2conn *conn = arg;
 	struct h2call *call = src->ptr;
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
+	size_t fl = 9 + length;
 
-	if (evbuffer_get_length(out) >= OUT_HIGH)
+	if (h2_out_len(&conn->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (conn->tls)
-		return h2c_conn_send_data_tls(conn, call, framehd, length);
-	if (evbuffer_add(out, framehd, 9) != 0)
+	if (h2_out_add(&conn->out, framehd, 9, fl) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	while (length > 0 && call->segi < call->nsegs) {
 		size_t n;
 		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
 
-		if (n >= H2C_REF_MIN) {
-			/* By reference: the call (and so the bytes) lives
-			 * until the socket has taken them. */
+		if (!conn->out.tls && n >= H2C_REF_MIN) {
+			/* By reference, after what is staged: the call (and
+			 * so the bytes) lives until the socket took them. */
+			if (h2_out_commit() != 0)
+				return NGHTTP2_ERR_CALLBACK_FAILURE;
 			call->bufrefs++;
-			if (evbuffer_add_reference(out, p, n,
+			if (evbuffer_add_reference(
+			    bufferevent_get_output(conn->bev), p, n,
 			    h2c_call_body_ref_done, call) != 0) {
 				call->bufrefs--;
 				return NGHTTP2_ERR_CALLBACK_FAILURE;
 			}
-		} else if (evbuffer_add(out, p, n) != 0)
+		} else if (h2_out_add(&conn->out, p, n, fl) != 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		h2c_call_seg_advance(call, n);
 		length -= n;
@@ -286,6 +255,7 @@ h2c_conn_destroy(struct h2conn *conn, const char *reason)
 	if (conn->ping_ev != NULL)
 		event_free(conn->ping_ev);
 	nghttp2_session_del(conn->h2);
+	h2_out_forget(&conn->out);
 	/* Frees queued output; reference cleanups drop the body refs (now,
 	 * or when libevent finalizes the bufferevent). */
 	bufferevent_free(conn->bev);
@@ -315,6 +285,9 @@ h2c_conn_flush(struct h2conn *conn)
 	conn->in_h2 = 1;
 	rv = nghttp2_session_send(conn->h2);
 	conn->in_h2 = 0;
+	/* What was staged goes to the output before the loop writes it. */
+	if (h2_out_commit() != 0 && rv == 0)
+		rv = NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (rv != 0) {
 		char reason[H2C_REASON_MAX];
 
@@ -420,6 +393,7 @@ h2c_conn_readcb(struct bufferevent *bev, void *arg)
 		    nghttp2_strerror((int)rv));
 		/* Tell the server why, if nghttp2 queued a GOAWAY. */
 		nghttp2_session_send(conn->h2);
+		h2_out_commit();
 		h2c_conn_fail(conn, reason);
 		return;
 	}
@@ -535,6 +509,8 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 		free(conn);
 		return NULL;
 	}
+	conn->out.bev = conn->bev;
+	conn->out.tls = conn->tls;
 	/* nghttp2's allocations from h2io's free lists, as the server's. */
 	if (nghttp2_session_client_new3(&conn->h2, h2c_conn_callbacks, conn,
 	    NULL, h2_mem()) != 0)

@@ -46,6 +46,7 @@
 #include "clock.h"
 #include "grpc_frame.h"
 #include "h2client.h"
+#include "h2io.h"
 #include "queue_compat.h"
 
 /* A piece of a body at least this long is queued by reference. */
@@ -136,6 +137,7 @@ struct h2conn {
 	TAILQ_ENTRY(h2conn)	 entry;		/* c->old */
 	struct h2client		*c;
 	struct bufferevent	*bev;
+	struct h2_out		 out;		/* on bev (h2io.h) */
 	nghttp2_session		*h2;
 	struct h2c_call_list	 streams;
 	size_t			 nstreams;
@@ -152,7 +154,6 @@ struct h2conn {
 	unsigned		 rx:1;		/* bytes came since the PING */
 	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
 	unsigned		 tls_up:1;	/* its handshake is done */
-	size_t			 tls_room;	/* see tls_out_add() */
 	/* The last error nghttp2 reported (h2c_conn_error_cb()). */
 	char			 h2err[H2C_REASON_MAX - 16];
 };
