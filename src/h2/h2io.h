@@ -57,9 +57,16 @@ struct h2_seg {
 struct h2_body {
 	STAILQ_HEAD(, h2_seg)	 segs;
 	size_t			 len;		/* bytes not yet framed */
+	/* keep set: framed segments wait here until h2_body_clear(), for
+	 * h2_body_rewind() (a request a GOAWAY refused goes out again). */
+	STAILQ_HEAD(, h2_seg)	 sent;
+	unsigned		 keep:1;
 };
 
+/* An empty body, keep clear: segments are freed as they are framed. */
 void	 h2_body_init(struct h2_body *);
+/* A body with keep set: every byte queued again, from the first. */
+void	 h2_body_rewind(struct h2_body *);
 /* Queue len bytes held through ref (held once more here). 0, or -1. */
 int	 h2_body_add_ref(struct h2_body *, const uint8_t *, size_t,
 	    struct h2_ref *);
