@@ -5,10 +5,12 @@
  * concerns a call to h2c_call.c and what concerns the link (SETTINGS,
  * GOAWAY, a lost connection) to h2c_link.c.
  *
- * The same techniques as the server side (conn.c, grpc.c): nghttp2 writes
- * into the bufferevent's output and is told WOULDBLOCK above OUT_HIGH; DATA
- * frames are NO_COPY, their payload added to the output as evbuffer
- * references (so the socket reads a request body in place); nothing
+ * On the wire it is the server's connection (h2srv.c), through h2io.h:
+ * nghttp2 allocates from h2_mem(); frames are staged in the bufferevent's
+ * output and committed once per flush (or packed into TLS records), and
+ * nghttp2 is told WOULDBLOCK above OUT_HIGH; DATA frames are NO_COPY,
+ * framed by h2_out_data() from the call's body, large ranges as evbuffer
+ * references (so the socket reads a request body in place). Nothing
  * flushes while nghttp2 is inside a callback.
  */
 #include <stdio.h>
@@ -29,7 +31,7 @@
 #include "log.h"
 #include "tls.h"
 
-/* Output above this is not added to (see conn.c); the write callback
+/* Output above this is not added to (as h2srv.c); the write callback
  * resumes below OUT_LOW. Bodies are queued by reference, so this bounds
  * frame headers and small copies, not a request's size. */
 #define OUT_HIGH		(4u << 20)
@@ -66,33 +68,13 @@ h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
 {
 	struct h2conn *conn = arg;
 	struct h2call *call = src->ptr;
-	size_t fl = 9 + length;
 
 	if (h2_out_len(&conn->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (h2_out_add(&conn->out, framehd, 9, fl) != 0)
+	/* Large ranges by reference in cleartext: they hold call->ref, so
+	 * the bytes stay until the socket took them. */
+	if (h2_out_data(&conn->out, framehd, &call->body, length) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && call->segi < call->nsegs) {
-		size_t n;
-		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
-
-		if (!conn->out.tls && n >= H2C_REF_MIN) {
-			/* By reference, after what is staged: the call (and
-			 * so the bytes) lives until the socket took them. */
-			if (h2_out_commit() != 0)
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			call->bufrefs++;
-			if (evbuffer_add_reference(
-			    bufferevent_get_output(conn->bev), p, n,
-			    h2c_call_body_ref_done, call) != 0) {
-				call->bufrefs--;
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			}
-		} else if (h2_out_add(&conn->out, p, n, fl) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		h2c_call_seg_advance(call, n);
-		length -= n;
-	}
 	h2c_call_report_progress(call);
 	return 0;
 }
