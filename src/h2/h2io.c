@@ -1,7 +1,8 @@
 /*
- * h2io.c: the wire side of an HTTP/2 connection of ours (h2io.h): nghttp2's
- * allocator, body queues, cleartext output staging, TLS record packing, and
- * DATA frames whose payload goes to the socket by reference.
+ * h2io.c: the wire side of an HTTP/2 connection of ours, server or client
+ * (h2io.h): nghttp2's allocator, body queues, cleartext output staging, TLS
+ * record packing, and DATA frames whose payload goes to the socket by
+ * reference.
  *
  * Where payload bytes are copied: cleartext, never for a referenced range
  * of H2_REF_MIN bytes or more (an evbuffer reference whose cleanup drops

@@ -2,8 +2,10 @@
  * h2io.h: what an HTTP/2 connection of ours does on the wire whatever its
  * side: nghttp2's allocator, a body queue of owned and referenced bytes,
  * and the output of a connection (cleartext staging, TLS record packing,
- * DATA frames whose payload goes by reference). The server transport
- * (h2srv.c) is built on it; nothing here knows gRPC or the server.
+ * DATA frames whose payload goes by reference). Both sides are built on
+ * it: the server transport (h2srv.c) and the gRPC client's connections
+ * (src/grpc/h2c_conn.c, request bodies in h2c_call.c); nothing here knows
+ * gRPC, the server or the client.
  */
 #ifndef ALPCRUND_H2IO_H
 #define ALPCRUND_H2IO_H
