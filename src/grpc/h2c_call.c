@@ -1,17 +1,18 @@
 /*
  * h2c_call.c: a call of the client (h2client.h, "Calls" and "Memory"): its
  * memory and the marks that keep it alive (h2c_internal.h), its request
- * body laid out in segments, the request HEADERS (grpc-timeout from the
- * deadline), the local deadline, reply messages deframed and delivered
- * from the call's own event, and the gRPC status worked out from trailers,
- * HTTP status or RST_STREAM.
+ * body queued as ranges of an h2io body (h2io.h), the request HEADERS
+ * (grpc-timeout from the deadline), the local deadline, reply messages
+ * deframed and delivered from the call's own event, and the gRPC status
+ * worked out from trailers, HTTP status or RST_STREAM.
  *
  * Where bytes are copied:
  *  - request: h2client_unary() packs the message once into a buffer of the
  *    call's (the one copy); with a release callback (h2client_unary_body)
- *    large fields are not copied at all. Either way DATA frames carry the
- *    bytes as evbuffer references (h2c_conn.c), so the socket reads them in
- *    place.
+ *    large fields are not copied at all. Either way every range holds
+ *    call->ref, and cleartext DATA frames carry ranges of H2_REF_MIN bytes
+ *    or more as evbuffer references (h2_out_data()), so the socket reads
+ *    them in place; TLS copies them into its records.
  *  - reply: the socket's evbuffer -> the deframer's buffer, allocated once
  *    from the prefix's length (the one copy), which the caller may keep.
  */
@@ -70,11 +71,29 @@ h2c_call_held(struct h2call *call)
 	call->held = held;
 }
 
+/* The last hold on the call went: the socket took its last body byte. */
+static void
+h2c_call_free(struct h2_ref *r)
+{
+	struct h2call *call = (struct h2call *)(void *)((char *)r -
+	    offsetof(struct h2call, ref));
+	struct h2c_own *o;
+
+	while ((o = call->own) != NULL) {
+		call->own = o->next;
+		free(o);
+	}
+	if (call->release != NULL)
+		call->release(call->release_arg);
+	free(call);
+}
+
+/* Once no mark is left (h2c_internal.h), which happens once: everything
+ * but the memory the socket may still read goes now. */
 void
 h2c_call_maybe_destroy(struct h2call *call)
 {
-	if (call->queued || call->attached || call->user || call->in_cb ||
-	    call->bufrefs > 0)
+	if (call->queued || call->attached || call->user || call->in_cb)
 		return;
 	if (call->c != NULL) {
 		TAILQ_REMOVE(&call->c->calls, call, all);
@@ -88,22 +107,9 @@ h2c_call_maybe_destroy(struct h2call *call)
 	call->rdata = NULL;
 	h2c_call_held(call);
 	free(call->message);
-	free(call->own);
-	if (call->segs != call->seg_inline)
-		free(call->segs);
-	if (call->release != NULL)
-		call->release(call->release_arg);
-	free(call);
-}
-
-/* evbuffer reference cleanup: the socket took these body bytes. */
-void
-h2c_call_body_ref_done(const void *data, size_t len, void *arg)
-{
-	struct h2call *call = arg;
-
-	call->bufrefs--;
-	h2c_call_maybe_destroy(call);
+	call->message = NULL;
+	h2_body_clear(&call->body);
+	h2_ref_drop(&call->ref);
 }
 
 struct h2call *
@@ -128,8 +134,10 @@ h2c_call_new(struct h2client *c, const char *path, uint64_t deadline,
 	call->streaming = on_msg != NULL;
 	call->arg = arg;
 	call->user = 1;
-	call->segs = call->seg_inline;
-	call->capsegs = H2C_INLINE_SEGS;
+	call->ref.refs = 1;		/* dropped once no mark is left */
+	call->ref.release = h2c_call_free;
+	h2_body_init(&call->body);
+	call->body.keep = 1;		/* a GOAWAY retry sends it again */
 	call->df.max = c->max_msg;
 	STAILQ_INIT(&call->msgs);
 	event_assign(call->ev, c->base, -1, 0, h2c_call_ev_cb, call);
@@ -139,88 +147,82 @@ h2c_call_new(struct h2client *c, const char *path, uint64_t deadline,
 
 /* --- calls: request bodies ------------------------------------------------ */
 
-static int
-h2c_call_seg_push(struct h2call *call, const uint8_t *ext, size_t off,
-    size_t len)
+/* len bytes of the call's own, freed with it; NULL when out of memory. */
+static uint8_t *
+h2c_call_own(struct h2call *call, size_t len)
 {
-	struct h2c_seg *s;
+	struct h2c_own *o;
 
-	if (len == 0)
-		return 0;
-	/* Contiguous own bytes extend the last piece. */
-	if (ext == NULL && call->nsegs > 0) {
-		s = &call->segs[call->nsegs - 1];
-		if (s->ext == NULL && s->off + s->len == off) {
-			s->len += len;
-			call->total += len;
-			return 0;
-		}
-	}
-	if (call->nsegs == call->capsegs) {
-		size_t cap = call->capsegs * 2;
-		struct h2c_seg *n;
+	if (len > SIZE_MAX - sizeof(*o) || (o = malloc(sizeof(*o) + len)) ==
+	    NULL)
+		return NULL;
+	o->next = call->own;
+	call->own = o;
+	return o->b;
+}
 
-		if (call->segs == call->seg_inline) {
-			if ((n = malloc(cap * sizeof(*n))) == NULL)
-				return -1;
-			memcpy(n, call->segs, call->nsegs * sizeof(*n));
-		} else if ((n = realloc(call->segs, cap * sizeof(*n))) == NULL)
-			return -1;
-		call->segs = n;
-		call->capsegs = cap;
-	}
-	s = &call->segs[call->nsegs++];
-	s->ext = ext;
-	s->off = off;
-	s->len = len;
-	call->total += len;
-	return 0;
+/* Queue body bytes that stay valid while the call's memory does. */
+static int
+h2c_call_body_add(struct h2call *call, const uint8_t *p, size_t len)
+{
+	return h2_body_add_ref(&call->body, p, len, &call->ref);
 }
 
 /*
- * A ProtobufCBuffer that packs by reference: appends of H2C_REF_MIN bytes or
+ * A ProtobufCBuffer that packs by reference: appends of H2_REF_MIN bytes or
  * more come straight from the message's bytes and string fields (protobuf-c
  * appends those from the field's own memory; tags, lengths and varints
- * come from small scratch buffers, which are copied).
+ * come from small scratch buffers, which are copied into own chunks, never
+ * moved: the body points into them).
  */
 struct h2c_packer {
 	ProtobufCBuffer	 base;
 	struct h2call	*call;
-	size_t		 ownlen, owncap;
+	uint8_t		*buf;		/* the newest own chunk */
+	size_t		 len, cap;	/* bytes in it, its size */
+	size_t		 queued;	/* of len, already in the body */
 	int		 failed;
 };
+
+/* The own bytes not yet in the body go in as one range. */
+static void
+h2c_call_packer_queue(struct h2c_packer *pk)
+{
+	if (pk->len > pk->queued && h2c_call_body_add(pk->call,
+	    pk->buf + pk->queued, pk->len - pk->queued) != 0)
+		pk->failed = 1;
+	pk->queued = pk->len;
+}
 
 static void
 h2c_call_packer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 {
 	struct h2c_packer *pk = (struct h2c_packer *)b;
-	struct h2call *call = pk->call;
 
 	/* An empty bytes field may come with data NULL (memcpy's UB). */
 	if (pk->failed || len == 0)
 		return;
-	if (len >= H2C_REF_MIN) {
-		if (h2c_call_seg_push(call, data, 0, len) != 0)
+	if (len >= H2_REF_MIN) {
+		h2c_call_packer_queue(pk);
+		if (!pk->failed && h2c_call_body_add(pk->call, data, len) != 0)
 			pk->failed = 1;
 		return;
 	}
-	if (pk->ownlen + len > pk->owncap) {
-		size_t cap = pk->owncap ? pk->owncap * 2 : 256;
-		uint8_t *n;
+	if (pk->len + len > pk->cap) {
+		size_t cap = pk->cap ? pk->cap * 2 : 256;
 
-		while (cap < pk->ownlen + len)
+		h2c_call_packer_queue(pk);
+		while (cap < len)
 			cap *= 2;
-		if ((n = realloc(call->own, cap)) == NULL) {
+		if ((pk->buf = h2c_call_own(pk->call, cap)) == NULL) {
 			pk->failed = 1;
 			return;
 		}
-		call->own = n;
-		pk->owncap = cap;
+		pk->len = pk->queued = 0;
+		pk->cap = cap;
 	}
-	memcpy(call->own + pk->ownlen, data, len);	/* COPY: small parts */
-	if (h2c_call_seg_push(call, NULL, pk->ownlen, len) != 0)
-		pk->failed = 1;
-	pk->ownlen += len;
+	memcpy(pk->buf + pk->len, data, len);	/* COPY: small parts */
+	pk->len += len;
 }
 
 /* Lay out the body: 0, or -1 after finishing the call with the reason. */
@@ -229,6 +231,7 @@ h2c_call_set_body(struct h2call *call, const struct h2body *b)
 {
 	uint64_t max = call->c->max_msg;
 	size_t size;
+	uint8_t *p;
 
 	call->release = b->release;
 	call->release_arg = b->release_arg;
@@ -243,25 +246,20 @@ h2c_call_set_body(struct h2call *call, const struct h2body *b)
 	grpc_frame_prefix(call->prefix, (uint32_t)size);
 	if (b->release == NULL) {
 		/* COPY: the one copy of the request, prefix in front. */
-		if ((call->own = malloc(GRPC_PREFIX_LEN + size)) == NULL)
+		if ((p = h2c_call_own(call, GRPC_PREFIX_LEN + size)) == NULL)
 			goto nomem;
-		memcpy(call->own, call->prefix, GRPC_PREFIX_LEN);
+		memcpy(p, call->prefix, GRPC_PREFIX_LEN);
 		if (b->msg != NULL)
-			protobuf_c_message_pack(b->msg,
-			    call->own + GRPC_PREFIX_LEN);
+			protobuf_c_message_pack(b->msg, p + GRPC_PREFIX_LEN);
 		else if (size > 0)
-			memcpy(call->own + GRPC_PREFIX_LEN, b->raw, size);
-		if (h2c_call_seg_push(call, NULL, 0, GRPC_PREFIX_LEN +
-		    size) != 0)
-			goto nomem;	/* cannot happen: inline segments */
-		return 0;
-	}
-	if (b->msg == NULL) {
-		if (h2c_call_seg_push(call, call->prefix, 0,
-		    GRPC_PREFIX_LEN) != 0 ||
-		    h2c_call_seg_push(call, b->raw, 0, size) != 0)
+			memcpy(p + GRPC_PREFIX_LEN, b->raw, size);
+		if (h2c_call_body_add(call, p, GRPC_PREFIX_LEN + size) != 0)
 			goto nomem;
-		return 0;
+	} else if (b->msg == NULL) {
+		if (h2c_call_body_add(call, call->prefix,
+		    GRPC_PREFIX_LEN) != 0 ||
+		    h2c_call_body_add(call, b->raw, size) != 0)
+			goto nomem;
 	} else {
 		struct h2c_packer pk = {
 			.base = { .append = h2c_call_packer_append },
@@ -269,10 +267,12 @@ h2c_call_set_body(struct h2call *call, const struct h2body *b)
 
 		h2c_call_packer_append(&pk.base, GRPC_PREFIX_LEN, call->prefix);
 		protobuf_c_message_pack_to_buffer(b->msg, &pk.base);
+		h2c_call_packer_queue(&pk);
 		if (pk.failed)
 			goto nomem;
-		return 0;
 	}
+	call->total = call->body.len;
+	return 0;
 nomem:
 	h2c_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	return -1;
@@ -513,7 +513,7 @@ h2c_call_reset_for_retry(struct h2call *call)
 	call->message = NULL;
 	h2c_call_msgs_clear(call);
 	call->id = 0;
-	call->wr = call->segi = call->segoff = 0;
+	h2_body_rewind(&call->body);
 	call->rx = 0;
 	call->http_status = 0;
 	call->status = 0;
@@ -649,8 +649,8 @@ h2c_call_report_progress(struct h2call *call)
 		rtotal = (uint64_t)call->rlen + GRPC_PREFIX_LEN;
 	else if (call->df.hdrlen == GRPC_PREFIX_LEN)
 		rtotal = (uint64_t)call->df.len + GRPC_PREFIX_LEN;
-	call->progress(call->progress_arg, call->wr, call->total, call->rx,
-	    rtotal);
+	call->progress(call->progress_arg, call->total - call->body.len,
+	    call->total, call->rx, rtotal);
 }
 
 
@@ -659,39 +659,14 @@ h2c_call_body_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
     uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct h2call *call = src->ptr;
-	size_t left = call->total - call->wr;
+	size_t left = call->body.len;
 	size_t n = len < left ? len : left;
 
-	/* The bytes go out by h2c_conn_send_data_cb, which advances wr. */
+	/* The bytes go out by h2c_conn_send_data_cb (h2_out_data()). */
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	if (n == left)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
-}
-
-/* The next body bytes to frame, at most max of them: *n bytes at the
- * return value, within one segment. */
-const uint8_t *
-h2c_call_seg_peek(const struct h2call *call, size_t max, size_t *n)
-{
-	const struct h2c_seg *s = &call->segs[call->segi];
-
-	*n = s->len - call->segoff;
-	if (*n > max)
-		*n = max;
-	return (s->ext != NULL ? s->ext : call->own + s->off) + call->segoff;
-}
-
-/* n bytes of h2c_call_seg_peek() were framed. */
-void
-h2c_call_seg_advance(struct h2call *call, size_t n)
-{
-	call->segoff += n;
-	call->wr += n;
-	if (call->segoff == call->segs[call->segi].len) {
-		call->segi++;
-		call->segoff = 0;
-	}
 }
 
 /* --- calls: the reply ----------------------------------------------------- */

@@ -5,10 +5,12 @@
  * concerns a call to h2c_call.c and what concerns the link (SETTINGS,
  * GOAWAY, a lost connection) to h2c_link.c.
  *
- * The same techniques as the server side (conn.c, grpc.c): nghttp2 writes
- * into the bufferevent's output and is told WOULDBLOCK above OUT_HIGH; DATA
- * frames are NO_COPY, their payload added to the output as evbuffer
- * references (so the socket reads a request body in place); nothing
+ * On the wire it is the server's connection (h2srv.c), through h2io.h:
+ * nghttp2 allocates from h2_mem(); frames are staged in the bufferevent's
+ * output and committed once per flush (or packed into TLS records), and
+ * nghttp2 is told WOULDBLOCK above OUT_HIGH; DATA frames are NO_COPY,
+ * framed by h2_out_data() from the call's body, large ranges as evbuffer
+ * references (so the socket reads a request body in place). Nothing
  * flushes while nghttp2 is inside a callback.
  */
 #include <stdio.h>
@@ -25,10 +27,11 @@
 
 #include "h2c_internal.h"
 #include "h2client.h"
+#include "h2io.h"
 #include "log.h"
 #include "tls.h"
 
-/* Output above this is not added to (see conn.c); the write callback
+/* Output above this is not added to (as h2srv.c); the write callback
  * resumes below OUT_LOW. Bodies are queued by reference, so this bounds
  * frame headers and small copies, not a request's size. */
 #define OUT_HIGH		(4u << 20)
@@ -49,45 +52,13 @@ h2c_conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
     int flags, void *arg)
 {
 	struct h2conn *conn = arg;
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
 
-	if (evbuffer_get_length(out) >= OUT_HIGH)
+	if (h2_out_len(&conn->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (conn->tls) {
-		/* Frames of a burst share records (see tls_out_add()). */
-		if (tls_out_add(out, &conn->tls_room, data, len, len) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-	} else if (evbuffer_add(out, data, len) != 0)
+	/* Over TLS, frames of a burst share records (h2io.h). */
+	if (h2_out_add(&conn->out, data, len, len) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	return (ssize_t)len;
-}
-
-/*
- * TLS: the frame header and its data copied together into a large chain
- * (encryption copies anyway), so a large body leaves in full TLS records,
- * not a 9-byte record per frame header (spec §11).
- */
-static int
-h2c_conn_send_data_tls(struct h2conn *conn, struct h2call *call,
-    const uint8_t *framehd, size_t length)
-{
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
-	size_t frame = 9 + length;
-
-	if (tls_out_add(out, &conn->tls_room, framehd, 9, frame) != 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && call->segi < call->nsegs) {
-		size_t n;
-		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
-
-		/* The copy into the records. */
-		if (tls_out_add(out, &conn->tls_room, p, n, frame) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		h2c_call_seg_advance(call, n);
-		length -= n;
-	}
-	h2c_call_report_progress(call);
-	return 0;
 }
 
 static int
@@ -97,32 +68,13 @@ h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
 {
 	struct h2conn *conn = arg;
 	struct h2call *call = src->ptr;
-	struct evbuffer *out = bufferevent_get_output(conn->bev);
 
-	if (evbuffer_get_length(out) >= OUT_HIGH)
+	if (h2_out_len(&conn->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (conn->tls)
-		return h2c_conn_send_data_tls(conn, call, framehd, length);
-	if (evbuffer_add(out, framehd, 9) != 0)
+	/* Large ranges by reference in cleartext: they hold call->ref, so
+	 * the bytes stay until the socket took them. */
+	if (h2_out_data(&conn->out, framehd, &call->body, length) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	while (length > 0 && call->segi < call->nsegs) {
-		size_t n;
-		const uint8_t *p = h2c_call_seg_peek(call, length, &n);
-
-		if (n >= H2C_REF_MIN) {
-			/* By reference: the call (and so the bytes) lives
-			 * until the socket has taken them. */
-			call->bufrefs++;
-			if (evbuffer_add_reference(out, p, n,
-			    h2c_call_body_ref_done, call) != 0) {
-				call->bufrefs--;
-				return NGHTTP2_ERR_CALLBACK_FAILURE;
-			}
-		} else if (evbuffer_add(out, p, n) != 0)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		h2c_call_seg_advance(call, n);
-		length -= n;
-	}
 	h2c_call_report_progress(call);
 	return 0;
 }
@@ -285,6 +237,7 @@ h2c_conn_destroy(struct h2conn *conn, const char *reason)
 	if (conn->ping_ev != NULL)
 		event_free(conn->ping_ev);
 	nghttp2_session_del(conn->h2);
+	h2_out_forget(&conn->out);
 	/* Frees queued output; reference cleanups drop the body refs (now,
 	 * or when libevent finalizes the bufferevent). */
 	bufferevent_free(conn->bev);
@@ -314,6 +267,9 @@ h2c_conn_flush(struct h2conn *conn)
 	conn->in_h2 = 1;
 	rv = nghttp2_session_send(conn->h2);
 	conn->in_h2 = 0;
+	/* What was staged goes to the output before the loop writes it. */
+	if (h2_out_commit() != 0 && rv == 0)
+		rv = NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (rv != 0) {
 		char reason[H2C_REASON_MAX];
 
@@ -419,6 +375,7 @@ h2c_conn_readcb(struct bufferevent *bev, void *arg)
 		    nghttp2_strerror((int)rv));
 		/* Tell the server why, if nghttp2 queued a GOAWAY. */
 		nghttp2_session_send(conn->h2);
+		h2_out_commit();
 		h2c_conn_fail(conn, reason);
 		return;
 	}
@@ -534,8 +491,11 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 		free(conn);
 		return NULL;
 	}
-	if (nghttp2_session_client_new(&conn->h2, h2c_conn_callbacks,
-	    conn) != 0)
+	conn->out.bev = conn->bev;
+	conn->out.tls = conn->tls;
+	/* nghttp2's allocations from h2io's free lists, as the server's. */
+	if (nghttp2_session_client_new3(&conn->h2, h2c_conn_callbacks, conn,
+	    NULL, h2_mem()) != 0)
 		goto fail;
 	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv,
 	    sizeof(iv) / sizeof(iv[0])) != 0 ||

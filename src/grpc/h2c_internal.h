@@ -7,9 +7,9 @@
  *			jitter, the GOAWAY handover, the queue of calls
  *			waiting for a connection and fail-fast while down
  *	h2c_conn.c	one connection: the nghttp2 client session on a
- *			bufferevent (cleartext or TLS), reading and writing,
- *			keepalive PINGs
- *	h2c_call.c	a call's life: its memory, its body segments, the
+ *			bufferevent (cleartext or TLS), reading, and writing
+ *			through h2io (h2io.h, as the server), keepalive PINGs
+ *	h2c_call.c	a call's life: its memory, its body (an h2_body), the
  *			request HEADERS, deadlines, reply messages and their
  *			delivery, the gRPC status from trailers, HTTP status
  *			or RST_STREAM
@@ -17,11 +17,13 @@
  *
  * Lifetimes. A connection (struct h2conn) is either the client's current
  * one (c->cur: being set up, or up) or an old one finishing its streams
- * after a GOAWAY. A call (struct h2call) is freed when nobody refers to it
- * any more, which is tracked by five marks: queued (on c->pending), attached
- * (nghttp2 has its stream and may call back with it until the stream
- * closes), user (done is still owed), in_cb (on_msg is running) and bufrefs
- * (evbuffer references to its body still queued on a socket). So a call
+ * after a GOAWAY. A call (struct h2call) is done with when nobody refers to
+ * it any more, which is tracked by four marks: queued (on c->pending),
+ * attached (nghttp2 has its stream and may call back with it until the
+ * stream closes), user (done is still owed) and in_cb (on_msg is running).
+ * Its memory, own body bytes included, is then held through call->ref
+ * (h2io.h) for as long as evbuffer references to its body are still queued
+ * on a socket; the caller's release runs when the last hold goes. So a call
  * whose deadline passed keeps its memory until nghttp2 lets go of the
  * stream, and a body outlives the call until the socket took it.
  *
@@ -46,24 +48,22 @@
 #include "clock.h"
 #include "grpc_frame.h"
 #include "h2client.h"
+#include "h2io.h"
 #include "queue_compat.h"
 
-/* A piece of a body at least this long is queued by reference. */
-#define H2C_REF_MIN		4096
 /* Addresses tried per attempt, of those DNS returns. */
 #define H2C_MAX_ADDRS		8
 #define H2C_REASON_MAX		160
-#define H2C_INLINE_SEGS		4
 
 enum h2c_state { H2C_CONNECTING, H2C_UP, H2C_BACKOFF };
 enum h2c_phase { H2C_PH_NONE, H2C_PH_RESOLVE, H2C_PH_CONNECT,
 	H2C_PH_HANDSHAKE };
 
-/* A piece of a request body: the caller's bytes, or a range of own. */
-struct h2c_seg {
-	const uint8_t	*ext;		/* NULL: own + off */
-	size_t		 off;
-	size_t		 len;
+/* Request body bytes of the call's own (its copy of the request, or the
+ * small parts packed around fields sent by reference), freed with it. */
+struct h2c_own {
+	struct h2c_own	*next;
+	uint8_t		 b[];
 };
 
 /* A server-streaming reply message waiting for on_msg. */
@@ -95,7 +95,7 @@ struct h2call {
 	unsigned		 extra_msg:1;
 	unsigned		 rst:1;		/* RST_STREAM submitted */
 	unsigned		 have_ct:1;	/* a content-type came */
-	unsigned		 bufrefs;	/* body references on a socket */
+	struct h2_ref		 ref;		/* its memory (Lifetimes) */
 	uint64_t		 deadline;
 	h2_done_fn		*done;
 	h2_msg_fn		*on_msg;
@@ -103,14 +103,11 @@ struct h2call {
 	struct event		*ev;		/* deadline, and delivery */
 	char			*path;
 
-	/* Request body. */
-	uint8_t			*own;
-	struct h2c_seg		*segs;
-	size_t			 nsegs, capsegs;
-	struct h2c_seg		 seg_inline[H2C_INLINE_SEGS];
+	/* Request body: ranges held through ref (kept once framed, for a
+	 * retry), of own bytes and of the caller's. */
+	struct h2_body		 body;
+	struct h2c_own		*own;
 	size_t			 total;		/* body bytes, prefix included */
-	size_t			 wr;		/* bytes framed into DATA */
-	size_t			 segi, segoff;	/* where wr is in segs */
 	void			(*release)(void *);
 	void			*release_arg;
 	uint8_t			 prefix[GRPC_PREFIX_LEN];
@@ -136,6 +133,7 @@ struct h2conn {
 	TAILQ_ENTRY(h2conn)	 entry;		/* c->old */
 	struct h2client		*c;
 	struct bufferevent	*bev;
+	struct h2_out		 out;		/* on bev (h2io.h) */
 	nghttp2_session		*h2;
 	struct h2c_call_list	 streams;
 	size_t			 nstreams;
@@ -152,7 +150,6 @@ struct h2conn {
 	unsigned		 rx:1;		/* bytes came since the PING */
 	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
 	unsigned		 tls_up:1;	/* its handshake is done */
-	size_t			 tls_room;	/* see tls_out_add() */
 	/* The last error nghttp2 reported (h2c_conn_error_cb()). */
 	char			 h2err[H2C_REASON_MAX - 16];
 };
@@ -274,12 +271,7 @@ void		 h2c_call_outcome(struct h2call *, uint32_t err);
 void		 h2c_call_reset_for_retry(struct h2call *);
 void		 h2c_call_msgs_clear(struct h2call *);
 void		 h2c_call_maybe_destroy(struct h2call *);
-/* The request body as DATA goes out (h2c_conn.c). */
-const uint8_t	*h2c_call_seg_peek(const struct h2call *, size_t max,
-		    size_t *n);
-void		 h2c_call_seg_advance(struct h2call *, size_t n);
-void		 h2c_call_body_ref_done(const void *data, size_t len,
-		    void *arg);
+/* After a DATA frame of the request body went out (h2c_conn.c). */
 void		 h2c_call_report_progress(struct h2call *);
 /* The reply, from nghttp2's callbacks (h2c_conn.c). */
 void		 h2c_call_header(struct h2call *, int response,

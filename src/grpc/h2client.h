@@ -88,10 +88,11 @@
  *
  * Memory.
  *	Per call: one allocation for the handle (with its timer and path), the
- *	request body (one buffer), the reply message (one buffer of exactly the
- *	length its prefix announced: the only copy of the reply, which the caller
- *	may keep, see struct h2reply). Streaming calls add one small node per
- *	message delivered. Counters (fetches, errors) are the caller's business.
+ *	request body (one buffer, and a small node per range of it queued for
+ *	DATA), the reply message (one buffer of exactly the length its prefix
+ *	announced: the only copy of the reply, which the caller may keep, see
+ *	struct h2reply). Streaming calls add one small node per message
+ *	delivered. Counters (fetches, errors) are the caller's business.
  *	on_reply_mem, when set, is told (+n/-n) of the reply bytes the client
  *	holds: a message's buffer from the moment its prefix arrived (it is
  *	allocated whole then), and a unary reply until done takes it; the

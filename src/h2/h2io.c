@@ -1,7 +1,8 @@
 /*
- * h2io.c: the wire side of an HTTP/2 connection of ours (h2io.h): nghttp2's
- * allocator, body queues, cleartext output staging, TLS record packing, and
- * DATA frames whose payload goes to the socket by reference.
+ * h2io.c: the wire side of an HTTP/2 connection of ours, server or client
+ * (h2io.h): nghttp2's allocator, body queues, cleartext output staging, TLS
+ * record packing, and DATA frames whose payload goes to the socket by
+ * reference.
  *
  * Where payload bytes are copied: cleartext, never for a referenced range
  * of H2_REF_MIN bytes or more (an evbuffer reference whose cleanup drops
@@ -24,6 +25,8 @@ h2_body_init(struct h2_body *b)
 {
 	STAILQ_INIT(&b->segs);
 	b->len = 0;
+	STAILQ_INIT(&b->sent);
+	b->keep = 0;
 }
 
 static int
@@ -95,7 +98,8 @@ seg_free(struct h2_seg *s)
 	free(s);
 }
 
-/* n bytes of the first segment were framed: forget them. */
+/* n bytes of the first segment were framed: forget them (or keep them,
+ * for h2_body_rewind()). */
 static void
 seg_consumed(struct h2_body *b, struct h2_seg *s, size_t n)
 {
@@ -103,7 +107,25 @@ seg_consumed(struct h2_body *b, struct h2_seg *s, size_t n)
 	b->len -= n;
 	if (s->off == s->len) {
 		STAILQ_REMOVE_HEAD(&b->segs, entry);
-		seg_free(s);
+		if (b->keep)
+			STAILQ_INSERT_TAIL(&b->sent, s, entry);
+		else
+			seg_free(s);
+	}
+}
+
+void
+h2_body_rewind(struct h2_body *b)
+{
+	struct h2_seg *s;
+
+	/* sent, then what was not framed yet, make the queue again. */
+	STAILQ_CONCAT(&b->sent, &b->segs);
+	STAILQ_CONCAT(&b->segs, &b->sent);
+	b->len = 0;
+	STAILQ_FOREACH(s, &b->segs, entry) {
+		s->off = 0;
+		b->len += s->len;
 	}
 }
 
@@ -112,6 +134,7 @@ h2_body_clear(struct h2_body *b)
 {
 	struct h2_seg *s;
 
+	STAILQ_CONCAT(&b->segs, &b->sent);
 	while ((s = STAILQ_FIRST(&b->segs)) != NULL) {
 		STAILQ_REMOVE_HEAD(&b->segs, entry);
 		seg_free(s);

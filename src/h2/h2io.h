@@ -2,8 +2,10 @@
  * h2io.h: what an HTTP/2 connection of ours does on the wire whatever its
  * side: nghttp2's allocator, a body queue of owned and referenced bytes,
  * and the output of a connection (cleartext staging, TLS record packing,
- * DATA frames whose payload goes by reference). The server transport
- * (h2srv.c) is built on it; nothing here knows gRPC or the server.
+ * DATA frames whose payload goes by reference). Both sides are built on
+ * it: the server transport (h2srv.c) and the gRPC client's connections
+ * (src/grpc/h2c_conn.c, request bodies in h2c_call.c); nothing here knows
+ * gRPC, the server or the client.
  */
 #ifndef ALPCRUND_H2IO_H
 #define ALPCRUND_H2IO_H
@@ -57,9 +59,16 @@ struct h2_seg {
 struct h2_body {
 	STAILQ_HEAD(, h2_seg)	 segs;
 	size_t			 len;		/* bytes not yet framed */
+	/* keep set: framed segments wait here until h2_body_clear(), for
+	 * h2_body_rewind() (a request a GOAWAY refused goes out again). */
+	STAILQ_HEAD(, h2_seg)	 sent;
+	unsigned		 keep:1;
 };
 
+/* An empty body, keep clear: segments are freed as they are framed. */
 void	 h2_body_init(struct h2_body *);
+/* A body with keep set: every byte queued again, from the first. */
+void	 h2_body_rewind(struct h2_body *);
 /* Queue len bytes held through ref (held once more here). 0, or -1. */
 int	 h2_body_add_ref(struct h2_body *, const uint8_t *, size_t,
 	    struct h2_ref *);
