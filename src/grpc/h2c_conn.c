@@ -13,6 +13,7 @@
  * references (so the socket reads a request body in place). Nothing
  * flushes while nghttp2 is inside a callback.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "h2c_internal.h"
 #include "h2client.h"
 #include "h2io.h"
+#include "h2read.h"
 #include "log.h"
 #include "tls.h"
 
@@ -236,6 +238,8 @@ h2c_conn_destroy(struct h2conn *conn, const char *reason)
 		TAILQ_REMOVE(&c->old, conn, entry);
 	if (conn->ping_ev != NULL)
 		event_free(conn->ping_ev);
+	if (conn->rev != NULL)
+		event_free(conn->rev);
 	nghttp2_session_del(conn->h2);
 	h2_out_forget(&conn->out);
 	/* Frees queued output; reference cleanups drop the body refs (now,
@@ -350,6 +354,21 @@ h2c_conn_after_io(struct h2conn *conn)
 	h2c_conn_flush(conn);
 }
 
+/* nghttp2 refused what it was fed: tell the server why, if nghttp2 queued
+ * a GOAWAY, and give up the connection. */
+static void
+h2c_conn_recv_failed(struct h2conn *conn, int rv)
+{
+	char reason[H2C_REASON_MAX];
+
+	snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
+	    nghttp2_strerror(rv));
+	nghttp2_session_send(conn->h2);
+	h2_out_commit();
+	h2c_conn_fail(conn, reason);
+}
+
+/* The bufferevent's input: TLS, and the test seam's bufferevents. */
 static void
 h2c_conn_readcb(struct bufferevent *bev, void *arg)
 {
@@ -369,17 +388,56 @@ h2c_conn_readcb(struct bufferevent *bev, void *arg)
 	}
 	conn->in_h2 = 0;
 	if (rv < 0) {
-		char reason[H2C_REASON_MAX];
-
-		snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
-		    nghttp2_strerror((int)rv));
-		/* Tell the server why, if nghttp2 queued a GOAWAY. */
-		nghttp2_session_send(conn->h2);
-		h2_out_commit();
-		h2c_conn_fail(conn, reason);
+		h2c_conn_recv_failed(conn, (int)rv);
 		return;
 	}
 	h2c_conn_after_io(conn);
+}
+
+static int
+h2c_conn_sock_feed(void *arg, const uint8_t *p, size_t n)
+{
+	struct h2conn *conn = arg;
+	ssize_t rv;
+
+	if ((rv = nghttp2_session_mem_recv(conn->h2, p, n)) < 0) {
+		conn->recv_err = (int)rv;
+		return -1;
+	}
+	return 0;
+}
+
+/* A cleartext socket is readable: large reads straight into nghttp2
+ * (h2read.h: libevent 2.1 reads 4 KiB at a time). */
+static void
+h2c_conn_sock_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2conn *conn = arg;
+	char reason[H2C_REASON_MAX];
+	enum h2_read_result r;
+
+	conn->rx = 1;
+	conn->in_h2 = 1;
+	r = h2_read(fd, h2c_conn_sock_feed, conn, NULL);
+	conn->in_h2 = 0;
+	switch (r) {
+	case H2R_DRAINED:
+	case H2R_BUDGET:
+		h2c_conn_after_io(conn);
+		return;
+	case H2R_STOP:
+		event_del(conn->rev);
+		h2c_conn_recv_failed(conn, conn->recv_err);
+		return;
+	case H2R_EOF:
+		snprintf(reason, sizeof(reason), "connection closed by the "
+		    "server");
+		break;
+	case H2R_ERROR:
+		h2c_errstr(errno, reason, sizeof(reason));
+		break;
+	}
+	h2c_conn_fail(conn, reason);
 }
 
 static void
@@ -510,9 +568,20 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 	bufferevent_setwatermark(conn->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_setcb(conn->bev, h2c_conn_readcb, h2c_conn_writecb,
 	    h2c_conn_eventcb, conn);
-	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	if (bev == NULL && !conn->tls) {
+		/* Cleartext on a socket: we read it, the bufferevent
+		 * writes. */
+		if ((conn->rev = event_new(c->base, fd, EV_READ | EV_PERSIST,
+		    h2c_conn_sock_readcb, conn)) == NULL ||
+		    event_add(conn->rev, NULL) != 0)
+			goto fail;
+		bufferevent_enable(conn->bev, EV_WRITE);
+	} else
+		bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 	return conn;
 fail:
+	if (conn->rev != NULL)
+		event_free(conn->rev);
 	if (conn->h2 != NULL)
 		nghttp2_session_del(conn->h2);
 	bufferevent_free(conn->bev);

@@ -139,6 +139,9 @@ struct h2conn {
 	size_t			 nstreams;
 	size_t			 completed;	/* calls that got a response */
 	struct event		*ping_ev;
+	struct event		*rev;		/* cleartext socket: our reader
+						   (h2read.h); NULL: bev reads */
+	int			 recv_err;	/* nghttp2's, when it refused */
 	uint64_t		 up_at;
 	int32_t			 goaway_last;
 	uint32_t		 goaway_code;

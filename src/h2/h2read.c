@@ -39,7 +39,10 @@ h2_read(evutil_socket_t fd, int (*feed)(void *, const uint8_t *, size_t),
 			continue;
 		}
 		if (n == 0) {
-			r = H2R_EOF;
+			/* Bytes first, the EOF alone at the next readiness
+			 * (it stays readable): the caller finishes with what
+			 * came before it sees the end. */
+			r = total > 0 ? H2R_DRAINED : H2R_EOF;
 			break;
 		}
 		if (errno == EINTR)

@@ -25,7 +25,8 @@
 enum h2_read_result {
 	H2R_DRAINED,	/* the socket has nothing more now */
 	H2R_BUDGET,	/* H2_READ_BUDGET taken: more next turn */
-	H2R_EOF,	/* the peer closed its side */
+	H2R_EOF,	/* the peer closed its side (nothing read before it
+			   in this call) */
 	H2R_ERROR,	/* recv failed: errno says why */
 	H2R_STOP,	/* feed() refused the bytes */
 };

@@ -765,8 +765,8 @@ sock_readcb(evutil_socket_t fd, short what, void *arg)
 		recv_failed(c, c->recv_err);
 		return;
 	case H2R_EOF:
-		/* As the bufferevent did: what came before the EOF was
-		 * processed; the peer is gone. */
+		/* As with the bufferevent: what came before the EOF was
+		 * handled at the previous readiness; the peer is gone. */
 		h2s_conn_free(c);
 		return;
 	case H2R_ERROR:
