@@ -291,13 +291,35 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+_handed_out = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback TCP port that nothing is bound to now and that this
+    process has not handed out before.
+
+    A port from bind(0) is free again as soon as the probing socket
+    closes, so two calls in a row could return the same number (a daemon
+    given it for both listen and metrics_listen then fails, "Address
+    already in use"). Every port handed out is remembered for the life of
+    the process; one seen before stays bound while the kernel is asked
+    again, so the next bind(0) cannot return it either."""
+    with _handed_out_lock:
+        held = []
+        try:
+            for _ in range(1000):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(s)
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+                if port not in _handed_out:
+                    _handed_out.add(port)
+                    return port
+        finally:
+            for s in held:
+                s.close()
+    raise OSError("free_port: 1000 ports from bind(0), all handed out already")
 
 
 # --- Raw HTTP/2 client ----------------------------------------------------------
