@@ -17,7 +17,9 @@ API (keep to it, others use it):
   fixtures: daemon (default config), make_daemon(config="", env=None,
   args=None, start=True, prefix=None), make_pair(central="", node="", …)
   (a central and a node in front of it), perf (record a figure for the final
-  report). prefix: a command that execs the daemon (e.g. prlimit).
+  report), pki (session-wide TLS certificates, alptest.make_pki; skips
+  without the openssl command). prefix: a command that execs the daemon
+  (e.g. prlimit).
 
   Backends: a test module marked `pytestmark = pytest.mark.all_backends`
   runs each of its tests once per backend (ids [memory] and [lmdb]): the
@@ -33,6 +35,7 @@ import http.client
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -41,18 +44,10 @@ import grpc
 import pytest
 
 import alptest
-from alptest import ALPCRUND, MiB, cache_pb2_grpc, health_pb2_grpc, wait_until
+from alptest import ALPCRUND, CHANNEL_OPTIONS, cache_pb2_grpc, health_pb2_grpc, wait_until
 
 _counter = itertools.count(1)
 _perf_lines = []
-
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 300 * MiB),
-    ("grpc.max_receive_message_length", 300 * MiB),
-    # One TCP connection per channel: grpcio otherwise shares subchannels
-    # between channels with identical arguments.
-    ("grpc.use_local_subchannel_pool", 1),
-]
 
 _METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -417,6 +412,15 @@ def make_pair(make_daemon):
         n = make_daemon(head + node, env=node_env, start=start_node)
         return c, n
     return factory
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The test certificates (alptest.PKI: ca, server, client, ca2, server2,
+    client2, expired), made once per session."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl command is not installed")
+    return alptest.make_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 @pytest.fixture
