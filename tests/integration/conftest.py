@@ -304,9 +304,8 @@ class Daemon:
 # --- fixtures --------------------------------------------------------------------
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "timeout(seconds): per-test time limit")
-    config.addinivalue_line("markers", "all_backends: run each test once per backend")
+# The markers (abuse, all_backends, timeout) are registered in pytest.ini,
+# with --strict-markers.
 
 
 BACKENDS = ("memory", "lmdb")
