@@ -38,6 +38,9 @@ import alptest
 from alptest import (GetProber, MiB, PROBE_LIMIT, encode_shared, grpc_frame, rss_bytes,
                      sd, wait_until)
 
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
+
 C = grpc.StatusCode
 PAYLOAD = b"served by the node " * 64
 # Short link timeouts, so that what the fake leaves hanging is cut quickly.

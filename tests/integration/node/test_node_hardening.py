@@ -25,6 +25,9 @@ from alptest import MiB, grpc_frame, wait_until
 from test_abuse_node import (C, H2Server, miss, probed, recovered,  # noqa: F401
                              recv_until_closed, hostile)
 
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
+
 WATCH = "/alpcrun.v1.Cache/WatchSharedData"
 N = alptest.cache_pb2.SharedDataNotice
 

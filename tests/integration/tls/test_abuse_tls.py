@@ -17,6 +17,9 @@ import pytest
 
 from alptest import GetProber, PROBE_LIMIT, cache_pb2_grpc, sd, tls_lines, wait_until
 
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
+
 PAYLOAD = b"served over TLS " * 32
 CONFIG = "handshake_timeout 1s\nidle_timeout 2s\n"
 

@@ -277,6 +277,7 @@ def test_turning_tls_off_needs_a_restart(make_daemon, pki):
     assert code_of(tls_stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(300)
 def test_stalled_tls_readers_are_bounded_and_timed_out(make_daemon, pki):
     # Over TLS the reply is copied into records as it goes out: a reader
