@@ -1,5 +1,10 @@
 """conftest.py: the Daemon class and fixtures of the integration suite.
 
+It sits at the top of tests/integration/, so that pytest applies it to
+every feature folder (central/, node/, watch/, tls/, cli/, wire/: README.md
+here says which file goes where); pytest.ini puts this directory on
+sys.path, so every test can `import alptest`, the shared helpers.
+
 API (keep to it, others use it):
 
   Daemon(tmp_path, config="", env=None, args=None, start=True, prefix=None)
@@ -424,10 +429,11 @@ def pki(tmp_path_factory):
 
 @pytest.fixture
 def perf(request):
-    """perf(line): a figure shown in the final report (and written to
-    $TOP_BUILDDIR/tests/integration/perf.txt)."""
+    """perf(line): a figure shown in the final report ("alpcrund figures")
+    and written to $TOP_BUILDDIR/tests/integration/perf.txt, after the
+    test's id (feature/test_file.py::test_name[params])."""
     def record(line):
-        line = "%s: %s" % (request.node.name, line)
+        line = "%s: %s" % (request.node.nodeid, line)
         _perf_lines.append(line)
         print(line)
     return record
