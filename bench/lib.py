@@ -45,12 +45,28 @@ def gen_stubs(outdir):
     sys.path.insert(0, outdir)
 
 
+_handed_out = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A loopback TCP port nothing is bound to now and not handed out
+    before by this process (bind(0) alone can give the same port twice in
+    a row). The same rule as tests/integration/alptest.py's free_port,
+    which the benchmarks cannot import: it needs the test stubs built."""
+    held = []
+    try:
+        for _ in range(1000):
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+            if p not in _handed_out:
+                _handed_out.add(p)
+                return p
+    finally:
+        for s in held:
+            s.close()
+    raise OSError("free_port: 1000 ports from bind(0), all handed out already")
 
 
 def wait_port(port, proc=None, timeout=30, what="server"):

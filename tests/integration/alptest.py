@@ -4,6 +4,8 @@
 - a protobuf wire encoder for SharedData that can write what the Python
   protobuf API refuses (embedded NUL, invalid UTF-8, negative durations);
 - gRPC message framing;
+- TLS certificates made with the openssl command (PKI; conftest.py's pki
+  fixture), the config lines that use them and grpcio channels over TLS;
 - RawH2: a small HTTP/2 client on a raw socket (hyperframe for frames, hpack
   for headers) that records every frame, for wire tests grpcio cannot do.
 
@@ -14,6 +16,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -84,6 +87,16 @@ DELETE = "/alpcrun.v1.Cache/DeleteSharedData"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 MAX_U32 = 4294967295
+
+# The channel options of every grpcio channel the tests open (conftest's
+# Daemon.channel, tls_channel below).
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 300 * MiB),
+    ("grpc.max_receive_message_length", 300 * MiB),
+    # One TCP connection per channel: grpcio otherwise shares subchannels
+    # between channels with identical arguments.
+    ("grpc.use_local_subchannel_pool", 1),
+]
 
 # gRPC status codes by number, and the names the daemon's metrics use.
 CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
@@ -200,6 +213,101 @@ def stamped_payload(mib):
     return b"".join(parts)
 
 
+# --- TLS certificates ------------------------------------------------------------
+# Made with the openssl command, once per session (conftest.py's pki fixture):
+# a CA ("ca"), a server certificate for localhost and 127.0.0.1 ("server"),
+# a client certificate ("client"), a second CA with a server and a client
+# certificate of its own ("ca2", "server2", "client2") and an expired
+# server certificate ("expired"). Used by tls/ and by node/'s TLS runs.
+
+
+class PKI:
+    def __init__(self, d):
+        self.dir = d
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def read(self, name):
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), cwd=self.dir, check=True,
+                       capture_output=True, timeout=60)
+
+    def ca(self, name, cn):
+        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", name + ".key", "-out", name + ".pem", "-days", "30",
+                     "-subj", "/CN=" + cn)
+
+    def leaf(self, name, cn, ca, ext, days="30"):
+        with open(self.path(name + ".ext"), "w") as f:
+            f.write(ext)
+        self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        self.openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey",
+                     ca + ".key", "-CAcreateserial", "-out", name + ".pem", "-days", days,
+                     "-extfile", name + ".ext")
+
+
+SERVER_EXT = ("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+              "extendedKeyUsage=serverAuth\n")
+CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
+
+
+def make_pki(d):
+    """The certificates above, made in directory d; returns the PKI."""
+    p = PKI(d)
+    p.ca("ca", "alpcrund test CA")
+    p.leaf("server", "localhost", "ca", SERVER_EXT)
+    p.leaf("client", "alp-client", "ca", CLIENT_EXT)
+    p.ca("ca2", "another CA")
+    p.leaf("server2", "localhost", "ca2", SERVER_EXT)
+    p.leaf("client2", "other-client", "ca2", CLIENT_EXT)
+    p.leaf("expired", "localhost", "ca", SERVER_EXT, days="-1")
+    return p
+
+
+def tls_lines(pki, server="server", client_ca=None):
+    """Config lines for a TLS listener with pki's certificate server (and
+    client certificates checked against client_ca, when given)."""
+    text = "tls_cert %s\ntls_key %s\n" % (pki.path(server + ".pem"), pki.path(server + ".key"))
+    if client_ca:
+        text += "tls_client_ca %s\n" % pki.path(client_ca + ".pem")
+    return text
+
+
+def upstream_lines(pki, cert="client", ca="ca", name=None):
+    """Config lines for a node's TLS link to central: trusting ca, with the
+    client certificate cert (None: none), checking the server name name."""
+    text = "upstream_tls on\nupstream_ca %s\n" % pki.path(ca + ".pem")
+    if cert:
+        text += "upstream_cert %s\nupstream_key %s\n" % (pki.path(cert + ".pem"),
+                                                        pki.path(cert + ".key"))
+    if name:
+        text += "upstream_server_name %s\n" % name
+    return text
+
+
+def tls_channel(d, pki, ca="ca", cert=None, name="localhost"):
+    """A grpcio channel over TLS to daemon d, trusting ca, with the client
+    certificate cert (None: none), checking the server's name; closed with
+    d's channels."""
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=pki.read(ca + ".pem"),
+        private_key=pki.read(cert + ".key") if cert else None,
+        certificate_chain=pki.read(cert + ".pem") if cert else None)
+    ch = grpc.secure_channel(d.addr, creds, options=CHANNEL_OPTIONS + [
+        ("grpc.ssl_target_name_override", name)])
+    d._channels.append(ch)
+    return ch
+
+
+def tls_stub(d, pki, **kw):
+    return cache_pb2_grpc.CacheStub(tls_channel(d, pki, **kw))
+
+
 # --- Polling ---------------------------------------------------------------------
 
 
@@ -291,13 +399,35 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+_handed_out = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback TCP port that nothing is bound to now and that this
+    process has not handed out before.
+
+    A port from bind(0) is free again as soon as the probing socket
+    closes, so two calls in a row could return the same number (a daemon
+    given it for both listen and metrics_listen then fails, "Address
+    already in use"). Every port handed out is remembered for the life of
+    the process; one seen before stays bound while the kernel is asked
+    again, so the next bind(0) cannot return it either."""
+    with _handed_out_lock:
+        held = []
+        try:
+            for _ in range(1000):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(s)
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+                if port not in _handed_out:
+                    _handed_out.add(port)
+                    return port
+        finally:
+            for s in held:
+                s.close()
+    raise OSError("free_port: 1000 ports from bind(0), all handed out already")
 
 
 # --- Raw HTTP/2 client ----------------------------------------------------------

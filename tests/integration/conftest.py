@@ -1,5 +1,10 @@
 """conftest.py: the Daemon class and fixtures of the integration suite.
 
+It sits at the top of tests/integration/, so that pytest applies it to
+every feature folder (central/, node/, watch/, tls/, cli/, wire/: README.md
+here says which file goes where); pytest.ini puts this directory on
+sys.path, so every test can `import alptest`, the shared helpers.
+
 API (keep to it, others use it):
 
   Daemon(tmp_path, config="", env=None, args=None, start=True, prefix=None)
@@ -17,7 +22,9 @@ API (keep to it, others use it):
   fixtures: daemon (default config), make_daemon(config="", env=None,
   args=None, start=True, prefix=None), make_pair(central="", node="", …)
   (a central and a node in front of it), perf (record a figure for the final
-  report). prefix: a command that execs the daemon (e.g. prlimit).
+  report), pki (session-wide TLS certificates, alptest.make_pki; skips
+  without the openssl command). prefix: a command that execs the daemon
+  (e.g. prlimit).
 
   Backends: a test module marked `pytestmark = pytest.mark.all_backends`
   runs each of its tests once per backend (ids [memory] and [lmdb]): the
@@ -33,6 +40,7 @@ import http.client
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -41,18 +49,10 @@ import grpc
 import pytest
 
 import alptest
-from alptest import ALPCRUND, MiB, cache_pb2_grpc, health_pb2_grpc, wait_until
+from alptest import ALPCRUND, CHANNEL_OPTIONS, cache_pb2_grpc, health_pb2_grpc, wait_until
 
 _counter = itertools.count(1)
 _perf_lines = []
-
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 300 * MiB),
-    ("grpc.max_receive_message_length", 300 * MiB),
-    # One TCP connection per channel: grpcio otherwise shares subchannels
-    # between channels with identical arguments.
-    ("grpc.use_local_subchannel_pool", 1),
-]
 
 _METRIC_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -309,9 +309,8 @@ class Daemon:
 # --- fixtures --------------------------------------------------------------------
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "timeout(seconds): per-test time limit")
-    config.addinivalue_line("markers", "all_backends: run each test once per backend")
+# The markers (abuse, all_backends, timeout) are registered in pytest.ini,
+# with --strict-markers.
 
 
 BACKENDS = ("memory", "lmdb")
@@ -419,12 +418,22 @@ def make_pair(make_daemon):
     return factory
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The test certificates (alptest.PKI: ca, server, client, ca2, server2,
+    client2, expired), made once per session."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl command is not installed")
+    return alptest.make_pki(str(tmp_path_factory.mktemp("pki")))
+
+
 @pytest.fixture
 def perf(request):
-    """perf(line): a figure shown in the final report (and written to
-    $TOP_BUILDDIR/tests/integration/perf.txt)."""
+    """perf(line): a figure shown in the final report ("alpcrund figures")
+    and written to $TOP_BUILDDIR/tests/integration/perf.txt, after the
+    test's id (feature/test_file.py::test_name[params])."""
     def record(line):
-        line = "%s: %s" % (request.node.name, line)
+        line = "%s: %s" % (request.node.nodeid, line)
         _perf_lines.append(line)
         print(line)
     return record

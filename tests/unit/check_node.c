@@ -4,7 +4,7 @@
  * replies (the payload found, never copied), and the TTL of a copy.
  *
  * Coalescing, write-through and the link are exercised end to end by
- * tests/integration/test_node.py against real daemons.
+ * tests/integration/node/test_node.py against real daemons.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * must leave in full 16 KiB records, small frames share records) and the
  * errors of the context builders for arguments that need no files.
  * Certificates and their errors are tested end to end in
- * tests/integration/test_tls.py.
+ * tests/integration/tls/test_tls.py.
  */
 #include <check.h>
 #include <stdint.h>

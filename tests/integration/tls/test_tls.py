@@ -1,10 +1,10 @@
 """Spec §3, §7, issue 5: TLS and mutual TLS on the listeners and on the node
--> central link. Certificates are made here with the openssl command (a CA,
-a server certificate for localhost and 127.0.0.1, a client certificate, a
-second CA with a server and a client certificate of its own, an expired
-certificate). Clients: grpcio secure channels, Python's ssl module for
-what grpcio will not do (no ALPN h2, session reuse), raw sockets for
-cleartext on a TLS port."""
+-> central link. Certificates: conftest.py's pki fixture (alptest.make_pki,
+with the openssl command: a CA, a server certificate for localhost and
+127.0.0.1, a client certificate, a second CA with a server and a client
+certificate of its own, an expired certificate). Clients: grpcio secure
+channels, Python's ssl module for what grpcio will not do (no ALPN h2,
+session reuse), raw sockets for cleartext on a TLS port."""
 import os
 import re
 import shutil
@@ -18,92 +18,13 @@ import grpc
 import pytest
 
 import alptest
-from alptest import (MiB, cache_pb2_grpc, encode_shared, grpc_frame, health_pb2,
-                     health_pb2_grpc, rss_bytes, sd, stamped_payload, wait_until)
+from alptest import (MiB, encode_shared, grpc_frame, health_pb2, health_pb2_grpc,
+                     rss_bytes, sd, stamped_payload, tls_channel, tls_lines, tls_stub,
+                     upstream_lines, wait_until)
 
 C = grpc.StatusCode
-OPTIONS = [("grpc.max_send_message_length", 300 * MiB),
-           ("grpc.max_receive_message_length", 300 * MiB),
-           ("grpc.use_local_subchannel_pool", 1)]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-
-
-# --- certificates ---------------------------------------------------------------
-
-
-class PKI:
-    def __init__(self, d):
-        self.dir = d
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def read(self, name):
-        with open(self.path(name), "rb") as f:
-            return f.read()
-
-    def openssl(self, *args):
-        subprocess.run(["openssl"] + list(args), cwd=self.dir, check=True,
-                       capture_output=True, timeout=60)
-
-    def ca(self, name, cn):
-        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                     "-nodes", "-keyout", name + ".key", "-out", name + ".pem", "-days", "30",
-                     "-subj", "/CN=" + cn)
-
-    def leaf(self, name, cn, ca, ext, days="30"):
-        with open(self.path(name + ".ext"), "w") as f:
-            f.write(ext)
-        self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                     "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
-        self.openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey",
-                     ca + ".key", "-CAcreateserial", "-out", name + ".pem", "-days", days,
-                     "-extfile", name + ".ext")
-
-
-SERVER_EXT = ("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-              "extendedKeyUsage=serverAuth\n")
-CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    if not shutil.which("openssl"):
-        pytest.skip("the openssl command is not installed")
-    p = PKI(str(tmp_path_factory.mktemp("pki")))
-    p.ca("ca", "alpcrund test CA")
-    p.leaf("server", "localhost", "ca", SERVER_EXT)
-    p.leaf("client", "alp-client", "ca", CLIENT_EXT)
-    p.ca("ca2", "another CA")
-    p.leaf("server2", "localhost", "ca2", SERVER_EXT)
-    p.leaf("client2", "other-client", "ca2", CLIENT_EXT)
-    p.leaf("expired", "localhost", "ca", SERVER_EXT, days="-1")
-    return p
-
-
-def tls_lines(pki, server="server", client_ca=None):
-    text = "tls_cert %s\ntls_key %s\n" % (pki.path(server + ".pem"), pki.path(server + ".key"))
-    if client_ca:
-        text += "tls_client_ca %s\n" % pki.path(client_ca + ".pem")
-    return text
-
-
-def channel(d, pki, ca="ca", cert=None, name="localhost"):
-    """A grpcio channel over TLS to d, trusting ca, with the client
-    certificate cert (None: none), checking the server's name."""
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=pki.read(ca + ".pem"),
-        private_key=pki.read(cert + ".key") if cert else None,
-        certificate_chain=pki.read(cert + ".pem") if cert else None)
-    ch = grpc.secure_channel(d.addr, creds,
-                             options=OPTIONS + [("grpc.ssl_target_name_override", name)])
-    d._channels.append(ch)
-    return ch
-
-
-def stub(d, pki, **kw):
-    return cache_pb2_grpc.CacheStub(channel(d, pki, **kw))
 
 
 def code_of(fn, req, timeout=10):
@@ -143,7 +64,7 @@ def read_until_closed(s, timeout=10):
 
 def test_contract_over_tls(make_daemon, pki):
     d = make_daemon(tls_lines(pki))
-    s = stub(d, pki)
+    s = tls_stub(d, pki)
     s.SetSharedData(sd("t1", 1, b"one", ttl=60), timeout=10)
     r = s.GetSharedData(sd("t1", 1), timeout=10)
     assert (r.session_id, r.update_level, r.payload) == ("t1", 1, b"one")
@@ -158,7 +79,7 @@ def test_contract_over_tls(make_daemon, pki):
         C.NOT_FOUND, "shared data not found for session nope")
     s.DeleteSharedData(sd("t1"), timeout=10)
     assert code_of(s.GetSharedData, sd("t1"))[0] == C.NOT_FOUND
-    h = health_pb2_grpc.HealthStub(channel(d, pki))
+    h = health_pb2_grpc.HealthStub(tls_channel(d, pki))
     assert h.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == 1
     assert re.search(r"msg=\"TLS on\" cert=\S+server\.pem client_ca=\(none\)", d.log()), d.log_tail()
 
@@ -167,7 +88,7 @@ def test_contract_over_tls(make_daemon, pki):
 def test_large_payload_over_tls(make_daemon, pki):
     mib = alptest.big_mib(64)
     d = make_daemon(tls_lines(pki))
-    s = stub(d, pki)
+    s = tls_stub(d, pki)
     payload = stamped_payload(mib)
     s.SetSharedData(sd("big", 1, payload, ttl=600), timeout=120)
     for _ in range(2):
@@ -182,9 +103,9 @@ def test_large_payload_over_tls(make_daemon, pki):
 def test_wrong_trust_or_name_is_refused_by_the_client(make_daemon, pki):
     d = make_daemon(tls_lines(pki))
     # the client's own verification: another CA, or a name not in the cert
-    assert code_of(stub(d, pki, ca="ca2").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
-    assert code_of(stub(d, pki, name="other.example").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
-    assert code_of(stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
+    assert code_of(tls_stub(d, pki, ca="ca2").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
+    assert code_of(tls_stub(d, pki, name="other.example").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
+    assert code_of(tls_stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
     assert d.alive()
 
 
@@ -209,16 +130,16 @@ def test_session_resumption(make_daemon, pki):
 def test_mtls(make_daemon, pki):
     d = make_daemon(tls_lines(pki, client_ca="ca"))
     # no client certificate: refused, one line naming why
-    assert code_of(stub(d, pki).GetSharedData, sd("x"))[0] == C.UNAVAILABLE
+    assert code_of(tls_stub(d, pki).GetSharedData, sd("x"))[0] == C.UNAVAILABLE
     d.wait_log(r'level=warn msg="client certificate refused" peer=127\.0\.0\.1:\d+ '
                r'subject="\(none\)" reason="no client certificate"')
     # a certificate from another CA: refused, with its subject
-    assert code_of(stub(d, pki, cert="client2").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
+    assert code_of(tls_stub(d, pki, cert="client2").GetSharedData, sd("x"))[0] == C.UNAVAILABLE
     d.wait_log(r'level=warn msg="client certificate refused" peer=\S+ '
                r'subject="CN = other-client" reason="certificate verify failed: '
                r'unable to get local issuer certificate"')
     # the right certificate: served
-    s = stub(d, pki, cert="client")
+    s = tls_stub(d, pki, cert="client")
     s.SetSharedData(sd("m", 1, b"mtls"), timeout=10)
     assert s.GetSharedData(sd("m"), timeout=10).payload == b"mtls"
     assert d.alive()
@@ -227,22 +148,12 @@ def test_mtls(make_daemon, pki):
 # --- node -> central over TLS ------------------------------------------------------------
 
 
-def upstream_lines(pki, cert="client", ca="ca", name=None):
-    text = "upstream_tls on\nupstream_ca %s\n" % pki.path(ca + ".pem")
-    if cert:
-        text += "upstream_cert %s\nupstream_key %s\n" % (pki.path(cert + ".pem"),
-                                                        pki.path(cert + ".key"))
-    if name:
-        text += "upstream_server_name %s\n" % name
-    return text
-
-
 def test_node_reaches_central_over_mtls(make_pair, pki):
     # upstream_server_name unset: the host of upstream, 127.0.0.1, is
     # checked against the certificate's IP SAN
     central, node = make_pair(central=tls_lines(pki, client_ca="ca"),
                               node=upstream_lines(pki))
-    cs = stub(central, pki, cert="client")
+    cs = tls_stub(central, pki, cert="client")
     cs.SetSharedData(sd("n1", 3, b"via tls", ttl=60), timeout=10)
     ns = node.stub()
     r = ns.GetSharedData(sd("n1", 3), timeout=10)
@@ -259,7 +170,7 @@ def test_node_reaches_central_over_mtls(make_pair, pki):
 def test_node_with_the_dns_name_of_central(make_pair, pki):
     central, node = make_pair(central=tls_lines(pki),
                               node=upstream_lines(pki, cert=None, name="localhost"))
-    stub(central, pki).SetSharedData(sd("d1", 1, b"dns"), timeout=10)
+    tls_stub(central, pki).SetSharedData(sd("d1", 1, b"dns"), timeout=10)
     assert node.stub().GetSharedData(sd("d1", 1), timeout=10).payload == b"dns"
 
 
@@ -293,7 +204,7 @@ def test_node_reloads_upstream_certificates(make_pair, pki, tmp_path):
     shutil.copy(pki.path("ca2.pem"), ca)           # the wrong CA first
     central, node = make_pair(central=tls_lines(pki),
                               node="upstream_tls on\nupstream_ca %s\n" % ca)
-    stub(central, pki).SetSharedData(sd("u1", 1, b"rotated"), timeout=10)
+    tls_stub(central, pki).SetSharedData(sd("u1", 1, b"rotated"), timeout=10)
     code, msg = code_of(node.stub().GetSharedData, sd("u1", 1))
     assert code == C.UNAVAILABLE and "unable to get local issuer certificate" in msg, msg
     # the right CA in place: SIGHUP, and the next connection to central works
@@ -321,7 +232,7 @@ def test_rotation_keeps_established_connections(make_daemon, pki, tmp_path):
     shutil.copy(pki.path("server.pem"), cert)
     shutil.copy(pki.path("server.key"), key)
     d = make_daemon("tls_cert %s\ntls_key %s\n" % (cert, key))
-    old = stub(d, pki)                                  # trusts the first CA only
+    old = tls_stub(d, pki)                                  # trusts the first CA only
     old.SetSharedData(sd("r", 1, b"before"), timeout=10)
     # rotate to a certificate of the second CA, files replaced in place
     shutil.copy(pki.path("server2.pem"), cert)
@@ -333,8 +244,8 @@ def test_rotation_keeps_established_connections(make_daemon, pki, tmp_path):
     assert old.GetSharedData(sd("r"), timeout=10).payload == b"before"
     old.UpdateSharedData(sd("r", 2, b"after"), timeout=10)
     # new connections see the new certificate
-    assert code_of(stub(d, pki).GetSharedData, sd("r"))[0] == C.UNAVAILABLE
-    assert stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
+    assert code_of(tls_stub(d, pki).GetSharedData, sd("r"))[0] == C.UNAVAILABLE
+    assert tls_stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
     # a broken new certificate keeps the current one and says why
     with open(cert, "w") as f:
         f.write("not a certificate\n")
@@ -343,7 +254,7 @@ def test_rotation_keeps_established_connections(make_daemon, pki, tmp_path):
     d.wait_log(r'level=error msg="TLS certificate not reloaded, keeping the old one" '
                r'error="tls_cert %s: no PEM certificate in the file"' % re.escape(cert), start=mark)
     d.wait_log(r"msg=reloaded", start=mark)
-    assert stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
+    assert tls_stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
     assert old.GetSharedData(sd("r"), timeout=10).payload == b"after"
     # a key that does not match: the same
     shutil.copy(pki.path("server.pem"), cert)
@@ -352,7 +263,7 @@ def test_rotation_keeps_established_connections(make_daemon, pki, tmp_path):
     d.wait_log(r'msg="TLS certificate not reloaded, keeping the old one" error="tls_key %s: '
                r'key does not match the certificate tls_cert %s"'
                % (re.escape(key), re.escape(cert)), start=mark)
-    assert stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
+    assert tls_stub(d, pki, ca="ca2").GetSharedData(sd("r"), timeout=10).payload == b"after"
 
 
 def test_turning_tls_off_needs_a_restart(make_daemon, pki):
@@ -363,9 +274,10 @@ def test_turning_tls_off_needs_a_restart(make_daemon, pki):
     d.wait_log(r'msg="turning TLS on or off needs a restart" tls_cert=\(unset\)', start=mark)
     d.wait_log(r"msg=reloaded", start=mark)
     # still TLS
-    assert code_of(stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
+    assert code_of(tls_stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(300)
 def test_stalled_tls_readers_are_bounded_and_timed_out(make_daemon, pki):
     # Over TLS the reply is copied into records as it goes out: a reader
@@ -374,7 +286,7 @@ def test_stalled_tls_readers_are_bounded_and_timed_out(make_daemon, pki):
     mib = alptest.big_mib(64)
     d = make_daemon(tls_lines(pki) + "send_timeout 2s\n")
     payload = stamped_payload(mib)
-    s = stub(d, pki)
+    s = tls_stub(d, pki)
     s.SetSharedData(sd("big", 1, payload), timeout=120)
     base = rss_bytes(d.pid)
     readers = []
@@ -404,7 +316,7 @@ def test_slow_steady_tls_reader_is_not_cut(make_daemon, pki):
     # over TLS as in cleartext; the pacing below is the reader's.
     d = make_daemon(tls_lines(pki) + "send_timeout 1s\n")
     payload = stamped_payload(4)
-    stub(d, pki).SetSharedData(sd("steady", 1, payload), timeout=60)
+    tls_stub(d, pki).SetSharedData(sd("steady", 1, payload), timeout=60)
     c = alptest.RawH2(d.port, handshake=False, auto_window=False, rcvbuf=64 * 1024)
     c.sock = ssl_client(pki=pki).wrap_socket(c.sock, server_hostname="localhost")
     c.send(alptest.PREFACE + alptest.SettingsFrame(
@@ -456,7 +368,7 @@ def test_cleartext_client_on_a_tls_port(make_daemon, pki):
     assert log_count(d, r"cleartext client on a TLS port") == 1
     assert log_count(d, r"TLS handshake failed") == 0
     # still serving TLS clients
-    assert code_of(stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
+    assert code_of(tls_stub(d, pki).GetSharedData, sd("x"))[0] == C.NOT_FOUND
 
 
 def test_tls_client_on_a_cleartext_port(make_daemon, pki):
@@ -577,7 +489,7 @@ def test_h2load_over_tls(make_daemon, pki, tmp_path, perf):
         pytest.skip("h2load (Debian package nghttp2-client) is not installed")
     n = 5000 if alptest.SANITIZED else 20000
     d = make_daemon(tls_lines(pki))
-    stub(d, pki).SetSharedData(sd("h2load", 1, os.urandom(1024), ttl=600), timeout=10)
+    tls_stub(d, pki).SetSharedData(sd("h2load", 1, os.urandom(1024), ttl=600), timeout=10)
     body = tmp_path / "get.bin"
     body.write_bytes(grpc_frame(encode_shared("h2load", 1)))
     before = d.requests("GetSharedData", "OK")

@@ -23,6 +23,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / 100.0   # utime + stime
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(120)
 def test_listeners_pause_without_spinning_and_resume(make_daemon):
     d = make_daemon("max_connections %d\nlog_level info" % MAX_CONNECTIONS,

@@ -35,10 +35,11 @@ from hyperframe.frame import (ContinuationFrame, GoAwayFrame,
                               SettingsFrame)
 
 import alptest
-import test_tls
 from alptest import (GetProber, MiB, PROBE_LIMIT, encode_shared, grpc_frame, rss_bytes,
                      sd, wait_until)
-from test_tls import pki  # noqa: F401 - a fixture, for the TLS runs
+
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
 
 C = grpc.StatusCode
 PAYLOAD = b"served by the node " * 64
@@ -199,7 +200,7 @@ def hostile(make_pair, request):
     """hostile(handler, node_config="", keepalive="1s", tls=False) ->
     (central, node, fake): the node holds "victim", the central is stopped
     and the fake listens on its port (the node has connected to it). With
-    tls, central and the fake speak TLS (test_tls.py's certificates) and
+    tls, central and the fake speak TLS (conftest.py's pki certificates) and
     the node upstream_tls. Call recovered() at the end."""
     state = {}
 
@@ -207,14 +208,14 @@ def hostile(make_pair, request):
         central_conf, ctx = "", None
         if tls:
             p = request.getfixturevalue("pki")
-            central_conf = test_tls.tls_lines(p)
-            node_config += test_tls.upstream_lines(p, cert=None)
+            central_conf = alptest.tls_lines(p)
+            node_config += alptest.upstream_lines(p, cert=None)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(p.path("server.pem"), p.path("server.key"))
             ctx.set_alpn_protocols(["h2"])
         central, node = make_pair(central=central_conf,
                                   node=NODE % keepalive + node_config)
-        central.cstub = ((lambda: test_tls.stub(central, p)) if tls else central.stub)
+        central.cstub = ((lambda: alptest.tls_stub(central, p)) if tls else central.stub)
         central.cstub().SetSharedData(sd("victim", 1, PAYLOAD, ttl=600), timeout=10)
         assert node.stub().GetSharedData(sd("victim"), timeout=10).payload == PAYLOAD
         node.close_channels()

@@ -264,6 +264,7 @@ def test_drain_ends_watch_with_unavailable(make_daemon):
 H2_ENHANCE_YOUR_CALM = 0xb
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(400)
 def test_hundred_watchers_one_never_reading(make_daemon, perf):
     """99 grpcio watchers and one raw HTTP/2 watcher that never grants

@@ -24,7 +24,9 @@ import alptest
 from alptest import MiB, grpc_frame, wait_until
 from test_abuse_node import (C, H2Server, miss, probed, recovered,  # noqa: F401
                              recv_until_closed, hostile)
-from test_tls import pki  # noqa: F401 - hostile's fixture, for TLS runs
+
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
 
 WATCH = "/alpcrun.v1.Cache/WatchSharedData"
 N = alptest.cache_pb2.SharedDataNotice

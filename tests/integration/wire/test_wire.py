@@ -357,6 +357,7 @@ def _expect_closed(sock, timeout=5):
     raise AssertionError("connection not closed within %ss" % timeout)
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(120)
 def test_bad_requests_do_not_affect_other_connections(daemon):
     s = daemon.stub()

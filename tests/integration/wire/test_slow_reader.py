@@ -14,6 +14,7 @@ SIZE_MIB = alptest.big_mib(200)    # 32 under sanitizers
 READERS = 3
 
 
+@pytest.mark.abuse
 @pytest.mark.timeout(300)
 def test_slow_readers_hold_no_copy_and_leases_outlive_delete(make_daemon, perf):
     d = make_daemon("max_message_size 260m\n")

@@ -103,7 +103,7 @@ def test_change_feed_directives_accepted(tmp_path):
 
 def test_tls_directives_that_need_another(tmp_path):
     # Issue 5: each error at the line of the directive that cannot work
-    # alone, all in one run (TLS files themselves: test_tls.py).
+    # alone, all in one run (TLS files themselves: tls/test_tls.py).
     path = write(tmp_path, "default_ttl 10s\ntls_cert /x\ntls_client_ca /y\n"
                  "upstream_ca /z\n")
     rc, out = run(["-t", "-c", path])

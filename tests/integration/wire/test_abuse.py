@@ -27,6 +27,9 @@ import alptest
 from alptest import (GET, HEALTH_CHECK, PREFACE, PROBE_LIMIT, SET, MiB, RawH2, big_mib,
                      encode_shared, grpc_frame, rss_bytes, sd, wait_until)
 
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
+
 # Short timeouts, so that whatever is left hanging is cut quickly.
 CONFIG = "handshake_timeout 1s\nidle_timeout 2s\nsend_timeout 2s\n"
 PAYLOAD = b"still served " * 64

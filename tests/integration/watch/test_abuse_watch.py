@@ -21,7 +21,8 @@ import alptest
 from alptest import (GetProber, PROBE_LIMIT, RawH2, cache_pb2, cache_pb2_grpc,
                      grpc_frame, sd, wait_until)
 
-pytestmark = pytest.mark.all_backends
+# Every test here is an abuse case (-m abuse, pytest.ini), run once per backend.
+pytestmark = [pytest.mark.abuse, pytest.mark.all_backends]
 
 N = cache_pb2.SharedDataNotice
 WATCH = "/alpcrun.v1.Cache/WatchSharedData"

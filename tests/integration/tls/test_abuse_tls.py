@@ -3,7 +3,7 @@ and broken handshakes by the hundred, and a storm of full and abandoned
 handshakes, while a prober asks /healthz and Gets "victim" over TLS every
 50 ms on a connection of its own (the loop never stalled). Afterwards every
 attacking connection is closed (alpcrund_connections back to 0), nothing is
-held in flight, and TLS clients are served. Certificates: test_tls.py's pki
+held in flight, and TLS clients are served. Certificates: conftest.py's pki
 fixture. Cleartext on a TLS port, TLS on a cleartext port, ALPN and the
 handshake timeout of one connection are test_tls.py's."""
 import random
@@ -15,15 +15,17 @@ import time
 import grpc
 import pytest
 
-from alptest import GetProber, PROBE_LIMIT, cache_pb2_grpc, sd, wait_until
-from test_tls import pki, tls_lines  # noqa: F401 - pki is a fixture
+from alptest import GetProber, PROBE_LIMIT, cache_pb2_grpc, sd, tls_lines, wait_until
+
+# Every test here is an abuse case: -m abuse selects them (pytest.ini).
+pytestmark = pytest.mark.abuse
 
 PAYLOAD = b"served over TLS " * 32
 CONFIG = "handshake_timeout 1s\nidle_timeout 2s\n"
 
 
 @pytest.fixture
-def tls_victim(make_daemon, pki):  # noqa: F811 - the fixture imported above
+def tls_victim(make_daemon, pki):
     def start():
         d = make_daemon(tls_lines(pki) + CONFIG)
         creds = grpc.ssl_channel_credentials(root_certificates=pki.read("ca.pem"))
@@ -35,7 +37,7 @@ def tls_victim(make_daemon, pki):  # noqa: F811 - the fixture imported above
     return start
 
 
-def attack(d, pki, fn):  # noqa: F811
+def attack(d, pki, fn):
     p = GetProber(d, PAYLOAD, channel=lambda: grpc.secure_channel(
         d.addr, grpc.ssl_channel_credentials(root_certificates=pki.read("ca.pem")),
         options=[("grpc.ssl_target_name_override", "localhost"),
@@ -57,7 +59,7 @@ def attack(d, pki, fn):  # noqa: F811
     assert d.alive()
 
 
-def client_hello(pki):  # noqa: F811
+def client_hello(pki):
     """The bytes of a real ClientHello (ALPN h2, SNI localhost)."""
     ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
     ctx.set_alpn_protocols(["h2"])
@@ -83,7 +85,7 @@ def closed_by_server(s, timeout):
 
 
 @pytest.mark.timeout(180)
-def test_garbage_stalled_and_broken_handshakes(tls_victim, pki):  # noqa: F811
+def test_garbage_stalled_and_broken_handshakes(tls_victim, pki):
     d = tls_victim()
     rng = random.Random(20261125)
     hello = client_hello(pki)
@@ -119,7 +121,7 @@ def test_garbage_stalled_and_broken_handshakes(tls_victim, pki):  # noqa: F811
 
 
 @pytest.mark.timeout(180)
-def test_handshake_storm(tls_victim, pki):  # noqa: F811
+def test_handshake_storm(tls_victim, pki):
     """Four threads: full handshakes closed at once, and ClientHellos
     abandoned before the server's answer, 150 of each per thread."""
     d = tls_victim()
