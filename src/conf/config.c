@@ -773,6 +773,7 @@ check_tls(struct loader *ld)
 		"upstream_key", "upstream_server_name" };
 	const struct config	*c = ld->cfg;
 	const char		*v[4];
+	struct addr		 a;
 	size_t			 k;
 
 	need(ld, "tls_cert", c->tls_cert, "tls_key", c->tls_key,
@@ -794,8 +795,8 @@ check_tls(struct loader *ld)
 			add_error(ld, line_of(ld, up[k]), "%s: needs "
 			    "upstream_tls on", up[k]);
 	if (c->upstream_tls && c->upstream != NULL &&
-	    strncmp(c->upstream, "unix:", 5) == 0 &&
-	    c->upstream_server_name == NULL)
+	    addr_parse(c->upstream, 0, &a, NULL, 0) == 0 &&
+	    a.kind == ADDR_UNIX && c->upstream_server_name == NULL)
 		add_error(ld, line_of(ld, "upstream_tls"), "upstream_tls: a "
 		    "unix: upstream has no host name to verify; set "
 		    "upstream_server_name");
