@@ -224,30 +224,6 @@ deadline(void)
 	return g.timeout_ns != 0 ? clock_now_ns() + g.timeout_ns : 0;
 }
 
-/* The host of a target, for SNI and the certificate check: host:port,
- * [v6]:port; NULL for unix:/path. */
-static const char *
-server_host(const char *target, char *buf, size_t len)
-{
-	const char *colon;
-	size_t n;
-
-	if (strncmp(target, "unix:", 5) == 0)
-		return NULL;
-	if (target[0] == '[' && (colon = strchr(target, ']')) != NULL) {
-		target++;
-		n = (size_t)(colon - target);
-	} else if ((colon = strrchr(target, ':')) != NULL)
-		n = (size_t)(colon - target);
-	else
-		n = strlen(target);
-	if (n >= len)
-		n = len - 1;
-	memcpy(buf, target, n);
-	buf[n] = '\0';
-	return buf;
-}
-
 /* The client is made once the command line has been taken apart, so that
  * a usage error never opens a connection. */
 static struct h2client *
@@ -588,7 +564,7 @@ main(int argc, char **argv)
 	const char *server = DEFAULT_SERVER, *keyfile = NULL;
 	const char *ca = NULL, *cert = NULL, *key = NULL, *sname = NULL;
 	struct config kconf = { 0 };
-	char err[256], keybuf[4096], sni[256], *apikey = NULL, **args, *cmd;
+	char err[256], keybuf[4096], *apikey = NULL, **args, *cmd;
 	uint64_t timeout_ms = DEFAULT_TIMEOUT_MS, ttl_ms = 0;
 	int ch, nargs, tls = 0, has_timeout = 0, has_ttl = 0, verbose = 0;
 
@@ -692,8 +668,9 @@ main(int argc, char **argv)
 		if ((o->ssl_ctx = tls_client_ctx_new(ca, cert, key, err,
 		    sizeof(err))) == NULL)
 			fatal("--tls: %s", err);
-		o->server_name = sname != NULL ? sname :
-		    server_host(server, sni, sizeof(sni));
+		/* Unset, h2client checks the target's host (by addr.c, as it
+		 * takes the target apart) and refuses a unix: target. */
+		o->server_name = sname;
 	}
 	/* The deadline counts from the call, not from reading stdin. */
 	if (strcmp(cmd, "watch") != 0 || has_timeout)

@@ -695,46 +695,29 @@ check_backend_mode(struct loader *ld)
 	    "backend lmdb is not supported with mode node");
 }
 
-/* Host and port of a host:port or [v6]:port address; 0, or -1 for unix:
- * and anything else. */
+/*
+ * Whether upstream u reaches listen address l of this very process: the
+ * same socket, or the same port on a wildcard listener reached through a
+ * loopback (or wildcard) address. Both were checked by addr_parse() when
+ * read, so a refusal here is only the same text.
+ */
 static int
-split_address(const char *a, char *host, size_t hlen, const char **port)
+same_socket(const char *u, const char *l)
 {
-	const char	*end;
-	size_t		 n;
+	struct addr ua, la;
 
-	if (a[0] == '[') {
-		if ((end = strchr(a, ']')) == NULL || end[1] != ':')
-			return -1;
-		n = (size_t)(end - a - 1);
-		a++;
-		*port = end + 2;
-	} else {
-		if (strncmp(a, "unix:", 5) == 0 ||
-		    (end = strrchr(a, ':')) == NULL)
-			return -1;
-		n = (size_t)(end - a);
-		*port = end + 1;
-	}
-	if (n >= hlen)
-		return -1;
-	memcpy(host, a, n);
-	host[n] = '\0';
-	return 0;
-}
-
-static int
-is_wildcard(const char *h)
-{
-	return strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 ||
-	    strcmp(h, "*") == 0;
-}
-
-static int
-is_loopback(const char *h)
-{
-	return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
-	    strcmp(h, "localhost") == 0;
+	if (addr_parse(u, 0, &ua, NULL, 0) != 0 ||
+	    addr_parse(l, 0, &la, NULL, 0) != 0)
+		return strcmp(u, l) == 0;
+	if (ua.kind != la.kind)
+		return 0;
+	if (ua.kind == ADDR_UNIX)
+		return strcmp(ua.path, la.path) == 0;
+	/* Ports as numbers: "4000" and "04000" are one port. */
+	if (ua.portnum != la.portnum)
+		return 0;
+	return addr_same_host(&ua, &la) || (addr_is_any(&la) &&
+	    (addr_is_loopback(&ua) || addr_is_any(&ua)));
 }
 
 /* A node whose upstream is one of its own listen addresses would forward
@@ -743,8 +726,6 @@ static void
 check_upstream_loop(struct loader *ld)
 {
 	const struct config	*c = ld->cfg;
-	char			 uh[256], lh[256];
-	const char		*up, *lp;
 	size_t			 iu, k;
 	unsigned		 line;
 
@@ -752,14 +733,7 @@ check_upstream_loop(struct loader *ld)
 	    lookup("upstream", &iu) == NULL)
 		return;
 	for (k = 0; k < c->nlisten; k++) {
-		int same = strcmp(c->listen[k], c->upstream) == 0;
-
-		if (!same && split_address(c->upstream, uh, sizeof uh,
-		    &up) == 0 && split_address(c->listen[k], lh, sizeof lh,
-		    &lp) == 0 && strcmp(up, lp) == 0)
-			same = is_wildcard(lh) && (is_loopback(uh) ||
-			    is_wildcard(uh));
-		if (!same)
+		if (!same_socket(c->upstream, c->listen[k]))
 			continue;
 		line = ld->line[iu] != 0 ? ld->line[iu] : ld->mline[k];
 		add_error(ld, line, "upstream: %s is this node's own listen "
@@ -799,6 +773,7 @@ check_tls(struct loader *ld)
 		"upstream_key", "upstream_server_name" };
 	const struct config	*c = ld->cfg;
 	const char		*v[4];
+	struct addr		 a;
 	size_t			 k;
 
 	need(ld, "tls_cert", c->tls_cert, "tls_key", c->tls_key,
@@ -820,8 +795,8 @@ check_tls(struct loader *ld)
 			add_error(ld, line_of(ld, up[k]), "%s: needs "
 			    "upstream_tls on", up[k]);
 	if (c->upstream_tls && c->upstream != NULL &&
-	    strncmp(c->upstream, "unix:", 5) == 0 &&
-	    c->upstream_server_name == NULL)
+	    addr_parse(c->upstream, 0, &a, NULL, 0) == 0 &&
+	    a.kind == ADDR_UNIX && c->upstream_server_name == NULL)
 		add_error(ld, line_of(ld, "upstream_tls"), "upstream_tls: a "
 		    "unix: upstream has no host name to verify; set "
 		    "upstream_server_name");

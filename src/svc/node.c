@@ -212,14 +212,17 @@ parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
 int
 node_parse_reply(const uint8_t *buf, size_t len, struct node_reply *r)
 {
-	const uint8_t *p = buf, *end = buf + (buf != NULL ? len : 0), *data;
+	const uint8_t *p, *end, *data;
 	uint64_t field, v;
 	unsigned wt;
 	size_t dlen;
 
 	memset(r, 0, sizeof(*r));
-	if (len == 0)			/* buf may be NULL then */
+	/* buf may be NULL then, and NULL + 0 is undefined (fuzz_pbwire). */
+	if (len == 0)
 		return 0;
+	p = buf;
+	end = buf + len;
 	while (p < end) {
 		if (pbwire_tag(&p, end, &field, &wt) != 0 || field == 0)
 			return -1;

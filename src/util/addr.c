@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 
@@ -228,4 +229,67 @@ addr_sockaddr(const struct addr *a, struct sockaddr_storage *ss,
 		return 0;
 	}
 	return -1;
+}
+
+int
+addr_is_any(const struct addr *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+
+	if (a->kind != ADDR_INET || addr_sockaddr(a, &ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return in->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+}
+
+int
+addr_is_loopback(const struct addr *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	const struct in6_addr *a6 = &in6->sin6_addr;
+	socklen_t len;
+
+	if (a->kind != ADDR_INET)
+		return 0;
+	/* Names are not resolved here: only this one is known to be ours. */
+	if (strcasecmp(a->host, "localhost") == 0)
+		return 1;
+	if (addr_sockaddr(a, &ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	/* A v4-mapped address is the IPv4 address on a dual-stack socket. */
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+int
+addr_same_host(const struct addr *a, const struct addr *b)
+{
+	struct sockaddr_storage sa, sb;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
+	struct sockaddr_in *b4 = (struct sockaddr_in *)&sb;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+	struct sockaddr_in6 *b6 = (struct sockaddr_in6 *)&sb;
+	socklen_t la, lb;
+	int na, nb;
+
+	if (a->kind != ADDR_INET || b->kind != ADDR_INET)
+		return 0;
+	na = addr_sockaddr(a, &sa, &la) == 0;
+	nb = addr_sockaddr(b, &sb, &lb) == 0;
+	if (!na && !nb)
+		return strcasecmp(a->host, b->host) == 0;
+	if (!na || !nb || sa.ss_family != sb.ss_family)
+		return 0;
+	if (sa.ss_family == AF_INET)
+		return a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	return memcmp(&a6->sin6_addr, &b6->sin6_addr,
+	    sizeof(a6->sin6_addr)) == 0;
 }

@@ -13,6 +13,10 @@
  *	port		decimal digits only, 1-65535
  * Each refusal says why, in the words of the configuration's messages
  * ("expected a port 1-65535 after the colon", ...).
+ *
+ * addr_same_host(), addr_is_any() and addr_is_loopback() tell what a parsed
+ * host means, for the configuration's check that a node does not forward
+ * to itself.
  */
 #ifndef ALPCRUND_ADDR_H
 #define ALPCRUND_ADDR_H
@@ -60,5 +64,19 @@ int	 addr_parse(const char *s, unsigned flags, struct addr *a, char *why,
  */
 int	 addr_sockaddr(const struct addr *a, struct sockaddr_storage *ss,
 	    socklen_t *len);
+/*
+ * Whether an ADDR_INET host is the wildcard address (0.0.0.0, ::) or one of
+ * this machine's loopback addresses (127/8, ::1, ::ffff:127/104, the name
+ * localhost). Numeric hosts are compared as addresses, so "[0::0]" is "::";
+ * no other name is resolved. 1 or 0 (always 0 for ADDR_UNIX).
+ */
+int	 addr_is_any(const struct addr *a);
+int	 addr_is_loopback(const struct addr *a);
+/*
+ * Whether two ADDR_INET hosts are one: numeric hosts as addresses ("::1" is
+ * "0:0:0:0:0:0:0:1"), names without regard to case. Ports are not compared.
+ * 1 or 0 (0 if either is ADDR_UNIX).
+ */
+int	 addr_same_host(const struct addr *a, const struct addr *b);
 
 #endif

@@ -58,7 +58,8 @@ int	 metrics_gauge(const char *name, const char *help,
 /* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
 void	 metrics_set_ready(int ready, const char *reason);
 
-/* Start the HTTP server on "host:port". 0, or -1 with err filled. */
+/* Start the HTTP server on "host:port" or "[v6]:port". 0, or -1 with err
+ * filled. */
 int	 metrics_listen(struct event_base *, const char *addr, char *err,
 	    size_t errlen);
 /* Stop the HTTP server and forget the registered gauges (at exit). */

@@ -459,6 +459,46 @@ def deframe_seeds():
     return s
 
 
+def pbwire_seeds():
+    # The bytes are read as they are (fuzz_pbwire.c): as wire fields from
+    # every offset, as a reply node_parse_reply() takes apart, and as the
+    # makings of a SharedData (flags, session length, session, level, ttl,
+    # payload) that protobuf-c packs.
+    s = {}
+    s["reply"] = shared(b"fuzz-session", 3, b"payload" * 10, ttl=(60, 500))
+    s["reply-level-0"] = shared(b"s", 0)
+    s["empty"] = b""
+    # Each wire type as an unknown field, then a known one.
+    s["unknown-fields"] = (field_varint(9, 300) + varint(10 << 3 | 1) + b"\x01" * 8 +
+                           field_bytes(11, b"nested") + varint(12 << 3 | 5) + b"\x02" * 4 +
+                           shared(b"after", 7))
+    # Fields given twice: the last scalar wins, two ttls merge.
+    s["repeated"] = shared(b"first", 1, b"a", ttl=(5, 0)) + shared(b"second", 2, b"b", ttl=(0, 9))
+    # Ten-byte varints: a negative ttl, a level past 32 bits.
+    s["long-varints"] = (field_varint(2, (1 << 64) - 1) +
+                         field_bytes(4, field_varint(1, (1 << 64) - 5) + field_varint(2, (1 << 64) - 1)))
+    # Refused: eleven bytes of varint, a group, field 0, the undefined wire
+    # types, a length past the end, a truncated fixed64.
+    s["eleven-byte-varint"] = varint(2 << 3) + b"\xff" * 10 + b"\x01"
+    s["group"] = varint(9 << 3 | 3) + field_varint(1, 1) + varint(9 << 3 | 4)
+    s["field-0"] = field_varint(0, 1)
+    s["wire-type-6-7"] = varint(9 << 3 | 6) + b"\x00" + varint(9 << 3 | 7) + b"\x00"
+    s["length-past-end"] = varint(3 << 3 | 2) + varint(1000) + b"short"
+    s["truncated-fixed"] = varint(9 << 3 | 1) + b"\x00" * 7
+    # An overlong zero and a tag of a field number past 2^29 - 1.
+    s["overlong"] = b"\x90\x80\x80\x00\x05" + varint((1 << 40) << 3) + b"\x00"
+    # Nested length-delimited fields, four deep.
+    inner = field_bytes(1, b"x")
+    for _ in range(3):
+        inner = field_bytes(1, inner)
+    s["nested"] = field_bytes(11, inner) + shared(b"n", 1)
+    # Makings of a SharedData: every field present, level and ttl at their
+    # limits (flags 0x0f, session of 4 bytes).
+    s["makings"] = bytes([0x0F, 4]) + b"sess" + b"\xff" * 4 + b"\x80" + b"\x00" * 7 + \
+        b"\xc4\x65\x36\x00" + b"payload bytes"
+    return s
+
+
 def config_seeds():
     s = {}
     s["minimal"] = b"listen 127.0.0.1:2337\n"
@@ -517,3 +557,4 @@ if __name__ == "__main__":
     write("deframe", deframe_seeds())
     write("config", config_seeds())
     write("h2client", h2client_seeds())
+    write("pbwire", pbwire_seeds())

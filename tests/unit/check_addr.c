@@ -1,7 +1,8 @@
 /*
  * check_addr.c: unit tests of addr.c: every form addr_parse() accepts and
  * what it makes of it, every refusal with its reason, the client's forms
- * (ADDR_ANY_HOST, ADDR_UNIX_RELATIVE), and addr_sockaddr().
+ * (ADDR_ANY_HOST, ADDR_UNIX_RELATIVE), addr_sockaddr(), and what
+ * addr_is_any(), addr_is_loopback() and addr_same_host() make of a host.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -315,6 +316,88 @@ START_TEST(sockaddrs)
 }
 END_TEST
 
+/* --- what a host means ---------------------------------------------------- */
+
+/* The parsed s is (or is not) the wildcard and a loopback address. */
+static void
+check_meaning(const char *s, unsigned flags, int any, int loopback)
+{
+	struct addr a;
+
+	parse_ok(s, flags, &a);
+	ck_assert_msg(addr_is_any(&a) == any, "%s: addr_is_any() != %d", s,
+	    any);
+	ck_assert_msg(addr_is_loopback(&a) == loopback,
+	    "%s: addr_is_loopback() != %d", s, loopback);
+}
+
+START_TEST(wildcard_and_loopback)
+{
+	check_meaning("0.0.0.0:1", 0, 1, 0);
+	check_meaning("[::]:1", 0, 1, 0);
+	/* Numeric hosts are compared as addresses, not as text. */
+	check_meaning("[0::0]:1", 0, 1, 0);
+	check_meaning("[0:0:0:0:0:0:0:0]:1", 0, 1, 0);
+	check_meaning("127.0.0.1:1", 0, 0, 1);
+	check_meaning("127.255.1.2:1", 0, 0, 1);
+	check_meaning("[::1]:1", 0, 0, 1);
+	check_meaning("[0:0:0:0:0:0:0:1]:1", 0, 0, 1);
+	check_meaning("[::ffff:127.0.0.1]:1", 0, 0, 1);
+	check_meaning("localhost:1", 0, 0, 1);
+	check_meaning("LocalHost:1", 0, 0, 1);
+	/* Neither. */
+	check_meaning("10.0.0.1:1", 0, 0, 0);
+	check_meaning("128.0.0.1:1", 0, 0, 0);
+	check_meaning("[::2]:1", 0, 0, 0);
+	check_meaning("[::ffff:10.0.0.1]:1", 0, 0, 0);
+	check_meaning("[::ffff:0.0.0.0]:1", 0, 0, 0);
+	check_meaning("0.0.0.1:1", 0, 0, 0);
+	/* A name is not resolved: one that merely begins with 127. is not a
+	 * loopback address, and localhost's neighbours are names too. */
+	check_meaning("127.example.com:1", 0, 0, 0);
+	check_meaning("localhost.example.com:1", 0, 0, 0);
+	check_meaning("example.com:1", 0, 0, 0);
+	check_meaning("0.0.0:1", CLIENT, 0, 0);
+	check_meaning("*:1", CLIENT, 0, 0);
+	/* A unix socket is neither. */
+	check_meaning("unix:/tmp/x.sock", 0, 0, 0);
+	check_meaning("unix:127.0.0.1", CLIENT, 0, 0);
+}
+END_TEST
+
+/* Whether s1 and s2 name one host, either way round. */
+static void
+check_same(const char *s1, const char *s2, unsigned flags, int same)
+{
+	struct addr a, b;
+
+	parse_ok(s1, flags, &a);
+	parse_ok(s2, flags, &b);
+	ck_assert_msg(addr_same_host(&a, &b) == same,
+	    "%s, %s: addr_same_host() != %d", s1, s2, same);
+	ck_assert_msg(addr_same_host(&b, &a) == same,
+	    "%s, %s: addr_same_host() != %d", s2, s1, same);
+}
+
+START_TEST(same_host)
+{
+	check_same("127.0.0.1:1", "127.0.0.1:2", 0, 1);	/* ports aside */
+	check_same("[::1]:1", "[0:0:0:0:0:0:0:1]:1", 0, 1);
+	check_same("[fe80::1]:1", "[FE80:0::1]:1", 0, 1);
+	check_same("example.com:1", "EXAMPLE.com:1", 0, 1);
+	check_same("127.0.0.1:1", "127.0.0.2:1", 0, 0);
+	/* A v4-mapped address is of another family: not the same host. */
+	check_same("127.0.0.1:1", "[::ffff:127.0.0.1]:1", 0, 0);
+	/* A name is never an address, even localhost. */
+	check_same("localhost:1", "127.0.0.1:1", 0, 0);
+	check_same("a.example:1", "b.example:1", 0, 0);
+	/* Not a numeric address to the client either: compared as text. */
+	check_same("1.2.3:1", "1.2.3:2", CLIENT, 1);
+	check_same("unix:/tmp/x", "unix:/tmp/x", 0, 0);
+	check_same("unix:/tmp/x", "127.0.0.1:1", 0, 0);
+}
+END_TEST
+
 static Suite *
 addr_suite(void)
 {
@@ -341,6 +424,12 @@ addr_suite(void)
 	tc = tcase_create("sockaddr");
 	tcase_set_timeout(tc, 5);
 	tcase_add_test(tc, sockaddrs);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meaning");
+	tcase_set_timeout(tc, 5);
+	tcase_add_test(tc, wildcard_and_loopback);
+	tcase_add_test(tc, same_host);
 	suite_add_tcase(s, tc);
 	return s;
 }

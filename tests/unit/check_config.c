@@ -862,6 +862,46 @@ START_TEST(addresses)
 }
 END_TEST
 
+/* A node's upstream is compared with its listen addresses as addresses
+ * (addr.c), not as text. */
+START_TEST(upstream_loop_as_addresses)
+{
+	static const struct { const char *listen, *upstream; } same[] = {
+		{ "127.0.0.1:4000", "127.0.0.1:04000" },
+		{ "[::1]:4000", "[0:0:0:0:0:0:0:1]:4000" },
+		{ "[::]:4000", "127.0.0.1:4000" },
+		{ "[0::0]:4000", "[::1]:4000" },
+		{ "0.0.0.0:4000", "[::ffff:127.0.0.1]:4000" },
+		{ "0.0.0.0:4000", "0.0.0.0:4000" },
+		{ "unix:/tmp/n.sock", "unix:/tmp/n.sock" },
+	};
+	static const struct { const char *listen, *upstream; } apart[] = {
+		{ "127.0.0.1:4000", "127.0.0.1:4001" },
+		{ "0.0.0.0:4000", "10.0.0.1:4000" },
+		/* A name is not resolved; only localhost is known to be us. */
+		{ "0.0.0.0:4000", "127.example.com:4000" },
+		{ "unix:/tmp/n.sock", "unix:/tmp/c.sock" },
+	};
+	struct config	 cfg;
+	char		 text[256];
+	size_t		 i;
+
+	for (i = 0; i < sizeof same / sizeof same[0]; i++) {
+		snprintf(text, sizeof text, "mode node\nlisten %s\nupstream "
+		    "%s\n", same[i].listen, same[i].upstream);
+		expect_error(text, "3: upstream: %s is this node's own listen "
+		    "address %s; it must name the central cache",
+		    same[i].upstream, same[i].listen);
+	}
+	for (i = 0; i < sizeof apart / sizeof apart[0]; i++) {
+		snprintf(text, sizeof text, "mode node\nlisten %s\nupstream "
+		    "%s\n", apart[i].listen, apart[i].upstream);
+		expect_ok(text, &cfg);
+		config_free(&cfg);
+	}
+}
+END_TEST
+
 /* --- Dump --------------------------------------------------------------- */
 
 START_TEST(dump_defaults)
@@ -1382,6 +1422,7 @@ main(void)
 	tcase_add_test(tc, values_of_each_type);
 	tcase_add_test(tc, listen_repeats);
 	tcase_add_test(tc, addresses);
+	tcase_add_test(tc, upstream_loop_as_addresses);
 	suite_add_tcase(s, tc);
 
 	tc = tcase("values");
