@@ -29,7 +29,7 @@
 #include "clock.h"
 #include "config.h"
 #include "auth.h"
-#include "grpc.h"
+#include "grpc_status.h"
 #include "h2client.h"
 #include "log.h"
 #include "tls.h"

@@ -743,6 +743,24 @@ check_upstream_loop(struct loader *ld)
 	}
 }
 
+/* The metrics server is evhttp on a TCP socket: a unix: address is
+ * refused here rather than at start-up. */
+static void
+check_metrics_listen(struct loader *ld)
+{
+	const struct config	*c = ld->cfg;
+	struct addr		 a;
+	size_t			 i;
+
+	if (c->metrics_listen != NULL &&
+	    addr_parse(c->metrics_listen, 0, &a, NULL, 0) == 0 &&
+	    a.kind == ADDR_UNIX)
+		add_error(ld, lookup("metrics_listen", &i) != NULL ?
+		    ld->line[i] : 0, "metrics_listen: %s: the metrics server "
+		    "listens on host:port or [v6]:port only, not on a unix "
+		    "socket", c->metrics_listen);
+}
+
 /* The line a directive was set at, 0 for none. */
 static unsigned
 line_of(struct loader *ld, const char *name)
@@ -854,6 +872,7 @@ config_load(const char *path, int allow_missing, struct config *out,
 	check_ttls(&ld);
 	check_backend_mode(&ld);
 	check_upstream_loop(&ld);
+	check_metrics_listen(&ld);
 	check_tls(&ld);
 	if (ld.nerr == 0 && path != NULL)
 		cfg.path = xstrdup(&ld, 0, path);	/* NULL: error added */

@@ -149,7 +149,8 @@ const struct config_directive config_table[] = {
 	  "further behind is cut off (RST_STREAM ENHANCE_YOUR_CALM)" },
 	{ "metrics_listen", CONF_ADDRESS, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(metrics_listen),
-	  "host:port for HTTP /metrics, /healthz and /readyz (unset: none)" },
+	  "host:port or [v6]:port (not a unix socket) for HTTP /metrics, "
+	  "/healthz and /readyz (unset: none)" },
 	{ "max_connections", CONF_NUMBER, 0, 1, 1000000,
 	  "10000", NULL, NULL, NULL, OFF(max_connections),
 	  "open client connections; the open-file limit is raised to fit" },

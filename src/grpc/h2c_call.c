@@ -26,7 +26,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "clock.h"
-#include "grpc.h"
+#include "grpc_status.h"
 #include "grpc_frame.h"
 #include "h2c_internal.h"
 #include "h2client.h"

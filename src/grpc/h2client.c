@@ -15,7 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "clock.h"
-#include "grpc.h"
+#include "grpc_status.h"
 #include "h2c_internal.h"
 #include "h2client.h"
 

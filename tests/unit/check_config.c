@@ -838,14 +838,14 @@ START_TEST(addresses)
 	size_t		 i;
 
 	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
-		snprintf(text, sizeof text, "metrics_listen %s\n", good[i]);
+		snprintf(text, sizeof text, "upstream %s\n", good[i]);
 		expect_ok(text, &cfg);
-		ck_assert_str_eq(cfg.metrics_listen, good[i]);
+		ck_assert_str_eq(cfg.upstream, good[i]);
 		config_free(&cfg);
 	}
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		snprintf(text, sizeof text, "metrics_listen %s\n", bad[i].v);
-		snprintf(want, sizeof want, ":1: metrics_listen: %s",
+		snprintf(text, sizeof text, "upstream %s\n", bad[i].v);
+		snprintf(want, sizeof want, ":1: upstream: %s",
 		    bad[i].why);
 		expect_error_part(text, want);
 		snprintf(want, sizeof want, "got \"%s\"", bad[i].v);
@@ -899,6 +899,20 @@ START_TEST(upstream_loop_as_addresses)
 		expect_ok(text, &cfg);
 		config_free(&cfg);
 	}
+}
+END_TEST
+
+/* The metrics server listens on TCP only: a unix: address is refused when
+ * the file is read, not when the daemon starts. */
+START_TEST(metrics_listen_not_unix)
+{
+	struct config	 cfg;
+
+	expect_error("listen 127.0.0.1:4000\nmetrics_listen unix:/tmp/m.sock\n",
+	    "2: metrics_listen: unix:/tmp/m.sock: the metrics server listens "
+	    "on host:port or [v6]:port only, not on a unix socket");
+	expect_ok("metrics_listen [::1]:9337\n", &cfg);
+	config_free(&cfg);
 }
 END_TEST
 
@@ -1423,6 +1437,7 @@ main(void)
 	tcase_add_test(tc, listen_repeats);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, upstream_loop_as_addresses);
+	tcase_add_test(tc, metrics_listen_not_unix);
 	suite_add_tcase(s, tc);
 
 	tc = tcase("values");
