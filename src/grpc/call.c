@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "bigbuf.h"
 #include "clock.h"
 #include "grpc.h"
 #include "grpc_frame.h"
@@ -707,8 +708,10 @@ gs_end(void *u)
 		    st->req.encoding[0] ? st->req.encoding : "absent");
 		return;
 	}
-	/* COPY: protobuf-c copies the payload out of the body. */
-	req = protobuf_c_message_unpack(m->request, NULL, st->msg.len,
+	/* COPY: protobuf-c copies the payload out of the body (into huge
+	 * pages when it is large: bigbuf.h). */
+	req = protobuf_c_message_unpack(m->request, &bigbuf_protobuf_allocator,
+	    st->msg.len,
 	    st->msg.data != NULL ? st->msg.data : empty);
 	free(st->msg.data);
 	st->msg.data = NULL;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "grpc_frame.h"
 
 static void
@@ -81,7 +82,7 @@ grpc_deframe(struct grpc_deframer *df, const uint8_t *data, size_t len,
 			*consumed = used;
 			return GF_MESSAGE;
 		}
-		if ((df->buf = malloc(df->len)) == NULL) {
+		if ((df->buf = bigbuf_alloc(df->len)) == NULL) {
 			*consumed = used;
 			return GF_NOMEM;
 		}
