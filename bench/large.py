@@ -5,7 +5,7 @@ more builds in turns (the order swapped each round), medians. A benchmark,
 not a test.
 
     /usr/bin/python3 bench/large.py --alpcrund A [--alpcrund B] \\
-        [--size 64] [--rounds 3] [--repeat 8] [--strace]
+        [--size 64] [--rounds 3] [--repeat 8] [--strace] [--tls]
 
 Per build and operation: wall-clock MB/s (the Python client is part of
 it), the daemon's CPU seconds per GiB (what the server costs, the figure
@@ -32,12 +32,37 @@ def minflt(pid):
         return int(f.read().rsplit(")", 1)[1].split()[7])
 
 
-def run_one(binary, work, tag, size, payloads, with_strace, repeat):
-    d = lib.Daemon(binary, work, tag, extra="max_message_size %dm\n"
-                   "max_inflight_bytes 4g\n" % (size * 2 + 16))
+def make_cert(work):
+    """A self-signed P-256 certificate for 127.0.0.1; (cert, key) paths."""
+    cert, key = os.path.join(work, "bench.pem"), os.path.join(work, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+                    cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def stub_for(d, cert):
+    if cert is None:
+        return lib.stub(d.addr)
+    import grpc
+    from alpcrun.v1 import cache_pb2_grpc
+    with open(cert, "rb") as f:
+        creds = grpc.ssl_channel_credentials(f.read())
+    return cache_pb2_grpc.CacheStub(grpc.secure_channel(d.addr, creds, options=[
+        ("grpc.max_send_message_length", 2000 * lib.MiB),
+        ("grpc.max_receive_message_length", 2000 * lib.MiB)]))
+
+
+def run_one(binary, work, tag, size, payloads, with_strace, repeat, tls):
+    extra = "max_message_size %dm\nmax_inflight_bytes 4g\n" % (size * 2 + 16)
+    if tls is not None:
+        extra += "tls_cert %s\ntls_key %s\n" % tls
+    d = lib.Daemon(binary, work, tag, extra=extra)
     res = {}
     try:
-        st = lib.stub(d.addr)
+        st = stub_for(d, tls[0] if tls is not None else None)
         st.SetSharedData(lib.sd("big", 1, b"w"), timeout=60)
         level = 1
         for op in ("update", "get"):
@@ -82,6 +107,7 @@ def main():
     ap.add_argument("--size", type=int, default=64, help="MiB")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--tls", action="store_true")
     ap.add_argument("--repeat", type=int, default=8,
                     help="operations per measurement")
     a = ap.parse_args()
@@ -89,6 +115,7 @@ def main():
     work = tempfile.mkdtemp(prefix="large.")
     lib.gen_stubs(os.path.join(work, "gen"))
     payloads = [os.urandom(a.size << 20)]
+    tls = make_cert(work) if a.tls else None
     runs = {b: [] for b in bins}
     try:
         for r in range(a.rounds):
@@ -96,17 +123,17 @@ def main():
             for b in order:
                 runs[b].append(run_one(os.path.abspath(b), work,
                                        "r%d-%d" % (r, bins.index(b)), a.size,
-                                       payloads, False, a.repeat))
+                                       payloads, False, a.repeat, tls))
         if a.strace:
             for b in bins:
                 s = run_one(os.path.abspath(b), work, "s-%d" % bins.index(b),
-                            a.size, payloads, True, 1)
+                            a.size, payloads, True, 1, tls)
                 for op in s:
                     runs[b][0][op]["sys"] = s[op]["sys"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d MiB, grpcio client, %d rounds of %d operations, medians" %
-          (a.size, a.rounds, a.repeat))
+    print("%d MiB, %s, grpcio client, %d rounds of %d operations, medians" %
+          (a.size, "TLS" if a.tls else "cleartext", a.rounds, a.repeat))
     for op in ("update", "get"):
         for b in bins:
             med = lambda k: lib.median([x[op][k] for x in runs[b]])
