@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from alptest import MiB, big_mib, sd, stamped_payload, ttl_seconds
+from alptest import MiB, big_mib, cache_pb2_grpc, sd, stamped_payload, ttl_seconds
 
 SIZE_MIB = big_mib(256)     # 32 under sanitizers
 
@@ -56,3 +56,45 @@ def test_256mib_round_trip(daemon, perf):
     assert ei.value.details() == \
         "shared data already exists for session large-256 at update level 1"
     daemon.wait_requests("GetSharedData", "OK", 1)
+
+
+@pytest.mark.timeout(900)
+def test_1gib_level_through_a_node_byte_exact(make_pair, perf):
+    """A 1 GiB level (max_message_size 1100m, spec §7 allows up to 2g):
+    uploaded to central, read back from central and, through a node that
+    fetches it once, by a worker: every byte in place."""
+    size = big_mib(1024)
+    conf = "max_message_size 1100m\nmax_inflight_bytes 4g\n"
+    c, n = make_pair(central=conf, node=conf + "max_memory 3g\n")
+    opts = [("grpc.max_send_message_length", 1100 * MiB),
+            ("grpc.max_receive_message_length", 1100 * MiB),
+            ("grpc.use_local_subchannel_pool", 1)]
+    chans = [grpc.insecure_channel(d.addr, options=opts) for d in (c, n)]
+    try:
+        one_gib_round_trip(size, c, n, *(cache_pb2_grpc.CacheStub(ch) for ch in chans),
+                           perf)
+    finally:
+        for ch in chans:
+            ch.close()
+
+
+def one_gib_round_trip(size, c, n, cs, ns, perf):
+    payload = stamped_payload(size)
+    t0 = time.monotonic()
+    cs.SetSharedData(sd("gib", 7, payload, ttl=300), timeout=600)
+    t_up = time.monotonic() - t0
+    t0 = time.monotonic()
+    g = cs.GetSharedData(sd("gib", 7), timeout=600)
+    t_get = time.monotonic() - t0
+    if g.payload != payload:
+        raise AssertionError("central: %s" % first_difference(g.payload, payload))
+    del g
+    t0 = time.monotonic()
+    g = ns.GetSharedData(sd("gib", 7), timeout=600)
+    t_node = time.monotonic() - t0
+    assert (g.session_id, g.update_level) == ("gib", 7)
+    if g.payload != payload:
+        raise AssertionError("node: %s" % first_difference(g.payload, payload))
+    assert n.metric("alpcrund_upstream_fetches_total") == 1
+    perf("%d MiB SetSharedData %.1f s, Get from central %.1f s, Get through "
+         "a node that fetched it %.1f s" % (size, t_up, t_get, t_node))
