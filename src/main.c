@@ -46,18 +46,22 @@ static struct {
 	struct backend		*be;
 	struct server		 srv;
 	struct sweeper		*sweeper;
+	int			 mode;		/* enum alp_mode started in; a
+						   reload keeps it */
 	int			 node_on;
 } d;
 
 /* --- hooks registered into the lower layers ------------------------------ */
 
+/* The methods of the mode the daemon started in (a reload may name
+ * another mode, which needs a restart), and the live size limit. */
 static void
-serve_methods(const struct config *conf)
+serve_methods(int running, uint64_t max_message_size)
 {
 	size_t n;
-	const struct method *m = methods_for(conf->mode == MODE_NODE, &n);
+	const struct method *m = methods_for(running == MODE_NODE, &n);
 
-	grpc_server_configure(m, n, conf->max_message_size);
+	grpc_server_configure(m, n, max_message_size);
 }
 
 static uint64_t
@@ -321,7 +325,7 @@ reload(void)
 	d.be->ops->reconfigure(d.be, &next);
 	sweeper_set_interval(d.sweeper, next.sweep_interval);
 	server_reconfigure(&d.srv, &next);
-	serve_methods(&next);
+	serve_methods(d.mode, next.max_message_size);
 	config_free(&d.conf);
 	d.conf = next;
 	d.srv.conf = &d.conf;
@@ -457,7 +461,8 @@ main(int argc, char *argv[])
 		    err);
 		goto out;
 	}
-	serve_methods(&d.conf);
+	d.mode = d.conf.mode;
+	serve_methods(d.mode, d.conf.max_message_size);
 	if (server_init(&d.srv, d.base, &d.conf, &grpc_server_ops, err,
 	    sizeof(err)) != 0 ||
 	    server_listen(&d.srv, err, sizeof(err)) != 0) {

@@ -190,9 +190,9 @@ static int
 pack_message(struct gstream *st, const ProtobufCMessage *msg,
     struct lease_ref *ref, char *err, size_t errlen)
 {
-	struct h2_body *body = h2s_body(st->hs);
+	struct h2_body *body = h2s_body(st->hs), part;
 	struct packer pk = { .base = { .append = packer_append },
-	    .body = body, .ref = ref };
+	    .body = &part, .ref = ref };
 	size_t size = protobuf_c_message_get_packed_size(msg);
 	uint8_t prefix[GRPC_PREFIX_LEN], *p;
 
@@ -213,7 +213,10 @@ pack_message(struct gstream *st, const ProtobufCMessage *msg,
 		protobuf_c_message_pack(msg, p + GRPC_PREFIX_LEN);
 		return 0;
 	}
-	/* The fields around the payload, in one buffer sized up front. */
+	/* The fields around the payload, in one buffer sized up front,
+	 * queued apart and appended whole: a failure leaves the stream's
+	 * queue as it was (a DATA frame may be half way through it). */
+	h2_body_init(&part);
 	pk.cap = GRPC_PREFIX_LEN + (size > ref->lease.len ?
 	    size - ref->lease.len : 0) + 16;
 	if ((pk.buf = malloc(pk.cap)) == NULL) {
@@ -225,10 +228,11 @@ pack_message(struct gstream *st, const ProtobufCMessage *msg,
 	protobuf_c_message_pack_to_buffer(msg, &pk.base);
 	packer_flush(&pk);
 	if (pk.failed) {
-		h2_body_clear(body);
+		h2_body_clear(&part);
 		snprintf(err, errlen, "out of memory packing the reply");
 		return -1;
 	}
+	h2_body_append(body, &part);
 	return 0;
 }
 

@@ -415,11 +415,13 @@ h2c_conn_sock_readcb(evutil_socket_t fd, short what, void *arg)
 	struct h2conn *conn = arg;
 	char reason[H2C_REASON_MAX];
 	enum h2_read_result r;
+	size_t got;
 
-	conn->rx = 1;
 	conn->in_h2 = 1;
-	r = h2_read(fd, h2c_conn_sock_feed, conn, NULL);
+	r = h2_read(fd, h2c_conn_sock_feed, conn, &got);
 	conn->in_h2 = 0;
+	if (got > 0)
+		conn->rx = 1;		/* traffic, for the keepalive */
 	switch (r) {
 	case H2R_DRAINED:
 	case H2R_BUDGET:

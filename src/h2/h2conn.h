@@ -39,6 +39,7 @@ struct h2s_stream {
 	/* Reply. */
 	unsigned		 deferred:1;	/* data source waits for data */
 	unsigned		 body_ended:1;	/* h2s_body_end() */
+	unsigned		 reset:1;	/* h2s_reset(): frame no more */
 	struct h2_body		 body;
 
 	/* The upper layer's state, h2s_ops.stream_size bytes. */

@@ -142,6 +142,14 @@ h2_body_clear(struct h2_body *b)
 	b->len = 0;
 }
 
+void
+h2_body_append(struct h2_body *dst, struct h2_body *src)
+{
+	STAILQ_CONCAT(&dst->segs, &src->segs);
+	dst->len += src->len;
+	src->len = 0;
+}
+
 /* --- output -------------------------------------------------------------------- */
 
 /*
@@ -257,6 +265,8 @@ h2_out_data(struct h2_out *o, const uint8_t *framehd, struct h2_body *b,
 	struct h2_seg *s;
 	size_t n;
 
+	if (b->len < length)
+		return -2;
 	if (o->tls)
 		return data_tls(o, framehd, b, length);
 	s = STAILQ_FIRST(&b->segs);

@@ -79,6 +79,9 @@ int	 h2_body_add_owned(struct h2_body *, uint8_t *p, size_t len);
  * where to write them, NULL when out of memory. */
 uint8_t	*h2_body_add_inline(struct h2_body *, size_t len);
 void	 h2_body_clear(struct h2_body *);
+/* Move every unframed segment of src to the end of dst (src is left
+ * empty). */
+void	 h2_body_append(struct h2_body *dst, struct h2_body *src);
 
 /*
  * The output of one connection. Cleartext frames are staged: copied into
@@ -103,8 +106,13 @@ size_t	 h2_out_len(struct h2_out *);
 void	 h2_out_forget(struct h2_out *);
 /*
  * One DATA frame: its 9-byte header and the next length bytes of body.
+ * -2 (nothing written) when the body holds fewer than length bytes:
+ * nghttp2 retries a frame it was told to wait for (WOULDBLOCK) with the
+ * same length, so a queue emptied meanwhile must fail that stream, not
+ * send a frame shorter than its header says.
  * Cleartext sends ranges of H2_REF_MIN bytes or more of referenced
- * segments by reference (no copy); TLS copies into records. 0, or -1.
+ * segments by reference (no copy); TLS copies into records. 0, -1, or
+ * -2 as above.
  */
 int	 h2_out_data(struct h2_out *, const uint8_t *framehd,
 	    struct h2_body *, size_t length);

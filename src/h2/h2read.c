@@ -22,7 +22,7 @@ h2_read(evutil_socket_t fd, int (*feed)(void *, const uint8_t *, size_t),
 			r = H2R_BUDGET;
 			break;
 		}
-		n = recv(fd, rbuf, sizeof(rbuf), 0);
+		n = recv(fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 		if (n > 0) {
 			total += (size_t)n;
 			if (feed(arg, rbuf, (size_t)n) != 0) {

@@ -54,8 +54,9 @@
 /* Request header block bound; beyond it the stream is reset. */
 #define MAX_HEADER_BYTES	16384
 /* Bodies up to this size are not held back by max_inflight_bytes, so
- * reads keep flowing while large uploads wait for room. */
-#define SMALL_BODY		16384
+ * reads keep flowing while large uploads wait for room: 16 KiB and the
+ * 5 bytes of framing a gRPC message carries. */
+#define SMALL_BODY		(16384 + 5)
 
 static void	 conn_timer_cb(evutil_socket_t, short, void *);
 
@@ -124,7 +125,8 @@ stream_alloc(size_t size)
 static void
 stream_release(struct h2s_stream *st)
 {
-	if (!STREAM_CACHE_OFF && nstream_cache < STREAM_CACHE)
+	if (!STREAM_CACHE_OFF && nstream_cache < STREAM_CACHE &&
+	    sizeof(*st) + st->conn->ops->stream_size == stream_cache_size)
 		stream_cache[nstream_cache++] = st;
 	else
 		free(st);
@@ -258,8 +260,14 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 
 	if (h2_out_len(&c->out) >= OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (h2_out_data(&c->out, framehd, &st->body, length) != 0)
+	switch (h2_out_data(&c->out, framehd, &st->body, length)) {
+	case 0:
+		break;
+	case -2:	/* the stream only: its queue is shorter than the frame */
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	default:
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	if (c->ops->written != NULL)
 		c->ops->written(U(st), st->body.len);
 	return 0;
@@ -423,6 +431,10 @@ data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	struct h2s_stream *st = source->ptr;
 	size_t n = st->body.len;
 
+	if (st->reset) {
+		st->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;
+	}
 	if (n > 0) {
 		if (n > len)
 			n = len;
@@ -573,8 +585,10 @@ void
 h2s_reset(struct h2s_stream *st, uint32_t h2_error)
 {
 	/* Nothing more is framed: the data source defers until the RST
-	 * closes the stream (body_ended stays 0, so no trailers follow). */
-	h2_body_clear(&st->body);
+	 * closes the stream (no trailers follow). The queue stays until
+	 * then: a DATA frame nghttp2 was told to wait for (WOULDBLOCK) is
+	 * written from it whole before the RST can go. */
+	st->reset = 1;
 	nghttp2_submit_rst_stream(st->conn->h2, NGHTTP2_FLAG_NONE, st->id,
 	    h2_error);
 	h2s_conn_flush(st->conn);

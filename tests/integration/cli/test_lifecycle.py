@@ -191,6 +191,24 @@ def test_sighup_restart_only_change_is_logged(make_daemon):
     assert d.alive()
 
 
+def test_sighup_mode_change_needs_a_restart(make_daemon):
+    """A reload that names another mode is logged as needing a restart and
+    changes nothing: a central keeps serving as a central (it used to
+    switch to node mode's handlers and crash on the next call)."""
+    d = make_daemon("default_ttl 100s")
+    s = d.stub()
+    s.SetSharedData(sd("before-hup", 1, b"c"), timeout=10)
+    start = len(d.log())
+    d.write_config("default_ttl 100s\nmode node\nupstream 127.0.0.1:%d" % free_port())
+    d.signal(signal.SIGHUP)
+    m = d.wait_log(r"^.*changes need a restart.*$", 5, start)
+    assert "mode" in m.group(0)
+    assert s.GetSharedData(sd("before-hup"), timeout=10).payload == b"c"
+    s.SetSharedData(sd("after-hup", 1, b"d"), timeout=10)
+    assert s.GetSharedData(sd("after-hup"), timeout=10).payload == b"d"
+    assert d.alive()
+
+
 def test_sighup_broken_file_changes_nothing(make_daemon):
     d = make_daemon("default_ttl 100s")
     conf = d.conf_path
