@@ -57,15 +57,14 @@ def main():
     bins = a.alpcrund or [os.environ.get("ALPCRUND", "./alpcrund")]
     work = tempfile.mkdtemp(prefix="callgrind.")
     lib.gen_stubs(os.path.join(work, "gen"))
-    res = {b: [] for b in bins}
+
+    def one(path, tag):
+        v = measure(path, work, tag, a.requests)
+        print("run %s %s: %.0f Ir/Get" % (tag, path, v), flush=True)
+        return v
+
     try:
-        for r in range(a.rounds):
-            order = bins if r % 2 == 0 else list(reversed(bins))
-            for b in order:
-                v = measure(os.path.abspath(b), work, "%d-%d" % (r, bins.index(b)),
-                            a.requests)
-                res[b].append(v)
-                print("round %d %s: %.0f Ir/Get" % (r + 1, b, v), flush=True)
+        res = lib.in_turns(bins, a.rounds, one)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = lib.median(res[bins[0]])

@@ -116,14 +116,9 @@ def main():
     lib.gen_stubs(os.path.join(work, "gen"))
     payloads = [os.urandom(a.size << 20)]
     tls = make_cert(work) if a.tls else None
-    runs = {b: [] for b in bins}
     try:
-        for r in range(a.rounds):
-            order = bins if r % 2 == 0 else list(reversed(bins))
-            for b in order:
-                runs[b].append(run_one(os.path.abspath(b), work,
-                                       "r%d-%d" % (r, bins.index(b)), a.size,
-                                       payloads, False, a.repeat, tls))
+        runs = lib.in_turns(bins, a.rounds, lambda b, tag: run_one(
+            b, work, "r" + tag, a.size, payloads, False, a.repeat, tls))
         if a.strace:
             for b in bins:
                 s = run_one(os.path.abspath(b), work, "s-%d" % bins.index(b),

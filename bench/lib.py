@@ -176,6 +176,17 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def in_turns(bins, rounds, fn):
+    """Run fn(path, tag) for every build of bins, rounds times, the order
+    swapped each round so that the machine's drift hits all of them;
+    returns {build: [fn's results]}. tag names the run ("ROUND-INDEX")."""
+    runs = {b: [] for b in bins}
+    for r in range(rounds):
+        for b in (bins if r % 2 == 0 else list(reversed(bins))):
+            runs[b].append(fn(os.path.abspath(b), "%d-%d" % (r, bins.index(b))))
+    return runs
+
+
 def metric_sum(body, name, **labels):
     total = 0.0
     for line in body.splitlines():

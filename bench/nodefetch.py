@@ -65,14 +65,9 @@ def main():
     work = tempfile.mkdtemp(prefix="nodefetch.")
     lib.gen_stubs(os.path.join(work, "gen"))
     payload = os.urandom(a.size << 20)
-    runs = {b: [] for b in bins}
     try:
-        for r in range(a.rounds):
-            order = bins if r % 2 == 0 else list(reversed(bins))
-            for b in order:
-                runs[b].append(run_one(os.path.abspath(b), work,
-                                       "%d-%d" % (r, bins.index(b)), a.size,
-                                       payload))
+        runs = lib.in_turns(bins, a.rounds, lambda b, tag: run_one(
+            b, work, tag, a.size, payload))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d MiB level, node miss (fetch from central, then the reply) vs "

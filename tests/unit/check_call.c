@@ -322,6 +322,26 @@ h_hold(struct call *call, ProtobufCMessage *req)
 	protobuf_c_message_free_unpacked(req, NULL);
 }
 
+/* A SharedData request to path (with grpc-timeout when not NULL), whole:
+ * the test method's handler has it (held). */
+static struct h2s_stream *
+st_dispatch(const char *path, const char *timeout)
+{
+	size_t len;
+	uint8_t *req = framed_request("s", 10, &len);
+	struct h2s_stream *hs = st_request(path);
+
+	if (timeout != NULL)
+		st_header(hs, "grpc-timeout", timeout);
+	held = NULL;
+	ops->headers_done(hs->u);
+	ops->data(hs->u, req, len);
+	st_end(hs);
+	free(req);
+	ck_assert_ptr_nonnull(held);
+	return hs;
+}
+
 static void
 on_cancel(struct call *call, void *arg)
 {
@@ -621,15 +641,8 @@ END_TEST
 
 START_TEST(handler_answers_later_or_never)
 {
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Hold");
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", "2S");
 
-	st_header(hs, "grpc-timeout", "2S");
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
-	ck_assert_ptr_nonnull(held);
 	ck_assert(call_alive(held));
 	ck_assert_uint_ne(call_deadline(held), 0);
 	ck_assert_int_eq(hs->nresponses, 0);
@@ -640,35 +653,23 @@ START_TEST(handler_answers_later_or_never)
 
 	/* The stream goes away first: the cancel hook runs once, and the
 	 * handler's late answer only frees the call. */
-	held = NULL;
-	hs = st_request("/t.T/Hold");
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
-	ck_assert_ptr_nonnull(held);
+	hs = st_dispatch("/t.T/Hold", NULL);
 	call_set_cancel(held, on_cancel, NULL);
 	st_close(hs);
 	ck_assert_int_eq(cancelled, 1);
-	free(req);
 }
 END_TEST
 
 START_TEST(late_answer_after_close_is_safe)
 {
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Hold");
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", NULL);
 	struct lease l = { lease_bytes, sizeof(lease_bytes), release_lease,
 	    NULL };
 
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
 	st_close(hs);
 	ck_assert(!call_alive(held));
 	call_reply(held, NULL, &l);		/* the lease goes back */
 	ck_assert_int_eq(lease_released, 1);
-	free(req);
 }
 END_TEST
 
@@ -678,14 +679,9 @@ START_TEST(leased_payload_goes_by_reference)
 	struct lease l = { lease_bytes, sizeof(lease_bytes), release_lease,
 	    NULL };
 	struct h2_seg *s;
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Hold");
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", NULL);
 	int byref = 0;
 
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
 	m.has_payload = 1;
 	m.payload.data = (uint8_t *)lease_bytes;
 	m.payload.len = sizeof(lease_bytes);
@@ -700,20 +696,14 @@ START_TEST(leased_payload_goes_by_reference)
 	ck_assert_int_eq(lease_released, 1);
 	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
 	st_close(hs);
-	free(req);
 }
 END_TEST
 
 START_TEST(streaming_send_pace_and_drain)
 {
 	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Stream");
+	struct h2s_stream *hs = st_dispatch("/t.T/Stream", NULL);
 
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
 	ck_assert_ptr_nonnull(held);
 	ck_assert_int_eq(call_send(held, &m.base), 0);
 	ck_assert_int_eq(call_send(held, &m.base), 0);
@@ -733,45 +723,32 @@ START_TEST(streaming_send_pace_and_drain)
 	ck_assert_str_eq(trl(hs, "grpc-status"), "14");
 	ck_assert_str_eq(trl(hs, "grpc-message"), "server shutting down");
 	st_close(hs);
-	free(req);
 }
 END_TEST
 
 START_TEST(drain_leaves_unary_calls_alone)
 {
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Hold");
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", NULL);
 
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
 	ops->drain(hs->u);
 	ck_assert(call_alive(held));
 	ck_assert_int_eq(hs->nresponses, 0);
 	call_error(held, GRPC_OK, NULL);
 	st_close(hs);
-	free(req);
 }
 END_TEST
 
 START_TEST(reset_sends_rst_and_no_trailers)
 {
 	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
-	size_t len;
-	uint8_t *req = framed_request("s", 10, &len);
-	struct h2s_stream *hs = st_request("/t.T/Stream");
+	struct h2s_stream *hs = st_dispatch("/t.T/Stream", NULL);
 
-	ops->headers_done(hs->u);
-	ops->data(hs->u, req, len);
-	st_end(hs);
 	ck_assert_int_eq(call_send(held, &m.base), 0);
 	call_reset(held, NGHTTP2_ENHANCE_YOUR_CALM, GRPC_RESOURCE_EXHAUSTED);
 	ck_assert_int_eq(hs->reset, 1);
 	ck_assert_uint_eq(hs->reset_code, NGHTTP2_ENHANCE_YOUR_CALM);
 	ck_assert_int_eq(hs->body_ended, 0);		/* no trailers */
 	st_close(hs);
-	free(req);
 }
 END_TEST
 
