@@ -600,18 +600,6 @@ h2s_flush(struct h2s_stream *st)
 	h2s_conn_flush(st->conn);
 }
 
-int
-h2s_remote_ended(const struct h2s_stream *st)
-{
-	return st->remote_ended;
-}
-
-const char *
-h2s_peer(const struct h2s_stream *st)
-{
-	return st->conn->peer;
-}
-
 /* --- the connection ----------------------------------------------------- */
 
 static void

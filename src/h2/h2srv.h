@@ -75,9 +75,5 @@ void	 h2s_release(struct h2s_stream *);
 void	 h2s_discard(struct h2s_stream *);
 /* Write what is queued now (unless inside the connection's receive). */
 void	 h2s_flush(struct h2s_stream *);
-/* END_STREAM was received. */
-int	 h2s_remote_ended(const struct h2s_stream *);
-/* The peer, "host:port" or "unix", for logs. */
-const char *h2s_peer(const struct h2s_stream *);
 
 #endif

@@ -143,18 +143,6 @@ h2s_flush(struct h2s_stream *hs)
 	hs->flushed++;
 }
 
-int
-h2s_remote_ended(const struct h2s_stream *hs)
-{
-	return hs->remote_ended;
-}
-
-const char *
-h2s_peer(const struct h2s_stream *hs)
-{
-	return "fake";
-}
-
 static const struct h2s_ops *ops = &grpc_server_ops;
 
 static struct h2s_stream *
