@@ -120,9 +120,11 @@ struct be_change {
 	uint64_t	 expires;		/* monotonic ns */
 	/*
 	 * BE_PUT: the payload. When `adopt` is non-NULL it is a malloc(3)
-	 * buffer holding the same bytes as data/len that the backend may keep
-	 * instead of copying; a backend that keeps it sets adopt to NULL, and
-	 * the writer frees whatever adopt still points to after done().
+	 * buffer that holds data/len somewhere inside it (a request's whole
+	 * message, say), which the backend may keep instead of copying the
+	 * payload, until it frees the buffer with free(adopt); a backend
+	 * that keeps it sets adopt to NULL, and the writer frees whatever
+	 * adopt still points to after done().
 	 */
 	const uint8_t	*data;
 	size_t		 len;

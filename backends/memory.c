@@ -156,8 +156,10 @@ extern const struct backend_ops backend_memory;
  * Layout, for memory per entry (bench/README.md, scenario 5): a payload of
  * up to BLOB_INLINE bytes is copied into bytes[] (one allocation of 8 bytes
  * more than the payload); a larger one is adopted from the writer when
- * offered (no copy), and bytes[] then holds the pointer to it. Which of the
- * two follows from len alone. len fits 32 bits: max_message_size is at
+ * offered (no copy), and bytes[] then holds a struct blob_ref: where the
+ * payload is and the malloc'ed buffer it lies in (a request's whole
+ * message: a few dozen bytes more than the payload). Which of the two
+ * follows from len alone. len fits 32 bits: max_message_size is at
  * most 2 GiB.
  */
 #define BLOB_INLINE	4096
@@ -191,7 +193,12 @@ extern const struct backend_ops backend_memory;
 struct blob {
 	uint32_t	 refcnt;
 	uint32_t	 len;
-	uint8_t		 bytes[];	/* the payload, or a pointer to it */
+	uint8_t		 bytes[];	/* the payload, or a struct blob_ref */
+};
+
+struct blob_ref {
+	const uint8_t	*data;
+	void		*base;		/* free()'d with the blob */
 };
 
 /*
@@ -314,14 +321,14 @@ static size_t
 blob_size(size_t len)
 {
 	return sizeof(struct blob) + (len <= BLOB_INLINE ? len :
-	    sizeof(uint8_t *));
+	    sizeof(struct blob_ref));
 }
 
 static struct blob *
 blob_new(struct be_change *c)
 {
+	struct blob_ref ref;
 	struct blob *b;
-	uint8_t *p;
 
 	if (c->len > UINT32_MAX)
 		return NULL;
@@ -331,14 +338,17 @@ blob_new(struct be_change *c)
 		if (c->len > 0)
 			memcpy(b->bytes, c->data, c->len);
 	} else {
-		if ((p = c->adopt) != NULL)
+		if ((ref.base = c->adopt) != NULL) {
+			ref.data = c->data;
 			c->adopt = NULL;
-		else if ((p = malloc(c->len)) == NULL) {
+		} else if ((ref.base = malloc(c->len)) == NULL) {
 			pool_free(b, blob_size(c->len));
 			return NULL;
-		} else
-			memcpy(p, c->data, c->len);
-		memcpy(b->bytes, &p, sizeof(p));
+		} else {
+			memcpy(ref.base, c->data, c->len);
+			ref.data = ref.base;
+		}
+		memcpy(b->bytes, &ref, sizeof(ref));
 	}
 	b->refcnt = 1;
 	b->len = (uint32_t)c->len;
@@ -348,21 +358,25 @@ blob_new(struct be_change *c)
 static const uint8_t *
 blob_data(const struct blob *b)
 {
-	uint8_t *p;
+	struct blob_ref ref;
 
 	if (b->len <= BLOB_INLINE)
 		return b->bytes;
-	memcpy(&p, b->bytes, sizeof(p));
-	return p;
+	memcpy(&ref, b->bytes, sizeof(ref));
+	return ref.data;
 }
 
 static void
 blob_unref(struct blob *b)
 {
+	struct blob_ref ref;
+
 	if (--b->refcnt > 0)
 		return;
-	if (b->len > BLOB_INLINE)
-		free((void *)blob_data(b));
+	if (b->len > BLOB_INLINE) {
+		memcpy(&ref, b->bytes, sizeof(ref));
+		free(ref.base);
+	}
 	pool_free(b, blob_size(b->len));
 }
 

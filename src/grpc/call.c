@@ -8,11 +8,12 @@
  * grpc-message, or Trailers-Only for an error with no body.
  *
  * Where payload bytes are copied on the way through:
- *  - request: the socket's evbuffer -> the deframer's body buffer (one
- *    message must be contiguous for protobuf-c) -> protobuf-c unpacking,
- *    which copies bytes fields into their own allocation. The body is freed
- *    at once; the unpacked payload is what the backend adopts (no further
- *    copy into the memory backend).
+ *  - request: the socket's read buffer -> the deframer's body buffer (one
+ *    message, contiguous). A method with a decoder (SharedData: sdwire.h)
+ *    decodes around it: the body goes to the handler with the request, and
+ *    is what the memory backend adopts (no further copy). Other methods'
+ *    requests are unpacked by protobuf-c, which copies bytes fields into
+ *    their own allocation, and the body is freed at once.
  *  - reply: none for the payload. The packer copies the small fields into
  *    an owned buffer and queues the payload as a range of a lease; the
  *    transport sends that range by reference and drops the lease once the
@@ -712,12 +713,17 @@ gs_end(void *u)
 		    st->req.encoding[0] ? st->req.encoding : "absent");
 		return;
 	}
-	/* COPY: protobuf-c copies the payload out of the body (into huge
-	 * pages when it is large: bigbuf.h). */
-	req = protobuf_c_message_unpack(m->request, &bigbuf_protobuf_allocator,
-	    st->msg.len,
-	    st->msg.data != NULL ? st->msg.data : empty);
-	free(st->msg.data);
+	if (m->decode != NULL) {
+		/* No copy: the request is decoded around the body, which
+		 * goes with it to the handler. */
+		req = m->decode(st->msg.data, st->msg.len);
+	} else {
+		/* COPY: protobuf-c copies bytes fields out of the body. */
+		req = protobuf_c_message_unpack(m->request,
+		    &bigbuf_protobuf_allocator, st->msg.len,
+		    st->msg.data != NULL ? st->msg.data : empty);
+		free(st->msg.data);
+	}
 	st->msg.data = NULL;
 	h2s_release(st->hs);
 	if (req == NULL) {

@@ -27,7 +27,11 @@
 struct call;
 struct h2s_ops;
 
+/* The handler owns req and frees it as the method's decoder says. */
 typedef void method_handler(struct call *, ProtobufCMessage *req);
+/* Decodes a request in place: takes the message buffer (malloc'ed; NULL
+ * when len is 0) whatever the outcome; NULL when it does not decode. */
+typedef ProtobufCMessage *method_decoder(uint8_t *buf, size_t len);
 
 #define METHOD_NO_AUTH		0x01	/* health: no api_key needed */
 #define METHOD_STREAMING	0x02	/* server streaming reply */
@@ -37,6 +41,9 @@ struct method {
 	enum metric_method		  metric;
 	const ProtobufCMessageDescriptor *request;
 	method_handler			 *handler;
+	/* NULL: protobuf-c unpacks a copy, which the handler frees with
+	 * protobuf_c_message_free_unpacked(). */
+	method_decoder			 *decode;
 	int				  flags;
 };
 

@@ -15,6 +15,7 @@
 #include "grpc.h"
 #include "metrics.h"
 #include "rules.h"
+#include "sdwire.h"
 
 static struct backend *store;
 
@@ -49,8 +50,10 @@ op_decide(void *arg, const struct be_record *cur, uint64_t now,
 	struct cache_op *op = arg;
 
 	op->decide(&op->r, cur, now, chg, &op->v);
+	/* The payload lies in the request's body: the backend may keep that
+	 * buffer as it is. */
 	if (chg->action == BE_PUT)
-		chg->adopt = op->req->payload.data;
+		chg->adopt = sdwire_body(op->req);
 }
 
 static void
@@ -59,12 +62,10 @@ op_done(void *arg, int err, const char *errmsg)
 	struct cache_op *op = arg;
 	Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT;
 
-	/* The backend kept the unpacked payload: it is no longer ours. */
+	/* The backend kept the body: it is no longer ours. */
 	if (op->w.chg.action == BE_PUT && op->w.chg.adopt == NULL &&
-	    err == BE_OK) {
-		op->req->payload.data = NULL;
-		op->req->payload.len = 0;
-	}
+	    err == BE_OK)
+		sdwire_body_taken(op->req);
 	if (err == BE_ERR_FULL)
 		call_error(op->call, GRPC_RESOURCE_EXHAUSTED, "%s", errmsg);
 	else if (err != BE_OK)
@@ -73,7 +74,7 @@ op_done(void *arg, int err, const char *errmsg)
 		call_error(op->call, op->v.status, "%s", op->v.msg);
 	else
 		call_reply(op->call, &empty.base, NULL);
-	protobuf_c_message_free_unpacked(&op->req->base, NULL);
+	sdwire_free(&op->req->base);
 	free(op);
 }
 
@@ -87,7 +88,7 @@ op_write(struct cache_op *op)
 	op->w.arg = op;
 	if (store->ops->write(store, &op->w) != 0) {
 		call_error(op->call, GRPC_UNAVAILABLE, "store unavailable");
-		protobuf_c_message_free_unpacked(&op->req->base, NULL);
+		sdwire_free(&op->req->base);
 		free(op);
 	}
 }
@@ -177,7 +178,7 @@ cache_write(struct call *call, ProtobufCMessage *msg, int need_level,
 	return;
 refuse:
 	call_error(call, v.status, "%s", v.msg);
-	protobuf_c_message_free_unpacked(msg, NULL);
+	sdwire_free(msg);
 }
 
 void
@@ -238,7 +239,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 	    rec.level, lease.data, lease.len, rec.expires, now);
 	call_reply(call, &reply.msg.base, &lease);
 out:
-	protobuf_c_message_free_unpacked(msg, NULL);
+	sdwire_free(msg);
 }
 
 void

@@ -1,9 +1,10 @@
 /*
  * methods.c: the one table of gRPC methods: path, metrics label, request
- * type, and a handler column per mode (central's in cache.c and watch.c,
- * a node's in node.c; health.c's in both). A method without a handler in
- * a mode is not served there (UNIMPLEMENTED). main.c hands the mode's
- * rows to the call layer (grpc_server_configure()).
+ * type, a handler column per mode (central's in cache.c and watch.c, a
+ * node's in node.c; health.c's in both) and the request's in-place decoder
+ * (SharedData: sdwire.h), whose free the handlers of both modes use. A
+ * method without a handler in a mode is not served there (UNIMPLEMENTED).
+ * main.c hands the mode's rows to the call layer (grpc_server_configure()).
  */
 #include <string.h>
 
@@ -14,6 +15,7 @@
 #include "health.h"
 #include "methods.h"
 #include "node.h"
+#include "sdwire.h"
 #include "watch.h"
 
 struct method_row {
@@ -22,29 +24,33 @@ struct method_row {
 	const ProtobufCMessageDescriptor *request;
 	method_handler			 *central;
 	method_handler			 *node;
+	method_decoder			 *decode;
 	int				  flags;
 };
 
 static const struct method_row rows[] = {
 	{ "/alpcrun.v1.Cache/GetSharedData", MM_GET,
-	    &alpcrun__v1__shared_data__descriptor, cache_get, node_get, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_get, node_get,
+	    sdwire_decode, 0 },
 	{ "/alpcrun.v1.Cache/SetSharedData", MM_SET,
-	    &alpcrun__v1__shared_data__descriptor, cache_set, node_set, 0 },
+	    &alpcrun__v1__shared_data__descriptor, cache_set, node_set,
+	    sdwire_decode, 0 },
 	{ "/alpcrun.v1.Cache/UpdateSharedData", MM_UPDATE,
 	    &alpcrun__v1__shared_data__descriptor, cache_update, node_update,
-	    0 },
+	    sdwire_decode, 0 },
 	{ "/alpcrun.v1.Cache/DeleteSharedData", MM_DELETE,
 	    &alpcrun__v1__shared_data__descriptor, cache_delete, node_delete,
-	    0 },
+	    sdwire_decode, 0 },
 	{ "/alpcrun.v1.Cache/WatchSharedData", MM_WATCH,
 	    &alpcrun__v1__watch_request__descriptor, watch_shared_data, NULL,
-	    METHOD_STREAMING },
+	    NULL, METHOD_STREAMING },
 	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
 	    &grpc__health__v1__health_check_request__descriptor,
-	    health_check, health_check, METHOD_NO_AUTH },
+	    health_check, health_check, NULL, METHOD_NO_AUTH },
 	{ "/grpc.health.v1.Health/Watch", MM_HEALTH_WATCH,
 	    &grpc__health__v1__health_check_request__descriptor,
-	    health_watch, health_watch, METHOD_NO_AUTH | METHOD_STREAMING },
+	    health_watch, health_watch, NULL,
+	    METHOD_NO_AUTH | METHOD_STREAMING },
 };
 
 #define NROWS	(sizeof(rows) / sizeof(rows[0]))
@@ -69,6 +75,7 @@ methods_for(int node, size_t *n)
 			served[node][k].metric = rows[i].metric;
 			served[node][k].request = rows[i].request;
 			served[node][k].handler = h;
+			served[node][k].decode = rows[i].decode;
 			served[node][k].flags = rows[i].flags;
 			k++;
 		}

@@ -20,12 +20,10 @@
  * waiter is sent the same bytes by lease.
  *
  * Where a fetched payload is copied: h2client reads the reply message into
- * one buffer (the reply's one copy); node_parse_reply() finds the payload
- * in it without copying; to be stored, the payload is moved to the front
- * of that same buffer (memmove, in place: the backend adopts malloc'ed
- * buffers by their start) and the memory backend adopts it, handing back a
- * lease on it with the write (no lookup after); replies send it by
- * reference. A payload served pass-through (larger than the whole
+ * one buffer (the reply's one copy); sdwire_parse() finds the payload in
+ * it without copying; the memory backend adopts that buffer, payload
+ * where it lies, and hands back a lease on it with the write (no lookup
+ * after); replies send it by reference. A payload served pass-through (larger than the whole
  * max_memory, or not stored because a newer level is held) is sent by
  * reference from the reply buffer itself.
  *
@@ -38,7 +36,7 @@
  * would start while max_inflight_bytes is reached waits (its waiters'
  * deadlines still run) until there is room.
  *
- * Writes. Set, Update and Delete are forwarded as they came (the unpacked
+ * Writes. Set, Update and Delete are forwarded as they came (the decoded
  * request is the body, its payload sent by reference) with the caller's
  * deadline; central's status and message go back unchanged; on OK the
  * node's copy of that session is dropped and fetches of that session then
@@ -70,9 +68,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
-#include "pbwire.h"
 #include "queue_compat.h"
 #include "rules.h"
+#include "sdwire.h"
 #include "tls.h"
 #include "siphash.h"
 
@@ -134,7 +132,8 @@ struct store_op {
 	struct fetch		*f;
 	uint32_t		 level;
 	uint64_t		 expires;
-	uint8_t			*buf;		/* payload at its start */
+	uint8_t			*buf;		/* the reply, malloc'ed */
+	const uint8_t		*data;		/* the payload in it */
 	size_t			 len;
 	int64_t			 acct;
 };
@@ -185,86 +184,8 @@ node_decide_get(int held, uint32_t h, int has_level, uint32_t l)
 	return h < l ? NODE_FETCH : NODE_MISMATCH;
 }
 
-static int
-parse_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
-    int32_t *nanos)
-{
-	uint64_t field, v;
-	unsigned wt;
-
-	while (p < end) {
-		if (pbwire_tag(&p, end, &field, &wt) != 0)
-			return -1;
-		if (field == 1 || field == 2) {
-			if (wt != PBWIRE_VARINT ||
-			    pbwire_varint(&p, end, &v) != 0)
-				return -1;
-			if (field == 1)
-				*sec = (int64_t)v;
-			else
-				*nanos = (int32_t)(uint32_t)v;
-		} else if (pbwire_skip(&p, end, wt) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-int
-node_parse_reply(const uint8_t *buf, size_t len, struct node_reply *r)
-{
-	const uint8_t *p, *end, *data;
-	uint64_t field, v;
-	unsigned wt;
-	size_t dlen;
-
-	memset(r, 0, sizeof(*r));
-	/* buf may be NULL then, and NULL + 0 is undefined (fuzz_pbwire). */
-	if (len == 0)
-		return 0;
-	p = buf;
-	end = buf + len;
-	while (p < end) {
-		if (pbwire_tag(&p, end, &field, &wt) != 0 || field == 0)
-			return -1;
-		if (field > 4) {
-			if (pbwire_skip(&p, end, wt) != 0)
-				return -1;
-			continue;
-		}
-		if (field == 2) {
-			if (wt != PBWIRE_VARINT ||
-			    pbwire_varint(&p, end, &v) != 0)
-				return -1;
-			r->has_level = 1;
-			r->level = (uint32_t)v;	/* as protobuf truncates */
-			continue;
-		}
-		if (wt != PBWIRE_LEN || pbwire_len(&p, end, &data, &dlen) != 0)
-			return -1;
-		switch (field) {
-		case 1:
-			r->session_id = data;
-			r->session_len = dlen;
-			break;
-		case 3:
-			r->payload_off = (size_t)(data - buf);
-			r->payload_len = dlen;
-			break;
-		case 4:
-			/* A repeated message field merges; the last value of
-			 * each scalar wins. */
-			if (parse_duration(data, data + dlen, &r->ttl_seconds,
-			    &r->ttl_nanos) != 0)
-				return -1;
-			r->has_ttl = 1;
-			break;
-		}
-	}
-	return 0;
-}
-
 uint64_t
-node_copy_ttl(const struct node_reply *r, uint64_t default_ttl_ms,
+node_copy_ttl(const struct sd_view *r, uint64_t default_ttl_ms,
     uint64_t max_ttl_ms)
 {
 	uint64_t t, max = max_ttl_ms * NS_PER_MS;
@@ -558,7 +479,7 @@ store_decide(void *arg, const struct be_record *cur, uint64_t now,
 	chg->action = BE_PUT;
 	chg->level = op->level;
 	chg->expires = op->expires;
-	chg->data = op->buf;
+	chg->data = op->data;
 	chg->len = op->len;
 	chg->adopt = op->buf;
 }
@@ -602,7 +523,7 @@ store_done(void *arg, int err, const char *errmsg)
 		log_debug("fetched copy not stored", "error=\"%s\"", errmsg);
 	/* Kept for a newer level, or not stored: the waiters get the
 	 * fetched bytes all the same. */
-	fetch_pass_through(f, op->buf, op->buf, op->len, op->acct, op->level,
+	fetch_pass_through(f, op->buf, op->data, op->len, op->acct, op->level,
 	    op->expires);
 out:
 	free(op);
@@ -620,7 +541,7 @@ static void
 fetch_done(void *arg, struct h2reply *r)
 {
 	struct fetch *f = arg;
-	struct node_reply rep;
+	struct sd_view rep;
 	struct store_op *op;
 	uint8_t *buf;
 	uint64_t expires;
@@ -634,7 +555,7 @@ fetch_done(void *arg, struct h2reply *r)
 		fetch_fail(f, r->status, r->message);
 		return;
 	}
-	if (node_parse_reply(r->data, r->len, &rep) != 0 || !rep.has_level) {
+	if (sdwire_parse(r->data, r->len, &rep) != 0 || !rep.has_level) {
 		fetch_fail(f, GRPC_INTERNAL, "the central cache sent a reply "
 		    "that is not shared data");
 		return;
@@ -660,14 +581,13 @@ fetch_done(void *arg, struct h2reply *r)
 		    rep.payload_len, acct, rep.level, expires);
 		return;
 	}
-	/* COPY (in place): the payload to the front of its own buffer, which
-	 * the backend adopts by its start. */
-	if (rep.payload_off > 0 && rep.payload_len > 0)
-		memmove(buf, buf + rep.payload_off, rep.payload_len);
+	/* No copy: the backend adopts the reply's buffer, the payload where
+	 * it lies in it. */
 	op->f = f;
 	op->level = rep.level;
 	op->expires = expires;
 	op->buf = buf;
+	op->data = buf + rep.payload_off;
 	op->len = rep.payload_len;
 	op->acct = acct;
 	op->w.key = f->key;
@@ -677,7 +597,7 @@ fetch_done(void *arg, struct h2reply *r)
 	op->w.arg = op;
 	op->w.want_lease = 1;		/* served from what is stored */
 	if (n.be->ops->write(n.be, &op->w) != 0) {
-		fetch_pass_through(f, buf, buf, op->len, acct, op->level,
+		fetch_pass_through(f, buf, op->data, op->len, acct, op->level,
 		    expires);
 		free(op);
 	}
@@ -824,7 +744,7 @@ node_get(struct call *call, ProtobufCMessage *msg)
 		break;
 	}
 out:
-	protobuf_c_message_free_unpacked(msg, NULL);
+	sdwire_free(msg);
 }
 
 /* --- writes ------------------------------------------------------------------ */
@@ -973,7 +893,7 @@ fwd_release(void *arg)
 {
 	struct fwd *fw = arg;
 
-	protobuf_c_message_free_unpacked(&fw->req->base, NULL);
+	sdwire_free(&fw->req->base);
 	fw->req = NULL;
 	inflight(-fw->acct);
 	fw->acct = 0;
@@ -1005,7 +925,7 @@ forward(struct call *call, ProtobufCMessage *msg, const char *path)
 
 	if ((fw = calloc(1, sizeof(*fw))) == NULL) {
 		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		protobuf_c_message_free_unpacked(msg, NULL);
+		sdwire_free(msg);
 		return;
 	}
 	fw->call = call;
@@ -1018,7 +938,7 @@ forward(struct call *call, ProtobufCMessage *msg, const char *path)
 	fw->acct = (int64_t)req->payload.len;
 	inflight(fw->acct);
 	TAILQ_INSERT_TAIL(&n.fwds, fw, entry);
-	/* The unpacked request is the body: its payload goes by reference,
+	/* The decoded request is the body: its payload goes by reference,
 	 * not copied again. */
 	body.msg = msg;
 	body.release = fwd_release;

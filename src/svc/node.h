@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "grpc.h"
+#include "sdwire.h"
 
 struct backend;
 struct config;
@@ -87,32 +88,12 @@ enum node_get_action node_decide_get(int held, uint32_t h, int has_level,
 	    uint32_t l);
 
 /*
- * A SharedData message as central sent it, parsed in place (the payload is
- * not copied: it is the range [payload_off, payload_off + payload_len) of
- * the message). Fields protobuf allows to repeat take the last value;
- * unknown fields are skipped.
- */
-struct node_reply {
-	const uint8_t	*session_id;
-	size_t		 session_len;
-	int		 has_level;
-	uint32_t	 level;
-	size_t		 payload_off;
-	size_t		 payload_len;
-	int		 has_ttl;
-	int64_t		 ttl_seconds;
-	int32_t		 ttl_nanos;
-};
-
-/* 0, or -1 when the bytes are not a SharedData message. */
-int	 node_parse_reply(const uint8_t *, size_t, struct node_reply *);
-
-/*
- * The TTL of a copy (spec §5): the remaining TTL central reported, clamped
+ * The TTL of a copy (spec §5), from central's reply (sdwire_parse()): the
+ * remaining TTL central reported, clamped
  * to the node's max_ttl; when central reported none (or a bad one), the
  * node's default_ttl, clamped likewise. In ns, at least 1.
  */
-uint64_t node_copy_ttl(const struct node_reply *, uint64_t default_ttl_ms,
+uint64_t node_copy_ttl(const struct sd_view *, uint64_t default_ttl_ms,
 	    uint64_t max_ttl_ms);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * fuzz_pbwire.c: the protobuf wire reader (src/grpc/pbwire.c) and node
- * mode's in-place parse of a fetched reply built on it (node_parse_reply(),
- * src/svc/node.c).
+ * fuzz_pbwire.c: the protobuf wire reader (src/grpc/pbwire.c) and the
+ * in-place reader of SharedData built on it (src/svc/sdwire.c: requests
+ * decoded around their buffer, a node's fetched replies).
  *
  * Input: any bytes, read four ways.
  *  1. From every offset to the end, and in windows of 0-11 bytes copied to
@@ -12,11 +12,11 @@
  *     read leaves it where it was, a length lies within the input.
  *  2. As a message: tags and values walked to the end, length-delimited
  *     fields walked again as messages (a few levels deep).
- *  3. Through node_parse_reply(): what it finds lies within the input; if
- *     protobuf-c unpacks the bytes as a SharedData with no unknown field,
- *     the two agree on every field.
+ *  3. Through sdwire_parse(): what it finds lies within the input. Through
+ *     sdwire_decode() and protobuf-c's unpack: the same verdict on every
+ *     input and, when both decode, the same fields (tests/sdwire_agree.h).
  *  4. As a SharedData to build: protobuf-c's packing of it is parsed by
- *     node_parse_reply() and must give back every field.
+ *     sdwire_parse() and must give back every field.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +25,9 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "node.h"
 #include "pbwire.h"
+#include "sdwire.h"
 #include "fuzz.h"
+#include "../sdwire_agree.h"
 
 /* A window as long as the longest varint and one byte more. */
 #define WINDOW_MAX	11
@@ -83,52 +85,6 @@ ref_value(const uint8_t *p, size_t avail, unsigned wt, uint64_t *lenp)
 	default:
 		return 0;
 	}
-}
-
-/*
- * How many times field 4 (ttl) occurs at the top level of [p, p + size),
- * and its seconds and nanos as protobuf merges them: the last of each
- * wins, over every occurrence. For bytes protobuf-c unpacked whole.
- */
-static unsigned
-ref_ttl(const uint8_t *p, size_t size, int64_t *sec, int32_t *nanos)
-{
-	size_t off = 0, k, in, ik, end;
-	uint64_t tag, len = 0, itag, ilen, v;
-	unsigned n = 0;
-
-	*sec = 0;
-	*nanos = 0;
-	while (off < size) {
-		if ((k = ref_varint(p + off, size - off, &tag)) == 0)
-			break;
-		off += k;
-		if ((k = ref_value(p + off, size - off, (unsigned)(tag & 7),
-		    &len)) == 0)
-			break;
-		if (tag == (4 << 3 | 2)) {
-			n++;
-			/* The value: its length's varint, then len bytes. */
-			end = off + k;
-			for (in = end - (size_t)len; in < end; in += ik) {
-				if ((ik = ref_varint(p + in, end - in,
-				    &itag)) == 0)
-					break;
-				in += ik;
-				if (itag == (1 << 3) &&
-				    ref_varint(p + in, end - in, &v) > 0)
-					*sec = (int64_t)v;
-				else if (itag == (2 << 3) &&
-				    ref_varint(p + in, end - in, &v) > 0)
-					*nanos = (int32_t)(uint32_t)v;
-				if ((ik = ref_value(p + in, end - in,
-				    (unsigned)(itag & 7), &ilen)) == 0)
-					break;
-			}
-		}
-		off += k;
-	}
-	return n;
 }
 
 /* --- 1: each function at one cursor --------------------------------------- */
@@ -245,14 +201,14 @@ walk(const uint8_t *p, const uint8_t *end, int depth)
 	FUZZ_ASSERT(p == end);
 }
 
-/* --- 3: node_parse_reply() on the bytes ----------------------------------- */
+/* --- 3: sdwire on the bytes, against protobuf-c ------------------------- */
 
-/* Field by field, r against what protobuf-c made of the same bytes (the
- * ttl's values only if ttl_values). */
+/* Field by field, r against the SharedData sd the bytes at buf hold. */
 static void
-same_as_protobuf_c(const uint8_t *buf, const struct node_reply *r,
-    const Alpcrun__V1__SharedData *sd, int ttl_values)
+same_fields(const uint8_t *buf, const struct sd_view *r,
+    const Alpcrun__V1__SharedData *sd)
 {
+	FUZZ_ASSERT(r->has_session_id == (sd->has_session_id != 0));
 	FUZZ_ASSERT(r->session_len == (sd->has_session_id ?
 	    sd->session_id.len : 0));
 	if (r->session_len > 0)
@@ -261,30 +217,31 @@ same_as_protobuf_c(const uint8_t *buf, const struct node_reply *r,
 	FUZZ_ASSERT(r->has_level == (sd->has_update_level != 0));
 	if (r->has_level)
 		FUZZ_ASSERT(r->level == sd->update_level);
+	FUZZ_ASSERT(r->has_payload == (sd->has_payload != 0));
 	FUZZ_ASSERT(r->payload_len == (sd->has_payload ? sd->payload.len : 0));
 	if (r->payload_len > 0)
 		FUZZ_ASSERT(memcmp(buf + r->payload_off, sd->payload.data,
 		    r->payload_len) == 0);
 	FUZZ_ASSERT(r->has_ttl == (sd->ttl != NULL));
-	if (sd->ttl != NULL && ttl_values) {
+	if (sd->ttl != NULL) {
 		FUZZ_ASSERT(r->ttl_seconds == sd->ttl->seconds);
 		FUZZ_ASSERT(r->ttl_nanos == sd->ttl->nanos);
 	}
 }
 
+/*
+ * What sdwire_parse() finds lies within the input; sdwire_decode() and
+ * protobuf-c agree on every input, unknown and repeated fields included
+ * (sdwire_agree.h), and the parse says what the decode says.
+ */
 static void
 reply_checks(const uint8_t *data, size_t size)
 {
-	static const uint8_t empty[1];
-	const uint8_t *p = size > 0 ? data : empty;
-	Alpcrun__V1__SharedData *sd;
-	struct node_reply r;
+	struct sd_view r;
 	uint64_t t;
-	int64_t sec;
-	int32_t nanos;
-	int rc;
+	int rc, decoded;
 
-	rc = node_parse_reply(size > 0 ? data : NULL, size, &r);
+	rc = sdwire_parse(size > 0 ? data : NULL, size, &r);
 	if (rc == 0) {
 		if (r.session_len > 0)
 			FUZZ_ASSERT(r.session_id >= data &&
@@ -295,31 +252,8 @@ reply_checks(const uint8_t *data, size_t size)
 		t = node_copy_ttl(&r, DEF_TTL_MS, MAX_TTL_MS);
 		FUZZ_ASSERT(t >= 1 && t <= MAX_TTL_MS * 1000000ull);
 	}
-	sd = (Alpcrun__V1__SharedData *)protobuf_c_message_unpack(
-	    &alpcrun__v1__shared_data__descriptor, NULL, size, p);
-	if (sd == NULL)
-		return;
-	/*
-	 * Unknown fields are protobuf-c's to keep and node's to skip; with
-	 * none, every field was one of the four, and both must read them
-	 * alike: the last of each scalar wins. But a ttl given twice:
-	 * protobuf-c 1.4.1 keeps the last whole, where protobuf merges them
-	 * as node does (corpus file pbwire/repeated); the reference says
-	 * what the merge is. Central packs one ttl, so the difference never
-	 * reaches node.
-	 */
-	if (sd->base.n_unknown_fields == 0 && (sd->ttl == NULL ||
-	    sd->ttl->base.n_unknown_fields == 0)) {
-		FUZZ_ASSERT(rc == 0);
-		if (ref_ttl(data, size, &sec, &nanos) < 2)
-			same_as_protobuf_c(data, &r, sd, 1);
-		else {
-			same_as_protobuf_c(data, &r, sd, 0);
-			FUZZ_ASSERT(r.ttl_seconds == sec &&
-			    r.ttl_nanos == nanos);
-		}
-	}
-	protobuf_c_message_free_unpacked(&sd->base, NULL);
+	FUZZ_ASSERT(sdwire_agree(size > 0 ? data : NULL, size, &decoded));
+	FUZZ_ASSERT(decoded == (rc == 0));
 }
 
 /* --- 4: protobuf-c's encoding of a SharedData from the bytes -------------- */
@@ -351,7 +285,7 @@ round_trip(const uint8_t *data, size_t size)
 	Alpcrun__V1__SharedData sd = ALPCRUN__V1__SHARED_DATA__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
 	struct taker t = { data, size };
-	struct node_reply r;
+	struct sd_view r;
 	unsigned flags;
 	size_t n, packed, slen;
 	uint8_t *buf;
@@ -382,8 +316,8 @@ round_trip(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(buf != NULL);
 	packed = protobuf_c_message_pack(&sd.base, buf);
 	FUZZ_ASSERT(packed == n);
-	FUZZ_ASSERT(node_parse_reply(buf, n, &r) == 0);
-	same_as_protobuf_c(buf, &r, &sd, 1);
+	FUZZ_ASSERT(sdwire_parse(buf, n, &r) == 0);
+	same_fields(buf, &r, &sd);
 	free(buf);
 }
 

@@ -461,7 +461,7 @@ def deframe_seeds():
 
 def pbwire_seeds():
     # The bytes are read as they are (fuzz_pbwire.c): as wire fields from
-    # every offset, as a reply node_parse_reply() takes apart, and as the
+    # every offset, as a SharedData sdwire.c and protobuf-c both decode, and as the
     # makings of a SharedData (flags, session length, session, level, ttl,
     # payload) that protobuf-c packs.
     s = {}
@@ -472,7 +472,8 @@ def pbwire_seeds():
     s["unknown-fields"] = (field_varint(9, 300) + varint(10 << 3 | 1) + b"\x01" * 8 +
                            field_bytes(11, b"nested") + varint(12 << 3 | 5) + b"\x02" * 4 +
                            shared(b"after", 7))
-    # Fields given twice: the last scalar wins, two ttls merge.
+    # Fields given twice: the last scalar wins, and the last ttl whole
+    # (protobuf-c's merge of a proto3 Duration).
     s["repeated"] = shared(b"first", 1, b"a", ttl=(5, 0)) + shared(b"second", 2, b"b", ttl=(0, 9))
     # Ten-byte varints: a negative ttl, a level past 32 bits.
     s["long-varints"] = (field_varint(2, (1 << 64) - 1) +
@@ -487,6 +488,14 @@ def pbwire_seeds():
     s["truncated-fixed"] = varint(9 << 3 | 1) + b"\x00" * 7
     # An overlong zero and a tag of a field number past 2^29 - 1.
     s["overlong"] = b"\x90\x80\x80\x00\x05" + varint((1 << 40) << 3) + b"\x00"
+    # protobuf-c's limits: a five-byte tag of field 2^32 - 1 and a two-byte
+    # tag of field 0 (unknown fields), a five-byte length; refused: a
+    # six-byte tag, a six-byte length, a length past INT_MAX.
+    s["protobuf-c-limits"] = (b"\xfa\xff\xff\xff\x7f\x00" + b"\x80\x00\x05" +
+                              b"\x1a\x81\x80\x80\x80\x00a")
+    s["six-byte-tag"] = b"\x9a\x80\x80\x80\x80\x00\x00"
+    s["six-byte-length"] = b"\x1a\x81\x80\x80\x80\x80\x00a"
+    s["length-past-int-max"] = b"\x1a\xff\xff\xff\xff\x07"
     # Nested length-delimited fields, four deep.
     inner = field_bytes(1, b"x")
     for _ in range(3):

@@ -311,13 +311,14 @@ def tls_stub(d, pki, **kw):
 # --- Polling ---------------------------------------------------------------------
 
 
-def rss_bytes(pid):
-    """The resident set size of process pid, in bytes."""
+def rss_bytes(pid, field="VmRSS"):
+    """The resident set size of process pid, in bytes (field "VmHWM": its
+    peak so far)."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for %d" % pid)
+    raise AssertionError("no %s for %d" % (field, pid))
 
 
 def held_by_zero_window(server_port, client_port):

@@ -176,7 +176,8 @@ struct wr {
 	uint8_t		 digest[BE_DIGEST_LEN];
 	int		 want_lease;	/* ask for a lease on what is stored */
 
-	uint8_t		*adoptbuf;
+	uint8_t		*adoptbuf;	/* malloc'ed: ADOPT_HEAD bytes, the
+					   payload, ADOPT_TAIL bytes */
 	int		 adopted;	/* the backend kept adoptbuf */
 	int		 ndecide, ndone, err;
 	char		 msg[160];
@@ -185,6 +186,9 @@ struct wr {
 	struct be_write	*bw;		/* do_write()'s, during the write */
 	struct lease	 lease;		/* taken from bw in done() */
 };
+
+#define ADOPT_HEAD	37
+#define ADOPT_TAIL	11
 
 static void
 w_decide(void *arg, const struct be_record *cur, uint64_t now,
@@ -199,7 +203,7 @@ w_decide(void *arg, const struct be_record *cur, uint64_t now,
 	c->action = r->action;
 	c->level = r->level;
 	c->expires = r->expires;
-	c->data = r->adoptbuf != NULL ? r->adoptbuf : r->data;
+	c->data = r->adoptbuf != NULL ? r->adoptbuf + ADOPT_HEAD : r->data;
 	c->len = r->len;
 	c->adopt = r->adoptbuf;
 	memcpy(c->digest, r->digest, BE_DIGEST_LEN);
@@ -237,10 +241,13 @@ start_write(struct wr *r, struct be_write *w, const void *key, size_t keylen)
 	r->bw = w;
 	memset(&r->lease, 0, sizeof(r->lease));
 	if (r->adopt) {
-		r->adoptbuf = malloc(r->len ? r->len : 1);
+		/* The payload inside a larger buffer, as a request's message
+		 * holds it: a backend keeps the buffer, reads the payload. */
+		r->adoptbuf = malloc(ADOPT_HEAD + r->len + ADOPT_TAIL);
 		ck_assert_ptr_nonnull(r->adoptbuf);
+		memset(r->adoptbuf, 0xee, ADOPT_HEAD + r->len + ADOPT_TAIL);
 		if (r->len > 0)
-			memcpy(r->adoptbuf, r->data, r->len);
+			memcpy(r->adoptbuf + ADOPT_HEAD, r->data, r->len);
 	}
 	ck_assert_int_eq(F.be->ops->write(F.be, w), 0);
 }
@@ -1260,8 +1267,8 @@ START_TEST(test_mem_max_memory)
 }
 END_TEST
 
-/* A leased write of an adopted buffer leases that very buffer (zero
- * copy); a write refused for max_memory leases nothing. */
+/* A leased write of an adopted buffer leases the payload where it lies in
+ * that very buffer (zero copy); a write refused for max_memory leases nothing. */
 START_TEST(test_mem_write_lease)
 {
 	static uint8_t p[64 * 1024];
@@ -1275,7 +1282,7 @@ START_TEST(test_mem_write_lease)
 	w = (struct wr){ .action = BE_PUT, .level = 1, .expires = LIVE,
 	    .data = p, .len = sizeof(p), .adopt = 1, .want_lease = 1 };
 	start_write(&w, &bw, S("k"));	/* done() inside write() */
-	kept = w.adoptbuf;
+	kept = w.adoptbuf + ADOPT_HEAD;
 	ck_assert_int_eq(finish_write(&w, &bw), BE_OK);
 	ck_assert_int_eq(w.adopted, 1);
 	ck_assert_ptr_eq(w.lease.data, kept);

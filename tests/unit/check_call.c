@@ -343,15 +343,37 @@ on_writable(struct call *call, void *arg)
 	writable_fired++;
 }
 
+/* An in-place decoder: notes what it was handed (the body itself, not a
+ * copy) and decodes it with protobuf-c; "refuse" refuses. */
+static const uint8_t *decode_buf;
+static size_t decode_len;
+static int decode_refuse;
+
+static ProtobufCMessage *
+t_decode(uint8_t *buf, size_t len)
+{
+	ProtobufCMessage *m = NULL;
+
+	decode_buf = buf;
+	decode_len = len;
+	if (!decode_refuse)
+		m = protobuf_c_message_unpack(
+		    &alpcrun__v1__shared_data__descriptor, NULL, len, buf);
+	free(buf);
+	return m;
+}
+
 static const struct method test_methods[] = {
 	{ "/t.T/Echo", MM_GET, &alpcrun__v1__shared_data__descriptor, h_echo,
-	    0 },
+	    NULL, 0 },
 	{ "/t.T/Hold", MM_SET, &alpcrun__v1__shared_data__descriptor, h_hold,
-	    0 },
+	    NULL, 0 },
 	{ "/t.T/Stream", MM_WATCH, &alpcrun__v1__shared_data__descriptor,
-	    h_hold, METHOD_STREAMING },
+	    h_hold, NULL, METHOD_STREAMING },
 	{ "/t.T/Open", MM_HEALTH_CHECK, &alpcrun__v1__shared_data__descriptor,
-	    h_echo, METHOD_NO_AUTH },
+	    h_echo, NULL, METHOD_NO_AUTH },
+	{ "/t.T/InPlace", MM_UPDATE, &alpcrun__v1__shared_data__descriptor,
+	    h_echo, t_decode, 0 },
 };
 
 static void
@@ -362,6 +384,9 @@ setup(void)
 	held = NULL;
 	got_payload = 0;
 	cancelled = writable_fired = lease_released = 0;
+	decode_buf = NULL;
+	decode_len = 0;
+	decode_refuse = 0;
 }
 
 static void
@@ -535,6 +560,40 @@ START_TEST(body_in_pieces)
 		ck_assert_ptr_null(trl(hs, "grpc-message"));
 		st_close(hs);
 	}
+	free(req);
+}
+END_TEST
+
+/* A method with a decoder is handed the deframer's body (the message,
+ * whole, in one buffer) and its handler the decoded request; a refusal is
+ * INVALID_ARGUMENT. */
+START_TEST(decoder_gets_the_body)
+{
+	size_t len;
+	uint8_t *req = framed_request("s", 30000, &len);
+	struct h2s_stream *hs = st_request("/t.T/InPlace");
+
+	ops->headers_done(hs->u);
+	ops->data(hs->u, req, 7);
+	ops->data(hs->u, req + 7, len - 7);
+	st_end(hs);
+	ck_assert_ptr_nonnull(decode_buf);
+	ck_assert_uint_eq(decode_len, len - 5);	/* the prefix is not in it */
+	ck_assert_uint_eq(got_payload, 30000);
+	st_frame_all(hs, NULL, NULL);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
+	st_close(hs);
+
+	decode_refuse = 1;
+	hs = st_request("/t.T/InPlace");
+	ops->headers_done(hs->u);
+	ops->data(hs->u, req, len);
+	st_end(hs);
+	ck_assert_uint_eq(decode_len, len - 5);
+	ck_assert_str_eq(resp(hs, "grpc-status"), "3");
+	ck_assert_str_eq(resp(hs, "grpc-message"),
+	    "request does not decode as alpcrun.v1.SharedData");
+	st_close(hs);
 	free(req);
 }
 END_TEST
@@ -760,6 +819,7 @@ call_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, body_in_pieces);
+	tcase_add_test(tc, decoder_gets_the_body);
 	tcase_add_test(tc, reply_bytes_are_the_message);
 	tcase_add_test(tc, refusals_of_the_body);
 	tcase_add_test(tc, too_large_refused_from_the_prefix);

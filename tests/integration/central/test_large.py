@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from alptest import MiB, big_mib, cache_pb2_grpc, sd, stamped_payload, ttl_seconds
+from alptest import MiB, big_mib, cache_pb2_grpc, rss_bytes, sd, stamped_payload, ttl_seconds
 
 SIZE_MIB = big_mib(256)     # 32 under sanitizers
 
@@ -62,7 +62,10 @@ def test_256mib_round_trip(daemon, perf):
 def test_1gib_level_through_a_node_byte_exact(make_pair, perf):
     """A 1 GiB level (max_message_size 1100m, spec §7 allows up to 2g):
     uploaded to central, read back from central and, through a node that
-    fetches it once, by a worker: every byte in place."""
+    fetches it once, by a worker: every byte in place. Each daemon holds
+    the level in one buffer: its peak resident size grows by at most 1.1x
+    the payload (and 8 MiB of slack for the allocator and the loop's
+    buffers), where two payload-sized buffers per upload would show 2x."""
     size = big_mib(1024)
     conf = "max_message_size 1100m\nmax_inflight_bytes 4g\n"
     c, n = make_pair(central=conf, node=conf + "max_memory 3g\n")
@@ -80,6 +83,7 @@ def test_1gib_level_through_a_node_byte_exact(make_pair, perf):
 
 def one_gib_round_trip(size, c, n, cs, ns, perf):
     payload = stamped_payload(size)
+    base = {d.pid: rss_bytes(d.pid) for d in (c, n)}
     t0 = time.monotonic()
     cs.SetSharedData(sd("gib", 7, payload, ttl=300), timeout=600)
     t_up = time.monotonic() - t0
@@ -98,3 +102,9 @@ def one_gib_round_trip(size, c, n, cs, ns, perf):
     assert n.metric("alpcrund_upstream_fetches_total") == 1
     perf("%d MiB SetSharedData %.1f s, Get from central %.1f s, Get through "
          "a node that fetched it %.1f s" % (size, t_up, t_get, t_node))
+    for name, d in (("central", c), ("node", n)):
+        grew = rss_bytes(d.pid, "VmHWM") - base[d.pid]
+        perf("%s: peak RSS grew by %.0f MiB (%.2fx the payload)"
+             % (name, grew / MiB, grew / (size * MiB)))
+        assert grew <= 1.1 * size * MiB + 8 * MiB, \
+            "%s: peak RSS grew by %.0f MiB for a %d MiB level" % (name, grew / MiB, size)
