@@ -42,10 +42,14 @@
 /*
  * Our receive windows. A stream opens with HELD_WINDOW, so one whose
  * body waits for room under max_inflight_bytes can buffer no more than
- * that; a stream whose body is admitted gets STREAM_WINDOW.
+ * that; a stream whose body is admitted gets a window of the whole body
+ * (its memory is reserved already): the sender never waits for a
+ * WINDOW_UPDATE, and we send one or two per upload rather than one per
+ * half window, each a write and two epoll_ctl for the event loop.
  */
 #define HELD_WINDOW		(64u << 10)
-#define STREAM_WINDOW		(1u << 20)
+#define STREAM_WINDOW_MIN	(1u << 20)
+#define STREAM_WINDOW_MAX	((uint32_t)INT32_MAX)	/* HTTP/2's largest */
 #define CONN_WINDOW		(16u << 20)
 /* Largest DATA frame we accept (peers send no larger). */
 #define RECV_FRAME_SIZE		(1u << 18)
@@ -194,7 +198,9 @@ h2s_stream_admit(struct h2s_stream *st)
 		server_inflight(srv, (int64_t)need);
 		/* Admitted: let the upload run at full window. */
 		nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE,
-		    st->id, STREAM_WINDOW);
+		    st->id, (int32_t)(need < STREAM_WINDOW_MIN ?
+		    STREAM_WINDOW_MIN : need > STREAM_WINDOW_MAX ?
+		    STREAM_WINDOW_MAX : need));
 	}
 	if (st->unconsumed > 0) {
 		/* The WINDOW_UPDATE goes out with the caller's next flush. */
