@@ -32,6 +32,7 @@
 #include "grpc_status.h"
 #include "h2client.h"
 #include "log.h"
+#include "sdwire.h"
 #include "tls.h"
 
 #define DEFAULT_SERVER		"127.0.0.1:2337"
@@ -379,7 +380,7 @@ empty_done(void *arg, struct h2reply *r)
 static void
 get_done(void *arg, struct h2reply *r)
 {
-	Alpcrun__V1__SharedData *m;
+	struct sd_view m;
 	int fd = STDOUT_FILENO;
 	const char *name = "stdout";
 
@@ -387,11 +388,9 @@ get_done(void *arg, struct h2reply *r)
 	finish();
 	if (r->status != GRPC_OK)
 		return;
-	/* COPY: protobuf-c copies the payload out of the reply buffer when
-	 * unpacking (the second and last copy of it in this process). */
-	m = (Alpcrun__V1__SharedData *)protobuf_c_message_unpack(
-	    &alpcrun__v1__shared_data__descriptor, NULL, r->len, r->data);
-	if (m == NULL) {
+	/* The payload is written from the reply's buffer, where it lies (the
+	 * one copy of it in this process). */
+	if (sdwire_parse(r->data, r->len, &m) != 0) {
 		fprintf(stderr, "alpcrunctl: cannot decode the reply\n");
 		g.exit = EXIT_LOCAL;
 		return;
@@ -401,12 +400,12 @@ get_done(void *arg, struct h2reply *r)
 		name = g.outfile;
 		fd = open(g.outfile, O_WRONLY | O_CREAT | O_TRUNC, 0666);
 	}
-	if (fd == -1 || write_all(fd, m->payload.data, m->payload.len) != 0 ||
+	if (fd == -1 || (m.payload_len > 0 && write_all(fd,
+	    r->data + m.payload_off, m.payload_len) != 0) ||
 	    (fd != STDOUT_FILENO && close(fd) != 0)) {
 		fprintf(stderr, "alpcrunctl: %s: %s\n", name, strerror(errno));
 		g.exit = EXIT_LOCAL;
 	}
-	protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
 static void
