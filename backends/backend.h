@@ -122,7 +122,8 @@ struct be_change {
 	 * BE_PUT: the payload. When `adopt` is non-NULL it is a malloc(3)
 	 * buffer that holds data/len somewhere inside it (a request's whole
 	 * message, say), which the backend may keep instead of copying the
-	 * payload, until it frees the buffer with free(adopt); a backend
+	 * payload, until it frees the buffer with free(adopt) (or
+	 * bigbuf_free(), which recycles large ones: bigbuf.h); a backend
 	 * that keeps it sets adopt to NULL, and the writer frees whatever
 	 * adopt still points to after done().
 	 */

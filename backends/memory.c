@@ -99,6 +99,7 @@
 
 #include "backend.h"
 #include "backend_test.h"	/* the test-only entry points, at the end */
+#include "bigbuf.h"
 #include "clock.h"
 #include "config.h"
 #include "siphash.h"
@@ -375,7 +376,7 @@ blob_unref(struct blob *b)
 		return;
 	if (b->len > BLOB_INLINE) {
 		memcpy(&ref, b->bytes, sizeof(ref));
-		free(ref.base);
+		bigbuf_free(ref.base);		/* recycled when large */
 	}
 	pool_free(b, blob_size(b->len));
 }

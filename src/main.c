@@ -18,7 +18,9 @@
 
 #include "auth.h"
 #include "backend.h"
+#include "bigbuf.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "digest.h"
 #include "grpc.h"
@@ -46,6 +48,7 @@ static struct {
 	struct backend		*be;
 	struct server		 srv;
 	struct sweeper		*sweeper;
+	struct event		*trim;		/* bigbuf_trim(), every second */
 	int			 mode;		/* enum alp_mode started in; a
 						   reload keeps it */
 	int			 node_on;
@@ -86,6 +89,18 @@ gauge_payload_bytes(void *arg)
 	return st.payload_bytes;
 }
 
+static uint64_t
+gauge_buffers_kept(void *arg)
+{
+	return bigbuf_kept_bytes();
+}
+
+static void
+trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	bigbuf_trim(clock_now_ns());
+}
+
 static void
 drain_ready(void *arg)
 {
@@ -121,7 +136,10 @@ register_hooks(void)
 	    NULL) != 0 ||
 	    metrics_gauge("alpcrund_watch_queued_bytes",
 	    "Change feed notice bytes queued for watchers, not yet framed.",
-	    watch_gauge_queued, NULL) != 0)
+	    watch_gauge_queued, NULL) != 0 ||
+	    metrics_gauge("alpcrund_payload_buffers_kept_bytes",
+	    "Freed payload-sized buffers kept for the next upload or fetch "
+	    "(given back after 10 s unused).", gauge_buffers_kept, NULL) != 0)
 		return -1;
 	/* Readiness first, then the services that refuse new work. */
 	if (server_on_drain(&d.srv, drain_ready, NULL) != 0 ||
@@ -504,6 +522,15 @@ main(int argc, char *argv[])
 		log_error("cannot start the sweeper", NULL);
 		goto out;
 	}
+	{
+		struct timeval tv = { 1, 0 };
+
+		if ((d.trim = event_new(d.base, -1, EV_PERSIST, trim_cb,
+		    NULL)) == NULL || event_add(d.trim, &tv) != 0) {
+			log_error("cannot start", "error=\"out of memory\"");
+			goto out;
+		}
+	}
 	if (d.conf.pid_file != NULL && write_pid_file(d.conf.pid_file) != 0) {
 		log_error("cannot write pid_file", "path=%s error=\"%s\"",
 		    d.conf.pid_file, strerror(errno));
@@ -534,11 +561,14 @@ out:
 	server_free(&d.srv);
 	if (d.sweeper != NULL)
 		sweeper_stop(d.sweeper);
+	if (d.trim != NULL)
+		event_free(d.trim);
 	metrics_close();	/* also frees the registered gauges */
 	if (d.conf.pid_file != NULL && rv == 0)
 		unlink(d.conf.pid_file);
 	tls_server_free();
 	d.be->ops->close(d.be);
+	bigbuf_trim(UINT64_MAX);	/* after the backend freed its payloads */
 	event_base_free(d.base);
 	config_free(&d.conf);
 	log_close();

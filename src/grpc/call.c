@@ -280,7 +280,7 @@ static void
 request_discard(struct gstream *st)
 {
 	grpc_deframer_reset(&st->df);
-	free(st->msg.data);
+	bigbuf_free(st->msg.data);
 	st->msg.data = NULL;
 	h2s_discard(st->hs);
 }
@@ -659,7 +659,7 @@ gs_data(void *u, const uint8_t *data, size_t len)
 				st->msg = m;
 				st->have_msg = 1;
 			} else {
-				free(m.data);
+				bigbuf_free(m.data);
 				st->extra_msg = 1;
 			}
 			break;
@@ -722,7 +722,7 @@ gs_end(void *u)
 		req = protobuf_c_message_unpack(m->request,
 		    &bigbuf_protobuf_allocator, st->msg.len,
 		    st->msg.data != NULL ? st->msg.data : empty);
-		free(st->msg.data);
+		bigbuf_free(st->msg.data);
 	}
 	st->msg.data = NULL;
 	h2s_release(st->hs);
@@ -811,7 +811,7 @@ gs_close(void *u)
 	struct call *call = st->call;
 
 	grpc_deframer_reset(&st->df);
-	free(st->msg.data);
+	bigbuf_free(st->msg.data);
 	free(st->message);
 	st->message = NULL;
 	if (call == NULL)

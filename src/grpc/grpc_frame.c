@@ -118,7 +118,7 @@ grpc_deframer_partial(const struct grpc_deframer *df)
 void
 grpc_deframer_reset(struct grpc_deframer *df)
 {
-	free(df->buf);
+	bigbuf_free(df->buf);
 	deframer_clear(df);
 	df->announced = 0;
 }

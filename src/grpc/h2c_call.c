@@ -25,6 +25,7 @@
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 
+#include "bigbuf.h"
 #include "clock.h"
 #include "grpc_status.h"
 #include "grpc_frame.h"
@@ -46,7 +47,7 @@ h2c_call_msgs_clear(struct h2call *call)
 
 	while ((m = STAILQ_FIRST(&call->msgs)) != NULL) {
 		STAILQ_REMOVE_HEAD(&call->msgs, entry);
-		free(m->data);
+		bigbuf_free(m->data);
 		free(m);
 	}
 }
@@ -400,7 +401,7 @@ h2c_call_ev_cb(evutil_socket_t fd, short what, void *arg)
 		while (call->user && (m = STAILQ_FIRST(&call->msgs)) != NULL) {
 			STAILQ_REMOVE_HEAD(&call->msgs, entry);
 			call->on_msg(call->arg, m->data, m->len);
-			free(m->data);
+			bigbuf_free(m->data);
 			free(m);
 		}
 		call->in_cb = 0;
@@ -804,7 +805,7 @@ h2c_call_got_message(struct h2call *call, struct grpc_message *m)
 	struct h2msg *hm;
 
 	if (m->compressed) {
-		free(m->data);
+		bigbuf_free(m->data);
 		h2c_call_finish(call, GRPC_INTERNAL, "compressed reply message "
 		    "(no grpc-encoding was accepted)");
 		return;
@@ -815,13 +816,13 @@ h2c_call_got_message(struct h2call *call, struct grpc_message *m)
 			call->rlen = m->len;
 			call->have_msg = 1;
 		} else {
-			free(m->data);
+			bigbuf_free(m->data);
 			call->extra_msg = 1;
 		}
 		return;
 	}
 	if (!call->user || (hm = malloc(sizeof(*hm))) == NULL) {
-		free(m->data);
+		bigbuf_free(m->data);
 		if (call->user)
 			h2c_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
 			    "out of memory");

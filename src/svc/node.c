@@ -61,6 +61,7 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "auth.h"
 #include "backend.h"
+#include "bigbuf.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -275,7 +276,7 @@ shared_release(void *arg)
 	if (--s->refs > 0)
 		return;
 	lease_release(&s->under);
-	free(s->own);
+	bigbuf_free(s->own);
 	inflight(-s->acct);
 	free(s);
 }
@@ -452,7 +453,7 @@ fetch_pass_through(struct fetch *f, uint8_t *buf, const uint8_t *data,
 	struct shared *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		free(buf);
+		bigbuf_free(buf);
 		inflight(-acct);
 		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "pbwire.h"
 #include "sdwire.h"
 
@@ -156,7 +157,7 @@ sdwire_decode(uint8_t *buf, size_t len)
 
 	if (sdwire_parse(buf, len, &v) != 0 ||
 	    (q = malloc(sizeof(*q))) == NULL) {
-		free(buf);
+		bigbuf_free(buf);
 		return NULL;
 	}
 	alpcrun__v1__shared_data__init(&q->msg);
@@ -192,7 +193,7 @@ sdwire_free(ProtobufCMessage *m)
 
 	if (q == NULL)
 		return;
-	free(q->body);
+	bigbuf_free(q->body);
 	free(q);
 }
 

@@ -22,6 +22,8 @@ FAMILIES = {
     "alpcrund_watch_notices_total": "counter",
     "alpcrund_watch_cutoffs_total": "counter",
     "alpcrund_prefetches_total": "counter",
+    # payload buffers kept for reuse (issue 16)
+    "alpcrund_payload_buffers_kept_bytes": "gauge",
 }
 
 
@@ -51,6 +53,27 @@ def test_entries_and_payload_bytes_follow_the_store(daemon):
     s.DeleteSharedData(sd("pb-2"), timeout=10)
     daemon.wait_metric(lambda m: m.value("alpcrund_entries") == 1
                        and m.value("alpcrund_payload_bytes") == 10)
+
+
+def test_a_replaced_level_s_buffer_is_kept_then_given_back(daemon):
+    """The buffer of a large level that the next level replaced is kept
+    for the next upload of its size, shown by
+    alpcrund_payload_buffers_kept_bytes, and given back after 10 s unused;
+    small ones are never kept."""
+    s = daemon.stub()
+    s.SetSharedData(sd("small", 1, b"s" * 100000), timeout=10)
+    s.UpdateSharedData(sd("small", 2, b"t" * 100000), timeout=10)
+    assert daemon.metric("alpcrund_payload_buffers_kept_bytes") == 0
+    big = 8 << 20
+    s.SetSharedData(sd("big", 1, b"a" * big), timeout=30)
+    s.UpdateSharedData(sd("big", 2, b"b" * big), timeout=30)
+    kept = daemon.metric("alpcrund_payload_buffers_kept_bytes")
+    assert big <= kept <= big + (1 << 20), kept
+    # the next upload of that size takes it again
+    s.UpdateSharedData(sd("big", 3, b"c" * big), timeout=30)
+    assert s.GetSharedData(sd("big"), timeout=30).payload == b"c" * big
+    # unused: given back within 10 s and the trim's second
+    daemon.wait_metric(lambda m: m.value("alpcrund_payload_buffers_kept_bytes") == 0, 30)
 
 
 def test_duration_histogram_is_consistent(daemon):
