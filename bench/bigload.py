@@ -345,9 +345,6 @@ def measure(binary, work, bindir, sizes, rounds_for, n_for, transports, backends
             extra += "tls_cert %s\ntls_key %s\n" % tls
         return lib.Daemon(binary, work, tag, extra=extra)
 
-    def stop(srv):
-        srv.stop()
-
     seq = [0]
 
     def one(fn, server, tls, size):
@@ -360,7 +357,7 @@ def measure(binary, work, bindir, sizes, rounds_for, n_for, transports, backends
             log("# FAILED %s: %s" % (server, str(e).splitlines()[0]))
             return None
         finally:
-            stop(srv)
+            srv.stop()
 
     for size in sizes:
         n, rounds = n_for(size), rounds_for(size)
