@@ -269,16 +269,17 @@ class H2Result:
 
 
 def h2load(d, body, n, conns, streams, method="GetSharedData", log=None,
-           reply_bounds=None, timeout=900, extra=()):
+           reply_bounds=None, timeout=900, extra=(), prefix=()):
     """Run h2load against daemon d with request body file body (n requests,
     conns connections x streams streams each) and check that the daemon
     answered exactly n requests of method, every one with grpc-status OK,
     and (reply_bounds (lo, hi) per reply) that the DATA bytes received fit.
     h2load itself counts any HTTP 200 as a success. Returns an H2Result;
-    raises BenchFailed."""
+    raises BenchFailed. prefix runs h2load under a command (ip netns exec
+    NS)."""
     before_ok = d.ok(method)
     before_all = d.metric("alpcrund_requests_total", method=method)
-    cmd = ["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams), "-d", body,
+    cmd = list(prefix) + ["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams), "-d", body,
            "-H", "content-type: application/grpc", "-H", "te: trailers"]
     cmd += list(extra)
     if log:

@@ -79,7 +79,8 @@ const struct config_directive config_table[] = {
 	{ "max_inflight_bytes", CONF_SIZE, CONF_LIVE, 64 * KIB, 1 * TIB,
 	  "1g", NULL, NULL, NULL, OFF(max_inflight_bytes),
 	  "upload bodies buffered at once across all connections; past it "
-	  "the server stops granting HTTP/2 window" },
+	  "the server stops granting HTTP/2 window; node: also its receive "
+	  "windows on the link to central (at most 256m)" },
 	{ "api_key_file", CONF_PATH, CONF_LIVE, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(api_key_file),
 	  "file holding the API key callers must send (else METALCORE_API_KEY)" },

@@ -40,10 +40,6 @@
 #define OUT_LOW			(1u << 20)
 /* libevent reads and writes 16 KiB per callback by default (spec §11). */
 #define MAX_SINGLE_IO		(1u << 20)
-/* Our receive windows. nghttp2 sends WINDOW_UPDATE by itself as data is
- * consumed: a client has no reason to hold the server back. */
-#define STREAM_WINDOW		(4u << 20)
-#define CONN_WINDOW		(16u << 20)
 
 static void	 h2c_conn_fail(struct h2conn *, const char *reason);
 
@@ -214,6 +210,27 @@ h2c_conn_setup(void)
 }
 
 /* --- life ----------------------------------------------------------------- */
+
+/*
+ * Our receive window, the same for each stream and for the connection
+ * (h2client.h, Windows): one fetch may use all of it. nghttp2 sends
+ * WINDOW_UPDATE by itself as data is consumed (a client has no reason to
+ * hold the server back); it applies SETTINGS_INITIAL_WINDOW_SIZE to the
+ * open streams once the server acknowledges it.
+ */
+int
+h2c_conn_set_window(struct h2conn *conn, uint32_t window)
+{
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window },
+	};
+
+	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, 1) != 0 ||
+	    nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE,
+	    0, (int32_t)window) != 0)
+		return -1;
+	return 0;
+}
 
 /*
  * Free a connection. Its calls still waiting fail with UNAVAILABLE and
@@ -503,7 +520,7 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 	struct h2conn *conn;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->window },
 	};
 
 	if (h2c_conn_setup() != 0 ||
@@ -560,7 +577,7 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv,
 	    sizeof(iv) / sizeof(iv[0])) != 0 ||
 	    nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE,
-	    0, CONN_WINDOW) != 0)
+	    0, (int32_t)c->window) != 0)
 		goto fail;
 	if ((conn->ping_ev = evtimer_new(c->base, h2c_conn_ping_cb,
 	    conn)) == NULL)

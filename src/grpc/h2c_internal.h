@@ -174,6 +174,7 @@ struct h2client {
 	uint64_t		 connect_ms;
 	uint64_t		 keepalive_ms;
 	uint64_t		 max_msg;
+	uint32_t		 window;	/* receive, stream and connection */
 	SSL_CTX			*ssl_ctx;	/* our reference; NULL: cleartext */
 	char			*server_name;	/* SNI and verified name */
 
@@ -257,6 +258,7 @@ struct h2conn	*h2c_conn_new(struct h2client *, evutil_socket_t,
 void		 h2c_conn_destroy(struct h2conn *, const char *reason);
 void		 h2c_conn_flush(struct h2conn *);
 void		 h2c_conn_ping_arm(struct h2conn *);
+int		 h2c_conn_set_window(struct h2conn *, uint32_t);
 
 /* --- h2c_call.c: a call --------------------------------------------------- */
 

@@ -49,6 +49,7 @@ h2c_client_new(struct event_base *base, struct evdns_base *dns,
 	c->keepalive_ms = o->keepalive_ms;
 	c->max_msg = o->max_message_size ? o->max_message_size :
 	    DEFAULT_MAX_MESSAGE;
+	c->window = h2client_window(o->recv_window);
 	c->rng = clock_now_ns() ^ (uint64_t)(uintptr_t)c ^
 	    ((uint64_t)getpid() << 32);
 	if (c->rng == 0)
@@ -165,6 +166,14 @@ h2client_configure(struct h2client *c, const struct h2client_opts *o)
 	    DEFAULT_CONNECT_MS;
 	c->max_msg = o->max_message_size ? o->max_message_size :
 	    DEFAULT_MAX_MESSAGE;
+	/* The connection up takes it at once; an old one finishing its
+	 * streams after a GOAWAY keeps the window it had. */
+	if (h2client_window(o->recv_window) != c->window) {
+		c->window = h2client_window(o->recv_window);
+		if (c->cur != NULL && h2c_conn_set_window(c->cur,
+		    c->window) == 0)
+			h2c_conn_flush(c->cur);
+	}
 	if (o->keepalive_ms != c->keepalive_ms) {
 		c->keepalive_ms = o->keepalive_ms;
 		if (c->cur != NULL && c->cur->up) {
@@ -175,6 +184,16 @@ h2client_configure(struct h2client *c, const struct h2client_opts *o)
 		}
 	}
 	return 0;
+}
+
+uint32_t
+h2client_window(uint64_t budget)
+{
+	if (budget == 0 || budget > H2CLIENT_WINDOW_MAX)
+		return H2CLIENT_WINDOW_MAX;
+	if (budget < NGHTTP2_INITIAL_WINDOW_SIZE)
+		return NGHTTP2_INITIAL_WINDOW_SIZE;
+	return (uint32_t)budget;
 }
 
 int

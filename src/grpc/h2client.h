@@ -111,6 +111,21 @@
  *	mismatch", "TLS: tlsv13 alert certificate required", "TLS: the server
  *	did not agree to ALPN h2", ...).
  *
+ * Windows.
+ *	recv_window is announced as SETTINGS_INITIAL_WINDOW_SIZE and given to
+ *	the connection with a WINDOW_UPDATE before the first request: the
+ *	server may have that much of one reply, and of all replies together,
+ *	on the way ahead of our reading, so one fetch moves at most a window
+ *	per round trip. It promises no memory: nghttp2 gives the window back
+ *	(WINDOW_UPDATE once half of it was read) as each DATA frame is copied
+ *	into its reply's buffer, allocated whole when the prefix arrived. So
+ *	it only needs to be the link's bandwidth x delay or more; the kernel's
+ *	socket buffers must be as large (net.ipv4.tcp_rmem here, tcp_wmem on
+ *	the server), and are left to the kernel's autotuning: setting
+ *	SO_RCVBUF would turn that off. h2client_configure() applies a new
+ *	window to the connection up at once (SETTINGS, and a WINDOW_UPDATE
+ *	when it grows).
+ *
  * h2client_free() ends everything at once: connections closed, calls
  *	dropped WITHOUT their done callback (the owner is going away), every
  *	handle invalid from then on, release callbacks still called (possibly
@@ -154,7 +169,21 @@ struct h2client_opts {
 	/* NULL, or told of reply bytes held (see Memory); gets on_state's
 	 * arg. */
 	h2_mem_fn	*on_reply_mem;
+	/* Our receive window, of each stream and of the whole connection
+	 * alike (see Windows); 0: H2CLIENT_WINDOW_MAX. */
+	uint32_t	 recv_window;
 };
+
+/* The largest receive window the client announces: a fetch at 100 Gbit/s
+ * over 10 ms of round trip (125 MB on the way) is not held back. */
+#define H2CLIENT_WINDOW_MAX	(256u << 20)
+
+/*
+ * The receive window for a budget of bytes on their way to us: the budget,
+ * at least HTTP/2's initial 65,535 and at most H2CLIENT_WINDOW_MAX (budget
+ * 0: H2CLIENT_WINDOW_MAX). Node mode passes max_inflight_bytes.
+ */
+uint32_t	 h2client_window(uint64_t budget);
 
 /*
  * A finished call. The status is an enum grpc_status; message is never NULL
@@ -219,11 +248,11 @@ void		 h2client_free(struct h2client *);
 /*
  * Apply new options to a live client (SIGHUP): connect_timeout_ms from the
  * next attempt, keepalive_ms at once (the PING timer is re-armed; 0 stops
- * PINGs), api_key and max_message_size from the next call, ssl_ctx and
- * server_name from the next connection (established ones keep their
- * session; ignored when either the client or opts has no ssl_ctx: turning
- * TLS on or off needs a new client, as do target and name). 0, or -1 when
- * out of memory (then nothing changed).
+ * PINGs), recv_window at once (Windows), api_key and max_message_size from
+ * the next call, ssl_ctx and server_name from the next connection
+ * (established ones keep their session; ignored when either the client or
+ * opts has no ssl_ctx: turning TLS on or off needs a new client, as do
+ * target and name). 0, or -1 when out of memory (then nothing changed).
  */
 int		 h2client_configure(struct h2client *,
 		    const struct h2client_opts *);

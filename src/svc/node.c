@@ -34,7 +34,12 @@
  * referencing them is on the socket; so are the
  * payloads of forwarded writes until h2client releases them. A fetch that
  * would start while max_inflight_bytes is reached waits (its waiters'
- * deadlines still run) until there is room.
+ * deadlines still run) until there is room. The link's receive windows,
+ * stream and connection alike, are max_inflight_bytes (at most 256 MiB,
+ * opts_from()): they bound bytes on their way, not bytes held, since
+ * h2client copies each DATA frame into its reply buffer at once; large,
+ * so that one fetch is not held to a window per round trip below the
+ * link's rate.
  *
  * Writes. Set, Update and Delete are forwarded as they came (the decoded
  * request is the body, its payload sent by reference) with the caller's
@@ -992,6 +997,10 @@ opts_from(const struct config *conf, struct h2client_opts *o)
 	o->api_key = n.key;
 	o->max_message_size = conf->max_message_size;
 	o->on_reply_mem = reply_mem;
+	/* Windows sized for bandwidth x delay (h2client.h, Windows): central
+	 * may have up to max_inflight_bytes on its way to us, never more than
+	 * the node lets itself hold in flight, capped at 256 MiB. */
+	o->recv_window = h2client_window(conf->max_inflight_bytes);
 }
 
 /*

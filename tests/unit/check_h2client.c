@@ -999,6 +999,30 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+/* --- Windows -------------------------------------------------------------- */
+
+/* The receive window for a budget (node mode: max_inflight_bytes): the
+ * budget itself within HTTP/2's initial window and the cap. */
+START_TEST(test_window_sizing)
+{
+	ck_assert_uint_eq(h2client_window(0), H2CLIENT_WINDOW_MAX);
+	ck_assert_uint_eq(h2client_window(1), 65535);
+	ck_assert_uint_eq(h2client_window(65535), 65535);
+	ck_assert_uint_eq(h2client_window(64 * 1024), 64 * 1024);
+	ck_assert_uint_eq(h2client_window(5000000), 5000000);
+	ck_assert_uint_eq(h2client_window(64ull * MIB), 64ull * MIB);
+	ck_assert_uint_eq(h2client_window(H2CLIENT_WINDOW_MAX),
+	    H2CLIENT_WINDOW_MAX);
+	ck_assert_uint_eq(h2client_window(H2CLIENT_WINDOW_MAX + 1ull),
+	    H2CLIENT_WINDOW_MAX);
+	/* max_inflight_bytes' default and its largest value */
+	ck_assert_uint_eq(h2client_window(1ull << 30), H2CLIENT_WINDOW_MAX);
+	ck_assert_uint_eq(h2client_window(1ull << 40), H2CLIENT_WINDOW_MAX);
+	/* HTTP/2's largest window is 2^31 - 1 */
+	ck_assert_uint_le(H2CLIENT_WINDOW_MAX, 0x7fffffffu);
+}
+END_TEST
+
 /* --- Limits --------------------------------------------------------------- */
 
 START_TEST(test_max_message_size)
@@ -1193,6 +1217,10 @@ h2client_suite(void)
 	tcase_add_test(tc, test_dns_silent);
 	tcase_add_test(tc, test_unix_socket);
 	tcase_add_test(tc, test_bad_options);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("windows");
+	tcase_add_test(tc, test_window_sizing);
 	suite_add_tcase(s, tc);
 	return s;
 }
