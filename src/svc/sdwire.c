@@ -63,7 +63,8 @@ sd_skip(const uint8_t **pp, const uint8_t *end, unsigned wt)
 	return pbwire_skip(pp, end, wt);
 }
 
-/* A Duration's fields; those not given stay 0. */
+/* A Duration's fields, merged into *sec and *nanos: each one given
+ * replaces what an earlier occurrence of the ttl gave. */
 static int
 sd_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
     int32_t *nanos)
@@ -73,8 +74,6 @@ sd_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
 	uint64_t v;
 	unsigned wt;
 
-	*sec = 0;
-	*nanos = 0;
 	while (p < end) {
 		if (++n > SDWIRE_FIELDS_MAX || sd_tag(&p, end, &field, &wt) != 0)
 			return -1;

@@ -11,10 +11,11 @@
  * side by side). That includes protobuf-c's own limits, stricter than the
  * encoding guide's: a tag of at most 5 bytes and not a lone byte of field
  * 0, a length of at most 5 bytes and at most INT_MAX, at most
- * SDWIRE_FIELDS_MAX fields; of a field given twice the last wins, and of a
- * ttl given twice the last as a whole (protobuf-c's merge of a proto3
- * Duration keeps none of the earlier one). Unknown fields are skipped, not
- * kept.
+ * SDWIRE_FIELDS_MAX fields; of a field given twice the last wins. One
+ * exception, where protobuf-c is wrong: a ttl given twice merges as
+ * protobuf says and grpc-go and grpcio do (each of seconds and nanos the
+ * last given, across the occurrences), where protobuf-c 1.4 keeps the last
+ * ttl whole. Unknown fields are skipped, not kept.
  */
 #ifndef ALPCRUND_SDWIRE_H
 #define ALPCRUND_SDWIRE_H

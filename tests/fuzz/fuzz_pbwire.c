@@ -14,7 +14,8 @@
  *     fields walked again as messages (a few levels deep).
  *  3. Through sdwire_parse(): what it finds lies within the input. Through
  *     sdwire_decode() and protobuf-c's unpack: the same verdict on every
- *     input and, when both decode, the same fields (tests/sdwire_agree.h).
+ *     input and, when both decode, the same fields, a ttl given twice
+ *     merged as protobuf says (tests/sdwire_agree.h).
  *  4. As a SharedData to build: protobuf-c's packing of it is parsed by
  *     sdwire_parse() and must give back every field.
  */

@@ -472,8 +472,8 @@ def pbwire_seeds():
     s["unknown-fields"] = (field_varint(9, 300) + varint(10 << 3 | 1) + b"\x01" * 8 +
                            field_bytes(11, b"nested") + varint(12 << 3 | 5) + b"\x02" * 4 +
                            shared(b"after", 7))
-    # Fields given twice: the last scalar wins, and the last ttl whole
-    # (protobuf-c's merge of a proto3 Duration).
+    # Fields given twice: the last scalar wins, two ttls merge (as
+    # protobuf says, not as protobuf-c 1.4 does).
     s["repeated"] = shared(b"first", 1, b"a", ttl=(5, 0)) + shared(b"second", 2, b"b", ttl=(0, 9))
     # Ten-byte varints: a negative ttl, a level past 32 bits.
     s["long-varints"] = (field_varint(2, (1 << 64) - 1) +

@@ -4,7 +4,8 @@
  * decode of requests around their buffer (what it points into, who frees
  * what), and a table of inputs where the encoding guide and protobuf-c
  * differ, through both decoders (tests/sdwire_agree.h): protobuf-c is the
- * reference. fuzz_pbwire.c holds them side by side on any input.
+ * reference, but for a ttl given twice, which merges as protobuf says.
+ * fuzz_pbwire.c holds them side by side on any input.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -293,6 +294,34 @@ START_TEST(decode_body_taken)
 }
 END_TEST
 
+/* A ttl given twice merges as protobuf merges an embedded message (grpc-go
+ * and grpcio alike): each field the last given, across the occurrences;
+ * protobuf-c 1.4 would keep the last ttl whole (seconds 0 here). */
+START_TEST(ttl_twice_merges)
+{
+	static const uint8_t msg[] = {
+		0x22, 0x02, 0x08, 0x05,		/* ttl { seconds: 5 } */
+		0x22, 0x02, 0x10, 0x07,		/* ttl { nanos: 7 } */
+		0x22, 0x02, 0x10, 0x09,		/* ttl { nanos: 9 } */
+	};
+	Alpcrun__V1__SharedData *m;
+	struct sd_view r;
+	uint8_t *buf;
+
+	ck_assert_int_eq(sdwire_parse(msg, sizeof(msg), &r), 0);
+	ck_assert_int_eq(r.has_ttl, 1);
+	ck_assert_int_eq(r.ttl_seconds, 5);
+	ck_assert_int_eq(r.ttl_nanos, 9);
+	ck_assert_ptr_nonnull(buf = malloc(sizeof(msg)));
+	memcpy(buf, msg, sizeof(msg));
+	m = (Alpcrun__V1__SharedData *)sdwire_decode(buf, sizeof(msg));
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->ttl->seconds, 5);
+	ck_assert_int_eq(m->ttl->nanos, 9);
+	sdwire_free(&m->base);
+}
+END_TEST
+
 /* --- the same as protobuf-c ---------------------------------------------------- */
 
 /* Where protobuf-c's rules are not the encoding guide's, or easy to get
@@ -322,7 +351,7 @@ START_TEST(agree_with_protobuf_c)
 		{ (const uint8_t []){ 0x1a, 0xff, 0xff, 0xff, 0xff, 0x07 }, 6, 0,
 		    "a length past INT_MAX" },
 		{ (const uint8_t []){ 0x22, 0x02, 0x08, 0x05, 0x22, 0x02, 0x10, 0x07 }, 8, 1,
-		    "ttl twice: the last, whole" },
+		    "ttl twice: merged" },
 		{ (const uint8_t []){ 0x22, 0x04, 0x08, 0x05, 0x18, 0x01 }, 6, 1,
 		    "ttl with an unknown field" },
 		{ (const uint8_t []){ 0x22, 0x02, 0x0a, 0x00 }, 4, 0,
@@ -397,6 +426,7 @@ sdwire_suite(void)
 	tcase_add_test(tc, decode_points_into_body);
 	tcase_add_test(tc, decode_refused_and_empty);
 	tcase_add_test(tc, decode_body_taken);
+	tcase_add_test(tc, ttl_twice_merges);
 	tcase_add_test(tc, agree_with_protobuf_c);
 	tcase_add_test(tc, agree_every_prefix);
 	suite_add_tcase(s, tc);

@@ -7,8 +7,8 @@ import time
 import grpc
 import pytest
 
-from alptest import (DELETE, GET, MAX_U32, SET, UPDATE, encode_shared, raw_unary,
-                     sd, ttl_seconds, wait_until)
+from alptest import (DELETE, GET, MAX_U32, SET, UPDATE, SharedData, encode_duration,
+                     encode_shared, field_bytes, raw_unary, sd, ttl_seconds, wait_until)
 
 C = grpc.StatusCode
 
@@ -701,3 +701,18 @@ def test_requests_total_adds_up(daemon):
     for method in cache_methods:
         n = sum(v for (meth, _), v in want.items() if meth == method)
         assert m.value("alpcrund_request_duration_seconds_count", method=method) == n, method
+
+
+def test_ttl_given_twice_merges_as_protobuf_says(daemon):
+    # An embedded message given twice merges, each field the last given
+    # (as grpc-go and grpcio decode it): ttl {seconds: 40} then
+    # ttl {nanos: 5} is 40 s and 5 ns, not the 5 ns alone (protobuf-c 1.4
+    # keeps the last ttl whole, and 5 ns would expire at once).
+    ch = daemon.channel()
+    setc, getc = raw_unary(ch, SET), raw_unary(ch, GET)
+    msg = encode_shared("ttl2", 1, b"x", ttl=(40, 0)) + \
+        field_bytes(4, encode_duration(0, 5))
+    setc(msg, timeout=10)
+    g = SharedData.FromString(getc(encode_shared("ttl2"), timeout=10))
+    assert g.payload == b"x"
+    assert 30 < g.ttl.seconds <= 40, g.ttl
