@@ -42,13 +42,13 @@ struct reqinfo {
 	unsigned	 grpc_ct:1;		/* content-type application/grpc[+proto] */
 	unsigned	 have_ct:1;
 	unsigned	 have_key:1;		/* api_key present */
+	int		 key_status;		/* auth_check() of it, the last
+						   one if several */
 	unsigned	 encoding_ok:1;		/* grpc-encoding absent or identity */
 	unsigned	 bad_timeout:1;
 	uint64_t	 timeout_ns;		/* grpc-timeout, 0 = none */
 	char		 path[128];
 	size_t		 pathlen;
-	char		 api_key[256];
-	size_t		 api_key_len;
 	char		 encoding[32];
 };
 
@@ -584,13 +584,10 @@ gs_header(void *u, const uint8_t *name, size_t namelen, const uint8_t *value,
 		    &r->timeout_ns) != 0)
 			r->bad_timeout = 1;
 	} else if (name_is(name, namelen, "api_key")) {
+		/* Checked here, whole (keys of up to 4 KiB): nothing of it
+		 * is kept. */
 		r->have_key = 1;
-		/* A longer value cannot match any key we accept; keep it too
-		 * long so the comparison fails instead of truncating. */
-		if (valuelen > sizeof(r->api_key))
-			valuelen = sizeof(r->api_key);
-		memcpy(r->api_key, value, valuelen);
-		r->api_key_len = valuelen;
+		r->key_status = auth_check(1, (const char *)value, valuelen);
 	}
 }
 
@@ -621,8 +618,8 @@ gs_headers_done(void *u)
 		stream_fail(st, GRPC_INVALID_ARGUMENT, "malformed grpc-timeout");
 		return;
 	}
-	if (!(m->flags & METHOD_NO_AUTH) &&
-	    (s = auth_check(r->have_key, r->api_key, r->api_key_len)) != 0) {
+	if (!(m->flags & METHOD_NO_AUTH) && (s = r->have_key ? r->key_status :
+	    auth_check(0, NULL, 0)) != 0) {
 		stream_fail(st, s, s == GRPC_UNAUTHENTICATED ?
 		    "missing api_key metadata" : "invalid api_key");
 		return;

@@ -381,6 +381,26 @@ def test_auth_on_the_node(make_pair, tmp_path):
     assert call(ns.SetSharedData, sd("a2", 0, b"y"), metadata=good)[0] == C.OK
 
 
+def test_auth_with_a_long_key(make_pair, tmp_path):
+    """Keys up to the key file's 4 KiB are compared whole: a 3000-byte key
+    lets its holder in and not a caller presenting its first 256 bytes,
+    and a node presenting it to central is let in too."""
+    key = "".join("k%04d" % i for i in range(600))      # 3000 bytes
+    kf = tmp_path / "key"
+    kf.write_text(key + "\n")
+    central, node = make_pair(central="api_key_file %s\n" % kf,
+                              node="api_key_file %s\n" % kf)
+    cs, ns = central.stub(), node.stub()
+    good = (("api_key", key),)
+    cs.SetSharedData(sd("long", 0, b"x"), metadata=good, timeout=10)
+    for s in (cs, ns):
+        assert get(s, "long", metadata=(("api_key", key[:256]),)) == \
+            (C.PERMISSION_DENIED, "invalid api_key")
+        assert get(s, "long", metadata=(("api_key", key + "x"),))[0] == C.PERMISSION_DENIED
+    assert ok_get(ns, "long", metadata=good).payload == b"x"
+    assert counters(node)["upstream_fetches"] == 1
+
+
 def test_auth_upstream_key(make_pair, tmp_path):
     ck, nk, uk = tmp_path / "central", tmp_path / "node", tmp_path / "upstream"
     ck.write_text("central-key")
