@@ -827,7 +827,8 @@ config_load(const char *path, int allow_missing, struct config *out,
 	struct config	 cfg;
 	struct loader	 ld;
 	FILE		*fp = NULL;
-	size_t		 i;
+	size_t		 i, idttl;
+	int		 dttl_given;
 
 	memset(&cfg, 0, sizeof cfg);
 	memset(&ld, 0, sizeof ld);
@@ -854,6 +855,8 @@ config_load(const char *path, int allow_missing, struct config *out,
 		}
 	}
 
+	dttl_given = lookup("default_ttl", &idttl) != NULL &&
+	    (ld.set[idttl] || ld.line[idttl] != 0);
 	/* Defaults for everything the file left out; mode picks the set. */
 	ld.defaults = 1;
 	for (i = 0; i < config_table_len; i++) {
@@ -868,6 +871,10 @@ config_load(const char *path, int allow_missing, struct config *out,
 			set_value(&ld, i, def, 0);
 	}
 	ld.defaults = 0;
+	/* A default_ttl left out follows max_ttl down: only values both
+	 * given can conflict (check_ttls()). */
+	if (!dttl_given && cfg.default_ttl > cfg.max_ttl)
+		cfg.default_ttl = cfg.max_ttl;
 
 	check_ttls(&ld);
 	check_backend_mode(&ld);

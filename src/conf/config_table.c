@@ -64,8 +64,8 @@ const struct config_directive config_table[] = {
 	  "(default: 0 central, 1g node)" },
 	{ "default_ttl", CONF_DURATION, CONF_LIVE, 1 * MS_S, 365 * MS_DAY,
 	  "600s", NULL, NULL, NULL, OFF(default_ttl),
-	  "TTL of an entry stored with no ttl; at most max_ttl "
-	  "(bare number: seconds)" },
+	  "TTL of an entry stored with no ttl; at most max_ttl, which it "
+	  "follows down when left out (bare number: seconds)" },
 	{ "max_ttl", CONF_DURATION, CONF_LIVE, 1 * MS_S, 365 * MS_DAY,
 	  "600s", NULL, NULL, NULL, OFF(max_ttl),
 	  "longer TTLs are clamped to this (bare number: seconds)" },

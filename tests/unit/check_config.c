@@ -697,8 +697,11 @@ START_TEST(ttl_conflict)
 
 	expect_error("default_ttl 20m\n", "1: default_ttl: 20m is greater "
 	    "than max_ttl 10m");
-	expect_error("max_ttl 1m\n", "1: max_ttl: 1m is less than "
-	    "default_ttl 10m");
+	/* default_ttl left out follows max_ttl down: no conflict. */
+	expect_ok("max_ttl 1m\n", &cfg);
+	ck_assert_uint_eq(cfg.max_ttl, 60000);
+	ck_assert_uint_eq(cfg.default_ttl, 60000);
+	config_free(&cfg);
 	expect_error("default_ttl 20m\n# x\nmax_ttl 15m\n", "3: max_ttl: 15m "
 	    "is less than default_ttl 20m");
 	expect_error("max_ttl 1m\ndefault_ttl 90s\n", "2: default_ttl: 90s is "

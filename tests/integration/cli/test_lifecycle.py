@@ -176,6 +176,20 @@ def test_sighup_applies_live_values(make_daemon):
     assert d.alive()
 
 
+def test_sighup_lowering_max_ttl_takes_default_ttl_down(make_daemon):
+    """default_ttl left out follows max_ttl down on a reload (and at
+    start): lowering max_ttl below default_ttl's 10m default is applied, not
+    refused as a conflict; only values both given can conflict."""
+    d = make_daemon("")
+    assert _ttl_of_new_entry(d, 0) > 500
+    start = len(d.log())
+    d.write_config("max_ttl 20s")
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: _ttl_of_new_entry(d, 1) <= 20, 5, what="max_ttl 20s applied")
+    assert "default_ttl" not in d.log()[start:]
+    assert d.alive()
+
+
 def test_sighup_restart_only_change_is_logged(make_daemon):
     d = make_daemon("default_ttl 100s")
     new_port = free_port()
