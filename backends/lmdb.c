@@ -136,6 +136,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -784,10 +785,36 @@ lease_release_copy(void *ctx)
 
 /* --- The writer thread ---------------------------------------------------- */
 
+/*
+ * Did rc come from a filesystem without room for the write? ENOSPC and
+ * EDQUOT say so; LMDB turns a short write (what a full disk gives) into
+ * EIO, so an EIO while the filesystem has less room than the payload and
+ * a megabyte is taken as that too.
+ */
+static int
+disk_full(struct lm *l, struct job *j, int rc, uint64_t *avail)
+{
+	struct statvfs sv;
+	uint64_t need = 1 << 20;
+
+	*avail = UINT64_MAX;
+	if (statvfs(l->path, &sv) == 0)
+		*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (rc == ENOSPC || rc == EDQUOT)
+		return 1;
+	if (rc != EIO)
+		return 0;
+	if (j->kind == JOB_WRITE && j->w != NULL)
+		need += j->w->chg.len;
+	return *avail < need;
+}
+
 /* Record LMDB error rc of operation `what` as the job's outcome. */
 static void
 job_err(struct lm *l, struct job *j, int rc, const char *what)
 {
+	uint64_t avail;
+
 	j->nev = 0;
 	j->d_entries = j->d_tombs = j->d_payload = j->d_used = 0;
 	j->bytes = 0;
@@ -797,6 +824,14 @@ job_err(struct lm *l, struct job *j, int rc, const char *what)
 		snprintf(j->errmsg, sizeof(j->errmsg), "store full: LMDB map "
 		    "full (%s: %s; lmdb_map_size %" PRIu64 " bytes)", what,
 		    mdb_strerror(rc), l->map_size);
+	} else if (disk_full(l, j, rc, &avail)) {
+		/* The transaction was aborted whole: nothing half-written,
+		 * and writes go through again once there is room. */
+		j->err = BE_ERR_FULL;
+		snprintf(j->errmsg, sizeof(j->errmsg), "store full: no space "
+		    "left on the filesystem of lmdb_path (%s: %s; %" PRIu64
+		    " KiB free)", what, rc == EIO ? "short write" :
+		    mdb_strerror(rc), avail == UINT64_MAX ? 0 : avail >> 10);
 	} else {
 		j->err = BE_ERR_IO;
 		snprintf(j->errmsg, sizeof(j->errmsg), "lmdb %s: %s", what,

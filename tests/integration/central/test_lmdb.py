@@ -292,3 +292,53 @@ def test_unusable_lmdb_path_refused(make_daemon, tmp_path):
     log = d.log()
     assert "cannot open the backend" in log, log
     assert "%s: cannot create the directory" % (plain / "db") in log, log
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A tmpfs of 8 MiB mounted for the test (root only: the suite runs as
+    root in CI), unmounted after it."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.strip())
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_is_resource_exhausted_and_recovers(make_daemon, small_fs):
+    """A write the filesystem has no room for (LMDB reports the short write
+    as EIO) is RESOURCE_EXHAUSTED "store full", not INTERNAL; what was
+    stored stays readable byte for byte, the refused key holds nothing, and
+    the same write goes through once space is back."""
+    filler = small_fs / "filler"
+    filler.write_bytes(b"f" * (3 * MiB))
+    d = make_daemon(lmdb_config(str(small_fs / "db"), "64m"))
+    s = d.stub()
+    stored, refused = [], None
+    for i in range(12):
+        p = payload_for(i, MiB)
+        try:
+            s.SetSharedData(sd("fill-%d" % i, 1, p), timeout=20)
+            stored.append(i)
+        except grpc.RpcError as e:
+            assert e.code() == C.RESOURCE_EXHAUSTED, (e.code(), e.details())
+            assert e.details().startswith(
+                "store full: no space left on the filesystem of lmdb_path"), e.details()
+            refused = i
+            break
+    assert refused is not None and stored, "the filesystem never filled"
+    for i in stored:
+        assert s.GetSharedData(sd("fill-%d" % i), timeout=10).payload == payload_for(i, MiB)
+    with pytest.raises(grpc.RpcError) as ei:
+        s.GetSharedData(sd("fill-%d" % refused), timeout=10)
+    assert ei.value.code() == C.NOT_FOUND
+    filler.unlink()
+    s.SetSharedData(sd("fill-%d" % refused, 1, payload_for(refused, MiB)), timeout=20)
+    assert s.GetSharedData(sd("fill-%d" % refused), timeout=10).payload == \
+        payload_for(refused, MiB)
+    assert d.alive()
