@@ -6,6 +6,7 @@
  */
 #include <sys/resource.h>
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -87,6 +88,21 @@ gauge_payload_bytes(void *arg)
 	memset(&st, 0, sizeof(st));
 	be->ops->stats(be, &st);
 	return st.payload_bytes;
+}
+
+/*
+ * A large reply goes out as thousands of small output chains (a DATA
+ * frame's header, a reference to the payload) allocated and freed within a
+ * loop turn or two; glibc gives the top of its heap back after each such
+ * burst and takes it again with the next (perf of a 64 MiB Get to a
+ * grpc-go client: a fifth of the daemon's time in _int_malloc and brk).
+ * Keep up to 64 MiB of free heap instead.
+ */
+static void
+tune_malloc(void)
+{
+	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	(void)mallopt(M_TOP_PAD, 4 << 20);
 }
 
 static uint64_t
@@ -445,6 +461,7 @@ main(int argc, char *argv[])
 	if (raise_nofile(d.conf.max_connections) != 0)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
+	tune_malloc();
 	if ((d.base = event_base_new()) == NULL) {
 		log_error("cannot create the event loop", NULL);
 		return 1;
