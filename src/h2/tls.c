@@ -3,8 +3,9 @@
  * context and the client contexts (node -> central, alpcrunctl) from PEM
  * files with precise errors, the current server context and its reload on
  * SIGHUP, the per-connection SSL objects, and the words for why a handshake
- * failed. The bytes themselves move through libevent's bufferevent_openssl
- * (conn.c, h2client.c).
+ * failed. The handshake runs in libevent's bufferevent_openssl; after it
+ * the connection reads and writes the records itself (h2read.h,
+ * tlsout.h).
  *
  * Each SSL carries a small note (ex_data) that the callbacks fill during
  * the handshake: the first byte the client sent (a cleartext client on a
@@ -746,15 +747,14 @@ tls_out_add(struct evbuffer *out, size_t *room, const void *p, size_t n,
 
 /* --- failures ------------------------------------------------------------ */
 
+static const char *failure(SSL *, unsigned long, enum tls_fail *, char *,
+		    size_t);
+
 const char *
 tls_failure(struct bufferevent *bev, enum tls_fail *kind, char *buf,
     size_t len)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-	struct tls_note *n = note_get(ssl);
 	unsigned long e, first = 0;
-	long vr;
-	int serr;
 
 	/* Errors libevent collected (it returns the latest first: keep the
 	 * earliest, the cause; it also records SSL_get_error() values,
@@ -765,6 +765,28 @@ tls_failure(struct bufferevent *bev, enum tls_fail *kind, char *buf,
 	while ((e = ERR_get_error()) != 0)
 		if (first == 0)
 			first = e;
+	return failure(bufferevent_openssl_get_ssl(bev), first, kind, buf, len);
+}
+
+const char *
+tls_failure_ssl(SSL *ssl, enum tls_fail *kind, char *buf, size_t len)
+{
+	unsigned long e, first = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (first == 0)
+			first = e;
+	return failure(ssl, first, kind, buf, len);
+}
+
+static const char *
+failure(SSL *ssl, unsigned long first, enum tls_fail *kind, char *buf,
+    size_t len)
+{
+	struct tls_note *n = note_get(ssl);
+	long vr;
+	int serr;
+
 	if (kind != NULL)
 		*kind = TLS_FAIL_OTHER;
 	if (n != NULL && n->first_byte >= 0 && n->first_byte != 0x16 &&

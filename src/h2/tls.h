@@ -108,6 +108,10 @@ enum tls_fail {
 struct bufferevent;
 const char	*tls_failure(struct bufferevent *, enum tls_fail *kind,
 		    char *buf, size_t len);
+/* The same once the connection reads and writes the records itself
+ * (h2read.h, tlsout.h): from OpenSSL's error queue and errno. */
+const char	*tls_failure_ssl(struct ssl_st *, enum tls_fail *kind,
+		    char *buf, size_t len);
 
 /*
  * Coalescing for bufferevent_openssl, which makes one SSL_write (so at
