@@ -5,7 +5,8 @@
  * and the one alpcrunctl uses.
  *
  * Every context speaks TLS 1.2 or later (TLS 1.2 with forward-secret AEAD
- * ciphers only, as HTTP/2 requires; TLS 1.3 with OpenSSL's defaults) and
+ * ciphers only, as HTTP/2 requires; TLS 1.3 with OpenSSL's suites,
+ * AES-128-GCM first) and
  * offers or requires ALPN "h2" only. Errors are written to err
  * as one line naming the file and what is wrong with it ("tls_key
  * /etc/x.key: key does not match the certificate"), never to the log.
