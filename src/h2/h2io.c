@@ -235,9 +235,16 @@ h2_out_forget(struct h2_out *o)
 	}
 }
 
+/* Over TLS the output holds records, not references to the payload: a
+ * lower mark bounds what a stalled reader costs (the socket's buffer
+ * keeps the pipe full meanwhile). */
+#define TLS_HIGH	(2u << 20)
+
 int
 h2_out_full(struct h2_out *o, size_t high)
 {
+	if (o->t != NULL && high > TLS_HIGH)
+		high = TLS_HIGH;
 	if (h2_out_len(o) < high)
 		return 0;
 	o->blocked = 1;

@@ -469,6 +469,7 @@ data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
  * copy.
  */
 #define MAX_DATA_FRAME		(1u << 20)
+#define TLS_DATA_FRAME		(256u << 10)
 
 static ssize_t
 read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
@@ -478,8 +479,11 @@ read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
 	struct h2s_conn *c = arg;
 	/* Over TLS during the handshake the output's chains are sized for
 	 * 16 KiB frames (tls_out_add()): nghttp2's default there. After it,
-	 * whole records are encrypted straight from the body (tlsout.h). */
-	ssize_t n = c->tls && c->out.t == NULL ? 16384 : MAX_DATA_FRAME;
+	 * whole records are encrypted straight from the body (tlsout.h),
+	 * TLS_DATA_FRAME at a time: a frame is encrypted at once, whatever
+	 * the output holds already. */
+	ssize_t n = !c->tls ? MAX_DATA_FRAME : c->out.t != NULL ?
+	    TLS_DATA_FRAME : 16384;
 
 	if ((ssize_t)max_frame < n)
 		n = (ssize_t)max_frame;

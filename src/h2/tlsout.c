@@ -24,7 +24,8 @@
 /* The most plaintext one record carries. */
 #define RECORD		16384
 #define CHUNK_ALLOC	(256u << 10)
-#define CHUNK_KEEP	32		/* free chunks kept for reuse */
+#define CHUNK_KEEP	12		/* free chunks kept for reuse: the
+					   output of one busy connection */
 #define WRITE_IOV	64
 
 struct chunk {
