@@ -4,6 +4,9 @@
  * control against max_inflight_bytes, and the handshake, idle and send
  * timeouts. What the streams carry is the upper layer's, reached through
  * the h2s_ops it registered (h2srv.h); this file only moves frames.
+ * Cleartext sockets are read by h2_read(); over TLS the bufferevent_openssl
+ * runs the handshake, then the connection reads the records itself
+ * (h2_read_tls()) and writes them through tlsout.h.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
