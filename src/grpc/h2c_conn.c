@@ -11,7 +11,9 @@
  * nghttp2 is told WOULDBLOCK above OUT_HIGH; DATA frames are NO_COPY,
  * framed by h2_out_data() from the call's body, large ranges as evbuffer
  * references (so the socket reads a request body in place). Nothing
- * flushes while nghttp2 is inside a callback.
+ * flushes while nghttp2 is inside a callback. Cleartext sockets are read
+ * by h2_read(); TLS, once the handshake is done, is read by h2_read_tls()
+ * and written by tlsout.h (the bufferevent_openssl only shakes hands).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@
 #include "h2read.h"
 #include "log.h"
 #include "tls.h"
+#include "tlsout.h"
 
 /* Output above this is not added to (as h2srv.c); the write callback
  * resumes below OUT_LOW. Bodies are queued by reference, so this bounds
@@ -51,7 +54,7 @@ h2c_conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
 {
 	struct h2conn *conn = arg;
 
-	if (h2_out_len(&conn->out) >= OUT_HIGH)
+	if (h2_out_full(&conn->out, OUT_HIGH))
 		return NGHTTP2_ERR_WOULDBLOCK;
 	/* Over TLS, frames of a burst share records (h2io.h). */
 	if (h2_out_add(&conn->out, data, len, len) != 0)
@@ -67,7 +70,7 @@ h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
 	struct h2conn *conn = arg;
 	struct h2call *call = src->ptr;
 
-	if (h2_out_len(&conn->out) >= OUT_HIGH)
+	if (h2_out_full(&conn->out, OUT_HIGH))
 		return NGHTTP2_ERR_WOULDBLOCK;
 	/* Large ranges by reference in cleartext: they hold call->ref, so
 	 * the bytes stay until the socket took them. */
@@ -288,9 +291,18 @@ h2c_conn_flush(struct h2conn *conn)
 	conn->in_h2 = 1;
 	rv = nghttp2_session_send(conn->h2);
 	conn->in_h2 = 0;
-	/* What was staged goes to the output before the loop writes it. */
-	if (h2_out_commit() != 0 && rv == 0)
+	/* What was staged goes to the output before the loop writes it
+	 * (over TLS, written now). */
+	if (rv == 0 && h2_out_flush(&conn->out) != 0) {
+		char reason[H2C_REASON_MAX];
+
+		if (conn->out.t != NULL) {
+			h2c_errstr(errno, reason, sizeof(reason));
+			h2c_conn_fail(conn, reason);
+			return;
+		}
 		rv = NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	if (rv != 0) {
 		char reason[H2C_REASON_MAX];
 
@@ -381,7 +393,7 @@ h2c_conn_recv_failed(struct h2conn *conn, int rv)
 	snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
 	    nghttp2_strerror(rv));
 	nghttp2_session_send(conn->h2);
-	h2_out_commit();
+	h2_out_flush(&conn->out);
 	h2c_conn_fail(conn, reason);
 }
 
@@ -465,6 +477,119 @@ h2c_conn_writecb(struct bufferevent *bev, void *arg)
 	h2c_conn_flush(arg);
 }
 
+/* TLS after the handshake: what the server's records carried, or why
+ * reading them failed (as h2c_conn_eventcb() says it). */
+static void
+h2c_conn_tls_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2conn *conn = arg;
+	SSL *ssl = bufferevent_openssl_get_ssl(conn->bev);
+	struct evbuffer *in = bufferevent_get_input(conn->bev);
+	char reason[H2C_REASON_MAX], why[H2C_REASON_MAX - 8];
+	enum h2_read_result r;
+	enum tls_fail kind;
+	size_t n, got;
+	ssize_t rv;
+	int err;
+
+	conn->in_h2 = 1;
+	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
+		rv = nghttp2_session_mem_recv(conn->h2, evbuffer_pullup(in, n),
+		    n);
+		if (rv < 0) {
+			conn->in_h2 = 0;
+			event_del(conn->rev);
+			h2c_conn_recv_failed(conn, (int)rv);
+			return;
+		}
+		evbuffer_drain(in, (size_t)rv);
+	}
+	r = h2_read_tls(ssl, h2c_conn_sock_feed, conn, &got);
+	conn->in_h2 = 0;
+	if (got > 0)
+		conn->rx = 1;
+	h2_read_tls_pace(ssl, got, &conn->tls_bulk);
+	switch (r) {
+	case H2R_BUDGET:
+		event_active(conn->rev, EV_READ, 1);
+		/* FALLTHROUGH */
+	case H2R_DRAINED:
+		h2c_conn_after_io(conn);
+		return;
+	case H2R_STOP:
+		event_del(conn->rev);
+		h2c_conn_recv_failed(conn, conn->recv_err);
+		return;
+	case H2R_EOF:
+		snprintf(reason, sizeof(reason), "connection closed by the "
+		    "server");
+		break;
+	case H2R_ERROR:
+	default:
+		/* An alert (a TLS 1.3 server refuses a client certificate
+		 * after the client's Finished), or a socket error. */
+		err = errno;
+		tls_failure_ssl(ssl, &kind, why, sizeof(why));
+		if (kind != TLS_FAIL_IO)
+			snprintf(reason, sizeof(reason), "TLS: %s", why);
+		else if (err != 0)
+			h2c_errstr(err, reason, sizeof(reason));
+		else
+			snprintf(reason, sizeof(reason), "connection error");
+		break;
+	}
+	h2c_conn_fail(conn, reason);
+}
+
+static void
+h2c_conn_out_writable(void *arg)
+{
+	h2c_conn_flush(arg);
+}
+
+static void
+h2c_conn_out_timeout(void *arg)
+{
+	/* No send timeout is set on the client. */
+}
+
+static void
+h2c_conn_out_error(void *arg, int err)
+{
+	char reason[H2C_REASON_MAX];
+
+	h2c_errstr(err, reason, sizeof(reason));
+	h2c_conn_fail(arg, reason);
+}
+
+static const struct tls_out_cb h2c_conn_out_cb = {
+	h2c_conn_out_writable, h2c_conn_out_timeout, h2c_conn_out_error
+};
+
+/* The handshake is done: the records are ours from now on (h2read.h,
+ * tlsout.h); the bufferevent_openssl stays, disabled, as the owner of the
+ * socket and the SSL. 0, or -1 (out of memory). */
+static int
+h2c_conn_tls_takeover(struct h2conn *conn)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(conn->bev);
+	evutil_socket_t fd = bufferevent_getfd(conn->bev);
+
+	if (fd < 0 || ssl == NULL)
+		return 0;
+	if (h2_out_tls_start(&conn->out, ssl, fd, NULL, OUT_LOW,
+	    &h2c_conn_out_cb, conn) != 0 ||
+	    (conn->rev = event_new(conn->c->base, fd, EV_READ | EV_PERSIST,
+	    h2c_conn_tls_readcb, conn)) == NULL ||
+	    event_add(conn->rev, NULL) != 0)
+		return -1;
+	h2_read_tls_start(ssl);
+	/* Records the SSL may hold already, then our preface and SETTINGS
+	 * (queued during the handshake) with the flush after that read. */
+	event_active(conn->rev, EV_READ, 1);
+	return 0;
+}
+
 static void
 h2c_conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
@@ -480,6 +605,8 @@ h2c_conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		conn->tls_up = 1;
+		if (h2c_conn_tls_takeover(conn) != 0)
+			h2c_conn_fail(conn, "out of memory");
 		return;
 	}
 	if (conn->tls && (what & BEV_EVENT_ERROR)) {

@@ -139,9 +139,12 @@ struct h2conn {
 	size_t			 nstreams;
 	size_t			 completed;	/* calls that got a response */
 	struct event		*ping_ev;
-	struct event		*rev;		/* cleartext socket: our reader
-						   (h2read.h); NULL: bev reads */
+	struct event		*rev;		/* a socket we read ourselves
+						   (h2read.h): cleartext, or
+						   TLS after the handshake;
+						   NULL: bev reads */
 	int			 recv_err;	/* nghttp2's, when it refused */
+	int			 tls_bulk;	/* h2_read_tls_pace()'s state */
 	uint64_t		 up_at;
 	int32_t			 goaway_last;
 	uint32_t		 goaway_code;

@@ -59,10 +59,13 @@ struct h2s_conn {
 	size_t			 nactive;	/* streams past their header block:
 						   the idle timer waits for 0 */
 	struct event		*timer;		/* handshake, then idle */
-	struct event		*rev;		/* cleartext socket: our reader
-						   (h2read.h); NULL: the
-						   bufferevent reads */
+	struct event		*rev;		/* a socket we read ourselves
+						   (h2read.h): cleartext, or
+						   TLS after the handshake;
+						   NULL: the bufferevent
+						   reads */
 	int			 recv_err;	/* nghttp2's, when it refused */
+	int			 tls_bulk;	/* h2_read_tls_pace()'s state */
 	unsigned		 got_frame:1;	/* past the handshake */
 	unsigned		 closing:1;	/* free once output drains */
 	unsigned		 goaway_sent:1;

@@ -6,7 +6,8 @@
  *
  * Where payload bytes are copied: cleartext, never for a referenced range
  * of H2_REF_MIN bytes or more (an evbuffer reference whose cleanup drops
- * the hold); TLS, once into the records (encryption copies anyway).
+ * the hold); TLS, by the encryption (whole records straight from the
+ * body's segments, the ends of a range through a one-record stage).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,9 +15,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <openssl/ssl.h>
 
 #include "h2io.h"
 #include "tls.h"
+#include "tlsout.h"
 
 /* --- body queues ------------------------------------------------------------ */
 
@@ -201,6 +204,8 @@ stage_add(struct h2_out *o, const void *p, size_t n)
 int
 h2_out_add(struct h2_out *o, const void *p, size_t n, size_t frame)
 {
+	if (o->t != NULL)
+		return tls_out_put(o->t, p, n);
 	if (o->tls)
 		return tls_out_add(bufferevent_get_output(o->bev), &o->tls_room,
 		    p, n, frame);
@@ -210,6 +215,8 @@ h2_out_add(struct h2_out *o, const void *p, size_t n, size_t frame)
 size_t
 h2_out_len(struct h2_out *o)
 {
+	if (o->t != NULL)
+		return tls_out_len(o->t);
 	return evbuffer_get_length(bufferevent_get_output(o->bev)) +
 	    (stage_out == o ? stage_used : 0);
 }
@@ -221,6 +228,78 @@ h2_out_forget(struct h2_out *o)
 		stage_out = NULL;
 		stage_used = 0;
 	}
+	if (o->t != NULL) {
+		/* Its memory goes with the SSL's BIO. */
+		tls_out_close(o->t);
+		o->t = NULL;
+	}
+}
+
+/* Over TLS the output holds records, not references to the payload: a
+ * lower mark bounds what a stalled reader costs (the socket's buffer
+ * keeps the pipe full meanwhile). */
+#define TLS_HIGH	(2u << 20)
+
+int
+h2_out_full(struct h2_out *o, size_t high)
+{
+	if (o->t != NULL && high > TLS_HIGH)
+		high = TLS_HIGH;
+	if (h2_out_len(o) < high)
+		return 0;
+	o->blocked = 1;
+	return 1;
+}
+
+int
+h2_out_flush(struct h2_out *o)
+{
+	if (h2_out_commit() != 0)
+		return -1;
+	if (o->t == NULL)
+		return 0;
+	if (tls_out_flush(o->t) != 0)
+		return -1;
+	/* The socket took it all at once, so no writable() comes from
+	 * writing: nghttp2, blocked above the high mark, waits for one. */
+	if (o->blocked && tls_out_len(o->t) <= o->low) {
+		o->blocked = 0;
+		tls_out_kick(o->t);
+	}
+	return 0;
+}
+
+int
+h2_out_tls_start(struct h2_out *o, SSL *ssl, int fd,
+    const struct timeval *send_tv, size_t low, const struct tls_out_cb *cb,
+    void *arg)
+{
+	struct evbuffer *out = bufferevent_get_output(o->bev);
+	struct evbuffer_iovec v[8];
+	int i, n;
+
+	if (o->t != NULL)
+		return 0;
+	if (h2_out_commit() != 0)
+		return -1;
+	bufferevent_disable(o->bev, EV_READ | EV_WRITE);
+	if ((o->t = tls_out_start(bufferevent_get_base(o->bev), fd, ssl,
+	    send_tv, low, cb, arg)) == NULL)
+		return -1;
+	o->low = low;
+	/* What was queued during the handshake (SETTINGS, a client's
+	 * preface) goes first, in order. */
+	while (evbuffer_get_length(out) > 0) {
+		n = evbuffer_peek(out, -1, NULL, v, 8);
+		if (n > 8)
+			n = 8;
+		for (i = 0; i < n; i++) {
+			if (tls_out_put(o->t, v[i].iov_base, v[i].iov_len) != 0)
+				return -1;
+			evbuffer_drain(out, v[i].iov_len);
+		}
+	}
+	return 0;
 }
 
 /* evbuffer reference cleanup: the socket took these bytes. */
@@ -231,10 +310,12 @@ evref_done(const void *data, size_t len, void *arg)
 }
 
 /*
- * TLS: the frame header and its data copied together into large chains
- * (encryption copies the bytes anyway, so this costs little), so frames
- * leave in full TLS records instead of a 9-byte record for each header and
- * one per referenced range (spec §11).
+ * TLS: the frame header and its data together, so frames leave in full
+ * TLS records instead of a 9-byte record for each header and one per
+ * referenced range (spec §11). During the handshake copied into large
+ * chains of the bufferevent's output; after it, h2_out_add() stages the
+ * bytes and encrypts whole records of a large range where they lie
+ * (tlsout.h).
  */
 static int
 data_tls(struct h2_out *o, const uint8_t *framehd, struct h2_body *b,

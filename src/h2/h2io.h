@@ -18,6 +18,7 @@
 #include "queue_compat.h"
 
 struct bufferevent;
+struct ssl_st;
 
 /* A range at least this large is sent by reference, smaller ones copied:
  * a reference costs an evbuffer chain of its own. */
@@ -87,21 +88,46 @@ void	 h2_body_append(struct h2_body *dst, struct h2_body *src);
  * The output of one connection. Cleartext frames are staged: copied into
  * space reserved at the end of the bufferevent's output (no callbacks run)
  * and committed once per flush, before a payload reference or when another
- * connection's output is written. TLS frames are copied into large chains
- * so that they leave in full 16 KiB records (tls_out_add()).
+ * connection's output is written. TLS frames, during the handshake, are
+ * copied into large chains of the bufferevent_openssl's output
+ * (tls_out_add()); once the handshake is done the connection's own TLS
+ * output takes over (tlsout.h: full records, many per writev).
  */
+struct tls_out;
 struct h2_out {
 	struct bufferevent	*bev;
 	unsigned		 tls:1;
 	size_t			 tls_room;
+	struct tls_out		*t;		/* TLS after the handshake */
+	size_t			 low;		/* its writable() threshold */
+	unsigned		 blocked:1;	/* nghttp2 was told WOULDBLOCK */
 };
 
 /* Append n bytes of a frame of `frame` bytes. 0, or -1. */
 int	 h2_out_add(struct h2_out *, const void *, size_t n, size_t frame);
 /* Commit what is staged (before touching any output directly). 0, or -1. */
 int	 h2_out_commit(void);
+/* The end of a connection's flush: commit, and over TLS after the
+ * handshake encrypt what is staged and write. 0, or -1 (the connection
+ * is broken). */
+int	 h2_out_flush(struct h2_out *);
+/*
+ * The handshake of o's bufferevent_openssl is done: its SSL's output
+ * becomes ours (tlsout.h) on socket fd, what the bufferevent's output
+ * holds goes first, and the bufferevent is disabled for good (it still
+ * owns the socket and the SSL, freed with it). 0, or -1 when out of
+ * memory.
+ */
+struct tls_out_cb;
+struct timeval;
+int	 h2_out_tls_start(struct h2_out *, struct ssl_st *, int fd,
+	    const struct timeval *send_tv, size_t low,
+	    const struct tls_out_cb *, void *arg);
 /* Bytes queued on the output, staged ones included. */
 size_t	 h2_out_len(struct h2_out *);
+/* Is the output at or above high? Then nghttp2 is told WOULDBLOCK, and
+ * the output calls back once it went below its low mark. */
+int	 h2_out_full(struct h2_out *, size_t high);
 /* The connection goes away: forget what it staged. */
 void	 h2_out_forget(struct h2_out *);
 /*
@@ -111,8 +137,8 @@ void	 h2_out_forget(struct h2_out *);
  * same length, so a queue emptied meanwhile must fail that stream, not
  * send a frame shorter than its header says.
  * Cleartext sends ranges of H2_REF_MIN bytes or more of referenced
- * segments by reference (no copy); TLS copies into records. 0, -1, or
- * -2 as above.
+ * segments by reference (no copy); TLS encrypts whole records straight
+ * from the segments. 0, -1, or -2 as above.
  */
 int	 h2_out_data(struct h2_out *, const uint8_t *framehd,
 	    struct h2_body *, size_t length);

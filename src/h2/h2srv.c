@@ -4,6 +4,9 @@
  * control against max_inflight_bytes, and the handshake, idle and send
  * timeouts. What the streams carry is the upper layer's, reached through
  * the h2s_ops it registered (h2srv.h); this file only moves frames.
+ * Cleartext sockets are read by h2_read(); over TLS the bufferevent_openssl
+ * runs the handshake, then the connection reads the records itself
+ * (h2_read_tls()) and writes them through tlsout.h.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -29,6 +32,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "tls.h"
+#include "tlsout.h"
 
 /*
  * Output above this is not added to: nghttp2 is told WOULDBLOCK and the write
@@ -63,6 +67,9 @@
 #define SMALL_BODY		(16384 + 5)
 
 static void	 conn_timer_cb(evutil_socket_t, short, void *);
+static void	 tls_takeover(struct h2s_conn *);
+static void	 out_writable(void *);
+static int	 send_progress(struct h2s_conn *);
 
 #define U(st)	((void *)(st)->u)
 
@@ -249,7 +256,7 @@ send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
 {
 	struct h2s_conn *c = arg;
 
-	if (h2_out_len(&c->out) >= OUT_HIGH)
+	if (h2_out_full(&c->out, OUT_HIGH))
 		return NGHTTP2_ERR_WOULDBLOCK;
 	/* Over TLS, frames of a burst share records (h2io.h). */
 	if (h2_out_add(&c->out, data, len, len) != 0)
@@ -264,7 +271,7 @@ send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
 	struct h2s_conn *c = arg;
 	struct h2s_stream *st = source->ptr;
 
-	if (h2_out_len(&c->out) >= OUT_HIGH)
+	if (h2_out_full(&c->out, OUT_HIGH))
 		return NGHTTP2_ERR_WOULDBLOCK;
 	switch (h2_out_data(&c->out, framehd, &st->body, length)) {
 	case 0:
@@ -471,6 +478,7 @@ data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
  * copy.
  */
 #define MAX_DATA_FRAME		(1u << 20)
+#define TLS_DATA_FRAME		(256u << 10)
 
 static ssize_t
 read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
@@ -478,10 +486,13 @@ read_length_cb(nghttp2_session *h2, uint8_t type, int32_t id,
     void *arg)
 {
 	struct h2s_conn *c = arg;
-	/* Over TLS the bytes are copied into records anyway (no reference to
-	 * save), and the output's records are sized for 16 KiB frames
-	 * (tls_out_add()): keep nghttp2's default there. */
-	ssize_t n = c->tls ? 16384 : MAX_DATA_FRAME;
+	/* Over TLS during the handshake the output's chains are sized for
+	 * 16 KiB frames (tls_out_add()): nghttp2's default there. After it,
+	 * whole records are encrypted straight from the body (tlsout.h),
+	 * TLS_DATA_FRAME at a time: a frame is encrypted at once, whatever
+	 * the output holds already. */
+	ssize_t n = !c->tls ? MAX_DATA_FRAME : c->out.t != NULL ?
+	    TLS_DATA_FRAME : 16384;
 
 	if ((ssize_t)max_frame < n)
 		n = (ssize_t)max_frame;
@@ -628,6 +639,20 @@ linger_timer_cb(evutil_socket_t fd, short what, void *arg)
 	h2s_conn_free(arg);
 }
 
+/* Lingering on a socket we read ourselves: what arrives is dropped. */
+static void
+linger_sockcb(evutil_socket_t fd, short what, void *arg)
+{
+	char junk[16384];
+	ssize_t n;
+
+	while ((n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR))
+		h2s_conn_free(arg);
+}
+
 /*
  * Everything is written: close without losing it. close(2) on a socket
  * with unread input sends RST, and a RST destroys reply bytes the peer has
@@ -639,23 +664,41 @@ static void
 conn_finish(struct h2s_conn *c)
 {
 	struct timeval tv = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
 
 	if (c->lingering)
 		return;
 	c->lingering = 1;
 	/* TLS: close_notify first, so the peer knows no bytes were cut.
-	 * Nothing is queued (we get here with the output empty). */
-	if (c->tls && c->tls_up)
+	 * Nothing is queued (we get here with the output empty): ours
+	 * takes it at once; what the socket did not take is dropped. */
+	if (c->tls && c->tls_up) {
 		SSL_shutdown(bufferevent_openssl_get_ssl(c->bev));
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	if (c->rev != NULL)		/* the bufferevent reads from now on */
-		event_del(c->rev);
-	bufferevent_setcb(c->bev, linger_readcb, NULL, linger_eventcb, c);
-	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
+		if (c->out.t != NULL) {
+			h2_out_flush(&c->out);
+			h2_out_forget(&c->out);
+		}
+	}
+	shutdown(fd, SHUT_WR);
 	evtimer_del(c->timer);
 	evtimer_assign(c->timer, c->srv->base, linger_timer_cb, c);
 	evtimer_add(c->timer, &tv);
+	if (c->rev != NULL) {
+		/* Our reader gives way to one that drops the bytes. */
+		event_free(c->rev);
+		if ((c->rev = event_new(c->srv->base, fd, EV_READ | EV_PERSIST,
+		    linger_sockcb, c)) == NULL ||
+		    event_add(c->rev, NULL) != 0) {
+			h2s_conn_free(c);
+			return;
+		}
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		linger_sockcb(fd, EV_READ, c);
+		return;
+	}
+	bufferevent_setcb(c->bev, linger_readcb, NULL, linger_eventcb, c);
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
 	linger_readcb(c->bev, c);
 }
 
@@ -664,13 +707,16 @@ h2s_conn_flush(struct h2s_conn *c)
 {
 	if (c->in_recv || c->lingering)
 		return;		/* readcb sends once nghttp2 returns */
-	if (nghttp2_session_send(c->h2) != 0 || h2_out_commit() != 0) {
+	if (nghttp2_session_send(c->h2) != 0 || h2_out_flush(&c->out) != 0) {
+		if (c->out.t != NULL)
+			log_debug("connection error", "peer=%s error=\"%s\"",
+			    c->peer, strerror(errno));
 		h2s_conn_free(c);
 		return;
 	}
 	if (!nghttp2_session_want_read(c->h2) &&
 	    !nghttp2_session_want_write(c->h2)) {
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		if (h2_out_len(&c->out) == 0)
 			conn_finish(c);
 		else
 			c->closing = 1;
@@ -685,9 +731,12 @@ recv_failed(struct h2s_conn *c, int rv)
 	log_debug("http2 receive failed", "peer=%s error=\"%s\"", c->peer,
 	    nghttp2_strerror(rv));
 	nghttp2_session_send(c->h2);
-	h2_out_commit();
+	if (h2_out_flush(&c->out) != 0) {
+		h2s_conn_free(c);
+		return;
+	}
 	c->closing = 1;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (h2_out_len(&c->out) == 0)
 		conn_finish(c);
 }
 
@@ -750,6 +799,119 @@ sock_feed(void *arg, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/*
+ * TLS after the handshake: records read by h2_read_tls() (read-ahead, one
+ * read(2) for many records), first what bufferevent_openssl had already
+ * taken. Bytes may wait inside the SSL object where the socket will not
+ * announce them: a spent budget, or a close seen after data, comes back
+ * by itself.
+ */
+static void
+tls_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2s_conn *c = arg;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char why[192];
+	enum h2_read_result r;
+	size_t n, got;
+	ssize_t rv;
+
+	c->in_recv = 1;
+	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
+		rv = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, n), n);
+		if (rv < 0) {
+			c->in_recv = 0;
+			event_del(c->rev);
+			recv_failed(c, (int)rv);
+			return;
+		}
+		evbuffer_drain(in, (size_t)rv);
+	}
+	r = h2_read_tls(ssl, sock_feed, c, &got);
+	c->in_recv = 0;
+	h2_read_tls_pace(ssl, got, &c->tls_bulk);
+	switch (r) {
+	case H2R_DRAINED:
+		break;
+	case H2R_BUDGET:
+		event_active(c->rev, EV_READ, 1);
+		break;
+	case H2R_STOP:
+		event_del(c->rev);
+		recv_failed(c, c->recv_err);
+		return;
+	case H2R_EOF:
+		h2s_conn_free(c);
+		return;
+	case H2R_ERROR:
+		log_debug("connection error", "peer=%s error=\"%s\"", c->peer,
+		    tls_failure_ssl(ssl, NULL, why, sizeof(why)));
+		h2s_conn_free(c);
+		return;
+	}
+	h2s_conn_flush(c);
+}
+
+/* No send progress for send_timeout on our TLS output (as eventcb). */
+static void
+out_timeout(void *arg)
+{
+	struct h2s_conn *c = arg;
+
+	if (send_progress(c)) {
+		tls_out_resume(c->out.t);
+		return;
+	}
+	log_info("send timeout", "peer=%s", c->peer);
+	h2s_conn_free(c);
+}
+
+static void
+out_error(void *arg, int err)
+{
+	struct h2s_conn *c = arg;
+
+	log_debug("connection error", "peer=%s error=\"%s\"", c->peer,
+	    strerror(err));
+	h2s_conn_free(c);
+}
+
+static const struct tls_out_cb out_cb = {
+	out_writable, out_timeout, out_error
+};
+
+/*
+ * The handshake is done: the records are ours to read and write from now
+ * on (h2read.h, tlsout.h); the bufferevent_openssl is left disabled, the
+ * owner of the socket and the SSL until the connection is freed.
+ */
+static void
+tls_takeover(struct h2s_conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	struct timeval tv;
+
+	if (fd < 0 || ssl == NULL)
+		return;
+	tv.tv_sec = (time_t)(c->srv->lim.send_ms / 1000);
+	tv.tv_usec = (suseconds_t)(c->srv->lim.send_ms % 1000) * 1000;
+	if (h2_out_tls_start(&c->out, ssl, fd, &tv, OUT_LOW, &out_cb,
+	    c) != 0 || (c->rev = event_new(c->srv->base, fd,
+	    EV_READ | EV_PERSIST, tls_readcb, c)) == NULL ||
+	    event_add(c->rev, NULL) != 0) {
+		log_warn("out of memory", "peer=%s", c->peer);
+		h2s_conn_free(c);
+		return;
+	}
+	c->sniffed = 1;			/* the preface is nghttp2's to check */
+	h2_read_tls_start(ssl);
+	/* Records the SSL may hold already; our SETTINGS go out with the
+	 * flush after that read. */
+	event_active(c->rev, EV_READ, 1);
+}
+
 /* A cleartext socket is readable: large reads straight into nghttp2. */
 static void
 sock_readcb(evutil_socket_t fd, short what, void *arg)
@@ -786,17 +948,24 @@ sock_readcb(evutil_socket_t fd, short what, void *arg)
 	h2s_conn_flush(c);
 }
 
+/* The output went below OUT_LOW. */
 static void
-writecb(struct bufferevent *bev, void *arg)
+out_writable(void *arg)
 {
 	struct h2s_conn *c = arg;
 
 	if (c->closing) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (h2_out_len(&c->out) == 0)
 			conn_finish(c);
 		return;
 	}
 	h2s_conn_flush(c);
+}
+
+static void
+writecb(struct bufferevent *bev, void *arg)
+{
+	out_writable(arg);
 }
 
 /* A TLS handshake that failed: one line saying why. A client that closed
@@ -870,6 +1039,7 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		c->tls_up = 1;		/* ALPN h2 was agreed (tls.c) */
+		tls_takeover(c);
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING) &&

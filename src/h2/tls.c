@@ -3,8 +3,9 @@
  * context and the client contexts (node -> central, alpcrunctl) from PEM
  * files with precise errors, the current server context and its reload on
  * SIGHUP, the per-connection SSL objects, and the words for why a handshake
- * failed. The bytes themselves move through libevent's bufferevent_openssl
- * (conn.c, h2client.c).
+ * failed. The handshake runs in libevent's bufferevent_openssl; after it
+ * the connection reads and writes the records itself (h2read.h,
+ * tlsout.h).
  *
  * Each SSL carries a small note (ex_data) that the callbacks fill during
  * the handshake: the first byte the client sent (a cleartext client on a
@@ -37,13 +38,20 @@
 #include "tls.h"
 
 /* TLS 1.2: ECDHE with AEAD only (RFC 9113 §9.2.2 forbids the rest for
- * HTTP/2). TLS 1.3 suites are OpenSSL's defaults. */
+ * HTTP/2). */
 #define TLS12_CIPHERS	"ECDHE-ECDSA-AES128-GCM-SHA256:" \
 			"ECDHE-RSA-AES128-GCM-SHA256:" \
 			"ECDHE-ECDSA-AES256-GCM-SHA384:" \
 			"ECDHE-RSA-AES256-GCM-SHA384:" \
 			"ECDHE-ECDSA-CHACHA20-POLY1305:" \
 			"ECDHE-RSA-CHACHA20-POLY1305"
+/* TLS 1.3: OpenSSL's suites with AES-128-GCM first, as in the TLS 1.2
+ * list (OpenSSL puts AES-256 first): the record encryption is most of
+ * the CPU of a large reply, and AES-128 takes ten rounds to AES-256's
+ * fourteen (RFC 8446 makes it the one every peer implements). */
+#define TLS13_SUITES	"TLS_AES_128_GCM_SHA256:" \
+			"TLS_AES_256_GCM_SHA384:" \
+			"TLS_CHACHA20_POLY1305_SHA256"
 /* Resumed sessions must come from this daemon's contexts (required when
  * client certificates are verified). */
 #define SESSION_ID_CTX	"alpcrund"
@@ -398,7 +406,8 @@ ctx_common(const SSL_METHOD *method, char *err, size_t errlen)
 		return NULL;
 	}
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS)) {
+	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
+	    !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES)) {
 		snprintf(err, errlen, "TLS: %s", ssl_reason("bad defaults"));
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -746,15 +755,14 @@ tls_out_add(struct evbuffer *out, size_t *room, const void *p, size_t n,
 
 /* --- failures ------------------------------------------------------------ */
 
+static const char *failure(SSL *, unsigned long, enum tls_fail *, char *,
+		    size_t);
+
 const char *
 tls_failure(struct bufferevent *bev, enum tls_fail *kind, char *buf,
     size_t len)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-	struct tls_note *n = note_get(ssl);
 	unsigned long e, first = 0;
-	long vr;
-	int serr;
 
 	/* Errors libevent collected (it returns the latest first: keep the
 	 * earliest, the cause; it also records SSL_get_error() values,
@@ -765,6 +773,28 @@ tls_failure(struct bufferevent *bev, enum tls_fail *kind, char *buf,
 	while ((e = ERR_get_error()) != 0)
 		if (first == 0)
 			first = e;
+	return failure(bufferevent_openssl_get_ssl(bev), first, kind, buf, len);
+}
+
+const char *
+tls_failure_ssl(SSL *ssl, enum tls_fail *kind, char *buf, size_t len)
+{
+	unsigned long e, first = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		if (first == 0)
+			first = e;
+	return failure(ssl, first, kind, buf, len);
+}
+
+static const char *
+failure(SSL *ssl, unsigned long first, enum tls_fail *kind, char *buf,
+    size_t len)
+{
+	struct tls_note *n = note_get(ssl);
+	long vr;
+	int serr;
+
 	if (kind != NULL)
 		*kind = TLS_FAIL_OTHER;
 	if (n != NULL && n->first_byte >= 0 && n->first_byte != 0x16 &&

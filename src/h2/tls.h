@@ -5,7 +5,8 @@
  * and the one alpcrunctl uses.
  *
  * Every context speaks TLS 1.2 or later (TLS 1.2 with forward-secret AEAD
- * ciphers only, as HTTP/2 requires; TLS 1.3 with OpenSSL's defaults) and
+ * ciphers only, as HTTP/2 requires; TLS 1.3 with OpenSSL's suites,
+ * AES-128-GCM first) and
  * offers or requires ALPN "h2" only. Errors are written to err
  * as one line naming the file and what is wrong with it ("tls_key
  * /etc/x.key: key does not match the certificate"), never to the log.
@@ -107,6 +108,10 @@ enum tls_fail {
 };
 struct bufferevent;
 const char	*tls_failure(struct bufferevent *, enum tls_fail *kind,
+		    char *buf, size_t len);
+/* The same once the connection reads and writes the records itself
+ * (h2read.h, tlsout.h): from OpenSSL's error queue and errno. */
+const char	*tls_failure_ssl(struct ssl_st *, enum tls_fail *kind,
 		    char *buf, size_t len);
 
 /*
