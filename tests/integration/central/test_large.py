@@ -6,7 +6,8 @@ import time
 import grpc
 import pytest
 
-from alptest import MiB, big_mib, cache_pb2_grpc, rss_bytes, sd, stamped_payload, ttl_seconds
+from alptest import (SANITIZED, MiB, big_mib, cache_pb2_grpc, rss_bytes, sd, stamped_payload,
+                     ttl_seconds)
 
 SIZE_MIB = big_mib(256)     # 32 under sanitizers
 
@@ -65,7 +66,9 @@ def test_1gib_level_through_a_node_byte_exact(make_pair, perf):
     fetches it once, by a worker: every byte in place. Each daemon holds
     the level in one buffer: its peak resident size grows by at most 1.1x
     the payload (and 8 MiB of slack for the allocator and the loop's
-    buffers), where two payload-sized buffers per upload would show 2x."""
+    buffers), where two payload-sized buffers per upload would show 2x
+    (checked in the normal build; under sanitizers the allocator is
+    AddressSanitizer's)."""
     size = big_mib(1024)
     conf = "max_message_size 1100m\nmax_inflight_bytes 4g\n"
     c, n = make_pair(central=conf, node=conf + "max_memory 3g\n")
@@ -106,5 +109,8 @@ def one_gib_round_trip(size, c, n, cs, ns, perf):
         grew = rss_bytes(d.pid, "VmHWM") - base[d.pid]
         perf("%s: peak RSS grew by %.0f MiB (%.2fx the payload)"
              % (name, grew / MiB, grew / (size * MiB)))
-        assert grew <= 1.1 * size * MiB + 8 * MiB, \
-            "%s: peak RSS grew by %.0f MiB for a %d MiB level" % (name, grew / MiB, size)
+        # Under AddressSanitizer freed memory sits in its quarantine and
+        # every block carries redzones: the bound is the real allocator's.
+        if not SANITIZED:
+            assert grew <= 1.1 * size * MiB + 8 * MiB, \
+                "%s: peak RSS grew by %.0f MiB for a %d MiB level" % (name, grew / MiB, size)
