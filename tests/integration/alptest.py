@@ -321,22 +321,46 @@ def rss_bytes(pid, field="VmRSS"):
     raise AssertionError("no %s for %d" % (field, pid))
 
 
+def tcp_row(server_port, client_port):
+    """The fields of the server's side of the loopback connection from
+    client_port to server_port in /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == server_port and
+                    int(remote.split(":")[1], 16) == client_port):
+                return fields
+    raise AssertionError("no TCP connection 127.0.0.1:%d <- :%d in /proc/net/tcp"
+                         % (server_port, client_port))
+
+
 def held_by_zero_window(server_port, client_port):
     """True when the loopback connection from client_port to server_port
     has bytes on the server's side that the client's zero receive window
     holds back: the kernel's zero-window probe timer is armed on the
     server's socket (timer 4 in /proc/net/tcp). A sender in that state
     cannot pass anything more to that client until it reads."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote, timer = fields[1], fields[2], fields[5]
-            if (int(local.split(":")[1], 16) == server_port and
-                    int(remote.split(":")[1], 16) == client_port):
-                return timer.split(":")[0] == "04"
-    raise AssertionError("no TCP connection 127.0.0.1:%d <- :%d in /proc/net/tcp"
-                         % (server_port, client_port))
+    return tcp_row(server_port, client_port)[5].split(":")[0] == "04"
+
+
+def server_rx_queue(server_port, client_port):
+    """Bytes the kernel holds for the daemon on the loopback connection
+    from client_port to server_port, not yet read by the daemon
+    (rx_queue of /proc/net/tcp)."""
+    return int(tcp_row(server_port, client_port)[4].split(":")[1], 16)
+
+
+def start_set_flood(d, body, scheme="http"):
+    """h2load uploading the gRPC request in file body to d's SetSharedData
+    back to back on one connection, as fast as the windows let it, until
+    killed: a sender that never stops."""
+    return subprocess.Popen(
+        ["h2load", "-n", "100000", "-c", "1", "-m", "1", "-d", str(body),
+         "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "%s://%s/alpcrun.v1.Cache/SetSharedData" % (scheme, d.addr)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # The slowest answer a prober accepts during an attack, in seconds.

@@ -17,24 +17,9 @@ import grpc
 import pytest
 
 import alptest
-from alptest import (GET, MiB, SET, UPDATE, SharedData, cache_pb2_grpc, encode_shared,
-                     grpc_frame, sd, stamped_payload, tls_lines, tls_stub, wait_until)
-
-
-def server_rx_queue(server_port, client_port):
-    """Bytes the kernel holds for the daemon on the loopback connection
-    from client_port to server_port, not yet read by the daemon
-    (rx_queue of /proc/net/tcp)."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote = fields[1], fields[2]
-            if (int(local.split(":")[1], 16) == server_port and
-                    int(remote.split(":")[1], 16) == client_port):
-                return int(fields[4].split(":")[1], 16)
-    raise AssertionError("no TCP connection 127.0.0.1:%d <- :%d in /proc/net/tcp"
-                         % (server_port, client_port))
+from alptest import (GET, MiB, SET, UPDATE, SharedData, encode_shared,
+                     grpc_frame, sd, server_rx_queue, stamped_payload, start_set_flood,
+                     tls_lines, tls_stub, wait_until)
 
 
 class MemTLS:
@@ -203,11 +188,7 @@ def test_a_tls_sender_that_never_stops(make_daemon, pki, tmp_path):
     stub.SetSharedData(sd("small", 1, b"s" * 1024), timeout=10)
     body = tmp_path / "set.bin"
     body.write_bytes(grpc_frame(sd("flood", 1, os.urandom(32 * MiB)).SerializeToString()))
-    flood = subprocess.Popen(
-        ["h2load", "-n", "100000", "-c", "1", "-m", "1", "-d", str(body),
-         "-H", "content-type: application/grpc", "-H", "te: trailers",
-         "https://%s/alpcrun.v1.Cache/SetSharedData" % d.addr],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flood = start_set_flood(d, body, "https")
     try:
         wait_until(lambda: d.requests("SetSharedData", "OK") >= 3, 120,
                    what="the flood's first uploads")
