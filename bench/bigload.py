@@ -134,17 +134,6 @@ class GoRef:
         lib.stop_proc(self.proc)
 
 
-def make_cert(work):
-    """A self-signed P-256 certificate for 127.0.0.1; (cert, key) paths."""
-    cert, key = os.path.join(work, "bench.pem"), os.path.join(work, "bench.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
-                    cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 def client(bindir, addr, tls, *args, sample=None, timeout=900):
     """Run the grpc-go client; its JSON summary (last line). With sample
     (a function of "ready" or "done"), the client runs with -step and
@@ -334,7 +323,7 @@ def measure(binary, work, bindir, sizes, rounds_for, n_for, transports, backends
     transport, server)][op] = {mbps, cpu, rss: medians, sys}, and
     results[("1k", "tls", server)] = {rps, cpu_us: medians}."""
     os.makedirs(work, exist_ok=True)
-    certs = make_cert(work)
+    certs = lib.make_cert(work)
     servers = ["alpcrund " + b for b in backends] + ["grpc-go"]
     results, fails = {}, []
 

@@ -32,17 +32,6 @@ def minflt(pid):
         return int(f.read().rsplit(")", 1)[1].split()[7])
 
 
-def make_cert(work):
-    """A self-signed P-256 certificate for 127.0.0.1; (cert, key) paths."""
-    cert, key = os.path.join(work, "bench.pem"), os.path.join(work, "bench.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
-                    cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
 def stub_for(d, cert):
     if cert is None:
         return lib.stub(d.addr)
@@ -115,7 +104,7 @@ def main():
     work = tempfile.mkdtemp(prefix="large.")
     lib.gen_stubs(os.path.join(work, "gen"))
     payloads = [os.urandom(a.size << 20)]
-    tls = make_cert(work) if a.tls else None
+    tls = lib.make_cert(work) if a.tls else None
     try:
         runs = lib.in_turns(bins, a.rounds, lambda b, tag: run_one(
             b, work, "r" + tag, a.size, payloads, False, a.repeat, tls))

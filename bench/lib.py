@@ -33,6 +33,17 @@ class BenchFailed(Exception):
     """A run whose replies did not check out (status, count or bytes)."""
 
 
+def make_cert(work):
+    """A self-signed P-256 certificate for 127.0.0.1; (cert, key) paths."""
+    cert, key = os.path.join(work, "bench.pem"), os.path.join(work, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+                    cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def gen_stubs(outdir):
     """Generate the Python gRPC stubs of proto/ into outdir and import from
     there (alpcrun.v1.cache_pb2, cache_pb2_grpc)."""

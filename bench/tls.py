@@ -34,18 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import (MiB, BenchFailed, Daemon, H2Result, body_file,  # noqa: E402
-                 gen_stubs, get_reply_bounds, sd, stub)
-
-
-def make_cert(workdir):
-    """A self-signed P-256 certificate for 127.0.0.1; (cert, key) paths."""
-    cert, key = os.path.join(workdir, "bench.pem"), os.path.join(workdir, "bench.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
+                 gen_stubs, get_reply_bounds, make_cert, sd, stub)
 
 
 def h2load(d, scheme, body, n, conns, streams, bounds):
