@@ -798,12 +798,12 @@ disk_full(struct lm *l, struct job *j, int rc, uint64_t *avail)
 	uint64_t need = 1 << 20;
 
 	*avail = UINT64_MAX;
+	if (rc != ENOSPC && rc != EDQUOT && rc != EIO)
+		return 0;
 	if (statvfs(l->path, &sv) == 0)
 		*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (rc == ENOSPC || rc == EDQUOT)
-		return 1;
 	if (rc != EIO)
-		return 0;
+		return 1;
 	if (j->kind == JOB_WRITE && j->w != NULL)
 		need += j->w->chg.len;
 	return *avail < need;
