@@ -9,11 +9,22 @@
  *
  * Keys and records.
  *	One record per key (a session_id, 1-256 bytes, not NUL-terminated): none,
- *	an entry (level, payload, expiry) or a tombstone (level, digest of the
- *	deleted payload, expiry). Times are nanoseconds on the monotonic clock
+ *	an entry (level, generation, payload, expiry) or a tombstone (level,
+ *	digest of the deleted payload, expiry). Times are nanoseconds on the monotonic clock
  *	(clock_now_ns()); a backend that stores wall-clock times converts at its
  *	own boundary. A record whose expiry is at or before `now` is presented
  *	as BE_NONE by every call, whether or not the sweeper freed it yet.
+ *
+ * Identity (spec §4).
+ *	A generation is a 64-bit value the writer gives each BE_PUT (central:
+ *	drawn for every new content; node: the copy's, as central reported it);
+ *	the backend stores it with the entry and hands it back unchanged by
+ *	lookup(), decide(), the hook and scans. BE_TOUCH keeps it.
+ *	be->incarnation names the store: open() sets it, never 0, and it
+ *	changes exactly when the store starts without the records it had
+ *	(memory: every open; a persistent backend: created with its files and
+ *	kept in them, so that a restart keeps it and a new or replaced store
+ *	does not).
  *
  * Leases.
  *	lookup() of an entry may return a lease on its payload: the bytes stay
@@ -52,8 +63,8 @@
  *	Every applied set, update, delete, expiry and eviction is reported once
  *	to the hook, on the loop thread, after it is applied. A retry that only
  *	restarts the TTL (BE_TOUCH) is not a change and is not reported.
- *	level and len are the new entry's for SET and UPDATE, the departing
- *	entry's for DELETE, EXPIRE and EVICT. An entry that expired and is
+ *	level, gen and len are the new entry's for SET and UPDATE, the
+ *	departing entry's for DELETE, EXPIRE and EVICT. An entry that expired and is
  *	overwritten before the sweeper freed it is reported EXPIRE, then SET.
  *
  * Sweeping.
@@ -93,6 +104,7 @@ enum be_kind { BE_NONE = 0, BE_ENTRY, BE_TOMBSTONE };
 struct be_record {
 	enum be_kind	 kind;
 	uint32_t	 level;
+	uint64_t	 gen;			/* BE_ENTRY: its generation */
 	uint64_t	 expires;		/* monotonic ns */
 	const uint8_t	*data;			/* BE_ENTRY: the payload; valid only
 						   during the call unless leased */
@@ -117,6 +129,7 @@ enum be_action {
 struct be_change {
 	enum be_action	 action;
 	uint32_t	 level;
+	uint64_t	 gen;			/* BE_PUT */
 	uint64_t	 expires;		/* monotonic ns */
 	/*
 	 * BE_PUT: the payload. When `adopt` is non-NULL it is a malloc(3)
@@ -163,11 +176,11 @@ enum be_event {
 };
 
 typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
-    size_t keylen, uint32_t level, size_t len);
+    size_t keylen, uint32_t level, uint64_t gen, size_t len);
 
 /* scan_next(): one live entry (key valid during the call only). */
 typedef void be_scan_fn(void *arg, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t expires, size_t len);
+    uint32_t level, uint64_t gen, uint64_t expires, size_t len);
 struct be_scan;		/* a cursor, the backend's own */
 
 struct be_stats {
@@ -217,6 +230,7 @@ struct backend {
 	const struct backend_ops *ops;
 	be_hook_fn	*hook;
 	void		*hook_arg;
+	uint64_t	 incarnation;	/* "Identity" above */
 };
 
 /* backend.c: the table of backends by name. */
@@ -233,11 +247,15 @@ backend_set_hook(struct backend *be, be_hook_fn *fn, void *arg)
 
 static inline void
 backend_report(struct backend *be, enum be_event ev, const uint8_t *key,
-    size_t keylen, uint32_t level, size_t len)
+    size_t keylen, uint32_t level, uint64_t gen, size_t len)
 {
 	if (be->hook != NULL)
-		be->hook(be->hook_arg, ev, key, keylen, level, len);
+		be->hook(be->hook_arg, ev, key, keylen, level, gen, len);
 }
+
+/* A new incarnation or generation: random, never 0 (0 means "none" on
+ * the wire and in records of older stores). */
+uint64_t backend_random_id(void);
 
 /* Per-entry bookkeeping counted against max_memory besides the payload and
  * key, so that a million tiny entries cannot escape the budget. */

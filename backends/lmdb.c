@@ -3,26 +3,36 @@
  * lmdb_path, so that the central cache survives restarts and kill -9 and
  * can hold more than RAM.
  *
- * On-disk layout (layout 1; the "meta" database holds "layout" -> "1", and
- * an environment of another layout is refused at open):
+ * On-disk layout (layout 2; the "meta" database holds "layout" -> "2", and
+ * an environment of a layout other than 1 or 2 is refused at open):
  *
  *   rec      session_id -> record header, big-endian fields:
- *              0  u8   layout (1)
+ *              0  u8   layout of this record (2, or 1: see below)
  *              1  u8   kind: 1 entry, 2 tombstone (enum be_kind)
  *              2  u16  zero
  *              4  u32  update level
  *              8  u64  expiry, wall clock: ns since the Unix epoch
  *             16  u64  payload length (0 for a tombstone)
- *             24  [32] tombstone only: SHA-256 of the deleted payload
- *            (24 bytes for an entry, 56 for a tombstone)
+ *             24  u64  generation (zero for a tombstone)
+ *             32  [32] tombstone only: SHA-256 of the deleted payload
+ *            (32 bytes for an entry, 64 for a tombstone)
  *   payload  session_id -> the payload bytes, for entries of length > 0.
  *            Apart from the header so that a TTL restart (BE_TOUCH)
- *            rewrites 24 bytes and not the payload: LMDB copies a value
+ *            rewrites 32 bytes and not the payload: LMDB copies a value
  *            whole when it changes.
  *   expiry   u64 big-endian wall-clock expiry || session_id -> empty. The
  *            index the sweeper walks from its start: it touches expired
  *            records only, never the whole database.
- *   meta     "layout" -> "1"; "tick" -> a counter (see run_jobs()).
+ *   meta     "layout" -> "2"; "incarnation" -> u64 big-endian, drawn when
+ *            the environment is created (backend.h "Identity"): a
+ *            restart keeps it, a new or another file has its own;
+ *            "tick" -> a counter (see run_jobs()).
+ *
+ * Layout 1 (the same without the generation: 24 and 56 bytes) is read as
+ * well, as generation 0, and turned into layout 2 at open by adding
+ * "incarnation" and setting "layout" to "2" (its records are rewritten
+ * when next written): an older build then refuses the file rather than
+ * misreading it.
  *
  * Clocks: the interface speaks monotonic ns (clock_now_ns()); what is
  * stored is wall-clock, converted at this file's boundary with the offset
@@ -161,11 +171,14 @@
 
 extern const struct backend_ops backend_lmdb;
 
-#define LAYOUT		1
-#define LAYOUT_TEXT	"1"
+#define LAYOUT		2
+#define LAYOUT_TEXT	"2"
+#define LAYOUT1_TEXT	"1"
 #define KEY_MAX		256
-#define HDR_ENTRY	24
+#define HDR_ENTRY	32
 #define HDR_TOMB	(HDR_ENTRY + BE_DIGEST_LEN)
+#define HDR1_ENTRY	24		/* layout 1 */
+#define HDR1_TOMB	(HDR1_ENTRY + BE_DIGEST_LEN)
 #define IDX_MAX		(8 + KEY_MAX)
 #define LOCK_NAME	"alpcrund.lock"
 /* A snapshot serves new lookups this long at most. */
@@ -251,12 +264,14 @@ struct sitem {				/* one record a sweep takes */
 	struct kent	*k;		/* its key, doomed */
 	uint8_t		 kind;
 	uint32_t	 level;
+	uint64_t	 gen;
 	uint64_t	 len;
 };
 
 struct hev {
 	enum be_event	 ev;
 	uint32_t	 level;
+	uint64_t	 gen;
 	size_t		 len;
 };
 
@@ -394,6 +409,7 @@ struct hdr {
 	uint32_t	 level;
 	uint64_t	 wall;
 	uint64_t	 len;
+	uint64_t	 gen;
 	uint8_t		 digest[BE_DIGEST_LEN];
 };
 
@@ -401,19 +417,28 @@ static int
 hdr_decode(const MDB_val *v, struct hdr *h)
 {
 	const uint8_t *p = v->mv_data;
+	size_t entry;
 
 	memset(h, 0, sizeof(*h));
-	if (v->mv_size < HDR_ENTRY || p[0] != LAYOUT)
+	if (v->mv_size < HDR1_ENTRY)
+		return -1;
+	if (p[0] == LAYOUT && v->mv_size >= HDR_ENTRY) {
+		entry = HDR_ENTRY;
+		h->gen = get_be64(p + 24);
+	} else if (p[0] == 1)
+		entry = HDR1_ENTRY;	/* generation 0 */
+	else
 		return -1;
 	h->kind = p[1];
 	h->level = get_be32(p + 4);
 	h->wall = get_be64(p + 8);
 	h->len = get_be64(p + 16);
-	if (h->kind == BE_ENTRY && v->mv_size == HDR_ENTRY)
+	if (h->kind == BE_ENTRY && v->mv_size == entry)
 		return 0;
-	if (h->kind == BE_TOMBSTONE && v->mv_size == HDR_TOMB &&
+	if (h->kind == BE_TOMBSTONE && v->mv_size == entry + BE_DIGEST_LEN &&
 	    h->len == 0) {
-		memcpy(h->digest, p + HDR_ENTRY, BE_DIGEST_LEN);
+		memcpy(h->digest, p + entry, BE_DIGEST_LEN);
+		h->gen = 0;
 		return 0;
 	}
 	return -1;
@@ -428,8 +453,10 @@ hdr_encode(const struct hdr *h, uint8_t buf[HDR_TOMB])
 	put_be32(buf + 4, h->level);
 	put_be64(buf + 8, h->wall);
 	put_be64(buf + 16, h->len);
-	if (h->kind != BE_TOMBSTONE)
+	if (h->kind != BE_TOMBSTONE) {
+		put_be64(buf + 24, h->gen);
 		return HDR_ENTRY;
+	}
 	memcpy(buf + HDR_ENTRY, h->digest, BE_DIGEST_LEN);
 	return HDR_TOMB;
 }
@@ -903,10 +930,12 @@ idx_move(struct lm *l, MDB_txn *t, int had, uint64_t old_wall,
 }
 
 static void
-add_ev(struct job *j, enum be_event ev, uint32_t level, size_t len)
+add_ev(struct job *j, enum be_event ev, uint32_t level, uint64_t gen,
+    size_t len)
 {
 	j->ev[j->nev].ev = ev;
 	j->ev[j->nev].level = level;
+	j->ev[j->nev].gen = gen;
 	j->ev[j->nev].len = len;
 	j->nev++;
 }
@@ -959,6 +988,7 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 	if (live) {
 		cur.kind = old.kind;
 		cur.level = old.level;
+		cur.gen = old.gen;
 		cur.expires = wall_to_mono(l, old.wall);
 		if (old.kind == BE_TOMBSTONE)
 			memcpy(cur.digest, old.digest, BE_DIGEST_LEN);
@@ -1034,6 +1064,7 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 		memset(&nh, 0, sizeof(nh));
 		nh.kind = BE_ENTRY;
 		nh.level = c->level;
+		nh.gen = c->gen;
 		nh.wall = mono_to_wall(l, c->expires);
 		nh.len = c->len;
 		v.mv_size = hdr_encode(&nh, hb);
@@ -1062,13 +1093,13 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 		    w->keylen, &what)) != 0)
 			goto fail;
 		if (had && old.kind == BE_ENTRY && live)
-			add_ev(j, BE_EV_UPDATE, c->level, c->len);
+			add_ev(j, BE_EV_UPDATE, c->level, c->gen, c->len);
 		else {
 			/* An entry that expired unswept goes first. */
 			if (had && old.kind == BE_ENTRY)
-				add_ev(j, BE_EV_EXPIRE, old.level,
+				add_ev(j, BE_EV_EXPIRE, old.level, old.gen,
 				    (size_t)old.len);
-			add_ev(j, BE_EV_SET, c->level, c->len);
+			add_ev(j, BE_EV_SET, c->level, c->gen, c->len);
 		}
 		if (had)
 			delta_out(j, &old, w->keylen);
@@ -1101,7 +1132,7 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 			goto fail;
 		if (had && old.kind == BE_ENTRY)
 			add_ev(j, live ? BE_EV_DELETE : BE_EV_EXPIRE,
-			    old.level, (size_t)old.len);
+			    old.level, old.gen, (size_t)old.len);
 		if (had)
 			delta_out(j, &old, w->keylen);
 		j->d_tombs++;
@@ -1487,7 +1518,7 @@ complete(struct lm *l, struct job *j)
 		 * free w there). */
 		for (e = 0; e < j->nev; e++)
 			backend_report(&l->be, j->ev[e].ev, w->key, w->keylen,
-			    j->ev[e].level, j->ev[e].len);
+			    j->ev[e].level, j->ev[e].gen, j->ev[e].len);
 		w->done(w->arg, j->err, j->err == BE_OK ? NULL : j->errmsg);
 	} else {
 		if (j->err != BE_OK)
@@ -1646,10 +1677,12 @@ check_dir(const char *path, char *err, size_t errlen)
 static int
 open_dbs(struct lm *l, char *err, size_t errlen)
 {
-	static const char layout[] = LAYOUT_TEXT;
+	static const char layout[] = LAYOUT_TEXT, layout1[] = LAYOUT1_TEXT;
 	MDB_txn *t = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k = { 6, (void *)(uintptr_t)"layout" }, v;
+	MDB_val ik = { 11, (void *)(uintptr_t)"incarnation" };
+	uint8_t inc[8];
 	struct hdr h;
 	const char *what;
 	uint64_t bad = 0;
@@ -1665,22 +1698,44 @@ open_dbs(struct lm *l, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &l->meta)) != 0)
 		goto fail;
 	rc = mdb_get(t, l->meta, &k, &v);
-	if (rc == 0 && (v.mv_size != sizeof(layout) - 1 ||
-	    memcmp(v.mv_data, layout, v.mv_size) != 0)) {
+	if (rc == 0 && !(v.mv_size == sizeof(layout) - 1 &&
+	    memcmp(v.mv_data, layout, v.mv_size) == 0) &&
+	    !(v.mv_size == sizeof(layout1) - 1 &&
+	    memcmp(v.mv_data, layout1, v.mv_size) == 0)) {
 		snprintf(err, errlen, "lmdb_path %s holds layout \"%.*s\"; "
-		    "this build reads layout %s", l->path,
+		    "this build reads layouts %s and %s", l->path,
 		    (int)(v.mv_size < 32 ? v.mv_size : 32),
-		    (const char *)v.mv_data, layout);
+		    (const char *)v.mv_data, layout1, layout);
 		mdb_txn_abort(t);
 		return -1;
 	}
-	if (rc == MDB_NOTFOUND) {
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		what = "mdb_get(meta)";
+		goto fail;
+	}
+	/* New, or layout 1 (read as it is): layout 2 from now on. */
+	if (rc == MDB_NOTFOUND || v.mv_size != sizeof(layout) - 1 ||
+	    memcmp(v.mv_data, layout, v.mv_size) != 0) {
 		v.mv_size = sizeof(layout) - 1;
 		v.mv_data = (void *)(uintptr_t)layout;
 		what = "mdb_put(meta)";
 		if ((rc = mdb_put(t, l->meta, &k, &v, 0)) != 0)
 			goto fail;
-	} else if (rc != 0) {
+	}
+	/* The store's identity: drawn with the file, kept in it. */
+	rc = mdb_get(t, l->meta, &ik, &v);
+	if (rc == 0 && v.mv_size == sizeof(inc) &&
+	    get_be64(v.mv_data) != 0)
+		l->be.incarnation = get_be64(v.mv_data);
+	else if (rc == 0 || rc == MDB_NOTFOUND) {
+		l->be.incarnation = backend_random_id();
+		put_be64(inc, l->be.incarnation);
+		v.mv_size = sizeof(inc);
+		v.mv_data = inc;
+		what = "mdb_put(meta)";
+		if ((rc = mdb_put(t, l->meta, &ik, &v, 0)) != 0)
+			goto fail;
+	} else {
 		what = "mdb_get(meta)";
 		goto fail;
 	}
@@ -1963,6 +2018,7 @@ lm_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 		return 0;
 	rec->kind = h.kind;
 	rec->level = h.level;
+	rec->gen = h.gen;
 	rec->expires = wall_to_mono(l, h.wall);
 	if (h.kind == BE_TOMBSTONE) {
 		memcpy(rec->digest, h.digest, BE_DIGEST_LEN);
@@ -2097,6 +2153,7 @@ lm_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
 		items[n].k = e;
 		items[n].kind = h.kind;
 		items[n].level = h.level;
+		items[n].gen = h.gen;
 		items[n].len = h.kind == BE_ENTRY ? h.len : 0;
 		n++;
 	}
@@ -2134,7 +2191,7 @@ lm_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
 	for (i = 0; i < n; i++)
 		if (items[i].kind == BE_ENTRY)
 			backend_report(&l->be, BE_EV_EXPIRE, items[i].k->key,
-			    items[i].k->keylen, items[i].level,
+			    items[i].k->keylen, items[i].level, items[i].gen,
 			    (size_t)items[i].len);
 	if (more != NULL)
 		*more = found;
@@ -2295,7 +2352,8 @@ lm_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
 		if ((e = key_find(l, k.mv_data, k.mv_size)) != NULL &&
 		    e->doomed)
 			continue;
-		fn(arg, k.mv_data, k.mv_size, h.level, wall_to_mono(l, h.wall),
+		fn(arg, k.mv_data, k.mv_size, h.level, h.gen,
+		    wall_to_mono(l, h.wall),
 		    (size_t)h.len);
 		n++;
 	}

@@ -203,7 +203,7 @@ struct blob_ref {
 };
 
 /*
- * A record: 59 bytes before the key (fields ordered so that none pads),
+ * A record: 67 bytes before the key (fields ordered so that none pads),
  * allocated to the key's length (offsetof, not sizeof). A tombstone's
  * digest is an allocation of its own: deletes are rare, and inline it
  * would cost every entry 24 bytes.
@@ -223,6 +223,7 @@ struct rec {
 	/* Live entries, most recently used (LRU) or written first. */
 	struct rec	*lru_prev, *lru_next;
 	uint64_t	 stamp;		/* when pushed onto that list */
+	uint64_t	 gen;		/* BE_ENTRY: its generation */
 	uint16_t	 keylen;
 	uint8_t		 kind;		/* BE_ENTRY or BE_TOMBSTONE */
 	uint8_t		 key[];
@@ -893,7 +894,7 @@ mem_sweep_budget(struct mem *m, uint64_t now, size_t budget, int *more)
 			m->entries--;
 			m->payload_bytes -= r->u.blob->len;
 			backend_report(&m->be, BE_EV_EXPIRE, r->key, r->keylen,
-			    r->level, r->u.blob->len);
+			    r->level, r->gen, r->u.blob->len);
 			blob_unref(r->u.blob);
 		} else {
 			m->tombstones--;	/* silently (backend.h) */
@@ -934,6 +935,8 @@ mem_open(const struct config *cfg, struct event_base *base, char *err,
 		goto oom;
 	m->max_memory = cfg != NULL ? cfg->max_memory : 0;
 	m->lru = cfg != NULL && cfg->mode == MODE_NODE;
+	/* Every start is a store without the records of the last one. */
+	m->be.incarnation = backend_random_id();
 	/* The hash key must be secret: with a guessable one, chosen session
 	 * ids could all land in one probe chain. */
 	if (siphash_key(m->seed) != 0) {
@@ -1006,6 +1009,7 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 		return 0;
 	rec->kind = r->kind;
 	rec->level = r->level;
+	rec->gen = r->gen;
 	rec->expires = r->expires;
 	if (r->kind == BE_TOMBSTONE) {
 		memcpy(rec->digest, r->u.digest, BE_DIGEST_LEN);
@@ -1044,6 +1048,7 @@ lru_evict(struct mem *m, const struct rec *keep, uint64_t old, uint64_t need)
 {
 	struct rec *v;
 	uint32_t level;
+	uint64_t gen;
 	size_t len;
 
 	while (over_budget(m, old, need)) {
@@ -1052,6 +1057,7 @@ lru_evict(struct mem *m, const struct rec *keep, uint64_t old, uint64_t need)
 		if (v == NULL)
 			break;
 		level = v->level;
+		gen = v->gen;
 		len = v->u.blob->len;
 		lru_unlink(m, v);
 		tab_unlink(m, v);
@@ -1060,7 +1066,7 @@ lru_evict(struct mem *m, const struct rec *keep, uint64_t old, uint64_t need)
 		m->payload_bytes -= len;
 		m->entries--;
 		backend_report(&m->be, BE_EV_EVICT, v->key, v->keylen, level,
-		    len);
+		    gen, len);
 		blob_unref(v->u.blob);
 		rec_free(v);
 	}
@@ -1075,6 +1081,7 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	struct rec *nr = NULL;
 	struct blob *b;
 	uint32_t old_level = 0;
+	uint64_t old_gen = 0;
 	size_t old_len = 0;
 	int expired_entry = 0, ev = BE_EV_SET;
 
@@ -1138,6 +1145,7 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 			lru_push(m, r);	/* was a tombstone */
 		if (r->kind == BE_ENTRY) {
 			old_level = r->level;
+			old_gen = r->gen;
 			old_len = r->u.blob->len;
 			if (r->expires > now)
 				ev = BE_EV_UPDATE;
@@ -1155,6 +1163,7 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	}
 	r->kind = BE_ENTRY;
 	r->level = c->level;
+	r->gen = c->gen;
 	r->u.blob = b;
 	m->used_bytes = m->used_bytes - old + need;
 	m->payload_bytes += c->len;
@@ -1169,8 +1178,9 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	/* Reports last: the hook may call back into the backend. */
 	if (expired_entry)
 		backend_report(&m->be, BE_EV_EXPIRE, w->key, w->keylen,
-		    old_level, old_len);
-	backend_report(&m->be, ev, w->key, w->keylen, c->level, c->len);
+		    old_level, old_gen, old_len);
+	backend_report(&m->be, ev, w->key, w->keylen, c->level, c->gen,
+	    c->len);
 	return BE_OK;
 oom:
 	snprintf(m->errmsg, sizeof(m->errmsg), "store full: out of memory");
@@ -1185,6 +1195,7 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	struct be_change *c = &w->chg;
 	uint64_t need = (uint64_t)w->keylen + BE_ENTRY_OVERHEAD;
 	uint32_t old_level = 0;
+	uint64_t old_gen = 0;
 	size_t old_len = 0;
 	int ev = -1;
 	uint8_t *digest;
@@ -1215,6 +1226,7 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 		if (r->kind == BE_ENTRY) {
 			lru_unlink(m, r);
 			old_level = r->level;
+			old_gen = r->gen;
 			old_len = r->u.blob->len;
 			ev = r->expires > now ? BE_EV_DELETE : BE_EV_EXPIRE;
 			m->payload_bytes -= old_len;
@@ -1227,11 +1239,12 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	}
 	r->kind = BE_TOMBSTONE;
 	r->level = c->level;
+	r->gen = 0;
 	r->u.digest = digest;
 	memcpy(r->u.digest, c->digest, BE_DIGEST_LEN);
 	if (ev != -1)
 		backend_report(&m->be, (enum be_event)ev, w->key, w->keylen,
-		    old_level, old_len);
+		    old_level, old_gen, old_len);
 	return BE_OK;
 }
 
@@ -1263,6 +1276,7 @@ mem_write(struct backend *be, struct be_write *w)
 	if (r != NULL && r->expires > now) {
 		cur.kind = r->kind;
 		cur.level = r->level;
+		cur.gen = r->gen;
 		cur.expires = r->expires;
 		if (r->kind == BE_ENTRY) {
 			cur.data = blob_data(r->u.blob);
@@ -1415,7 +1429,7 @@ mem_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
 		steps++;
 		if (r->expires <= now)
 			continue;	/* the sweeper's */
-		fn(arg, r->key, r->keylen, r->level, r->expires,
+		fn(arg, r->key, r->keylen, r->level, r->gen, r->expires,
 		    r->u.blob->len);
 		n++;
 	}

@@ -243,13 +243,13 @@ write_pid_file(const char *path)
 
 static void
 on_backend_change(void *arg, enum be_event ev, const uint8_t *key,
-    size_t keylen, uint32_t level, size_t len)
+    size_t keylen, uint32_t level, uint64_t gen, size_t len)
 {
 	if (ev == BE_EV_EXPIRE)
 		metrics_count(MC_EXPIRED, 1);
 	else if (ev == BE_EV_EVICT)
 		metrics_count(MC_EVICTIONS, 1);
-	watch_backend_event(ev, key, keylen, level, len);	/* central */
+	watch_backend_event(ev, key, keylen, level, gen, len); /* central */
 }
 
 /*

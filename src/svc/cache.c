@@ -172,6 +172,9 @@ cache_write(struct call *call, ProtobufCMessage *msg, int need_level,
 	op->r.data = req->payload.data;
 	op->r.len = req->payload.len;
 	op->r.ttl_ns = ttl;
+	/* Drawn for every write: used only when it stores new content. */
+	if (need_level)
+		op->r.gen = backend_random_id();
 	if (decide != cache_decide_update && op_prehash(op))
 		return;
 	op_write(op);

@@ -360,7 +360,7 @@ reconcile_stop(void)
 /* be_scan_fn: a copy the node holds. */
 static void
 reconcile_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t expires, size_t len)
+    uint64_t gen, uint64_t expires, size_t len)
 {
 	struct gone *g;
 

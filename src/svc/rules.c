@@ -90,22 +90,44 @@ same_payload(const struct cache_req *r, const struct be_record *cur)
 	    (r->len == 0 || memcmp(cur->data, r->data, r->len) == 0);
 }
 
+/*
+ * The expiry of what a write leaves: now + ttl, but never before the
+ * current record's (spec §4). Every copy a node took of this session's
+ * levels expires no later than the record did when it was taken, and a
+ * record's expiry only ever moves later, so as long as the record (entry or
+ * tombstone) lives no copy of an older level outlives it, and no level can
+ * be set again with other bytes while a copy of it is served. A shorter ttl
+ * on a retry or an Update therefore does not shorten the session's life.
+ */
+uint64_t
+cache_expiry(const struct be_record *cur, uint64_t now, uint64_t ttl_ns)
+{
+	uint64_t e = now + ttl_ns;
+
+	if (cur->kind != BE_NONE && cur->expires > e)
+		e = cur->expires;
+	return e;
+}
+
 static void
-put(const struct cache_req *r, uint64_t now, struct be_change *chg)
+put(const struct cache_req *r, const struct be_record *cur, uint64_t now,
+    struct be_change *chg)
 {
 	chg->action = BE_PUT;
 	chg->level = r->level;
-	chg->expires = now + r->ttl_ns;
+	chg->gen = r->gen;
+	chg->expires = cache_expiry(cur, now, r->ttl_ns);
 	chg->data = r->data;
 	chg->len = r->len;
 }
 
 static void
-touch(const struct cache_req *r, uint64_t now, struct be_change *chg)
+touch(const struct cache_req *r, const struct be_record *cur, uint64_t now,
+    struct be_change *chg)
 {
 	chg->action = BE_TOUCH;
 	chg->level = r->level;
-	chg->expires = now + r->ttl_ns;
+	chg->expires = cache_expiry(cur, now, r->ttl_ns);
 }
 
 void
@@ -121,7 +143,7 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 	switch (cur->kind) {
 	case BE_ENTRY:
 		if (cur->level == r->level && same_payload(r, cur)) {
-			touch(r, now, chg);	/* a retry: TTL restarts */
+			touch(r, cur, now, chg);	/* a retry: the TTL restarts */
 			return;
 		}
 		V(v, GRPC_ALREADY_EXISTS, "shared data already exists for "
@@ -129,7 +151,7 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 		return;
 	case BE_TOMBSTONE:
 		if (r->level > cur->level) {
-			put(r, now, chg);
+			put(r, cur, now, chg);
 			return;
 		}
 		/* Not the normal path: only a Set at the deleted level pays
@@ -140,7 +162,7 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 			else
 				SHA256(r->data, r->len, digest);
 			if (memcmp(digest, cur->digest, sizeof(digest)) == 0) {
-				put(r, now, chg);
+				put(r, cur, now, chg);
 				return;
 			}
 		}
@@ -150,7 +172,7 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 		    (unsigned long long)cur->level + 1);
 		return;
 	case BE_NONE:
-		put(r, now, chg);
+		put(r, cur, now, chg);
 		return;
 	}
 }
@@ -170,11 +192,11 @@ cache_decide_update(const struct cache_req *r, const struct be_record *cur,
 		return;
 	}
 	if (cur->level != UINT32_MAX && r->level == cur->level + 1) {
-		put(r, now, chg);
+		put(r, cur, now, chg);
 		return;
 	}
 	if (r->level == cur->level && same_payload(r, cur)) {
-		touch(r, now, chg);	/* a retry: TTL restarts */
+		touch(r, cur, now, chg);	/* a retry: the TTL restarts */
 		return;
 	}
 	if (cur->level == UINT32_MAX) {

@@ -29,6 +29,8 @@ struct cache_req {
 	const uint8_t	*data;		/* Set, Update: the payload */
 	size_t		 len;
 	uint64_t	 ttl_ns;	/* already defaulted and clamped */
+	uint64_t	 gen;		/* Set, Update: the new content's
+					   generation (backend.h) */
 	/*
 	 * A digest hashed off the loop before the write (src/util/digest.c):
 	 * for a Set, of data; for a Delete, of the entry that was
@@ -56,6 +58,11 @@ int	 cache_check_session(const uint8_t *, size_t, int present,
  * above max_ttl -> max_ttl, negative or bad nanos -> INVALID_ARGUMENT. */
 int	 cache_ttl(const struct Google__Protobuf__Duration *, uint64_t def_ms,
 	    uint64_t max_ms, uint64_t *ns, struct cache_verdict *);
+
+/* now + ttl_ns, or the current record's expiry if later (spec §4: what a
+ * write leaves never ends before what was reported of the session). */
+uint64_t cache_expiry(const struct be_record *cur, uint64_t now,
+	    uint64_t ttl_ns);
 
 void	 cache_decide_set(const struct cache_req *, const struct be_record *,
 	    uint64_t now, struct be_change *, struct cache_verdict *);

@@ -60,7 +60,7 @@
 /* Entries per slice, at most (fewer with a small watch_buffer). */
 #define SCAN_SLICE	64
 /* Bytes a notice takes at most: session_id, the other fields, the prefix. */
-#define NOTICE_MAX	(SESSION_ID_MAX + 48 + GRPC_PREFIX_LEN)
+#define NOTICE_MAX	(SESSION_ID_MAX + 66 + GRPC_PREFIX_LEN)
 /* Low-water mark of a stream's queue for the snapshot, at most. */
 #define LOW_WATER_MAX	(64 * 1024)
 
@@ -69,6 +69,7 @@ struct held {
 	STAILQ_ENTRY(held)	 entry;
 	int			 kind;
 	uint32_t		 level;
+	uint64_t		 gen;
 	uint64_t		 expires;	/* 0: no ttl */
 	size_t			 cost;		/* counted against watch_buffer */
 	size_t			 keylen;
@@ -210,7 +211,8 @@ cut_off(struct watcher *w, size_t queued)
 /* Send one notice; 0, or -1 when the watcher is dead now. */
 static int
 send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
-    int has_level, uint32_t level, uint64_t expires, uint64_t now)
+    int has_level, uint32_t level, uint64_t gen, uint64_t expires,
+    uint64_t now)
 {
 	Alpcrun__V1__SharedDataNotice n = ALPCRUN__V1__SHARED_DATA_NOTICE__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
@@ -233,6 +235,10 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	n.kind = kind;
 	n.has_seq = 1;
 	n.seq = w->seq + 1;
+	n.has_generation = gen != 0;
+	n.generation = gen;
+	n.has_incarnation = 1;
+	n.incarnation = W.be->incarnation;
 	size = protobuf_c_message_get_packed_size(&n.base) + GRPC_PREFIX_LEN;
 	queued = call_queued(w->call) + w->held_bytes;
 	if (!watch_fits(queued, size, W.buffer)) {
@@ -259,7 +265,7 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 /* A live notice during the snapshot: kept, in order, within the bound. */
 static void
 hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t expires)
+    uint32_t level, uint64_t gen, uint64_t expires)
 {
 	struct held *h;
 	size_t cost = sizeof(*h) + keylen, queued;
@@ -275,6 +281,7 @@ hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	}
 	h->kind = kind;
 	h->level = level;
+	h->gen = gen;
 	h->expires = expires;
 	h->cost = cost;
 	h->keylen = keylen;
@@ -286,12 +293,12 @@ hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 /* be_scan_fn: one live session of the snapshot. */
 static void
 snap_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t expires, size_t len)
+    uint64_t gen, uint64_t expires, size_t len)
 {
 	struct watcher *w = arg;
 
 	(void)len;
-	send_notice(w, KIND(SNAPSHOT), key, keylen, 1, level, expires,
+	send_notice(w, KIND(SNAPSHOT), key, keylen, 1, level, gen, expires,
 	    clock_now_ns());
 }
 
@@ -303,7 +310,7 @@ snapshot_end(struct watcher *w)
 	uint64_t now = clock_now_ns();
 
 	w->in_snapshot = 0;
-	if (send_notice(w, KIND(SNAPSHOT_END), NULL, 0, 0, 0, 0, now) != 0)
+	if (send_notice(w, KIND(SNAPSHOT_END), NULL, 0, 0, 0, 0, 0, now) != 0)
 		return;
 	log_debug("watcher snapshot sent", "notices=%llu held=%zu",
 	    (unsigned long long)w->seq, w->held_bytes);
@@ -311,7 +318,7 @@ snapshot_end(struct watcher *w)
 		STAILQ_REMOVE_HEAD(&w->held, entry);
 		w->held_bytes -= h->cost;
 		send_notice(w, h->kind, h->key, h->keylen, 1, h->level,
-		    h->expires, now);
+		    h->gen, h->expires, now);
 		free(h);
 	}
 }
@@ -474,7 +481,8 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 			goto out;
 		}
 		if (rec.kind == BE_ENTRY && send_notice(w, KIND(SNAPSHOT),
-		    w->filter, len, 1, rec.level, rec.expires, now) != 0)
+		    w->filter, len, 1, rec.level, rec.gen, rec.expires,
+		    now) != 0)
 			goto out;
 		snapshot_end(w);
 		goto out;
@@ -496,7 +504,7 @@ out:
 
 void
 watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
-    uint32_t level, size_t len)
+    uint32_t level, uint64_t gen, size_t len)
 {
 	struct watcher *w;
 	struct be_record rec;
@@ -518,10 +526,10 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 		    memcmp(w->filter, key, keylen) != 0)))
 			continue;
 		if (w->in_snapshot)
-			hold(w, kind, key, keylen, level, expires);
+			hold(w, kind, key, keylen, level, gen, expires);
 		else
-			send_notice(w, kind, key, keylen, 1, level, expires,
-			    now);
+			send_notice(w, kind, key, keylen, 1, level, gen,
+			    expires, now);
 	}
 }
 

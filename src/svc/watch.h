@@ -35,7 +35,7 @@ void	 watch_free(void);
  * not happen on a central (it refuses writes past max_memory) and is not
  * a notice. */
 void	 watch_backend_event(enum be_event, const uint8_t *key, size_t keylen,
-	    uint32_t level, size_t len);
+	    uint32_t level, uint64_t gen, size_t len);
 
 /* For /metrics: watchers open, and the notice bytes they have queued
  * (packed for their streams, or held while their snapshot runs). */

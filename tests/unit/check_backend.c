@@ -38,6 +38,7 @@ struct hev {
 	uint8_t		 key[256];
 	size_t		 keylen;
 	uint32_t	 level;
+	uint64_t	 gen;
 	size_t		 len;
 };
 
@@ -54,7 +55,7 @@ static size_t		 nexpire;
 
 static void
 hook(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
-    uint32_t level, size_t len)
+    uint32_t level, uint64_t gen, size_t len)
 {
 	static const struct timeval zero = { 0, 0 };
 	struct hev *h;
@@ -71,6 +72,7 @@ hook(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
 	memcpy(h->key, key, keylen);
 	h->keylen = keylen;
 	h->level = level;
+	h->gen = gen;
 	h->len = len;
 	if (ev == BE_EV_EXPIRE)
 		nexpire++;
@@ -169,6 +171,7 @@ fix_close(void)
 struct wr {
 	enum be_action	 action;
 	uint32_t	 level;
+	uint64_t	 gen;
 	uint64_t	 expires;
 	const void	*data;
 	size_t		 len;
@@ -202,6 +205,7 @@ w_decide(void *arg, const struct be_record *cur, uint64_t now,
 	r->now = now;
 	c->action = r->action;
 	c->level = r->level;
+	c->gen = r->gen;
 	c->expires = r->expires;
 	c->data = r->adoptbuf != NULL ? r->adoptbuf + ADOPT_HEAD : r->data;
 	c->len = r->len;
@@ -579,6 +583,115 @@ START_TEST(test_touch)
 	ck_assert_int_eq(get(S("k"), F.t0 + 49 * SEC).kind, BE_ENTRY);
 	ck_assert_int_eq(get(S("k"), F.t0 + 60 * SEC).kind, BE_NONE);
 	ck_assert_uint_eq(nhev, 1);
+	fix_close();
+}
+END_TEST
+
+/*
+ * Identity (backend.h): the generation a BE_PUT gives is what lookup(),
+ * decide(), the hook and scans hand back; a touch keeps it; a tombstone has
+ * none; EXPIRE and DELETE carry the departing entry's. The store has an
+ * incarnation, never 0.
+ */
+static uint64_t scan_gen;
+
+static void
+gen_scan_fn(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
+    uint64_t gen, uint64_t expires, size_t len)
+{
+	(void)arg, (void)key, (void)keylen, (void)level, (void)expires;
+	(void)len;
+	scan_gen = gen;
+}
+
+START_TEST(test_generation)
+{
+	struct be_record rec;
+	struct be_scan *sc;
+	struct wr w;
+	int more;
+
+	fix_open(_i, 0);
+	ck_assert_uint_ne(F.be->incarnation, 0);
+	w = (struct wr){ .action = BE_PUT, .level = 1, .gen = 0x1111,
+	    .data = "a", .len = 1, .expires = LIVE };
+	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
+	check_hev(0, BE_EV_SET, "g", 1, 1);
+	ck_assert_uint_eq(hevs[0].gen, 0x1111);
+	rec = get(S("g"), clock_now_ns());
+	ck_assert_uint_eq(rec.gen, 0x1111);
+
+	/* A touch keeps it, and decide() sees it. */
+	w = (struct wr){ .action = BE_TOUCH, .expires = LIVE + SEC };
+	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
+	ck_assert_uint_eq(w.cur.gen, 0x1111);
+	ck_assert_uint_eq(get(S("g"), clock_now_ns()).gen, 0x1111);
+
+	/* Replaced: the new one's, in the hook, lookups and scans. */
+	w = (struct wr){ .action = BE_PUT, .level = 2, .gen = 0xffffffffffffffffULL,
+	    .data = "bb", .len = 2, .expires = LIVE };
+	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
+	check_hev(1, BE_EV_UPDATE, "g", 2, 2);
+	ck_assert_uint_eq(hevs[1].gen, 0xffffffffffffffffULL);
+	ck_assert_uint_eq(get(S("g"), clock_now_ns()).gen,
+	    0xffffffffffffffffULL);
+	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
+	ck_assert_int_eq(F.ops->scan_next(F.be, sc, clock_now_ns(), 10,
+	    gen_scan_fn, NULL), 0);
+	F.ops->scan_close(F.be, sc);
+	ck_assert_uint_eq(scan_gen, 0xffffffffffffffffULL);
+
+	/* Deleted: DELETE carries it; the tombstone has none. */
+	ck_assert_int_eq(tomb(S("g"), 2, 3, LIVE), BE_OK);
+	check_hev(2, BE_EV_DELETE, "g", 2, 2);
+	ck_assert_uint_eq(hevs[2].gen, 0xffffffffffffffffULL);
+	rec = get(S("g"), clock_now_ns());
+	ck_assert_int_eq(rec.kind, BE_TOMBSTONE);
+	ck_assert_uint_eq(rec.gen, 0);
+
+	/* Expired and swept: EXPIRE carries it. */
+	w = (struct wr){ .action = BE_PUT, .level = 7, .gen = 0x77,
+	    .data = "c", .len = 1, .expires = F.t0 + SEC };
+	ck_assert_int_eq(do_write(&w, S("e")), BE_OK);
+	nhev = 0;
+	while (F.be->ops->sweep(F.be, F.t0 + 2 * SEC, 100, &more) > 0)
+		;
+	ck_assert_uint_eq(nhev, 1);
+	check_hev(0, BE_EV_EXPIRE, "e", 7, 1);
+	ck_assert_uint_eq(hevs[0].gen, 0x77);
+	fix_close();
+}
+END_TEST
+
+/* backend_random_id(): never 0, and not the same twice in a row. */
+START_TEST(test_random_id)
+{
+	uint64_t a, b;
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		a = backend_random_id();
+		b = backend_random_id();
+		ck_assert_uint_ne(a, 0);
+		ck_assert_uint_ne(a, b);
+	}
+}
+END_TEST
+
+/* Every open of the memory backend is a store without the records of the
+ * last one: a new incarnation each time. */
+START_TEST(test_mem_incarnation)
+{
+	uint64_t first;
+	char err[256] = "";
+
+	fix_open(_i, 0);
+	first = F.be->incarnation;
+	F.ops->close(F.be);
+	F.be = F.ops->open(&F.cfg, F.base, err, sizeof(err));
+	ck_assert_msg(F.be != NULL, "open: %s", err);
+	ck_assert_uint_ne(F.be->incarnation, 0);
+	ck_assert_uint_ne(F.be->incarnation, first);
 	fix_close();
 }
 END_TEST
@@ -2223,7 +2336,7 @@ scan_key_index(const uint8_t *key, size_t keylen)
 
 static void
 scan_fn(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t expires, size_t len)
+    uint64_t gen, uint64_t expires, size_t len)
 {
 	int i = scan_key_index(key, keylen);
 
@@ -2388,6 +2501,7 @@ main(void)
 		tcase_add_loop_test(tc, test_tombstone, i, i + 1);
 		tcase_add_loop_test(tc, test_touch, i, i + 1);
 		tcase_add_loop_test(tc, test_keep, i, i + 1);
+		tcase_add_loop_test(tc, test_generation, i, i + 1);
 		tcase_add_loop_test(tc, test_expired_reads_none, i, i + 1);
 		tcase_add_loop_test(tc, test_sweep_budget, i, i + 1);
 		tcase_add_loop_test(tc, test_sweep_order, i, i + 1);
@@ -2418,7 +2532,10 @@ main(void)
 		tcase_add_loop_test(tc, test_mem_lease_outlives_close, mem,
 		    mem + 1);
 	}
+	if (mem >= 0)
+		tcase_add_loop_test(tc, test_mem_incarnation, mem, mem + 1);
 	tcase_add_test(tc, test_registry);
+	tcase_add_test(tc, test_random_id);
 	suite_add_tcase(s, tc);
 
 	/* Tens of thousands of writes, every key checked dozens of times:

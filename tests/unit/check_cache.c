@@ -395,25 +395,27 @@ END_TEST
  * shorter or longer than before. */
 START_TEST(test_set_retry)
 {
+	struct snap s;
 	struct cw c1, c2, c3;
 
 	fix_open(_i);
-	c1 = SET("s", 4, "payload", LONG_TTL);
+	c1 = SET("s", 4, "payload", SHORT_TTL);
 	expect_ok(&c1, BE_PUT);
-	c2 = SET("s", 4, "payload", SHORT_TTL);
+	c2 = SET("s", 4, "payload", LONG_TTL);
 	expect_ok(&c2, BE_TOUCH);
 	ck_assert_int_eq(c2.cur.kind, BE_ENTRY);
-	EXPECT_ENTRY("s", 4, "payload", c2.now + SHORT_TTL);
-	c3 = SET("s", 4, "payload", LONG_TTL);
+	s = EXPECT_ENTRY("s", 4, "payload", c2.now + LONG_TTL);
+	/* A shorter ttl restarts nothing: never earlier than reported. */
+	c3 = SET("s", 4, "payload", SHORT_TTL);
 	expect_ok(&c3, BE_TOUCH);
-	EXPECT_ENTRY("s", 4, "payload", c3.now + LONG_TTL);
+	EXPECT_ENTRY("s", 4, "payload", s.expires);
 
 	/* Empty payloads compare equal too. */
-	c1 = SET("e", 1, "", LONG_TTL);
+	c1 = SET("e", 1, "", SHORT_TTL);
 	expect_ok(&c1, BE_PUT);
-	c2 = SET("e", 1, "", SHORT_TTL);
+	c2 = SET("e", 1, "", LONG_TTL);
 	expect_ok(&c2, BE_TOUCH);
-	EXPECT_ENTRY("e", 1, "", c2.now + SHORT_TTL);
+	EXPECT_ENTRY("e", 1, "", c2.now + LONG_TTL);
 	fix_close();
 }
 END_TEST
@@ -421,15 +423,16 @@ END_TEST
 /* Level 0 is a level like any other, not "no level". */
 START_TEST(test_level_zero)
 {
+	struct snap s;
 	struct cw c, d;
 
 	fix_open(_i);
-	c = SET("z", 0, "zero", LONG_TTL);
-	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("z", 0, "zero", c.now + LONG_TTL);
 	c = SET("z", 0, "zero", SHORT_TTL);
-	expect_ok(&c, BE_TOUCH);
+	expect_ok(&c, BE_PUT);
 	EXPECT_ENTRY("z", 0, "zero", c.now + SHORT_TTL);
+	c = SET("z", 0, "zero", LONG_TTL);
+	expect_ok(&c, BE_TOUCH);
+	EXPECT_ENTRY("z", 0, "zero", c.now + LONG_TTL);
 	c = UPD("z", 0, "zero", LONG_TTL);	/* retry at level 0 */
 	expect_ok(&c, BE_TOUCH);
 	EXPECT_ENTRY("z", 0, "zero", c.now + LONG_TTL);
@@ -439,18 +442,19 @@ START_TEST(test_level_zero)
 	expect_ok(&c, BE_PUT);
 	d = DEL("t");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	EXPECT_TOMB("t", 0, "zero", c.now + LONG_TTL);
-	/* (Other content at level 0: refused, in refusals[].) */
+	s = EXPECT_TOMB("t", 0, "zero", c.now + LONG_TTL);
+	/* (Other content at level 0: refused, in refusals[].) Revived,
+	 * it keeps at least the tombstone's expiry. */
 	c = SET("t", 0, "zero", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("t", 0, "zero", c.now + SHORT_TTL);
+	EXPECT_ENTRY("t", 0, "zero", s.expires);
 
 	/* Update from 0 to 1. */
-	c = SET("u", 0, "zero", LONG_TTL);
+	c = SET("u", 0, "zero", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	c = UPD("u", 1, "one", SHORT_TTL);
+	c = UPD("u", 1, "one", LONG_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("u", 1, "one", c.now + SHORT_TTL);
+	EXPECT_ENTRY("u", 1, "one", c.now + LONG_TTL);
 	fix_close();
 }
 END_TEST
@@ -475,41 +479,50 @@ START_TEST(test_delete_tombstone)
 	ck_assert_uint_eq(d.chg.expires, s.expires);
 	EXPECT_TOMB("s", 9, "payload", s.expires);
 
-	/* A retry shortened the TTL: the tombstone follows it. */
-	c = SET("r", 2, "data", LONG_TTL);
+	/* A retry lengthened the TTL: the tombstone follows it. A shorter
+	 * one does not shorten it (spec §4: copies of it may live that
+	 * long). */
+	c = SET("r", 2, "data", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
+	c = SET("r", 2, "data", LONG_TTL);
+	expect_ok(&c, BE_TOUCH);
+	s = EXPECT_ENTRY("r", 2, "data", c.now + LONG_TTL);
 	c = SET("r", 2, "data", SHORT_TTL);
 	expect_ok(&c, BE_TOUCH);
 	d = DEL("r");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	EXPECT_TOMB("r", 2, "data", c.now + SHORT_TTL);
+	EXPECT_TOMB("r", 2, "data", s.expires);
 
-	/* After an Update: the updated level, payload and expiry. */
+	/* After an Update: the updated level and payload, and an expiry
+	 * no earlier than the level before. */
 	c = SET("u", 1, "one", LONG_TTL);
 	expect_ok(&c, BE_PUT);
+	s = EXPECT_ENTRY("u", 1, "one", c.now + LONG_TTL);
 	c = UPD("u", 2, "two", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
 	d = DEL("u");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	EXPECT_TOMB("u", 2, "two", c.now + SHORT_TTL);
+	EXPECT_TOMB("u", 2, "two", s.expires);
 	fix_close();
 }
 END_TEST
 
 START_TEST(test_tombstone_revive)
 {
+	struct snap t;
 	struct cw c, d;
 
 	fix_open(_i);
-	c = SET("s", 9, "payload", LONG_TTL);
+	c = SET("s", 9, "payload", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
 	d = DEL("s");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	/* Identical level and payload: the entry is back, with this TTL. */
-	c = SET("s", 9, "payload", SHORT_TTL);
+	/* Identical level and payload: the entry is back, with this TTL
+	 * (longer than the tombstone's). */
+	c = SET("s", 9, "payload", LONG_TTL);
 	expect_ok(&c, BE_PUT);
 	ck_assert_int_eq(c.cur.kind, BE_TOMBSTONE);
-	EXPECT_ENTRY("s", 9, "payload", c.now + SHORT_TTL);
+	EXPECT_ENTRY("s", 9, "payload", c.now + LONG_TTL);
 	/* It is a live entry again: retries, Update and Delete see it. */
 	c = SET("s", 9, "payload", LONG_TTL);
 	expect_ok(&c, BE_TOUCH);
@@ -518,21 +531,23 @@ START_TEST(test_tombstone_revive)
 	expect_ok(&d, BE_PUT_TOMBSTONE);
 	EXPECT_TOMB("s", 9, "payload", c.now + LONG_TTL);
 
-	/* An empty payload revives too. */
+	/* An empty payload revives too; with a shorter ttl, not before
+	 * the tombstone would have ended. */
 	c = SET("e", 3, "", LONG_TTL);
 	expect_ok(&c, BE_PUT);
 	d = DEL("e");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	EXPECT_TOMB("e", 3, "", c.now + LONG_TTL);
+	t = EXPECT_TOMB("e", 3, "", c.now + LONG_TTL);
 	c = SET("e", 3, "", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("e", 3, "", c.now + SHORT_TTL);
+	EXPECT_ENTRY("e", 3, "", t.expires);
 	fix_close();
 }
 END_TEST
 
 START_TEST(test_tombstone_higher)
 {
+	struct snap t;
 	struct cw c, d;
 
 	fix_open(_i);
@@ -540,9 +555,11 @@ START_TEST(test_tombstone_higher)
 	expect_ok(&c, BE_PUT);
 	d = DEL("s");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
+	t = EXPECT_TOMB("s", 9, "payload", c.now + LONG_TTL);
+	/* Not before the tombstone would have ended. */
 	c = SET("s", 10, "other", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("s", 10, "other", c.now + SHORT_TTL);
+	EXPECT_ENTRY("s", 10, "other", t.expires);
 
 	/* Same payload, higher level; and far higher. */
 	d = DEL("s");
@@ -563,6 +580,7 @@ END_TEST
  * is refused, without n + 1 wrapping in the message: refusals[]). */
 START_TEST(test_tombstone_max)
 {
+	struct snap t;
 	struct cw c, d;
 
 	fix_open(_i);
@@ -570,10 +588,10 @@ START_TEST(test_tombstone_max)
 	expect_ok(&c, BE_PUT);
 	d = DEL("m");
 	expect_ok(&d, BE_PUT_TOMBSTONE);
-	EXPECT_TOMB("m", LVL_MAX, "top", c.now + LONG_TTL);
+	t = EXPECT_TOMB("m", LVL_MAX, "top", c.now + LONG_TTL);
 	c = SET("m", LVL_MAX, "top", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("m", LVL_MAX, "top", c.now + SHORT_TTL);
+	EXPECT_ENTRY("m", LVL_MAX, "top", t.expires);
 	fix_close();
 }
 END_TEST
@@ -633,32 +651,35 @@ END_TEST
 /* current + 1: payload and level replaced, TTL reset. */
 START_TEST(test_update_next)
 {
+	struct snap s;
 	struct cw c;
 
 	fix_open(_i);
-	c = SET("s", 5, "v5", LONG_TTL);
+	c = SET("s", 5, "v5", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	c = UPD("s", 6, "v6 is longer", SHORT_TTL);
+	c = UPD("s", 6, "v6 is longer", LONG_TTL);
 	expect_ok(&c, BE_PUT);
 	ck_assert_int_eq(c.cur.kind, BE_ENTRY);
 	ck_assert_uint_eq(c.cur.level, 5);
-	EXPECT_ENTRY("s", 6, "v6 is longer", c.now + SHORT_TTL);
-	c = UPD("s", 7, "v7", LONG_TTL);
+	s = EXPECT_ENTRY("s", 6, "v6 is longer", c.now + LONG_TTL);
+	/* A shorter ttl: not before the level it replaces would have
+	 * ended (a copy of level 6 may live that long). */
+	c = UPD("s", 7, "v7", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("s", 7, "v7", c.now + LONG_TTL);
-	c = UPD("s", 8, "", SHORT_TTL);
+	EXPECT_ENTRY("s", 7, "v7", s.expires);
+	c = UPD("s", 8, "", LONG_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("s", 8, "", c.now + SHORT_TTL);
+	EXPECT_ENTRY("s", 8, "", c.now + LONG_TTL);
 	/* The same payload at the next level is an update too. */
 	c = UPD("s", 9, "", LONG_TTL);
 	expect_ok(&c, BE_PUT);
 	EXPECT_ENTRY("s", 9, "", c.now + LONG_TTL);
 	/* Up to the top level. */
-	c = SET("m", LVL_MAX - 1, "almost", LONG_TTL);
+	c = SET("m", LVL_MAX - 1, "almost", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	c = UPD("m", LVL_MAX, "top", SHORT_TTL);
+	c = UPD("m", LVL_MAX, "top", LONG_TTL);
 	expect_ok(&c, BE_PUT);
-	EXPECT_ENTRY("m", LVL_MAX, "top", c.now + SHORT_TTL);
+	EXPECT_ENTRY("m", LVL_MAX, "top", c.now + LONG_TTL);
 	fix_close();
 }
 END_TEST
@@ -667,25 +688,27 @@ END_TEST
  * payload is a mismatch: refusals[]). */
 START_TEST(test_update_retry)
 {
+	struct snap s;
 	struct cw c;
 
 	fix_open(_i);
-	c = SET("s", 5, "v5", LONG_TTL);
-	expect_ok(&c, BE_PUT);
-	c = UPD("s", 6, "v6", LONG_TTL);
+	c = SET("s", 5, "v5", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
 	c = UPD("s", 6, "v6", SHORT_TTL);
-	expect_ok(&c, BE_TOUCH);
-	EXPECT_ENTRY("s", 6, "v6", c.now + SHORT_TTL);
+	expect_ok(&c, BE_PUT);
 	c = UPD("s", 6, "v6", LONG_TTL);
 	expect_ok(&c, BE_TOUCH);
-	EXPECT_ENTRY("s", 6, "v6", c.now + LONG_TTL);
-	/* An Update at the level a Set stored, same bytes: a retry too. */
-	c = SET("t", 2, "two", LONG_TTL);
-	expect_ok(&c, BE_PUT);
-	c = UPD("t", 2, "two", SHORT_TTL);
+	s = EXPECT_ENTRY("s", 6, "v6", c.now + LONG_TTL);
+	/* Shorter: no earlier than before. */
+	c = UPD("s", 6, "v6", SHORT_TTL);
 	expect_ok(&c, BE_TOUCH);
-	EXPECT_ENTRY("t", 2, "two", c.now + SHORT_TTL);
+	EXPECT_ENTRY("s", 6, "v6", s.expires);
+	/* An Update at the level a Set stored, same bytes: a retry too. */
+	c = SET("t", 2, "two", SHORT_TTL);
+	expect_ok(&c, BE_PUT);
+	c = UPD("t", 2, "two", LONG_TTL);
+	expect_ok(&c, BE_TOUCH);
+	EXPECT_ENTRY("t", 2, "two", c.now + LONG_TTL);
 	fix_close();
 }
 END_TEST
@@ -697,11 +720,11 @@ START_TEST(test_update_exhausted)
 	struct cw c;
 
 	fix_open(_i);
-	c = SET("m", LVL_MAX, "top", LONG_TTL);
+	c = SET("m", LVL_MAX, "top", SHORT_TTL);
 	expect_ok(&c, BE_PUT);
-	c = UPD("m", LVL_MAX, "top", SHORT_TTL);
+	c = UPD("m", LVL_MAX, "top", LONG_TTL);
 	expect_ok(&c, BE_TOUCH);
-	EXPECT_ENTRY("m", LVL_MAX, "top", c.now + SHORT_TTL);
+	EXPECT_ENTRY("m", LVL_MAX, "top", c.now + LONG_TTL);
 	fix_close();
 }
 END_TEST
@@ -1507,27 +1530,39 @@ START_TEST(test_decide_changes)
 	decide(cache_decide_set, &r, &cur, 2 * now, &c, &v, 0);
 	ck_assert_uint_eq(c.expires, 2 * now + 7 * SEC);
 
-	/* A retry: TOUCH to now + the retry's ttl, even when shorter. */
+	/* A retry: TOUCH to now + the retry's ttl, never earlier than the
+	 * entry's expiry (spec §4). */
 	cur = rec_entry(3, "payload", PAYLEN, exp);
 	decide(cache_decide_set, &r, &cur, now, &c, &v, 0xa5);
 	ck_assert_int_eq(v.status, GRPC_OK);
 	ck_assert_int_eq(c.action, BE_TOUCH);
-	ck_assert_uint_eq(c.expires, now + 7 * SEC);
+	ck_assert_uint_eq(c.expires, exp);
 	r = req("s", 3, PAY, PAYLEN, 7 * SEC);
 	decide(cache_decide_update, &r, &cur, now, &c, &v, 0xa5);
 	ck_assert_int_eq(v.status, GRPC_OK);
 	ck_assert_int_eq(c.action, BE_TOUCH);
-	ck_assert_uint_eq(c.expires, now + 7 * SEC);
+	ck_assert_uint_eq(c.expires, exp);
+	r = req("s", 3, PAY, PAYLEN, 101 * SEC);
+	decide(cache_decide_set, &r, &cur, now, &c, &v, 0xa5);
+	ck_assert_uint_eq(c.expires, now + 101 * SEC);
+	decide(cache_decide_update, &r, &cur, now, &c, &v, 0xa5);
+	ck_assert_uint_eq(c.expires, now + 101 * SEC);
 
-	/* Update to the next level: PUT. */
+	/* Update to the next level: PUT, with the request's generation, and
+	 * again never earlier than the entry it replaces. */
 	r = req("s", 4, "new", 3, 9 * SEC);
+	r.gen = 0x4242;
 	decide(cache_decide_update, &r, &cur, now, &c, &v, 0xa5);
 	ck_assert_int_eq(v.status, GRPC_OK);
 	ck_assert_int_eq(c.action, BE_PUT);
 	ck_assert_uint_eq(c.level, 4);
-	ck_assert_uint_eq(c.expires, now + 9 * SEC);
+	ck_assert_uint_eq(c.gen, 0x4242);
+	ck_assert_uint_eq(c.expires, exp);
 	ck_assert_uint_eq(c.len, 3);
 	ck_assert_mem_eq(c.data, "new", 3);
+	r = req("s", 4, "new", 3, 200 * SEC);
+	decide(cache_decide_update, &r, &cur, now, &c, &v, 0xa5);
+	ck_assert_uint_eq(c.expires, now + 200 * SEC);
 
 	/* Delete: a tombstone of the entry's level, digest and own expiry,
 	 * whatever `now`. */
@@ -1592,6 +1627,11 @@ START_TEST(test_decide_tombstone)
 			ck_assert_int_eq(v.status, GRPC_OK);
 			ck_assert_int_eq(c.action, BE_PUT);
 			ck_assert_uint_eq(c.expires, now + 7 * SEC);
+			/* Never earlier than the tombstone. */
+			tomb.expires = now + 8 * SEC;
+			decide(cache_decide_set, &r, &tomb, now, &c, &v, 0);
+			ck_assert_uint_eq(c.expires, now + 8 * SEC);
+			tomb.expires = now + SEC;
 		} else {
 			ck_assert_int_eq(v.status, GRPC_FAILED_PRECONDITION);
 			ck_assert_int_eq(c.action, BE_KEEP);

@@ -13,6 +13,8 @@
  */
 #define _XOPEN_SOURCE 700
 
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 
 #include <check.h>
 #include <event2/event.h>
+#include <lmdb.h>
 
 #include "backend.h"
 #include "backend_test.h"
@@ -40,6 +43,7 @@ struct hev {
 	enum be_event	 ev;
 	char		 key[64];
 	uint32_t	 level;
+	uint64_t	 gen;
 	size_t		 len;
 };
 
@@ -48,7 +52,7 @@ static size_t		 nhev;
 
 static void
 hook(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
-    uint32_t level, size_t len)
+    uint32_t level, uint64_t gen, size_t len)
 {
 	struct hev *h;
 
@@ -60,6 +64,7 @@ hook(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
 	memcpy(h->key, key, keylen);
 	h->key[keylen] = '\0';
 	h->level = level;
+	h->gen = gen;
 	h->len = len;
 }
 
@@ -152,6 +157,7 @@ fix_end(void)
 struct wr {
 	enum be_action	 action;
 	uint32_t	 level;
+	uint64_t	 gen;
 	uint64_t	 expires;
 	const void	*data;
 	size_t		 len;
@@ -177,6 +183,7 @@ w_decide(void *arg, const struct be_record *cur, uint64_t now,
 	r->cur.data = NULL;
 	c->action = r->action;
 	c->level = r->level;
+	c->gen = r->gen;
 	c->expires = r->expires;
 	c->data = r->data;
 	c->len = r->len;
@@ -402,6 +409,167 @@ END_TEST
  * once after open (counted until swept), then swept with EXPIRE for the
  * entries and silently for tombstones.
  */
+/*
+ * The incarnation is drawn with the file and kept in it: a reopen has the
+ * same, another file another one (backend.h "Identity"); generations
+ * survive the reopen with their entries.
+ */
+START_TEST(test_incarnation_kept)
+{
+	struct wr w = { .action = BE_PUT, .level = 4, .gen = 0xabcdef,
+	    .data = "v", .len = 1 };
+	uint64_t inc;
+	char other[300];
+
+	fix_start();
+	w.expires = LIVE;
+	be_open();
+	inc = F.be->incarnation;
+	ck_assert_uint_ne(inc, 0);
+	ck_assert_int_eq(do_write(&w, "k"), BE_OK);
+	be_close();
+	be_open();
+	ck_assert_uint_eq(F.be->incarnation, inc);
+	ck_assert_uint_eq(get("k", clock_now_ns()).gen, 0xabcdef);
+	be_close();
+
+	/* Another directory: another store. */
+	snprintf(other, sizeof(other), "%s/other", F.dir);
+	ck_assert_int_eq(mkdir(other, 0700), 0);
+	F.cfg.lmdb_path = other;
+	be_open();
+	ck_assert_uint_ne(F.be->incarnation, 0);
+	ck_assert_uint_ne(F.be->incarnation, inc);
+	be_close();
+	F.cfg.lmdb_path = F.dir;
+	fix_end();
+}
+END_TEST
+
+static void
+be64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/*
+ * A file of layout 1 (records without a generation) opens: its entries
+ * read as generation 0, the file becomes layout 2 with an incarnation, and
+ * an entry written again takes its generation.
+ */
+START_TEST(test_layout1_upgrade)
+{
+	MDB_env *env;
+	MDB_txn *t;
+	MDB_dbi rec, pay, idx, meta;
+	MDB_val k, v;
+	uint8_t hdr[24] = { 1, BE_ENTRY }, ik[8 + 3];
+	struct timespec ts;
+	struct be_record r;
+	struct lease l;
+	uint64_t wall, inc;
+	struct wr w = { .action = BE_TOUCH };
+
+	fix_start();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = ((uint64_t)ts.tv_sec + 3600) * SEC;
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 4), 0);
+	ck_assert_int_eq(mdb_env_set_mapsize(env, 16 * MIB), 0);
+	ck_assert_int_eq(mdb_env_open(env, F.dir, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &t), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "rec", MDB_CREATE, &rec), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "payload", MDB_CREATE, &pay), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "expiry", MDB_CREATE, &idx), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "meta", MDB_CREATE, &meta), 0);
+	k = (MDB_val){ 6, "layout" };
+	v = (MDB_val){ 1, "1" };
+	ck_assert_int_eq(mdb_put(t, meta, &k, &v, 0), 0);
+	hdr[7] = 3;			/* level */
+	be64(hdr + 8, wall);
+	hdr[23] = 2;			/* length */
+	k = (MDB_val){ 3, "old" };
+	v = (MDB_val){ sizeof(hdr), hdr };
+	ck_assert_int_eq(mdb_put(t, rec, &k, &v, 0), 0);
+	v = (MDB_val){ 2, "hi" };
+	ck_assert_int_eq(mdb_put(t, pay, &k, &v, 0), 0);
+	be64(ik, wall);
+	memcpy(ik + 8, "old", 3);
+	k = (MDB_val){ sizeof(ik), ik };
+	v = (MDB_val){ 0, "" };
+	ck_assert_int_eq(mdb_put(t, idx, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(t), 0);
+	mdb_env_close(env);
+
+	be_open();
+	inc = F.be->incarnation;
+	ck_assert_uint_ne(inc, 0);
+	r = lease("old", &l);
+	ck_assert_int_eq(r.kind, BE_ENTRY);
+	ck_assert_uint_eq(r.level, 3);
+	ck_assert_uint_eq(r.gen, 0);
+	ck_assert_uint_eq(l.len, 2);
+	ck_assert_mem_eq(l.data, "hi", 2);
+	lease_release(&l);
+	/* Rewritten in layout 2 by its next write, generation kept. */
+	w.expires = LIVE;
+	ck_assert_int_eq(do_write(&w, "old"), BE_OK);
+	ck_assert_uint_eq(w.cur.gen, 0);
+	ck_assert_int_eq(get("old", clock_now_ns()).kind, BE_ENTRY);
+	be_close();
+
+	/* Layout 2 now, with the incarnation it was given. */
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 4), 0);
+	ck_assert_int_eq(mdb_env_open(env, F.dir, MDB_RDONLY, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &t), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "meta", 0, &meta), 0);
+	k = (MDB_val){ 6, "layout" };
+	ck_assert_int_eq(mdb_get(t, meta, &k, &v), 0);
+	ck_assert_uint_eq(v.mv_size, 1);
+	ck_assert_mem_eq(v.mv_data, "2", 1);
+	ck_assert_int_eq(mdb_dbi_open(t, "rec", 0, &rec), 0);
+	k = (MDB_val){ 3, "old" };
+	ck_assert_int_eq(mdb_get(t, rec, &k, &v), 0);
+	ck_assert_uint_eq(v.mv_size, 32);
+	ck_assert_uint_eq(((uint8_t *)v.mv_data)[0], 2);
+	mdb_txn_abort(t);
+	mdb_env_close(env);
+	be_open();
+	ck_assert_uint_eq(F.be->incarnation, inc);
+	be_close();
+	fix_end();
+}
+END_TEST
+
+/* A layout this build does not know is refused, naming both. */
+START_TEST(test_layout_unknown_refused)
+{
+	MDB_env *env;
+	MDB_txn *t;
+	MDB_dbi meta;
+	MDB_val k = { 6, "layout" }, v = { 1, "9" };
+	char err[512] = "";
+
+	fix_start();
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 4), 0);
+	ck_assert_int_eq(mdb_env_open(env, F.dir, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &t), 0);
+	ck_assert_int_eq(mdb_dbi_open(t, "meta", MDB_CREATE, &meta), 0);
+	ck_assert_int_eq(mdb_put(t, meta, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(t), 0);
+	mdb_env_close(env);
+	ck_assert_ptr_null(try_open(err, sizeof(err)));
+	ck_assert_msg(strstr(err, "holds layout \"9\"; this build reads "
+	    "layouts 1 and 2") != NULL, "%s", err);
+	fix_end();
+}
+END_TEST
+
 START_TEST(test_expired_while_closed)
 {
 	struct be_stats st;
@@ -1170,6 +1338,9 @@ main(void)
 	tc = tcase_create("persistence");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_persist);
+	tcase_add_test(tc, test_incarnation_kept);
+	tcase_add_test(tc, test_layout1_upgrade);
+	tcase_add_test(tc, test_layout_unknown_refused);
 	tcase_add_test(tc, test_expired_while_closed);
 	tcase_add_test(tc, test_second_open_refused);
 	tcase_add_test(tc, test_path_errors);

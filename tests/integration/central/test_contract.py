@@ -120,11 +120,29 @@ def test_set_retry_identical_ok_and_restarts_ttl(daemon):
     daemon.wait_requests("SetSharedData", "OK", 2)
 
 
-def test_set_retry_restarts_ttl_downwards_too(daemon):
+def test_set_retry_never_shortens_the_ttl(daemon):
+    # Spec §4: a copy handed out with 100 s may live that long, so the
+    # level must not end (and be set again with other bytes) before.
     s = daemon.stub()
     s.SetSharedData(sd("retry-2", 4, b"p", ttl=100))
     s.SetSharedData(sd("retry-2", 4, b"p", ttl=3))
-    assert 0 < ttl_seconds(get_ok(s, "retry-2")) <= 3
+    assert 90 < ttl_seconds(get_ok(s, "retry-2")) <= 100
+    s.UpdateSharedData(sd("retry-2", 4, b"p", ttl=2))
+    assert 90 < ttl_seconds(get_ok(s, "retry-2")) <= 100
+
+
+def test_update_never_ends_before_the_level_it_replaces(daemon):
+    s = daemon.stub()
+    s.SetSharedData(sd("upd-short", 1, b"one", ttl=100))
+    s.UpdateSharedData(sd("upd-short", 2, b"two", ttl=2))
+    g = get_ok(s, "upd-short")
+    assert (g.update_level, g.payload) == (2, b"two")
+    assert 90 < ttl_seconds(g) <= 100
+    # Deleted: the tombstone lasts as long.
+    s.DeleteSharedData(sd("upd-short"))
+    expect(s.SetSharedData, sd("upd-short", 1, b"other"), C.FAILED_PRECONDITION,
+           "shared data for session upd-short was deleted at update level 2; "
+           "set update level 3 or higher")
 
 
 def test_set_different_payload_already_exists(daemon):
@@ -326,11 +344,11 @@ def test_update_not_found(daemon):
 
 def test_update_next_level_replaces_and_resets_ttl(daemon):
     s = daemon.stub()
-    s.SetSharedData(sd("upd-1", 1, b"one", ttl=100))
-    s.UpdateSharedData(sd("upd-1", 2, b"two", ttl=3))
+    s.SetSharedData(sd("upd-1", 1, b"one", ttl=3))
+    s.UpdateSharedData(sd("upd-1", 2, b"two", ttl=100))
     g = get_ok(s, "upd-1")
     assert (g.update_level, g.payload) == (2, b"two")
-    assert 0 < ttl_seconds(g) <= 3
+    assert 90 < ttl_seconds(g) <= 100
     s.UpdateSharedData(sd("upd-1", 3, b"three", ttl=200))
     g = get_ok(s, "upd-1")
     assert (g.update_level, g.payload) == (3, b"three")
@@ -340,7 +358,7 @@ def test_update_next_level_replaces_and_resets_ttl(daemon):
 
 def test_update_retry_identical_ok_restarts_ttl(daemon):
     s = daemon.stub()
-    s.SetSharedData(sd("upd-2", 1, b"one"))
+    s.SetSharedData(sd("upd-2", 1, b"one", ttl=5))
     s.UpdateSharedData(sd("upd-2", 2, b"two", ttl=5))
     s.UpdateSharedData(sd("upd-2", 2, b"two", ttl=100))
     g = get_ok(s, "upd-2")
@@ -565,8 +583,9 @@ def test_ttl_absent_or_zero_uses_default_ttl(make_daemon):
     for sid in ("ttl-abs", "ttl-zero", "ttl-zero-wire"):
         r = ttl_seconds(get_ok(s, sid))
         assert 0 < r <= 2, (sid, r)
-    s.UpdateSharedData(sd("ttl-abs", 2, b"y", ttl=100))
-    s.UpdateSharedData(sd("ttl-abs", 3, b"z"))
+    # An Update without ttl has default_ttl too (here no earlier than
+    # the level it replaces: spec §4).
+    s.UpdateSharedData(sd("ttl-abs", 2, b"y"))
     assert 0 < ttl_seconds(get_ok(s, "ttl-abs")) <= 2
 
 
