@@ -10,11 +10,12 @@ import urllib.parse
 import grpc
 import pytest
 
-from alptest import (DELETE, GET, HEALTH_CHECK, MiB, SET, UPDATE, Closed, H2_NO_ERROR,
-                     H2_PROTOCOL_ERROR, H2_REFUSED_STREAM, RawH2, S_INITIAL_WINDOW_SIZE,
-                     S_MAX_CONCURRENT_STREAMS, SharedData, encode_shared, grpc_frame,
-                     health_pb2, raw_unary, sd, wait_until)
-from hyperframe.frame import HeadersFrame, RstStreamFrame, SettingsFrame
+from alptest import (DELETE, GET, HEALTH_CHECK, MiB, PREFACE, SET, UPDATE, Closed,
+                     H2_NO_ERROR, H2_PROTOCOL_ERROR, H2_REFUSED_STREAM, RawH2,
+                     S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, SharedData,
+                     cache_pb2_grpc, encode_shared, grpc_frame, health_pb2, raw_unary, sd,
+                     wait_until)
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
 C = grpc.StatusCode
 HC = health_pb2.HealthCheckRequest
@@ -437,64 +438,87 @@ def test_bad_requests_do_not_affect_other_connections(daemon):
 
 # --- HTTP/2 limits and timeouts (§4.6, §7) -----------------------------------------------------
 
-@pytest.mark.parametrize("ack_settings", [True, False], ids=["settings-acked", "settings-pending"])
-def test_max_concurrent_streams(make_daemon, ack_settings):
+def calls_in_one_write(h, n, head=b""):
+    """n unary health Checks (HEADERS, then DATA with END_STREAM) written at
+    once after head; returns their stream ids."""
+    body = grpc_frame(HC(service="").SerializeToString())
+    out = bytearray(head)
+    ids = []
+    for _ in range(n):
+        sid = h.new_stream_id()
+        h.stream(sid)
+        f = HeadersFrame(sid, data=h.encoder.encode(h.request_headers(HEALTH_CHECK)))
+        f.flags.add("END_HEADERS")
+        out += f.serialize()
+        f = DataFrame(sid, data=body)
+        f.flags.add("END_STREAM")
+        out += f.serialize()
+        ids.append(sid)
+    h.send(bytes(out))
+    return ids
+
+
+def test_streams_over_the_limit_before_settings_ack_refused_alone(make_daemon):
+    # A gRPC client's first calls go out before it has read the server's
+    # SETTINGS: here the preface and ten calls in one write. The calls
+    # beyond the limit get RST_STREAM REFUSED_STREAM (gRPC retries those
+    # transparently); the first four are answered, the connection stays.
     d = make_daemon("max_concurrent_streams 4")
-    d.stub().SetSharedData(sd("mcs", 1, b"v"))
-    h = RawH2(d.port, handshake=False)
-    try:
-        if not ack_settings:
-            # read the server's SETTINGS without ACKing them
-            orig = h.send
-
-            def send_no_ack(data, orig=orig):
-                if data == SettingsFrame(0, flags=["ACK"]).serialize():
-                    return
-                orig(data)
-            h.send = send_no_ack
-        h.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
-        h.wait(lambda: h.settings_seen, 5, "server SETTINGS")
+    with d.raw(handshake=False) as h:
+        ids = calls_in_one_write(h, 10, PREFACE + SettingsFrame(0).serialize())
+        h.wait(lambda: all(h.stream(i).done for i in ids), 10, "all ten streams")
         assert h.server_settings.get(S_MAX_CONCURRENT_STREAMS) == 4, h.server_settings
-        if ack_settings:
-            h.wait(lambda: h.settings_acked, 5, "SETTINGS ACK")
-        # eight HEADERS-only streams in one write: they stay open
-        ids, out = [], b""
-        for _ in range(8):
-            sid = h.new_stream_id()
-            f = HeadersFrame(sid, data=h.encoder.encode(h.request_headers(GET)))
-            f.flags.add("END_HEADERS")
-            out += f.serialize()
-            ids.append(sid)
-            h.stream(sid)
-        h.send(out)
         first, extra = ids[:4], ids[4:]
-
-        def refused(i):
-            # RST_STREAM(REFUSED_STREAM or PROTOCOL_ERROR) for the stream, or
-            # nghttp2's connection error: GOAWAY naming a lower last stream
+        for i in first:
             st = h.stream(i)
-            if st.reset in (H2_REFUSED_STREAM, H2_PROTOCOL_ERROR):
-                return True
-            return any(last < i for last, _, _ in h.goaways)
-        try:
-            h.wait(lambda: all(refused(i) for i in extra), 5, "refusal of the extra streams")
-        except AssertionError:
-            if not h.closed:
-                raise
+            assert st.reset is None and st.grpc_status == 0, h.frame_summary()
+            assert health_pb2.HealthCheckResponse.FromString(
+                st.messages[0][1]).status == SERVING
         for i in extra:
-            assert not h.stream(i).blocks, "stream %d beyond the limit was served" % i
-            assert refused(i) or (h.closed and not h.stream(i).blocks), h.frame_summary()
-        if not h.goaways and not h.closed:
-            for i in first:
-                h.send_data(i, grpc_frame(encode_shared("mcs")), end_stream=True)
-            for i in first:
-                st = h.finish(i)
-                assert st.grpc_status == 0, st
-                assert SharedData.FromString(st.messages[0][1]).payload == b"v"
-    finally:
-        h.close()
+            st = h.stream(i)
+            assert st.reset == H2_REFUSED_STREAM, h.frame_summary()
+            assert not st.blocks, "stream %d beyond the limit was served" % i
+        assert not h.goaways and not h.closed, h.frame_summary()
+        health_ok(h)            # the same connection serves on
     assert d.alive()
-    grpc_get_ok(d, "mcs")
+
+
+@pytest.mark.abuse
+def test_streams_over_an_acked_limit_end_the_connection(make_daemon):
+    # A client that has ACKed SETTINGS_MAX_CONCURRENT_STREAMS 4 and opens
+    # ten streams at once breaks a limit it knows: nghttp2 makes that a
+    # connection error (GOAWAY PROTOCOL_ERROR naming the fourth stream);
+    # no call on the connection is answered. Other connections are served.
+    d = make_daemon("max_concurrent_streams 4")
+    with d.raw() as h:
+        h.ping()                # our SETTINGS ACK has been read
+        assert h.server_settings.get(S_MAX_CONCURRENT_STREAMS) == 4, h.server_settings
+        ids = calls_in_one_write(h, 10)
+        assert h.wait_closed(10) == "goaway", h.frame_summary()
+        last, code, _ = h.goaways[0]
+        assert code == H2_PROTOCOL_ERROR and last == ids[3], h.frame_summary()
+        try:
+            h.wait(lambda: False, 1, "the close")
+        except AssertionError:
+            pass
+        assert h.closed, h.frame_summary()
+        for i in ids:
+            assert not h.stream(i).blocks, h.frame_summary()
+    assert d.alive()
+    with d.raw() as h2:
+        health_ok(h2)
+
+
+def test_grpcio_200_concurrent_calls_on_one_channel_over_16_streams(make_daemon):
+    # grpcio queues its calls under the announced limit: all 200 succeed.
+    d = make_daemon("max_concurrent_streams 16")
+    d.stub().SetSharedData(sd("mcs16", 1, b"v" * 100))
+    ch = d.channel()
+    stub = cache_pb2_grpc.CacheStub(ch)
+    calls = [stub.GetSharedData.future(sd("mcs16"), timeout=30) for _ in range(200)]
+    for c in calls:
+        assert c.result().payload == b"v" * 100
+    assert d.alive()
 
 
 def test_idle_timeout_closes_idle_connection(make_daemon):
