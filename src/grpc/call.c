@@ -82,7 +82,7 @@ struct gstream {
 	unsigned		 finished:1;	/* status decided, trailers due */
 	int			 status;
 	char			*message;	/* grpc-message, raw */
-	struct meta		 meta[GRPC_META_CALL_MAX];	/* call_set_meta() */
+	struct meta		 meta[GRPC_META_CALL_MAX]; /* call_set_meta() */
 	size_t			 nmeta;
 };
 
@@ -133,7 +133,7 @@ method_find(const char *path, size_t len)
 	return NULL;
 }
 
-/* --- response metadata ------------------------------------------------------ */
+/* --- response metadata ---------------------------------------------------- */
 
 static int
 meta_check(const char *name, const char *value)

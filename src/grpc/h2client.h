@@ -97,9 +97,9 @@
  *
  * Memory.
  *	Per call: one allocation for the handle (with its timer, path and
- *	a fixed table of response metadata, under 400 bytes), the
- *	request body (one buffer, and a small node per range of it queued for
- *	DATA), the reply message (one buffer of exactly the length its prefix
+ *	a fixed table of response metadata, some 400 bytes), the request
+ *	body (one buffer, and a small node per range of it queued for DATA),
+ *	the reply message (one buffer of exactly the length its prefix
  *	announced: the only copy of the reply, which the caller may keep, see
  *	struct h2reply). Streaming calls add one small node per message
  *	delivered. Counters (fetches, errors) are the caller's business.
@@ -198,11 +198,12 @@ uint32_t	 h2client_window(uint64_t budget);
 
 /*
  * A finished call. The status is an enum grpc_status; message is never NULL
- * ("" when the server sent none). meta: the response metadata kept (Calls),
- * read with h2reply_meta(), valid during done only. data/len: the reply message of a unary
+ * ("" when the server sent none). data/len: the reply message of a unary
  * call that ended OK (NULL/0 for an empty message and for every error),
  * malloc'ed. To keep it, take it: copy the pointer and set r->data to NULL;
- * then free() it yourself. Otherwise it is freed when done returns.
+ * then free() it yourself. Otherwise it is freed when done returns. meta:
+ * the response metadata kept (Calls; none for a call that failed before a
+ * response came), read with h2reply_meta(), valid during done only.
  */
 struct h2reply {
 	int		 status;

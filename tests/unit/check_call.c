@@ -806,7 +806,7 @@ START_TEST(reset_sends_rst_and_no_trailers)
 }
 END_TEST
 
-/* --- response metadata ------------------------------------------------------ */
+/* --- response metadata ---------------------------------------------------- */
 
 #define INC	"00000000deadbeef"
 #define GEN	"0123456789abcdef"
@@ -838,7 +838,8 @@ START_TEST(meta_server_wide_on_unary_reply)
 	ck_assert_int_eq(resp_count(hs, "alpcrun-incarnation"), 1);
 	st_frame_all(hs, NULL, NULL);
 	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
-	ck_assert_ptr_null(trl(hs, "alpcrun-incarnation"));	/* HEADERS only */
+	/* In the HEADERS only. */
+	ck_assert_ptr_null(trl(hs, "alpcrun-incarnation"));
 	st_close(hs);
 }
 END_TEST

@@ -1221,7 +1221,8 @@ END_TEST
 #define P_CHECK	"/grpc.health.v1.Health/Check"
 
 static struct h2call *meta_call;	/* the streaming call of the test */
-static char meta_seen[GRPC_META_VALUE_MAX + 1];	/* h2call_meta() in on_msg */
+/* What h2call_meta() said in on_msg. */
+static char meta_seen[GRPC_META_VALUE_MAX + 1];
 static int meta_msgs;
 
 static void
