@@ -5,7 +5,10 @@
  * auth, compression), deframing and decoding, dispatch to the method's
  * handler, and the reply: HEADERS, length-prefixed messages queued on the
  * stream's body, trailers with grpc-status and a percent-encoded
- * grpc-message, or Trailers-Only for an error with no body.
+ * grpc-message, or Trailers-Only for an error with no body. Every gRPC
+ * response's HEADERS carry the response metadata (grpc.h): the server-wide
+ * headers kept here and the call's own, kept in its stream's state (the
+ * call itself is freed before its response is submitted).
  *
  * Where payload bytes are copied on the way through:
  *  - request: the socket's read buffer -> the deframer's body buffer (one
@@ -35,6 +38,12 @@
 #include "metrics.h"
 
 #define MESSAGE_MAX	1024	/* grpc-message, raw */
+
+/* One response metadata header, copied. */
+struct meta {
+	char	 name[GRPC_META_NAME_MAX + 1];
+	char	 value[GRPC_META_VALUE_MAX + 1];
+};
 
 /* What the request's headers carried that the call layer needs. */
 struct reqinfo {
@@ -73,6 +82,8 @@ struct gstream {
 	unsigned		 finished:1;	/* status decided, trailers due */
 	int			 status;
 	char			*message;	/* grpc-message, raw */
+	struct meta		 meta[GRPC_META_CALL_MAX]; /* call_set_meta() */
+	size_t			 nmeta;
 };
 
 struct lease_ref {
@@ -97,6 +108,9 @@ struct call {
 static const struct method *methods;
 static size_t nmethods;
 static uint64_t max_message_size = 4u << 20;
+/* grpc_server_set_meta(). */
+static struct meta server_meta[GRPC_META_SERVER_MAX];
+static size_t nserver_meta;
 
 void
 grpc_server_configure(const struct method *table, size_t n,
@@ -117,6 +131,97 @@ method_find(const char *path, size_t len)
 		    memcmp(methods[i].path, path, len) == 0)
 			return &methods[i];
 	return NULL;
+}
+
+/* --- response metadata ---------------------------------------------------- */
+
+static int
+meta_check(const char *name, const char *value)
+{
+	if (name == NULL || !grpc_meta_name_ok(name, strlen(name))) {
+		log_warn("response metadata refused: bad name", "name=\"%s\"",
+		    name != NULL ? name : "(null)");
+		return -1;
+	}
+	if (value != NULL && !grpc_meta_value_ok(value, strlen(value))) {
+		log_warn("response metadata refused: bad value", "name=%s "
+		    "len=%zu", name, strlen(value));
+		return -1;
+	}
+	return 0;
+}
+
+/* Set name to value in a table of n (of max) entries; value NULL removes
+ * it. 0, or -1 when the table is full. */
+static int
+meta_put(struct meta *t, size_t *n, size_t max, const char *name,
+    const char *value)
+{
+	size_t i;
+
+	for (i = 0; i < *n && strcmp(t[i].name, name) != 0; i++)
+		;
+	if (value == NULL) {
+		if (i < *n) {
+			t[i] = t[*n - 1];
+			(*n)--;
+		}
+		return 0;
+	}
+	if (i == *n) {
+		if (*n == max)
+			return -1;
+		snprintf(t[i].name, sizeof(t[i].name), "%s", name);
+		(*n)++;
+	}
+	snprintf(t[i].value, sizeof(t[i].value), "%s", value);
+	return 0;
+}
+
+void
+grpc_server_set_meta(const char *name, const char *value)
+{
+	if (meta_check(name, value) != 0)
+		return;
+	if (meta_put(server_meta, &nserver_meta, GRPC_META_SERVER_MAX, name,
+	    value) != 0)
+		log_warn("response metadata refused: too many server-wide "
+		    "headers", "name=%s max=%d", name, GRPC_META_SERVER_MAX);
+}
+
+static nghttp2_nv
+meta_nv(const struct meta *m, uint8_t flags)
+{
+	nghttp2_nv nv = { (uint8_t *)m->name, (uint8_t *)m->value,
+	    strlen(m->name), strlen(m->value), flags };
+
+	return nv;
+}
+
+/*
+ * Append the response metadata to nv (room for GRPC_META_SERVER_MAX +
+ * GRPC_META_CALL_MAX more) and return the new count. No NO_COPY flags:
+ * nghttp2 copies the fields at submission, since a server-wide value may
+ * change while the HEADERS wait in its queue. The call's own values (a
+ * generation per reply) are never indexed: they would only churn the HPACK
+ * table, where the server-wide ones stay and cost a byte or two each.
+ */
+static size_t
+nv_meta(const struct gstream *st, nghttp2_nv *nv, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < nserver_meta; i++) {
+		for (j = 0; j < st->nmeta; j++)
+			if (strcmp(st->meta[j].name, server_meta[i].name) == 0)
+				break;
+		if (j == st->nmeta)
+			nv[n++] = meta_nv(&server_meta[i],
+			    NGHTTP2_NV_FLAG_NONE);
+	}
+	for (j = 0; j < st->nmeta; j++)
+		nv[n++] = meta_nv(&st->meta[j], NGHTTP2_NV_FLAG_NO_INDEX);
+	return n;
 }
 
 /* --- leases --------------------------------------------------------------- */
@@ -302,7 +407,7 @@ static void
 respond_trailers_only(struct gstream *st, int status, const char *msg)
 {
 	char code[8], enc[3 * MESSAGE_MAX + 1];
-	nghttp2_nv nv[] = {
+	nghttp2_nv nv[4 + GRPC_META_SERVER_MAX + GRPC_META_CALL_MAX] = {
 		NV(":status", "200"),
 		NV("content-type", "application/grpc"),
 		NVBUF("grpc-status", code),
@@ -315,6 +420,7 @@ respond_trailers_only(struct gstream *st, int status, const char *msg)
 		nv[3].valuelen = grpc_percent_encode(msg, enc, sizeof(enc));
 		n = 4;
 	}
+	n = nv_meta(st, nv, n);
 	st->responded = st->finished = 1;
 	st->status = status;
 	request_discard(st);
@@ -342,14 +448,14 @@ stream_fail(struct gstream *st, int status, const char *fmt, ...)
 static int
 respond_headers(struct gstream *st)
 {
-	nghttp2_nv nv[] = {
+	nghttp2_nv nv[3 + GRPC_META_SERVER_MAX + GRPC_META_CALL_MAX] = {
 		NV(":status", "200"),
 		NV("content-type", "application/grpc"),
 		NV("grpc-accept-encoding", "identity"),
 	};
 
 	st->responded = 1;
-	return h2s_respond(st->hs, nv, 3, 1);
+	return h2s_respond(st->hs, nv, nv_meta(st, nv, 3), 1);
 }
 
 /* The status is decided: trailers follow the queued reply. */
@@ -502,6 +608,24 @@ call_reset(struct call *call, uint32_t h2_error, int status)
 	st->status = status;
 	count(st, status);
 	h2s_reset(st->hs, h2_error);
+}
+
+void
+call_set_meta(struct call *call, const char *name, const char *value)
+{
+	struct gstream *st = call->st;
+
+	if (value == NULL) {
+		log_warn("response metadata refused: no value", "name=%s",
+		    name != NULL ? name : "(null)");
+		return;
+	}
+	if (meta_check(name, value) != 0 || st == NULL || st->responded)
+		return;
+	if (meta_put(st->meta, &st->nmeta, GRPC_META_CALL_MAX, name,
+	    value) != 0)
+		log_warn("response metadata refused: too many per call",
+		    "name=%s max=%d", name, GRPC_META_CALL_MAX);
 }
 
 uint64_t

@@ -11,6 +11,14 @@
  * on_cancel hook that tells them when the stream went away; the change feed
  * also paces itself by call_queued() and call_set_writable(), and cuts a
  * watcher off with call_reset().
+ *
+ * Response metadata: headers of the project's own (alpcrun-*, checked as
+ * grpc_frame.h says) in the response HEADERS of every gRPC response,
+ * server-wide (grpc_server_set_meta(): the central cache's identity) and
+ * per call (call_set_meta(): an entry's generation). In a Trailers-Only
+ * error they are in its one HEADERS frame, with grpc-status; never in
+ * trailers. The HTTP-level refusals (405, 415) are not gRPC responses and
+ * carry none.
  */
 #ifndef ALPCRUND_GRPC_H
 #define ALPCRUND_GRPC_H
@@ -55,6 +63,18 @@ extern const struct h2s_ops grpc_server_ops;
 void	 grpc_server_configure(const struct method *, size_t n,
 	    uint64_t max_message);
 
+#define GRPC_META_SERVER_MAX	4	/* server-wide headers */
+#define GRPC_META_CALL_MAX	2	/* per-call headers */
+/*
+ * A server-wide response header, sent with every gRPC response whose
+ * HEADERS are submitted from now on (one already submitted keeps what it
+ * had); both strings are copied. A name set again gets the new value;
+ * value NULL removes the name. A name or value that breaks the rules
+ * (grpc_frame.h), or a new name when GRPC_META_SERVER_MAX are set, is
+ * refused with a warning logged and nothing changed: a bug of the caller.
+ */
+void	 grpc_server_set_meta(const char *name, const char *value);
+
 /*
  * Finish with a reply message. When lease is not NULL, the reply's bytes
  * field points into lease->data: those bytes are sent by reference, never
@@ -92,6 +112,17 @@ void	 call_set_writable(struct call *, void (*fn)(struct call *, void *),
  * request is counted with grpc status `status` (what the client will see).
  */
 void	 call_reset(struct call *, uint32_t h2_error, int status);
+/*
+ * One more response header for this call only, sent after the server-wide
+ * ones (and instead of a server-wide one of the same name); both strings
+ * are copied. It must come before the response HEADERS go out: before
+ * call_reply() or call_error(), or a streaming call's first call_send().
+ * Later, or on a call whose stream is gone, it is ignored. A name set
+ * again gets the new value. A name or value that breaks the rules (value
+ * NULL included), or a new name beyond GRPC_META_CALL_MAX, is refused
+ * with a warning logged, as in grpc_server_set_meta().
+ */
+void	 call_set_meta(struct call *, const char *name, const char *value);
 /* Absolute deadline on the monotonic clock from grpc-timeout; 0 = none. */
 uint64_t call_deadline(const struct call *);
 /* The handler's own per-call state. */

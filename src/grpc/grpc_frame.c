@@ -1,5 +1,6 @@
 /*
- * grpc_frame.c: gRPC message framing (spec §3) as pure functions.
+ * grpc_frame.c: gRPC message framing (spec §3) as pure functions, and the
+ * checks of the project's response metadata (grpc_frame.h).
  *
  * The deframer is a two-state machine per stream:
  *
@@ -233,4 +234,35 @@ grpc_timeout_parse(const char *value, size_t len, uint64_t *ns)
 	}
 	*ns = v > UINT64_MAX / mult ? UINT64_MAX : v * mult;
 	return 0;
+}
+
+int
+grpc_meta_name_ok(const char *name, size_t len)
+{
+	size_t i, plen = sizeof(GRPC_META_PREFIX) - 1;
+
+	if (len <= plen || len > GRPC_META_NAME_MAX ||
+	    memcmp(name, GRPC_META_PREFIX, plen) != 0)
+		return 0;
+	for (i = plen; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		    (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int
+grpc_meta_value_ok(const char *value, size_t len)
+{
+	size_t i;
+
+	if (len > GRPC_META_VALUE_MAX)
+		return 0;
+	if (len > 0 && (value[0] == ' ' || value[len - 1] == ' '))
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)value[i] < 0x20 ||
+		    (unsigned char)value[i] > 0x7e)
+			return 0;
+	return 1;
 }

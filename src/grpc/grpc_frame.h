@@ -1,7 +1,9 @@
 /*
  * grpc_frame.h: gRPC message framing (spec §3) as pure functions: the
  * incremental deframer of the 5-byte-prefixed messages carried in DATA frames,
- * the prefix writer, grpc-message percent-encoding and grpc-timeout parsing.
+ * the prefix writer, grpc-message percent-encoding, grpc-timeout parsing,
+ * and the rules of the project's own response metadata (alpcrun-* headers),
+ * which the server sends (grpc.h) and the client keeps (h2client.h).
  * No I/O here, so that every split and coalesced case is unit-tested.
  */
 #ifndef ALPCRUND_GRPC_FRAME_H
@@ -71,5 +73,19 @@ size_t	 grpc_percent_decode(char *s);
  * ASCII digits and a unit) into nanoseconds. Returns 0, or -1 when malformed.
  */
 int	 grpc_timeout_parse(const char *value, size_t len, uint64_t *ns);
+
+/*
+ * Response metadata of the project's own (the central cache's identity,
+ * an entry's generation): header fields whose name is "alpcrun-" and then
+ * [a-z0-9-] (at most GRPC_META_NAME_MAX bytes in all), whose value is
+ * printable ASCII (0x20-0x7e, no space at either end: HTTP trims it) of
+ * at most GRPC_META_VALUE_MAX bytes. Small and bounded on both sides: a
+ * peer cannot make either side keep more than a few short strings.
+ */
+#define GRPC_META_PREFIX	"alpcrun-"
+#define GRPC_META_NAME_MAX	32
+#define GRPC_META_VALUE_MAX	64
+int	 grpc_meta_name_ok(const char *name, size_t len);
+int	 grpc_meta_value_ok(const char *value, size_t len);
 
 #endif

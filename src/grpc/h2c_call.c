@@ -3,8 +3,9 @@
  * memory and the marks that keep it alive (h2c_internal.h), its request
  * body queued as ranges of an h2io body (h2io.h), the request HEADERS
  * (grpc-timeout from the deadline), the local deadline, reply messages
- * deframed and delivered from the call's own event, and the gRPC status
- * worked out from trailers, HTTP status or RST_STREAM.
+ * deframed and delivered from the call's own event, the gRPC status
+ * worked out from trailers, HTTP status or RST_STREAM, and the response
+ * metadata (alpcrun-* headers) kept in the call and handed to done.
  *
  * Where bytes are copied:
  *  - request: h2client_unary() packs the message once into a buffer of the
@@ -337,8 +338,9 @@ h2c_call_deliver_done(struct h2call *call)
 	h2_done_fn *done = call->done;
 	void *arg = call->arg;
 	char *msg = call->message;
+	struct h2meta meta = call->meta;
 	struct h2reply r = { call->status, msg != NULL ? msg : "",
-	    call->rdata, call->rlen };
+	    call->rdata, call->rlen, &meta };
 
 	/* Everything the callback sees is moved out first: the callback may
 	 * free the client, and the call with it. */
@@ -520,6 +522,7 @@ h2c_call_reset_for_retry(struct h2call *call)
 	call->status = 0;
 	call->got_headers = call->ended = call->ct_ok = 0;
 	call->have_status = call->have_msg = call->extra_msg = 0;
+	call->meta.n = 0;
 }
 
 void
@@ -734,6 +737,44 @@ h2c_call_not_grpc(struct h2call *call)
 		    ct);
 }
 
+/*
+ * Keep a response metadata header (h2client.h, Calls): bounded, so that a
+ * hostile server costs nothing more; what does not fit is dropped.
+ */
+static void
+h2c_call_meta_keep(struct h2meta *m, const uint8_t *name, size_t namelen,
+    const uint8_t *value, size_t valuelen)
+{
+	size_t i;
+
+	if (!grpc_meta_name_ok((const char *)name, namelen) ||
+	    !grpc_meta_value_ok((const char *)value, valuelen))
+		return;
+	for (i = 0; i < m->n; i++)
+		if (h2c_call_name_is(name, namelen, m->f[i].name))
+			break;
+	if (i == m->n) {
+		if (m->n == H2_META_MAX)
+			return;
+		memcpy(m->f[i].name, name, namelen);
+		m->f[i].name[namelen] = '\0';
+		m->n++;
+	}
+	memcpy(m->f[i].value, value, valuelen);
+	m->f[i].value[valuelen] = '\0';
+}
+
+const char *
+h2c_call_meta_find(const struct h2meta *m, const char *name)
+{
+	size_t i;
+
+	for (i = 0; m != NULL && i < m->n; i++)
+		if (strcmp(m->f[i].name, name) == 0)
+			return m->f[i].value;
+	return NULL;
+}
+
 /* A header of the response (response 1), of its trailers or of a
  * Trailers-Only response (0). */
 void
@@ -742,6 +783,12 @@ h2c_call_header(struct h2call *call, int response, const uint8_t *name,
 {
 	int x;
 
+	if (namelen > sizeof(GRPC_META_PREFIX) - 1 && memcmp(name,
+	    GRPC_META_PREFIX, sizeof(GRPC_META_PREFIX) - 1) == 0) {
+		h2c_call_meta_keep(&call->meta, name, namelen, value,
+		    valuelen);
+		return;
+	}
 	if (response) {
 		if (h2c_call_name_is(name, namelen, ":status")) {
 			if (h2c_call_parse_small(value, valuelen, &x) == 0)

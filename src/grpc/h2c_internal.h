@@ -12,7 +12,7 @@
  *	h2c_call.c	a call's life: its memory, its body (an h2_body), the
  *			request HEADERS, deadlines, reply messages and their
  *			delivery, the gRPC status from trailers, HTTP status
- *			or RST_STREAM
+ *			or RST_STREAM, the response metadata kept
  *	h2client.c	the public functions of h2client.h
  *
  * Lifetimes. A connection (struct h2conn) is either the client's current
@@ -73,6 +73,15 @@ struct h2msg {
 	size_t			 len;
 };
 
+/* Response metadata kept (h2client.h, Calls), within the call. */
+struct h2meta {
+	size_t	 n;
+	struct {
+		char	 name[GRPC_META_NAME_MAX + 1];
+		char	 value[GRPC_META_VALUE_MAX + 1];
+	} f[H2_META_MAX];
+};
+
 TAILQ_HEAD(h2c_call_list, h2call);
 
 struct h2call {
@@ -127,6 +136,7 @@ struct h2call {
 	size_t			 rlen;
 	size_t			 held;		/* reported to on_reply_mem */
 	STAILQ_HEAD(, h2msg)	 msgs;
+	struct h2meta		 meta;
 };
 
 struct h2conn {
@@ -288,5 +298,7 @@ void		 h2c_call_header(struct h2call *, int response,
 void		 h2c_call_frame(struct h2call *, const nghttp2_frame *);
 void		 h2c_call_data(struct h2call *, const uint8_t *data,
 		    size_t len);
+/* A kept response metadata value, or NULL (m NULL is fine). */
+const char	*h2c_call_meta_find(const struct h2meta *, const char *name);
 
 #endif

@@ -284,6 +284,18 @@ h2call_max_message(struct h2call *call, uint64_t bytes)
 		call->df.max = bytes > 0 ? bytes : call->c->max_msg;
 }
 
+const char *
+h2reply_meta(const struct h2reply *r, const char *name)
+{
+	return h2c_call_meta_find(r->meta, name);
+}
+
+const char *
+h2call_meta(const struct h2call *call, const char *name)
+{
+	return call != NULL ? h2c_call_meta_find(&call->meta, name) : NULL;
+}
+
 void
 h2call_cancel(struct h2call *call)
 {

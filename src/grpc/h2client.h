@@ -85,11 +85,21 @@
  *	content-type)" when none came), or with a :status other than 200 its
  *	mapping above and "HTTP status 502, reply is not gRPC (...)". (A
  *	Trailers-Only response is judged by its grpc-status.)
+ *	Response metadata: the values of the project's own headers
+ *	(alpcrun-*, grpc_frame.h: the central cache's identity, an entry's
+ *	generation) are kept, from the response HEADERS, a Trailers-Only
+ *	response and trailers alike (a name seen again: the later value), at
+ *	most H2_META_MAX names; others, longer or malformed values and
+ *	further names are ignored, never an error. A unary call's done reads
+ *	them with h2reply_meta(); a streaming call's on_msg with h2call_meta()
+ *	(the response HEADERS came before any message), and its done with
+ *	h2reply_meta() (trailers included).
  *
  * Memory.
- *	Per call: one allocation for the handle (with its timer and path), the
- *	request body (one buffer, and a small node per range of it queued for
- *	DATA), the reply message (one buffer of exactly the length its prefix
+ *	Per call: one allocation for the handle (with its timer, path and
+ *	a fixed table of response metadata, some 400 bytes), the request
+ *	body (one buffer, and a small node per range of it queued for DATA),
+ *	the reply message (one buffer of exactly the length its prefix
  *	announced: the only copy of the reply, which the caller may keep, see
  *	struct h2reply). Streaming calls add one small node per message
  *	delivered. Counters (fetches, errors) are the caller's business.
@@ -143,6 +153,7 @@ struct evdns_base;
 struct ssl_ctx_st;		/* OpenSSL's SSL_CTX */
 struct h2client;
 struct h2call;
+struct h2meta;
 
 /* Reply bytes held by the client changed by delta (see Memory). */
 typedef void h2_mem_fn(void *arg, int64_t delta);
@@ -190,14 +201,24 @@ uint32_t	 h2client_window(uint64_t budget);
  * ("" when the server sent none). data/len: the reply message of a unary
  * call that ended OK (NULL/0 for an empty message and for every error),
  * malloc'ed. To keep it, take it: copy the pointer and set r->data to NULL;
- * then free() it yourself. Otherwise it is freed when done returns.
+ * then free() it yourself. Otherwise it is freed when done returns. meta:
+ * the response metadata kept (Calls; none for a call that failed before a
+ * response came), read with h2reply_meta(), valid during done only.
  */
 struct h2reply {
 	int		 status;
 	const char	*message;
 	uint8_t		*data;
 	size_t		 len;
+	const struct h2meta *meta;
 };
+
+/* Response metadata names kept per call (Calls). */
+#define H2_META_MAX	4
+
+/* The value of the response header name (e.g. "alpcrun-incarnation"), or
+ * NULL when none was kept; meta NULL is fine. */
+const char	*h2reply_meta(const struct h2reply *, const char *name);
 
 typedef void h2_done_fn(void *arg, struct h2reply *);
 /* Server streaming: one reply message, valid during the callback only. */
@@ -300,6 +321,11 @@ void		 h2call_progress(struct h2call *, h2_progress_fn *fn,
  * Set it right after starting the call; a NULL call is fine.
  */
 void		 h2call_max_message(struct h2call *, uint64_t bytes);
+/*
+ * The response metadata kept so far (Calls), for a streaming call's on_msg:
+ * the value of name, or NULL. Valid until the next callback of the call.
+ */
+const char	*h2call_meta(const struct h2call *, const char *name);
 /* Give up on a call: RST_STREAM(CANCEL) if it was sent, and neither done
  * nor on_msg is called from now on. NULL is fine. */
 void		 h2call_cancel(struct h2call *);

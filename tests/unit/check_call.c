@@ -4,7 +4,8 @@
  * defined here (so the real transport is not linked) and record what they
  * were asked; the tests drive grpc_server_ops as the transport would:
  * header fields, body bytes in pieces, END_STREAM, the data source's
- * trailers, drain and close.
+ * trailers, drain and close. The response metadata (server-wide and per
+ * call) is checked in the HEADERS the fake transport records.
  */
 #include <check.h>
 #include <stdarg.h>
@@ -25,7 +26,7 @@
 
 /* --- the fake transport -------------------------------------------------- */
 
-#define MAXNV	8
+#define MAXNV	12
 
 struct h2s_stream {
 	/* The last HEADERS submitted: response, then trailers. */
@@ -393,6 +394,12 @@ static void
 teardown(void)
 {
 	auth_clear();
+	/* The server-wide metadata outlives a test (CK_FORK=no). */
+	grpc_server_set_meta("alpcrun-incarnation", NULL);
+	grpc_server_set_meta("alpcrun-a", NULL);
+	grpc_server_set_meta("alpcrun-b", NULL);
+	grpc_server_set_meta("alpcrun-c", NULL);
+	grpc_server_set_meta("alpcrun-d", NULL);
 }
 
 /* --- refusals before the body ---------------------------------------------- */
@@ -799,6 +806,224 @@ START_TEST(reset_sends_rst_and_no_trailers)
 }
 END_TEST
 
+/* --- response metadata ---------------------------------------------------- */
+
+#define INC	"00000000deadbeef"
+#define GEN	"0123456789abcdef"
+
+/* How many response fields are called name (once, never twice). */
+static int
+resp_count(struct h2s_stream *hs, const char *name)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < hs->nresp; i++)
+		n += strcmp(hs->resp[i][0], name) == 0;
+	return n;
+}
+
+START_TEST(meta_server_wide_on_unary_reply)
+{
+	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
+	struct h2s_stream *hs;
+
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_int_eq(hs->nresponses, 1);
+	ck_assert_int_eq(hs->with_body, 1);
+	ck_assert_str_eq(resp(hs, ":status"), "200");
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	ck_assert_int_eq(resp_count(hs, "alpcrun-incarnation"), 1);
+	st_frame_all(hs, NULL, NULL);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
+	/* In the HEADERS only. */
+	ck_assert_ptr_null(trl(hs, "alpcrun-incarnation"));
+	st_close(hs);
+}
+END_TEST
+
+START_TEST(meta_server_wide_on_trailers_only)
+{
+	struct h2s_stream *hs;
+
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	/* Refused by the call layer before any handler. */
+	hs = st_request("/t.T/Nope");
+	ops->headers_done(hs->u);
+	ck_assert_int_eq(hs->with_body, 0);
+	ck_assert_str_eq(resp(hs, "grpc-status"), "12");
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	st_close(hs);
+
+	/* A handler's error, with a per-call header too. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_set_meta(held, "alpcrun-generation", GEN);
+	call_error(held, GRPC_NOT_FOUND, "no such thing");
+	ck_assert_int_eq(hs->nresponses, 1);
+	ck_assert_int_eq(hs->with_body, 0);
+	ck_assert_str_eq(resp(hs, "grpc-status"), "5");
+	ck_assert_str_eq(resp(hs, "grpc-message"), "no such thing");
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	ck_assert_str_eq(resp(hs, "alpcrun-generation"), GEN);
+	st_close(hs);
+
+	/* Ended by drain before its first message. */
+	hs = st_dispatch("/t.T/Stream", NULL);
+	call_set_cancel(held, on_cancel, NULL);
+	ops->drain(hs->u);
+	ck_assert_int_eq(cancelled, 1);
+	ck_assert_str_eq(resp(hs, "grpc-status"), "14");
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	st_close(hs);
+
+	/* Not gRPC responses: none. */
+	hs = st_open();
+	st_header(hs, ":method", "GET");
+	ops->headers_done(hs->u);
+	ck_assert_str_eq(resp(hs, ":status"), "405");
+	ck_assert_ptr_null(resp(hs, "alpcrun-incarnation"));
+	st_close(hs);
+}
+END_TEST
+
+START_TEST(meta_on_streaming_headers)
+{
+	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
+	struct h2s_stream *hs;
+
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	hs = st_dispatch("/t.T/Stream", NULL);
+	call_set_meta(held, "alpcrun-generation", GEN);
+	ck_assert_int_eq(call_send(held, &m.base), 0);
+	ck_assert_int_eq(hs->nresponses, 1);
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	ck_assert_str_eq(resp(hs, "alpcrun-generation"), GEN);
+	/* The HEADERS are gone: a later header has nothing to go with. */
+	call_set_meta(held, "alpcrun-late", "x");
+	ck_assert_int_eq(call_send(held, &m.base), 0);
+	ck_assert_int_eq(hs->nresponses, 1);
+	call_error(held, GRPC_OK, NULL);
+	st_frame_all(hs, NULL, NULL);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
+	ck_assert_ptr_null(trl(hs, "alpcrun-late"));
+	ck_assert_ptr_null(trl(hs, "alpcrun-incarnation"));
+	st_close(hs);
+}
+END_TEST
+
+START_TEST(meta_per_call)
+{
+	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
+	struct h2s_stream *hs;
+
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_set_meta(held, "alpcrun-generation", "1");
+	call_set_meta(held, "alpcrun-generation", GEN);	/* replaces */
+	/* Wins over the server-wide one: the name goes out once. */
+	call_set_meta(held, "alpcrun-incarnation", "0000000000000001");
+	/* A third name, and a refused one: ignored. */
+	call_set_meta(held, "alpcrun-third", "3");
+	call_set_meta(held, "alpcrun-generation", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_str_eq(resp(hs, "alpcrun-generation"), GEN);
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), "0000000000000001");
+	ck_assert_int_eq(resp_count(hs, "alpcrun-incarnation"), 1);
+	ck_assert_ptr_null(resp(hs, "alpcrun-third"));
+	st_close(hs);
+
+	/* Per call means per call: the next one has only the server's. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	ck_assert_ptr_null(resp(hs, "alpcrun-generation"));
+	st_close(hs);
+
+	/* The stream went away first: nothing to set it on, and safe. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	st_close(hs);
+	call_set_meta(held, "alpcrun-generation", GEN);
+	call_error(held, GRPC_CANCELLED, NULL);
+}
+END_TEST
+
+START_TEST(meta_server_wide_set_replace_remove)
+{
+	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
+	struct h2s_stream *hs;
+	char copy[32];
+
+	/* The strings are copied. */
+	snprintf(copy, sizeof(copy), "%s", INC);
+	grpc_server_set_meta("alpcrun-incarnation", copy);
+	memset(copy, 'z', sizeof(copy) - 1);
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), INC);
+	st_close(hs);
+
+	/* A new identity replaces the old one. */
+	grpc_server_set_meta("alpcrun-incarnation", "00000000cafef00d");
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_str_eq(resp(hs, "alpcrun-incarnation"), "00000000cafef00d");
+	ck_assert_int_eq(resp_count(hs, "alpcrun-incarnation"), 1);
+	st_close(hs);
+
+	/* Removed: gone from the next response; removing again is fine. */
+	grpc_server_set_meta("alpcrun-incarnation", NULL);
+	grpc_server_set_meta("alpcrun-incarnation", NULL);
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_reply(held, &m.base, NULL);
+	ck_assert_ptr_null(resp(hs, "alpcrun-incarnation"));
+	ck_assert_uint_eq(hs->nresp, 3);
+	st_close(hs);
+}
+END_TEST
+
+START_TEST(meta_refusals)
+{
+	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
+	char longv[GRPC_META_VALUE_MAX + 2];
+	struct h2s_stream *hs;
+
+	memset(longv, 'v', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	/* Not ours, not lowercase, not a token; values not printable,
+	 * padded or too long. */
+	grpc_server_set_meta("x-incarnation", "1");
+	grpc_server_set_meta("Alpcrun-Upper", "1");
+	grpc_server_set_meta("alpcrun-", "1");
+	grpc_server_set_meta("alpcrun-a b", "1");
+	grpc_server_set_meta("alpcrun-a", "line\nbreak");
+	grpc_server_set_meta("alpcrun-a", " padded");
+	grpc_server_set_meta("alpcrun-a", longv);
+	grpc_server_set_meta(NULL, "1");
+	/* Four names at most: a fifth is refused, a known one still set. */
+	grpc_server_set_meta("alpcrun-a", "a");
+	grpc_server_set_meta("alpcrun-b", "b");
+	grpc_server_set_meta("alpcrun-c", "c");
+	grpc_server_set_meta("alpcrun-d", "d");
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	grpc_server_set_meta("alpcrun-d", "dd");
+	longv[GRPC_META_VALUE_MAX] = '\0';			/* just fits */
+	grpc_server_set_meta("alpcrun-c", longv);
+	hs = st_dispatch("/t.T/Hold", NULL);
+	call_set_meta(held, "X-Gen", "1");
+	call_set_meta(held, "alpcrun-gen", "\x7f");
+	call_reply(held, &m.base, NULL);
+	ck_assert_uint_eq(hs->nresp, 3 + 4);
+	ck_assert_str_eq(resp(hs, "alpcrun-a"), "a");
+	ck_assert_str_eq(resp(hs, "alpcrun-b"), "b");
+	ck_assert_str_eq(resp(hs, "alpcrun-c"), longv);
+	ck_assert_str_eq(resp(hs, "alpcrun-d"), "dd");
+	ck_assert_ptr_null(resp(hs, "alpcrun-incarnation"));
+	st_close(hs);
+}
+END_TEST
+
 static Suite *
 call_suite(void)
 {
@@ -833,6 +1058,16 @@ call_suite(void)
 	tcase_add_test(tc, streaming_send_pace_and_drain);
 	tcase_add_test(tc, drain_leaves_unary_calls_alone);
 	tcase_add_test(tc, reset_sends_rst_and_no_trailers);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, meta_server_wide_on_unary_reply);
+	tcase_add_test(tc, meta_server_wide_on_trailers_only);
+	tcase_add_test(tc, meta_on_streaming_headers);
+	tcase_add_test(tc, meta_per_call);
+	tcase_add_test(tc, meta_server_wide_set_replace_remove);
+	tcase_add_test(tc, meta_refusals);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,8 @@
 /*
  * check_frame.c: unit tests of grpc_frame.c (spec §3): the incremental
  * deframer under every split and coalescing of DATA frames, the size limit,
- * the prefix writer, grpc-message percent-encoding and grpc-timeout parsing.
+ * the prefix writer, grpc-message percent-encoding, grpc-timeout parsing
+ * and the rules of response metadata names and values.
  */
 #include <check.h>
 #include <stdint.h>
@@ -563,6 +564,50 @@ START_TEST(timeout_malformed)
 }
 END_TEST
 
+static int
+name_ok(const char *s)
+{
+	return grpc_meta_name_ok(s, strlen(s));
+}
+
+static int
+value_ok(const char *s)
+{
+	return grpc_meta_value_ok(s, strlen(s));
+}
+
+START_TEST(meta_rules)
+{
+	char v[GRPC_META_VALUE_MAX + 2];
+
+	ck_assert(name_ok("alpcrun-incarnation"));
+	ck_assert(name_ok("alpcrun-x-1"));
+	ck_assert(name_ok("alpcrun-0123456789abcdefghijklmn"));	/* 32 */
+	ck_assert(!name_ok("alpcrun-0123456789abcdefghijklmno"));
+	ck_assert(!name_ok("alpcrun-"));
+	ck_assert(!name_ok("alpcrun"));
+	ck_assert(!name_ok("x-alpcrun-a"));
+	ck_assert(!name_ok("Alpcrun-a"));
+	ck_assert(!name_ok("alpcrun-A"));
+	ck_assert(!name_ok("alpcrun-a_b"));
+	ck_assert(!name_ok("alpcrun-a:"));
+
+	ck_assert(value_ok(""));
+	ck_assert(value_ok("0123456789abcdef"));
+	ck_assert(value_ok("a b ~!"));
+	ck_assert(!value_ok(" a"));
+	ck_assert(!value_ok("a "));
+	ck_assert(!value_ok("a\tb"));
+	ck_assert(!value_ok("a\r\nb"));
+	ck_assert(!value_ok("\x7f"));
+	ck_assert(!value_ok("caf\xc3\xa9"));
+	ck_assert(!grpc_meta_value_ok("a\0b", 3));
+	memset(v, 'v', sizeof(v));
+	ck_assert(grpc_meta_value_ok(v, GRPC_META_VALUE_MAX));
+	ck_assert(!grpc_meta_value_ok(v, GRPC_META_VALUE_MAX + 1));
+}
+END_TEST
+
 static Suite *
 frame_suite(void)
 {
@@ -596,6 +641,11 @@ frame_suite(void)
 	tcase_add_test(tc, timeout_units);
 	tcase_add_test(tc, timeout_limits);
 	tcase_add_test(tc, timeout_malformed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_set_timeout(tc, 5);
+	tcase_add_test(tc, meta_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }

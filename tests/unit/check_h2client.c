@@ -5,7 +5,10 @@
  * a free loopback port or a unix socket), and against two stand-ins made
  * here: a TCP listener that accepts and never says a word, and one that
  * sends the server's SETTINGS and then nothing (no SETTINGS ACK, no PING
- * ACK, no reply): the silent peer keepalive exists for.
+ * ACK, no reply): the silent peer keepalive exists for. The response
+ * metadata a client keeps is checked against the real server and, for
+ * what the server never sends (too many, too long, in trailers), against a
+ * scripted nghttp2 server on a bufferevent_pair (h2client_new_bev()).
  *
  * Nothing sleeps: every wait pumps the loop until a condition holds or a
  * deadline passes (a 10 ms tick keeps EVLOOP_ONCE from blocking), so a
@@ -24,9 +27,12 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
@@ -38,6 +44,7 @@
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
+#include "grpc_frame.h"
 #include "h2client.h"
 #include "health.h"
 #include "log.h"
@@ -55,6 +62,14 @@
 
 /* --- Fixture -------------------------------------------------------------- */
 
+/* The response metadata names a done callback looks up (res_done). */
+static const char *const MNAMES[] = {
+	"alpcrun-incarnation", "alpcrun-generation", "alpcrun-a",
+	"alpcrun-b", "alpcrun-c", "alpcrun-d", "alpcrun-e", "alpcrun-long",
+	"x-other",
+};
+#define NMNAMES	(sizeof(MNAMES) / sizeof(MNAMES[0]))
+
 struct res {
 	int		 done;
 	int		 status;
@@ -62,6 +77,9 @@ struct res {
 	uint8_t		*data;
 	size_t		 len;
 	uint64_t	 at;		/* when done ran */
+	/* h2reply_meta() of each of MNAMES; have: bit i when found. */
+	char		 meta[NMNAMES][GRPC_META_VALUE_MAX + 1];
+	unsigned	 have;
 };
 
 static struct {
@@ -255,6 +273,8 @@ static void
 res_done(void *arg, struct h2reply *r)
 {
 	struct res *x = arg;
+	const char *v;
+	size_t i;
 
 	x->done++;
 	x->status = r->status;
@@ -265,6 +285,25 @@ res_done(void *arg, struct h2reply *r)
 	x->data = r->data;	/* taken: ours to free */
 	x->len = r->len;
 	r->data = NULL;
+	for (i = 0; i < NMNAMES; i++)
+		if ((v = h2reply_meta(r, MNAMES[i])) != NULL) {
+			ck_assert_uint_le(strlen(v), GRPC_META_VALUE_MAX);
+			snprintf(x->meta[i], sizeof(x->meta[i]), "%s", v);
+			x->have |= 1u << i;
+		}
+}
+
+/* The value res_done found for name, or NULL. */
+static const char *
+mval(const struct res *x, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NMNAMES; i++)
+		if (strcmp(MNAMES[i], name) == 0)
+			return x->have & (1u << i) ? x->meta[i] : NULL;
+	ck_abort_msg("%s is not in MNAMES", name);
+	return NULL;
 }
 
 static void
@@ -1175,6 +1214,333 @@ START_TEST(test_free_with_calls)
 }
 END_TEST
 
+/* --- Response metadata ---------------------------------------------------- */
+
+#define INC	"00000000deadbeef"
+#define GEN	"0123456789abcdef"
+#define P_CHECK	"/grpc.health.v1.Health/Check"
+
+static struct h2call *meta_call;	/* the streaming call of the test */
+/* What h2call_meta() said in on_msg. */
+static char meta_seen[GRPC_META_VALUE_MAX + 1];
+static int meta_msgs;
+
+static void
+meta_msg(void *arg, const uint8_t *m, size_t len)
+{
+	const char *v = h2call_meta(meta_call, "alpcrun-incarnation");
+
+	snprintf(meta_seen, sizeof(meta_seen), "%s", v != NULL ? v : "(none)");
+	meta_msgs++;
+}
+
+/* The real server's server-wide header, on a health Check, an error
+ * (Trailers-Only) and a stream's HEADERS (read from on_msg). */
+START_TEST(test_meta_from_server)
+{
+	Grpc__Health__V1__HealthCheckRequest hr =
+	    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	struct res r = { 0 };
+
+	srv_start(F.addr, NULL);
+	grpc_server_set_meta("alpcrun-incarnation", INC);
+	client_new(F.addr, NULL);
+	wait_up();
+
+	h2client_unary(F.cl, P_CHECK, &hr.base, 0, res_done, &r);
+	wait_res(&r, 5000);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), INC);
+	ck_assert_ptr_null(mval(&r, "alpcrun-generation"));
+	res_clear(&r);
+
+	get_async("nope", 0, &r);
+	wait_res(&r, 5000);
+	ck_assert_int_eq(r.status, GRPC_NOT_FOUND);
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), INC);
+	res_clear(&r);
+
+	meta_msgs = 0;
+	meta_call = h2client_stream(F.cl, P_WATCH, &hr.base, 0, meta_msg,
+	    res_done, &r);
+	ck_assert_ptr_nonnull(meta_call);
+	PUMP(meta_msgs == 1, 5000);
+	ck_assert_int_eq(meta_msgs, 1);
+	ck_assert_str_eq(meta_seen, INC);
+	h2call_cancel(meta_call);
+
+	/* A new identity, then none. */
+	grpc_server_set_meta("alpcrun-incarnation", "00000000cafef00d");
+	h2client_unary(F.cl, P_CHECK, &hr.base, 0, res_done, &r);
+	wait_res(&r, 5000);
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), "00000000cafef00d");
+	res_clear(&r);
+	grpc_server_set_meta("alpcrun-incarnation", NULL);
+	h2client_unary(F.cl, P_CHECK, &hr.base, 0, res_done, &r);
+	wait_res(&r, 5000);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(r.have, 0);
+	res_clear(&r);
+}
+END_TEST
+
+/*
+ * The scripted server: nghttp2's server session on our end of a
+ * bufferevent_pair, answering each request as S says: its HEADERS with
+ * S.hdrs after :status and content-type, then one empty message and
+ * trailers with grpc-status 0 and S.trls; or, with S.status nonzero, a
+ * Trailers-Only response with that grpc-status and S.hdrs.
+ */
+static struct {
+	struct bufferevent	*bev;
+	nghttp2_session		*h2;
+	const nghttp2_nv	*hdrs, *trls;
+	size_t			 nhdrs, ntrls;
+	int			 status;
+} S;
+
+#define SNV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, \
+	sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE }
+
+static ssize_t
+s_send(nghttp2_session *h2, const uint8_t *data, size_t len, int flags,
+    void *arg)
+{
+	ck_assert_int_eq(bufferevent_write(S.bev, data, len), 0);
+	return (ssize_t)len;
+}
+
+static ssize_t
+s_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+    uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+	nghttp2_nv nv[8] = { SNV("grpc-status", "0") };
+
+	ck_assert_uint_lt(S.ntrls, 8);
+	memcpy(nv + 1, S.trls, S.ntrls * sizeof(nv[0]));
+	memset(buf, 0, GRPC_PREFIX_LEN);	/* one empty message */
+	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	ck_assert_int_eq(nghttp2_submit_trailer(h2, id, nv, 1 + S.ntrls), 0);
+	return GRPC_PREFIX_LEN;
+}
+
+static int
+s_frame(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+{
+	static const char *const codes[] = { "0", "1", "2", "3", "4", "5" };
+	nghttp2_nv nv[16] = { SNV(":status", "200"),
+	    SNV("content-type", "application/grpc") };
+	nghttp2_data_provider prd = { .read_callback = s_body };
+	size_t n = 2;
+
+	if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	ck_assert_uint_lt(S.nhdrs, 13);
+	memcpy(nv + n, S.hdrs, S.nhdrs * sizeof(nv[0]));
+	n += S.nhdrs;
+	if (S.status != 0) {
+		nv[n].name = (uint8_t *)"grpc-status";
+		nv[n].namelen = 11;
+		nv[n].value = (uint8_t *)codes[S.status];
+		nv[n].valuelen = strlen(codes[S.status]);
+		nv[n++].flags = NGHTTP2_NV_FLAG_NONE;
+	}
+	ck_assert_int_eq(nghttp2_submit_response(h2, f->hd.stream_id, nv, n,
+	    S.status != 0 ? NULL : &prd), 0);
+	return 0;
+}
+
+static void
+s_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+
+	ck_assert_int_eq(nghttp2_session_mem_recv(S.h2,
+	    evbuffer_pullup(in, -1), len), (ssize_t)len);
+	evbuffer_drain(in, len);
+	ck_assert_int_eq(nghttp2_session_send(S.h2), 0);
+}
+
+/* Start the scripted server and a client connected to it. */
+static void
+s_start(void)
+{
+	struct h2client_opts o = { .target = "127.0.0.1:1" };
+	nghttp2_session_callbacks *cbs;
+	struct bufferevent *pair[2];
+	char err[256];
+
+	ck_assert_int_eq(bufferevent_pair_new(F.base, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS, pair), 0);
+	S.bev = pair[1];
+	bufferevent_setcb(S.bev, s_read, NULL, NULL, NULL);
+	bufferevent_enable(S.bev, EV_READ | EV_WRITE);
+	ck_assert_int_eq(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_send_callback(cbs, s_send);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, s_frame);
+	ck_assert_int_eq(nghttp2_session_server_new(&S.h2, cbs, NULL), 0);
+	nghttp2_session_callbacks_del(cbs);
+	ck_assert_int_eq(nghttp2_submit_settings(S.h2, NGHTTP2_FLAG_NONE,
+	    NULL, 0), 0);
+	ck_assert_int_eq(nghttp2_session_send(S.h2), 0);
+	F.cl = h2client_new_bev(F.base, &o, pair[0], on_state, NULL, err,
+	    sizeof(err));
+	ck_assert_msg(F.cl != NULL, "h2client_new_bev: %s", err);
+	wait_up();
+}
+
+static void
+s_stop(void)
+{
+	h2client_free(F.cl);
+	F.cl = NULL;
+	nghttp2_session_del(S.h2);
+	bufferevent_free(S.bev);
+	memset(&S, 0, sizeof(S));
+}
+
+/* One unary call to the scripted server, its outcome in r. */
+static void
+s_call(struct res *r)
+{
+	static const uint8_t none[1];
+	struct h2body b = { .raw = none, .rawlen = 0 };
+
+	res_clear(r);
+	ck_assert_ptr_nonnull(h2client_unary_body(F.cl, P_GET, &b, 0,
+	    res_done, r));
+	wait_res(r, 5000);
+}
+
+#define V64	"0123456789abcdef0123456789abcdef" \
+		"0123456789abcdef0123456789abcdef"
+
+/* From HEADERS and trailers: only alpcrun-* with a value that fits; a
+ * name in both, the trailers' value. */
+START_TEST(test_meta_headers_and_trailers)
+{
+	const nghttp2_nv hdrs[] = {
+		SNV("alpcrun-incarnation", INC),
+		SNV("x-other", "1"),
+		SNV("alpcrun-long", V64 "x"),
+		SNV("alpcrun-a", V64),
+	};
+	const nghttp2_nv trls[] = {
+		SNV("alpcrun-generation", GEN),
+		SNV("alpcrun-incarnation", "00000000cafef00d"),
+	};
+	struct res r = { 0 };
+
+	s_start();
+	S.hdrs = hdrs;
+	S.nhdrs = 4;
+	S.trls = trls;
+	S.ntrls = 2;
+	s_call(&r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), "00000000cafef00d");
+	ck_assert_str_eq(mval(&r, "alpcrun-generation"), GEN);
+	ck_assert_str_eq(mval(&r, "alpcrun-a"), V64);	/* 64: fits */
+	ck_assert_ptr_null(mval(&r, "alpcrun-long"));	/* 65: ignored */
+	ck_assert_ptr_null(mval(&r, "x-other"));		/* not ours */
+
+	/* Each call its own: the next reply has none. */
+	S.nhdrs = S.ntrls = 0;
+	s_call(&r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(r.have, 0);
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
+/* Four names at most; further ones ignored, the call fine. */
+START_TEST(test_meta_bounded)
+{
+	const nghttp2_nv hdrs[] = {
+		SNV("alpcrun-a", "a"), SNV("alpcrun-b", "b"),
+		SNV("alpcrun-c", "c"), SNV("alpcrun-d", "d"),
+		SNV("alpcrun-e", "e"),
+		SNV("alpcrun-a", "aa"),		/* known: still replaced */
+	};
+	const nghttp2_nv trls[] = { SNV("alpcrun-generation", GEN) };
+	struct res r = { 0 };
+
+	ck_assert_int_eq(H2_META_MAX, 4);
+	s_start();
+	S.hdrs = hdrs;
+	S.nhdrs = 6;
+	S.trls = trls;
+	S.ntrls = 1;
+	s_call(&r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(mval(&r, "alpcrun-a"), "aa");
+	ck_assert_str_eq(mval(&r, "alpcrun-b"), "b");
+	ck_assert_str_eq(mval(&r, "alpcrun-c"), "c");
+	ck_assert_str_eq(mval(&r, "alpcrun-d"), "d");
+	ck_assert_ptr_null(mval(&r, "alpcrun-e"));
+	ck_assert_ptr_null(mval(&r, "alpcrun-generation"));
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
+/* A Trailers-Only response: its one HEADERS frame. */
+START_TEST(test_meta_trailers_only)
+{
+	const nghttp2_nv hdrs[] = {
+		SNV("alpcrun-incarnation", INC),
+		SNV("alpcrun-generation", GEN),
+		SNV("grpc-message", "gone"),
+	};
+	struct res r = { 0 };
+
+	s_start();
+	S.hdrs = hdrs;
+	S.nhdrs = 3;
+	S.status = GRPC_NOT_FOUND;
+	s_call(&r);
+	ck_assert_int_eq(r.status, GRPC_NOT_FOUND);
+	ck_assert_str_eq(r.msg, "gone");
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), INC);
+	ck_assert_str_eq(mval(&r, "alpcrun-generation"), GEN);
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
+/* A stream: h2call_meta() from on_msg (HEADERS), done's from trailers. */
+START_TEST(test_meta_stream)
+{
+	Grpc__Health__V1__HealthCheckRequest hr =
+	    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	const nghttp2_nv hdrs[] = { SNV("alpcrun-incarnation", INC) };
+	const nghttp2_nv trls[] = { SNV("alpcrun-generation", GEN) };
+	struct res r = { 0 };
+
+	s_start();
+	S.hdrs = hdrs;
+	S.nhdrs = 1;
+	S.trls = trls;
+	S.ntrls = 1;
+	meta_msgs = 0;
+	meta_call = h2client_stream(F.cl, P_WATCH, &hr.base, 0, meta_msg,
+	    res_done, &r);
+	ck_assert_ptr_nonnull(meta_call);
+	wait_res(&r, 5000);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_int_eq(meta_msgs, 1);
+	ck_assert_str_eq(meta_seen, INC);
+	ck_assert_str_eq(mval(&r, "alpcrun-incarnation"), INC);
+	ck_assert_str_eq(mval(&r, "alpcrun-generation"), GEN);
+	ck_assert_ptr_null(h2call_meta(NULL, "alpcrun-incarnation"));
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
 /* --- Suite ---------------------------------------------------------------- */
 
 static Suite *
@@ -1217,6 +1583,16 @@ h2client_suite(void)
 	tcase_add_test(tc, test_dns_silent);
 	tcase_add_test(tc, test_unix_socket);
 	tcase_add_test(tc, test_bad_options);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("meta");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_meta_from_server);
+	tcase_add_test(tc, test_meta_headers_and_trailers);
+	tcase_add_test(tc, test_meta_bounded);
+	tcase_add_test(tc, test_meta_trailers_only);
+	tcase_add_test(tc, test_meta_stream);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("windows");
