@@ -9,8 +9,8 @@
  *
  * Keys and records.
  *	One record per key (a session_id, 1-256 bytes, not NUL-terminated): none,
- *	an entry (level, generation, payload, expiry) or a tombstone (level,
- *	digest of the deleted payload, expiry). Times are nanoseconds on the monotonic clock
+ *	an entry (level, generation, origin, payload, expiry) or a tombstone
+ *	(level, digest of the deleted payload, expiry). Times are nanoseconds on the monotonic clock
  *	(clock_now_ns()); a backend that stores wall-clock times converts at its
  *	own boundary. A record whose expiry is at or before `now` is presented
  *	as BE_NONE by every call, whether or not the sweeper freed it yet.
@@ -19,7 +19,11 @@
  *	A generation is a 64-bit value the writer gives each BE_PUT (central:
  *	drawn for every new content; node: the copy's, as central reported it);
  *	the backend stores it with the entry and hands it back unchanged by
- *	lookup(), decide(), the hook and scans. BE_TOUCH keeps it.
+ *	lookup(), decide(), the hook and scans. BE_TOUCH keeps it. The origin
+ *	(be_change.inc, be_record.inc) is the incarnation of the store the
+ *	content came from (central: its own; node: central's, so that a copy
+ *	from a store that forgot is never served): stored and handed back
+ *	like the generation.
  *	be->incarnation names the store: open() sets it, never 0, and it
  *	changes exactly when the store starts without the records it had
  *	(memory: every open; a persistent backend: created with its files and
@@ -105,6 +109,7 @@ struct be_record {
 	enum be_kind	 kind;
 	uint32_t	 level;
 	uint64_t	 gen;			/* BE_ENTRY: its generation */
+	uint64_t	 inc;			/* BE_ENTRY: its origin */
 	uint64_t	 expires;		/* monotonic ns */
 	const uint8_t	*data;			/* BE_ENTRY: the payload; valid only
 						   during the call unless leased */
@@ -130,6 +135,7 @@ struct be_change {
 	enum be_action	 action;
 	uint32_t	 level;
 	uint64_t	 gen;			/* BE_PUT */
+	uint64_t	 inc;			/* BE_PUT: the origin */
 	uint64_t	 expires;		/* monotonic ns */
 	/*
 	 * BE_PUT: the payload. When `adopt` is non-NULL it is a malloc(3)
@@ -180,7 +186,7 @@ typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
 
 /* scan_next(): one live entry (key valid during the call only). */
 typedef void be_scan_fn(void *arg, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t gen, uint64_t expires, size_t len);
+    uint32_t level, uint64_t gen, uint64_t inc, uint64_t expires, size_t len);
 struct be_scan;		/* a cursor, the backend's own */
 
 struct be_stats {

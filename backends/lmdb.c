@@ -14,11 +14,12 @@
  *              8  u64  expiry, wall clock: ns since the Unix epoch
  *             16  u64  payload length (0 for a tombstone)
  *             24  u64  generation (zero for a tombstone)
- *             32  [32] tombstone only: SHA-256 of the deleted payload
- *            (32 bytes for an entry, 64 for a tombstone)
+ *             32  u64  origin: the incarnation the content came from
+ *             40  [32] tombstone only: SHA-256 of the deleted payload
+ *            (40 bytes for an entry, 72 for a tombstone)
  *   payload  session_id -> the payload bytes, for entries of length > 0.
  *            Apart from the header so that a TTL restart (BE_TOUCH)
- *            rewrites 32 bytes and not the payload: LMDB copies a value
+ *            rewrites 40 bytes and not the payload: LMDB copies a value
  *            whole when it changes.
  *   expiry   u64 big-endian wall-clock expiry || session_id -> empty. The
  *            index the sweeper walks from its start: it touches expired
@@ -28,8 +29,8 @@
  *            restart keeps it, a new or another file has its own;
  *            "tick" -> a counter (see run_jobs()).
  *
- * Layout 1 (the same without the generation: 24 and 56 bytes) is read as
- * well, as generation 0, and turned into layout 2 at open by adding
+ * Layout 1 (the same without generation and origin: 24 and 56 bytes) is
+ * read as well, as generation 0 and this store's origin, and turned into layout 2 at open by adding
  * "incarnation" and setting "layout" to "2" (its records are rewritten
  * when next written): an older build then refuses the file rather than
  * misreading it.
@@ -175,7 +176,7 @@ extern const struct backend_ops backend_lmdb;
 #define LAYOUT_TEXT	"2"
 #define LAYOUT1_TEXT	"1"
 #define KEY_MAX		256
-#define HDR_ENTRY	32
+#define HDR_ENTRY	40
 #define HDR_TOMB	(HDR_ENTRY + BE_DIGEST_LEN)
 #define HDR1_ENTRY	24		/* layout 1 */
 #define HDR1_TOMB	(HDR1_ENTRY + BE_DIGEST_LEN)
@@ -410,6 +411,7 @@ struct hdr {
 	uint64_t	 wall;
 	uint64_t	 len;
 	uint64_t	 gen;
+	uint64_t	 inc;		/* 0 in layout 1: this store's */
 	uint8_t		 digest[BE_DIGEST_LEN];
 };
 
@@ -425,6 +427,7 @@ hdr_decode(const MDB_val *v, struct hdr *h)
 	if (p[0] == LAYOUT && v->mv_size >= HDR_ENTRY) {
 		entry = HDR_ENTRY;
 		h->gen = get_be64(p + 24);
+		h->inc = get_be64(p + 32);
 	} else if (p[0] == 1)
 		entry = HDR1_ENTRY;	/* generation 0 */
 	else
@@ -438,7 +441,7 @@ hdr_decode(const MDB_val *v, struct hdr *h)
 	if (h->kind == BE_TOMBSTONE && v->mv_size == entry + BE_DIGEST_LEN &&
 	    h->len == 0) {
 		memcpy(h->digest, p + entry, BE_DIGEST_LEN);
-		h->gen = 0;
+		h->gen = h->inc = 0;
 		return 0;
 	}
 	return -1;
@@ -455,6 +458,7 @@ hdr_encode(const struct hdr *h, uint8_t buf[HDR_TOMB])
 	put_be64(buf + 16, h->len);
 	if (h->kind != BE_TOMBSTONE) {
 		put_be64(buf + 24, h->gen);
+		put_be64(buf + 32, h->inc);
 		return HDR_ENTRY;
 	}
 	memcpy(buf + HDR_ENTRY, h->digest, BE_DIGEST_LEN);
@@ -989,6 +993,7 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 		cur.kind = old.kind;
 		cur.level = old.level;
 		cur.gen = old.gen;
+		cur.inc = old.inc != 0 ? old.inc : l->be.incarnation;
 		cur.expires = wall_to_mono(l, old.wall);
 		if (old.kind == BE_TOMBSTONE)
 			memcpy(cur.digest, old.digest, BE_DIGEST_LEN);
@@ -1065,6 +1070,7 @@ exec_write(struct lm *l, MDB_txn *t, struct job *j)
 		nh.kind = BE_ENTRY;
 		nh.level = c->level;
 		nh.gen = c->gen;
+		nh.inc = c->inc;
 		nh.wall = mono_to_wall(l, c->expires);
 		nh.len = c->len;
 		v.mv_size = hdr_encode(&nh, hb);
@@ -2019,6 +2025,7 @@ lm_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 	rec->kind = h.kind;
 	rec->level = h.level;
 	rec->gen = h.gen;
+	rec->inc = h.inc != 0 ? h.inc : l->be.incarnation;
 	rec->expires = wall_to_mono(l, h.wall);
 	if (h.kind == BE_TOMBSTONE) {
 		memcpy(rec->digest, h.digest, BE_DIGEST_LEN);
@@ -2353,6 +2360,7 @@ lm_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
 		    e->doomed)
 			continue;
 		fn(arg, k.mv_data, k.mv_size, h.level, h.gen,
+		    h.inc != 0 ? h.inc : l->be.incarnation,
 		    wall_to_mono(l, h.wall),
 		    (size_t)h.len);
 		n++;

@@ -203,7 +203,7 @@ struct blob_ref {
 };
 
 /*
- * A record: 67 bytes before the key (fields ordered so that none pads),
+ * A record: 75 bytes before the key (fields ordered so that none pads),
  * allocated to the key's length (offsetof, not sizeof). A tombstone's
  * digest is an allocation of its own: deletes are rare, and inline it
  * would cost every entry 24 bytes.
@@ -224,6 +224,7 @@ struct rec {
 	struct rec	*lru_prev, *lru_next;
 	uint64_t	 stamp;		/* when pushed onto that list */
 	uint64_t	 gen;		/* BE_ENTRY: its generation */
+	uint64_t	 inc;		/* BE_ENTRY: its origin */
 	uint16_t	 keylen;
 	uint8_t		 kind;		/* BE_ENTRY or BE_TOMBSTONE */
 	uint8_t		 key[];
@@ -1010,6 +1011,7 @@ mem_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 	rec->kind = r->kind;
 	rec->level = r->level;
 	rec->gen = r->gen;
+	rec->inc = r->inc;
 	rec->expires = r->expires;
 	if (r->kind == BE_TOMBSTONE) {
 		memcpy(rec->digest, r->u.digest, BE_DIGEST_LEN);
@@ -1164,6 +1166,7 @@ apply_put(struct mem *m, struct be_write *w, struct rec *r, size_t slot,
 	r->kind = BE_ENTRY;
 	r->level = c->level;
 	r->gen = c->gen;
+	r->inc = c->inc;
 	r->u.blob = b;
 	m->used_bytes = m->used_bytes - old + need;
 	m->payload_bytes += c->len;
@@ -1240,6 +1243,7 @@ apply_tombstone(struct mem *m, struct be_write *w, struct rec *r,
 	r->kind = BE_TOMBSTONE;
 	r->level = c->level;
 	r->gen = 0;
+	r->inc = 0;
 	r->u.digest = digest;
 	memcpy(r->u.digest, c->digest, BE_DIGEST_LEN);
 	if (ev != -1)
@@ -1277,6 +1281,7 @@ mem_write(struct backend *be, struct be_write *w)
 		cur.kind = r->kind;
 		cur.level = r->level;
 		cur.gen = r->gen;
+		cur.inc = r->inc;
 		cur.expires = r->expires;
 		if (r->kind == BE_ENTRY) {
 			cur.data = blob_data(r->u.blob);
@@ -1429,7 +1434,7 @@ mem_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
 		steps++;
 		if (r->expires <= now)
 			continue;	/* the sweeper's */
-		fn(arg, r->key, r->keylen, r->level, r->gen, r->expires,
+		fn(arg, r->key, r->keylen, r->level, r->gen, r->inc, r->expires,
 		    r->u.blob->len);
 		n++;
 	}

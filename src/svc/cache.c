@@ -13,6 +13,7 @@
 #include "config.h"
 #include "digest.h"
 #include "grpc.h"
+#include "identity.h"
 #include "metrics.h"
 #include "rules.h"
 #include "sdwire.h"
@@ -175,6 +176,7 @@ cache_write(struct call *call, ProtobufCMessage *msg, int need_level,
 	/* Drawn for every write: used only when it stores new content. */
 	if (need_level)
 		op->r.gen = backend_random_id();
+	op->r.inc = store->incarnation;
 	if (decide != cache_decide_update && op_prehash(op))
 		return;
 	op_write(op);
@@ -211,6 +213,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 	struct lease lease = { 0 };
 	struct cache_verdict v;
 	uint64_t now = clock_now_ns();
+	char gen[IDENTITY_HEX];
 
 	if (cache_check_session(req->session_id.data, req->session_id.len,
 	    req->has_session_id, &v) != 0) {
@@ -237,6 +240,11 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	metrics_count(MC_CACHE_HITS, 1);
+	/* Which content this is (identity.h), for nodes. */
+	if (rec.gen != 0) {
+		identity_format(rec.gen, gen);
+		call_set_meta(call, META_GENERATION, gen);
+	}
 	/* The payload is sent by reference, under the lease. */
 	cache_reply_fill(&reply, req->session_id.data, req->session_id.len,
 	    rec.level, lease.data, lease.len, rec.expires, now);
@@ -255,6 +263,15 @@ cache_reconfigure(const struct config *conf)
 void
 cache_init(struct backend *be, const struct config *conf)
 {
+	char inc[IDENTITY_HEX];
+
 	store = be;
 	cache_reconfigure(conf);
+	/* Every response of a central names its store (spec §4): a node
+	 * that sees another incarnation than its copies came from drops
+	 * them. A node names its central's (node.c). */
+	if (conf->mode == MODE_CENTRAL) {
+		identity_format(be->incarnation, inc);
+		grpc_server_set_meta(META_INCARNATION, inc);
+	}
 }

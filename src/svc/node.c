@@ -64,6 +64,7 @@
 #include <openssl/ssl.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "auth.h"
 #include "backend.h"
 #include "bigbuf.h"
@@ -71,6 +72,7 @@
 #include "config.h"
 #include "grpc.h"
 #include "h2client.h"
+#include "identity.h"
 #include "log.h"
 #include "metrics.h"
 #include "node.h"
@@ -84,6 +86,7 @@
 #define PATH_SET	"/alpcrun.v1.Cache/SetSharedData"
 #define PATH_UPDATE	"/alpcrun.v1.Cache/UpdateSharedData"
 #define PATH_DELETE	"/alpcrun.v1.Cache/DeleteSharedData"
+#define PATH_CHECK	"/grpc.health.v1.Health/Check"
 
 #define NBUCKETS	1024		/* fetch table, a power of two */
 #define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
@@ -117,6 +120,7 @@ struct fetch {
 	void			*notify_arg;
 	int			 has_level;
 	uint32_t		 level;
+	uint64_t		 gen;		/* of the answer, once it came */
 	size_t			 keylen;
 	uint8_t			 key[];
 };
@@ -137,6 +141,7 @@ struct store_op {
 	struct be_write		 w;
 	struct fetch		*f;
 	uint32_t		 level;
+	uint64_t		 gen, inc;	/* the copy's identity */
 	uint64_t		 expires;
 	uint8_t			*buf;		/* the reply, malloc'ed */
 	const uint8_t		*data;		/* the payload in it */
@@ -172,6 +177,10 @@ static struct {
 	struct fetch_list	 queue;
 	struct fwd_list		 fwds;
 	struct event		*queue_timer;
+	/* Central's store as last learned (0: not yet, or a central that
+	 * names none): only copies from it are served. */
+	uint64_t		 incarnation;
+	struct h2call		*probe;		/* asking it after a connect */
 	int64_t			 inflight;
 	struct node_inflight	 budget;	/* max_inflight_bytes, if set */
 	int			 started;
@@ -238,6 +247,85 @@ inflight_full(void)
 
 /* --- the link ---------------------------------------------------------------- */
 
+/* --- central's identity (spec §4) ------------------------------------------ */
+
+/*
+ * Central named its store in a response (identity.h). Another one than the
+ * copies came from: from now on none of them is served (node_get() and
+ * node_held() see them as absent, a fetch replaces them whatever their
+ * level, the reconciliation drops them) and nodes behind this one are told
+ * the new name with every response.
+ */
+void
+node_learn(uint64_t inc, const char *how)
+{
+	char hex[IDENTITY_HEX], was[IDENTITY_HEX];
+
+	if (inc == 0 || inc == n.incarnation)
+		return;
+	identity_format(inc, hex);
+	if (n.incarnation != 0) {
+		identity_format(n.incarnation, was);
+		log_warn("the central cache's store changed: copies taken "
+		    "from the old one are not served any more",
+		    "upstream=%s incarnation=%s was=%s learned_from=%s",
+		    n.target, hex, was, how);
+		metrics_count(MC_INCARNATION_CHANGES, 1);
+	} else
+		log_info("central cache identified", "upstream=%s "
+		    "incarnation=%s learned_from=%s", n.target, hex, how);
+	n.incarnation = inc;
+	grpc_server_set_meta(META_INCARNATION, hex);
+}
+
+static void
+learn_from(const struct h2reply *r, const char *how)
+{
+	uint64_t inc;
+
+	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) == 0)
+		node_learn(inc, how);
+}
+
+static void
+probe_done(void *arg, struct h2reply *r)
+{
+	char hex[IDENTITY_HEX];
+	uint64_t inc;
+
+	n.probe = NULL;
+	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
+		return;
+	if (inc == n.incarnation) {
+		identity_format(inc, hex);
+		log_info("central cache's store unchanged", "upstream=%s "
+		    "incarnation=%s", n.target, hex);
+		return;
+	}
+	node_learn(inc, "connect");
+}
+
+/* After every (re)connect: a central restarted meanwhile has another
+ * store, whatever this node fetches next. Only while copies are held:
+ * without any there is nothing to protect, and the first fetch names the
+ * store anyway. */
+static void
+probe_incarnation(void)
+{
+	Grpc__Health__V1__HealthCheckRequest req =
+	    GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	struct be_stats st;
+
+	if (n.probe != NULL)
+		return;
+	n.be->ops->stats(n.be, &st);
+	if (st.entries == 0)
+		return;
+	n.probe = h2client_unary(n.up, PATH_CHECK, &req.base,
+	    clock_now_ns() + n.upstream_timeout_ms * NS_PER_MS, probe_done,
+	    NULL);
+}
+
 static void
 on_link(void *arg, int up, const char *reason)
 {
@@ -249,6 +337,7 @@ on_link(void *arg, int up, const char *reason)
 		log_info("upstream up", "upstream=%s", n.target);
 		if (!draining)
 			metrics_set_ready(1, NULL);
+		probe_incarnation();
 		return;
 	}
 	log_warn("upstream down", "upstream=%s reason=\"%s\"", n.target,
@@ -263,10 +352,17 @@ on_link(void *arg, int up, const char *reason)
 /* Reply with a copy held under lease (which the call takes over). */
 static void
 reply_copy(struct call *call, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t expires, uint64_t now, struct lease *lease)
+    uint32_t level, uint64_t gen, uint64_t expires, uint64_t now,
+    struct lease *lease)
 {
 	struct cache_reply reply;
+	char hex[IDENTITY_HEX];
 
+	/* Passed down as central named it, for the nodes behind this one. */
+	if (gen != 0) {
+		identity_format(gen, hex);
+		call_set_meta(call, META_GENERATION, hex);
+	}
 	/* As central's reply; the payload goes by reference. */
 	cache_reply_fill(&reply, key, keylen, level, lease->data, lease->len,
 	    expires, now);
@@ -444,7 +540,7 @@ fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
 		lease.release = shared_release;
 		lease.ctx = s;
 		reply_copy(waiter_remove(w), f->key, f->keylen, level,
-		    expires, now, &lease);
+		    f->gen, expires, now, &lease);
 	}
 	shared_release(s);
 	fetch_free(f);
@@ -477,13 +573,17 @@ store_decide(void *arg, const struct be_record *cur, uint64_t now,
 {
 	struct store_op *op = arg;
 
-	/* A late result never overwrites a newer level. */
-	if (cur->kind == BE_ENTRY && cur->level > op->level) {
+	/* A late result never overwrites a newer level (of the same
+	 * store: a copy from a store central forgot is replaced). */
+	if (cur->kind == BE_ENTRY && cur->level > op->level &&
+	    cur->inc == op->inc) {
 		chg->action = BE_KEEP;
 		return;
 	}
 	chg->action = BE_PUT;
 	chg->level = op->level;
+	chg->gen = op->gen;
+	chg->inc = op->inc;
 	chg->expires = op->expires;
 	chg->data = op->data;
 	chg->len = op->len;
@@ -550,11 +650,16 @@ fetch_done(void *arg, struct h2reply *r)
 	struct sd_view rep;
 	struct store_op *op;
 	uint8_t *buf;
-	uint64_t expires;
+	uint64_t expires, inc;
 	int64_t acct;
 
 	f->hc = NULL;
 	fetch_unjoin(f);		/* its answer is decided */
+	learn_from(r, "fetch");
+	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
+		inc = 0;		/* a central that names none */
+	if (identity_parse(h2reply_meta(r, META_GENERATION), &f->gen) != 0)
+		f->gen = 0;
 	if (r->status != GRPC_OK) {
 		/* Passed through as it came; nothing stored (NOT_FOUND is
 		 * not cached). */
@@ -591,6 +696,8 @@ fetch_done(void *arg, struct h2reply *r)
 	 * it lies in it. */
 	op->f = f;
 	op->level = rep.level;
+	op->gen = f->gen;
+	op->inc = inc;
 	op->expires = expires;
 	op->buf = buf;
 	op->data = buf + rep.payload_off;
@@ -729,12 +836,14 @@ node_get(struct call *call, ProtobufCMessage *msg)
 		call_error(call, GRPC_INTERNAL, "store lookup failed");
 		goto out;
 	}
-	switch (node_decide_get(rec.kind == BE_ENTRY, rec.level,
-	    req->has_update_level, req->update_level)) {
+	/* A copy from a store central forgot is no copy (node_learn()). */
+	switch (node_decide_get(rec.kind == BE_ENTRY &&
+	    rec.inc == n.incarnation, rec.level, req->has_update_level,
+	    req->update_level)) {
 	case NODE_SERVE:
 		metrics_count(MC_CACHE_HITS, 1);
-		reply_copy(call, key, keylen, rec.level, rec.expires, now,
-		    &lease);
+		reply_copy(call, key, keylen, rec.level, rec.gen, rec.expires,
+		    now, &lease);
 		break;
 	case NODE_MISMATCH:
 		lease_release(&lease);
@@ -770,7 +879,8 @@ drop_decide(void *arg, const struct be_record *cur, uint64_t now,
 
 	/* A tombstone that is expired at once: the entry is gone for every
 	 * lookup from now on, and the sweeper frees the record. */
-	if (cur->kind != BE_ENTRY || cur->level > op->upto) {
+	if (cur->kind != BE_ENTRY || (cur->level > op->upto &&
+	    cur->inc == n.incarnation)) {
 		chg->action = BE_KEEP;
 		return;
 	}
@@ -840,16 +950,24 @@ node_link(void)
 }
 
 int
-node_held(const uint8_t *key, size_t keylen, uint32_t *level)
+node_held(const uint8_t *key, size_t keylen, uint32_t *level, uint64_t *gen)
 {
 	struct be_record rec;
 
 	/* No lease: a check, not a use (the LRU order stays). */
 	if (!n.started || n.be->ops->lookup(n.be, key, keylen,
-	    clock_now_ns(), &rec, NULL) != 0 || rec.kind != BE_ENTRY)
+	    clock_now_ns(), &rec, NULL) != 0 || rec.kind != BE_ENTRY ||
+	    rec.inc != n.incarnation)
 		return 0;
 	*level = rec.level;
+	*gen = rec.gen;
 	return 1;
+}
+
+int
+node_copy_current(uint64_t inc)
+{
+	return inc == n.incarnation;
 }
 
 int
@@ -914,6 +1032,7 @@ fwd_done(void *arg, struct h2reply *r)
 
 	TAILQ_REMOVE(&n.fwds, fw, entry);
 	fw->hc = NULL;
+	learn_from(r, "write");
 	if (r->status == GRPC_OK) {
 		drop_copy(fw->key, fw->keylen);
 		call_reply(fw->call, &empty.base, NULL);
@@ -1148,6 +1267,8 @@ node_free(void)
 		call_error(fw->call, GRPC_UNAVAILABLE, "node shutting down");
 		fwd_unref(fw);
 	}
+	h2call_cancel(n.probe);
+	n.probe = NULL;
 	/* Bodies still referenced are released from in here (or later). */
 	h2client_free(n.up);
 	n.up = NULL;

@@ -55,9 +55,16 @@ method_handler node_get, node_set, node_update, node_delete;
 
 /* The link to central (NULL before node_init()). */
 struct h2client	*node_link(void);
-/* Does the node hold a live copy of the session? 1 with its level, or 0.
- * A check, not a use: the LRU order does not change. */
-int	 node_held(const uint8_t *key, size_t keylen, uint32_t *level);
+/* Does the node hold a live copy of the session, from central's current
+ * store? 1 with its level and generation, or 0. A check, not a use: the
+ * LRU order does not change. */
+int	 node_held(const uint8_t *key, size_t keylen, uint32_t *level,
+	    uint64_t *gen);
+/* Central named its store `inc` (a response header, a feed notice):
+ * another one than before means no copy taken earlier is served again. */
+void	 node_learn(uint64_t inc, const char *how);
+/* Is a copy of origin `inc` from central's current store? */
+int	 node_copy_current(uint64_t inc);
 /* Drop the copy of a session if its level is at most upto, at once; fetches
  * of such levels (or of none) then in flight store nothing. */
 void	 node_drop(const uint8_t *key, size_t keylen, uint32_t upto);

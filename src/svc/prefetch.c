@@ -131,7 +131,8 @@ static void	subscribe(void);
 /* --- pure parts ------------------------------------------------------------ */
 
 enum prefetch_action
-prefetch_decide(int kind, int held, uint32_t h, int has_level, uint32_t l)
+prefetch_decide(int kind, int held, uint32_t h, uint64_t hg, int has_level,
+    uint32_t l, uint64_t gen)
 {
 	if (!held || !has_level)
 		return PF_NONE;
@@ -139,6 +140,8 @@ prefetch_decide(int kind, int held, uint32_t h, int has_level, uint32_t l)
 	case KIND(SNAPSHOT):
 	case KIND(SET):
 	case KIND(UPDATE):
+		if (h == l && gen != 0 && gen != hg)
+			return PF_DROP;
 		return h < l ? PF_FETCH : h > l ? PF_DROP : PF_NONE;
 	case KIND(DELETE):
 	case KIND(EXPIRE):
@@ -292,10 +295,11 @@ job_start_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *j = arg;
 	uint32_t h;
+	uint64_t g;
 
 	j->state = J_RUNNING;
 	/* Not held any more, or held at that level already: nothing to do. */
-	if (!node_held(j->key, j->keylen, &h) || h >= j->level) {
+	if (!node_held(j->key, j->keylen, &h, &g) || h >= j->level) {
 		job_end(j);
 		return;
 	}
@@ -360,11 +364,12 @@ reconcile_stop(void)
 /* be_scan_fn: a copy the node holds. */
 static void
 reconcile_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t gen, uint64_t expires, size_t len)
+    uint64_t gen, uint64_t inc, uint64_t expires, size_t len)
 {
 	struct gone *g;
 
-	if (seen_has(key, keylen))
+	/* Listed, and from central's current store: kept. */
+	if (seen_has(key, keylen) && node_copy_current(inc))
 		return;
 	/* Dropped after the slice: the scan may not write. */
 	if ((g = malloc(sizeof(*g) + keylen)) == NULL)
@@ -409,12 +414,13 @@ reconcile_cb(evutil_socket_t fd, short what, void *arg)
 
 static void
 apply(int kind, const uint8_t *key, size_t keylen, int has_level,
-    uint32_t level)
+    uint32_t level, uint64_t gen)
 {
 	uint32_t h = 0;
-	int held = node_held(key, keylen, &h);
+	uint64_t hg = 0;
+	int held = node_held(key, keylen, &h, &hg);
 
-	switch (prefetch_decide(kind, held, h, has_level, level)) {
+	switch (prefetch_decide(kind, held, h, hg, has_level, level, gen)) {
 	case PF_FETCH:
 		if (kind == KIND(SNAPSHOT))
 			P.fetched++;
@@ -447,6 +453,10 @@ on_notice(void *arg, const uint8_t *msg, size_t len)
 		log_warn("change feed: a notice that does not decode", NULL);
 		return;
 	}
+	/* Before the notice is applied: copies of another store first go
+	 * (node_learn()). */
+	if (n->has_incarnation)
+		node_learn(n->incarnation, "change feed");
 	if (n->kind == KIND(SNAPSHOT_END)) {
 		P.in_snapshot = 0;
 		P.snap_end_ns = clock_now_ns();
@@ -464,7 +474,8 @@ on_notice(void *arg, const uint8_t *msg, size_t len)
 		if (!P.in_snapshot)
 			P.proved = 1;
 		apply(n->kind, n->session_id.data, n->session_id.len,
-		    n->has_update_level, n->update_level);
+		    n->has_update_level, n->update_level,
+		    n->has_generation ? n->generation : 0);
 	}
 	protobuf_c_message_free_unpacked(&n->base, NULL);
 }

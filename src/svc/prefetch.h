@@ -34,15 +34,18 @@ enum prefetch_action {
 };
 
 /*
- * What a notice (kind: SharedDataNotice.Kind) means for a node that holds
- * level h of its session (held 0: nothing). SNAPSHOT, SET and UPDATE: a
- * newer level is fetched, the same level kept, an older one than held
- * (central lost the session and it was set again) dropped; DELETE and
+ * What a notice (kind: SharedDataNotice.Kind) about level l, generation
+ * gen (0: none given) means for a node that holds level h, generation hg
+ * of its session (held 0: nothing). SNAPSHOT, SET and UPDATE: a newer
+ * level is fetched, the same level kept if it is the same content (the
+ * notice gives no generation, or the copy's), dropped if not (central's
+ * store lost it and it was set again with other bytes), an older one than
+ * held (central lost the session and it was set again) dropped; DELETE and
  * EXPIRE drop a copy at or below the notice's level. A session not held
  * is ignored. (A held session that the snapshot did not list is dropped
  * at SNAPSHOT_END: prefetch.c's reconciliation.)
  */
 enum prefetch_action prefetch_decide(int kind, int held, uint32_t h,
-	    int has_level, uint32_t l);
+	    uint64_t hg, int has_level, uint32_t l, uint64_t gen);
 
 #endif

@@ -116,6 +116,7 @@ put(const struct cache_req *r, const struct be_record *cur, uint64_t now,
 	chg->action = BE_PUT;
 	chg->level = r->level;
 	chg->gen = r->gen;
+	chg->inc = r->inc;
 	chg->expires = cache_expiry(cur, now, r->ttl_ns);
 	chg->data = r->data;
 	chg->len = r->len;

@@ -31,6 +31,7 @@ struct cache_req {
 	uint64_t	 ttl_ns;	/* already defaulted and clamped */
 	uint64_t	 gen;		/* Set, Update: the new content's
 					   generation (backend.h) */
+	uint64_t	 inc;		/* and its origin: the store's */
 	/*
 	 * A digest hashed off the loop before the write (src/util/digest.c):
 	 * for a Set, of data; for a Delete, of the entry that was

@@ -293,7 +293,7 @@ hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 /* be_scan_fn: one live session of the snapshot. */
 static void
 snap_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t gen, uint64_t expires, size_t len)
+    uint64_t gen, uint64_t inc, uint64_t expires, size_t len)
 {
 	struct watcher *w = arg;
 

@@ -91,6 +91,9 @@ static const struct {
 	    "Watchers cut off for falling more than watch_buffer behind." },
 	[MC_PREFETCHES] = { "alpcrund_prefetches_total",
 	    "Fetches of a newer level started by the change feed (node)." },
+	[MC_INCARNATION_CHANGES] = { "alpcrund_upstream_incarnation_changes_total",
+	    "Times the upstream's store was found to be another one than the "
+	    "node's copies came from; they were dropped (node mode)." },
 };
 
 static void	 http_close(void);

@@ -36,6 +36,7 @@ enum metric_counter {
 	MC_WATCH_NOTICES,	/* change feed notices sent (central) */
 	MC_WATCH_CUTOFFS,	/* watchers cut off past watch_buffer */
 	MC_PREFETCHES,		/* fetches started by the change feed (node) */
+	MC_INCARNATION_CHANGES,	/* central's store found changed (node) */
 	MC_COUNT
 };
 

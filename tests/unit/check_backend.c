@@ -172,6 +172,7 @@ struct wr {
 	enum be_action	 action;
 	uint32_t	 level;
 	uint64_t	 gen;
+	uint64_t	 inc;
 	uint64_t	 expires;
 	const void	*data;
 	size_t		 len;
@@ -206,6 +207,7 @@ w_decide(void *arg, const struct be_record *cur, uint64_t now,
 	c->action = r->action;
 	c->level = r->level;
 	c->gen = r->gen;
+	c->inc = r->inc;
 	c->expires = r->expires;
 	c->data = r->adoptbuf != NULL ? r->adoptbuf + ADOPT_HEAD : r->data;
 	c->len = r->len;
@@ -593,15 +595,16 @@ END_TEST
  * none; EXPIRE and DELETE carry the departing entry's. The store has an
  * incarnation, never 0.
  */
-static uint64_t scan_gen;
+static uint64_t scan_gen, scan_inc;
 
 static void
 gen_scan_fn(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t gen, uint64_t expires, size_t len)
+    uint64_t gen, uint64_t inc, uint64_t expires, size_t len)
 {
 	(void)arg, (void)key, (void)keylen, (void)level, (void)expires;
 	(void)len;
 	scan_gen = gen;
+	scan_inc = inc;
 }
 
 START_TEST(test_generation)
@@ -614,21 +617,25 @@ START_TEST(test_generation)
 	fix_open(_i, 0);
 	ck_assert_uint_ne(F.be->incarnation, 0);
 	w = (struct wr){ .action = BE_PUT, .level = 1, .gen = 0x1111,
-	    .data = "a", .len = 1, .expires = LIVE };
+	    .inc = 0x2222, .data = "a", .len = 1, .expires = LIVE };
 	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
 	check_hev(0, BE_EV_SET, "g", 1, 1);
 	ck_assert_uint_eq(hevs[0].gen, 0x1111);
 	rec = get(S("g"), clock_now_ns());
 	ck_assert_uint_eq(rec.gen, 0x1111);
+	ck_assert_uint_eq(rec.inc, 0x2222);
 
-	/* A touch keeps it, and decide() sees it. */
+	/* A touch keeps them, and decide() sees them. */
 	w = (struct wr){ .action = BE_TOUCH, .expires = LIVE + SEC };
 	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
 	ck_assert_uint_eq(w.cur.gen, 0x1111);
+	ck_assert_uint_eq(w.cur.inc, 0x2222);
 	ck_assert_uint_eq(get(S("g"), clock_now_ns()).gen, 0x1111);
+	ck_assert_uint_eq(get(S("g"), clock_now_ns()).inc, 0x2222);
 
 	/* Replaced: the new one's, in the hook, lookups and scans. */
-	w = (struct wr){ .action = BE_PUT, .level = 2, .gen = 0xffffffffffffffffULL,
+	w = (struct wr){ .action = BE_PUT, .level = 2,
+	    .gen = 0xffffffffffffffffULL, .inc = F.be->incarnation,
 	    .data = "bb", .len = 2, .expires = LIVE };
 	ck_assert_int_eq(do_write(&w, S("g")), BE_OK);
 	check_hev(1, BE_EV_UPDATE, "g", 2, 2);
@@ -640,6 +647,8 @@ START_TEST(test_generation)
 	    gen_scan_fn, NULL), 0);
 	F.ops->scan_close(F.be, sc);
 	ck_assert_uint_eq(scan_gen, 0xffffffffffffffffULL);
+	ck_assert_uint_eq(scan_inc, F.be->incarnation);
+	ck_assert_uint_eq(get(S("g"), clock_now_ns()).inc, F.be->incarnation);
 
 	/* Deleted: DELETE carries it; the tombstone has none. */
 	ck_assert_int_eq(tomb(S("g"), 2, 3, LIVE), BE_OK);
@@ -2336,7 +2345,7 @@ scan_key_index(const uint8_t *key, size_t keylen)
 
 static void
 scan_fn(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
-    uint64_t gen, uint64_t expires, size_t len)
+    uint64_t gen, uint64_t inc, uint64_t expires, size_t len)
 {
 	int i = scan_key_index(key, keylen);
 

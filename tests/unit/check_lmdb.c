@@ -158,6 +158,7 @@ struct wr {
 	enum be_action	 action;
 	uint32_t	 level;
 	uint64_t	 gen;
+	uint64_t	 inc;
 	uint64_t	 expires;
 	const void	*data;
 	size_t		 len;
@@ -184,6 +185,7 @@ w_decide(void *arg, const struct be_record *cur, uint64_t now,
 	c->action = r->action;
 	c->level = r->level;
 	c->gen = r->gen;
+	c->inc = r->inc;
 	c->expires = r->expires;
 	c->data = r->data;
 	c->len = r->len;
@@ -417,7 +419,7 @@ END_TEST
 START_TEST(test_incarnation_kept)
 {
 	struct wr w = { .action = BE_PUT, .level = 4, .gen = 0xabcdef,
-	    .data = "v", .len = 1 };
+	    .inc = 0x5eed, .data = "v", .len = 1 };
 	uint64_t inc;
 	char other[300];
 
@@ -431,6 +433,7 @@ START_TEST(test_incarnation_kept)
 	be_open();
 	ck_assert_uint_eq(F.be->incarnation, inc);
 	ck_assert_uint_eq(get("k", clock_now_ns()).gen, 0xabcdef);
+	ck_assert_uint_eq(get("k", clock_now_ns()).inc, 0x5eed);
 	be_close();
 
 	/* Another directory: another store. */
@@ -511,6 +514,7 @@ START_TEST(test_layout1_upgrade)
 	ck_assert_int_eq(r.kind, BE_ENTRY);
 	ck_assert_uint_eq(r.level, 3);
 	ck_assert_uint_eq(r.gen, 0);
+	ck_assert_uint_eq(r.inc, inc);		/* its own */
 	ck_assert_uint_eq(l.len, 2);
 	ck_assert_mem_eq(l.data, "hi", 2);
 	lease_release(&l);
@@ -534,7 +538,7 @@ START_TEST(test_layout1_upgrade)
 	ck_assert_int_eq(mdb_dbi_open(t, "rec", 0, &rec), 0);
 	k = (MDB_val){ 3, "old" };
 	ck_assert_int_eq(mdb_get(t, rec, &k, &v), 0);
-	ck_assert_uint_eq(v.mv_size, 32);
+	ck_assert_uint_eq(v.mv_size, 40);
 	ck_assert_uint_eq(((uint8_t *)v.mv_data)[0], 2);
 	mdb_txn_abort(t);
 	mdb_env_close(env);

@@ -48,17 +48,32 @@ START_TEST(test_decide_updates)
 		int k = kinds[i];
 
 		/* not held: ignored, whatever the level */
-		ck_assert_int_eq(prefetch_decide(k, 0, 0, 1, 5), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 0, 0, 0, 1, 5, 0), PF_NONE);
 		/* newer: fetch; same: keep, nothing downloaded */
-		ck_assert_int_eq(prefetch_decide(k, 1, 4, 1, 5), PF_FETCH);
-		ck_assert_int_eq(prefetch_decide(k, 1, 0, 1, UINT32_MAX),
+		ck_assert_int_eq(prefetch_decide(k, 1, 4, 0, 1, 5, 0), PF_FETCH);
+		ck_assert_int_eq(prefetch_decide(k, 1, 0, 0, 1, UINT32_MAX, 0),
 		    PF_FETCH);
-		ck_assert_int_eq(prefetch_decide(k, 1, 5, 1, 5), PF_NONE);
-		ck_assert_int_eq(prefetch_decide(k, 1, 0, 1, 0), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 1, 5, 0, 1, 5, 0), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 1, 0, 0, 1, 0, 0), PF_NONE);
 		/* older than held: central lost it and it was set again */
-		ck_assert_int_eq(prefetch_decide(k, 1, 6, 1, 5), PF_DROP);
+		ck_assert_int_eq(prefetch_decide(k, 1, 6, 0, 1, 5, 0), PF_DROP);
 		/* no level: nothing to compare */
-		ck_assert_int_eq(prefetch_decide(k, 1, 6, 0, 0), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 1, 6, 0, 0, 0, 0), PF_NONE);
+		/* the same level, the same content: kept */
+		ck_assert_int_eq(prefetch_decide(k, 1, 5, 0x77, 1, 5, 0x77),
+		    PF_NONE);
+		/* the same level, other content (a store that forgot, the
+		 * level set again): dropped, not served again */
+		ck_assert_int_eq(prefetch_decide(k, 1, 5, 0x77, 1, 5, 0x78),
+		    PF_DROP);
+		ck_assert_int_eq(prefetch_decide(k, 1, 5, 0, 1, 5, 0x78),
+		    PF_DROP);
+		/* no generation in the notice: levels only */
+		ck_assert_int_eq(prefetch_decide(k, 1, 5, 0x77, 1, 5, 0),
+		    PF_NONE);
+		/* a generation does not matter for other levels */
+		ck_assert_int_eq(prefetch_decide(k, 1, 4, 0x77, 1, 5, 0x78),
+		    PF_FETCH);
 	}
 }
 END_TEST
@@ -71,17 +86,17 @@ START_TEST(test_decide_removals)
 	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		int k = kinds[i];
 
-		ck_assert_int_eq(prefetch_decide(k, 1, 3, 1, 3), PF_DROP);
-		ck_assert_int_eq(prefetch_decide(k, 1, 2, 1, 3), PF_DROP);
+		ck_assert_int_eq(prefetch_decide(k, 1, 3, 0, 1, 3, 0), PF_DROP);
+		ck_assert_int_eq(prefetch_decide(k, 1, 2, 0, 1, 3, 0), PF_DROP);
 		/* a newer level held (fetched after a re-set): kept */
-		ck_assert_int_eq(prefetch_decide(k, 1, 4, 1, 3), PF_NONE);
-		ck_assert_int_eq(prefetch_decide(k, 0, 0, 1, 3), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 1, 4, 0, 1, 3, 0), PF_NONE);
+		ck_assert_int_eq(prefetch_decide(k, 0, 0, 0, 1, 3, 0), PF_NONE);
 	}
-	ck_assert_int_eq(prefetch_decide(K(SNAPSHOT_END), 1, 1, 0, 0),
+	ck_assert_int_eq(prefetch_decide(K(SNAPSHOT_END), 1, 1, 0, 0, 0, 0),
 	    PF_NONE);
-	ck_assert_int_eq(prefetch_decide(K(KIND_UNSPECIFIED), 1, 1, 1, 2),
-	    PF_NONE);
-	ck_assert_int_eq(prefetch_decide(99, 1, 1, 1, 2), PF_NONE);
+	ck_assert_int_eq(prefetch_decide(K(KIND_UNSPECIFIED), 1, 1, 0, 1, 2,
+	    0), PF_NONE);
+	ck_assert_int_eq(prefetch_decide(99, 1, 1, 0, 1, 2, 0), PF_NONE);
 }
 END_TEST
 

@@ -149,6 +149,9 @@ def recv_until_closed(sock, fake):
     return False
 
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
 class H2Server:
     """A central's side of one connection, by hyper-h2: the server's
     SETTINGS at once, then each request's HEADERS handed to on_request(self,
@@ -184,8 +187,18 @@ class H2Server:
             for e in self.conn.receive_data(data):
                 if isinstance(e, h2.events.RequestReceived):
                     path = dict(e.headers).get(":path")
+                    if path == HEALTH_CHECK:
+                        self.answer_probe(e.stream_id)
+                        continue
                     on_request(self, e.stream_id, path)
             self.flush()
+
+    def answer_probe(self, sid):
+        """The node asks a central it reconnected to which store it has
+        (spec §4); a fake names none, as an older central would."""
+        self.conn.send_headers(sid, [(":status", "200"),
+                                     ("content-type", "application/grpc"),
+                                     ("grpc-status", "12")], end_stream=True)
 
     def reply_headers(self, sid):
         self.conn.send_headers(sid, [(":status", "200"),
@@ -405,9 +418,12 @@ def test_endless_continuation_frames(hostile):
 def test_reply_then_rst_stream(hostile):
     reply = grpc_frame(encode_shared("r1", 1, b"one", ttl=(600, 0)))
 
+    first = []
+
     def on_request(srv, sid, path):
         srv.reply_headers(sid)
-        if sid == 1:
+        if not first:
+            first.append(sid)
             # a whole reply, then a reset of the closed stream
             srv.conn.send_data(sid, reply)
             srv.conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
