@@ -76,6 +76,9 @@ struct h2s_conn {
 	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
 	unsigned		 tls_up:1;	/* its handshake is done */
 	unsigned		 sniffed:1;	/* cleartext: first byte looked at */
+	unsigned		 flooded:1;	/* more than obq_max queued */
+	size_t			 obq_max;	/* frames nghttp2 may hold queued
+						   (OBQ_PER_STREAM) */
 	int			 outq_seen;	/* kernel send queue at the last
 						   send timeout (send_progress) */
 	char			 peer[64];

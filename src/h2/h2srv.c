@@ -61,6 +61,24 @@
 #define LINGER_MS		2000
 /* Request header block bound; beyond it the stream is reset. */
 #define MAX_HEADER_BYTES	16384
+/*
+ * Frames nghttp2 may hold queued for one connection (HEADERS, RST_STREAM,
+ * WINDOW_UPDATE, SETTINGS and PING, GOAWAY; a stream's DATA is not queued
+ * but drawn from its data source) beyond which the peer is flooding us.
+ * Some of these answer the peer's frames: while it has not ACKed our
+ * SETTINGS, nghttp2 refuses every stream over max_concurrent_streams with
+ * an RST_STREAM, and nghttp2 caps only its PING and SETTINGS ACKs
+ * (nghttp2_option_set_max_outbound_ack). A peer that opens streams without
+ * reading the answers filled that queue for as long as we kept reading it
+ * (200 MB in 15 s): output over OUT_HIGH stops what nghttp2 writes, not
+ * what it queues. A legitimate connection queues a few frames per open
+ * stream (reply HEADERS, trailers, an RST, a WINDOW_UPDATE) and a few
+ * refused streams: the bound leaves ample room for those. Input is fed to
+ * nghttp2 RECV_SLICE bytes at a time and the queue looked at after each.
+ */
+#define OBQ_PER_STREAM		8
+#define OBQ_SLACK		4096
+#define RECV_SLICE		(64u << 10)
 /* Bodies up to this size are not held back by max_inflight_bytes, so
  * reads keep flowing while large uploads wait for room: 16 KiB and the
  * 5 bytes of framing a gRPC message carries. */
@@ -723,11 +741,68 @@ h2s_conn_flush(struct h2s_conn *c)
 	}
 }
 
+/*
+ * Feed n bytes to nghttp2, RECV_SLICE at a time (OBQ_PER_STREAM): the bytes
+ * taken, or nghttp2's error. A queue of frames past the bound sets
+ * c->flooded and fails with NGHTTP2_ERR_FLOODED.
+ */
+static ssize_t
+conn_recv(struct h2s_conn *c, const uint8_t *p, size_t n)
+{
+	size_t done = 0, m;
+	ssize_t rv;
+
+	while (done < n) {
+		m = n - done < RECV_SLICE ? n - done : RECV_SLICE;
+		if ((rv = nghttp2_session_mem_recv(c->h2, p + done, m)) < 0)
+			return rv;
+		done += (size_t)rv;
+		if (nghttp2_session_get_outbound_queue_size(c->h2) > c->obq_max) {
+			c->flooded = 1;
+			return NGHTTP2_ERR_FLOODED;
+		}
+		if ((size_t)rv < m)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * conn_recv() found the queue past its bound: GOAWAY ENHANCE_YOUR_CALM,
+ * which drops the queued frames as nghttp2 reaches them. Unless our output
+ * is full: then the peer is not reading what we wrote, the GOAWAY would
+ * wait behind it until send_timeout, and the connection is closed now.
+ */
+static void
+flood_close(struct h2s_conn *c)
+{
+	log_info("HTTP/2 frame flood", "peer=%s queued=%zu", c->peer,
+	    nghttp2_session_get_outbound_queue_size(c->h2));
+	if (h2_out_full(&c->out, OUT_HIGH)) {
+		h2s_conn_free(c);
+		return;
+	}
+	nghttp2_session_terminate_session(c->h2, NGHTTP2_ENHANCE_YOUR_CALM);
+	c->goaway_sent = 1;
+	nghttp2_session_send(c->h2);
+	if (h2_out_flush(&c->out) != 0) {
+		h2s_conn_free(c);
+		return;
+	}
+	c->closing = 1;
+	if (h2_out_len(&c->out) == 0)
+		conn_finish(c);
+}
+
 /* nghttp2 refused what it was fed: tell the peer why when it has a GOAWAY
  * queued, then close. */
 static void
 recv_failed(struct h2s_conn *c, int rv)
 {
+	if (c->flooded) {
+		flood_close(c);
+		return;
+	}
 	log_debug("http2 receive failed", "peer=%s error=\"%s\"", c->peer,
 	    nghttp2_strerror(rv));
 	nghttp2_session_send(c->h2);
@@ -772,7 +847,7 @@ readcb(struct bufferevent *bev, void *arg)
 	}
 	c->in_recv = 1;
 	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
-		rv = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, n), n);
+		rv = conn_recv(c, evbuffer_pullup(in, n), n);
 		if (rv < 0) {
 			c->in_recv = 0;
 			recv_failed(c, (int)rv);
@@ -792,7 +867,7 @@ sock_feed(void *arg, const uint8_t *p, size_t n)
 
 	if (!c->sniffed && sniff_tls(c, p[0]))
 		return -1;
-	if ((rv = nghttp2_session_mem_recv(c->h2, p, n)) < 0) {
+	if ((rv = conn_recv(c, p, n)) < 0) {
 		c->recv_err = (int)rv;
 		return -1;
 	}
@@ -819,7 +894,7 @@ tls_readcb(evutil_socket_t fd, short what, void *arg)
 
 	c->in_recv = 1;
 	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
-		rv = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, n), n);
+		rv = conn_recv(c, evbuffer_pullup(in, n), n);
 		if (rv < 0) {
 			c->in_recv = 0;
 			event_del(c->rev);
@@ -1193,6 +1268,10 @@ h2s_conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	c->out.bev = bev;
 	c->out.tls = c->tls;
 	c->outq_seen = INT_MAX;
+	/* From the limit announced to this connection: a reload changes
+	 * it for the next ones. */
+	c->obq_max = OBQ_PER_STREAM * (size_t)srv->lim.max_concurrent_streams +
+	    OBQ_SLACK;
 	TAILQ_INIT(&c->streams);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (nghttp2_session_server_new3(&c->h2, callbacks, c, h2options,

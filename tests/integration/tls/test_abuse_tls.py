@@ -9,13 +9,16 @@ handshake timeout of one connection are test_tls.py's."""
 import random
 import socket
 import ssl
+import struct
 import threading
 import time
 
 import grpc
+import hpack
 import pytest
 
-from alptest import GetProber, PROBE_LIMIT, cache_pb2_grpc, sd, tls_lines, wait_until
+from alptest import (GET, PREFACE, GetProber, MiB, PROBE_LIMIT, cache_pb2_grpc, rss_bytes,
+                     sd, tls_lines, wait_until)
 
 # Every test here is an abuse case: -m abuse selects them (pytest.ini).
 pytestmark = pytest.mark.abuse
@@ -154,3 +157,57 @@ def test_handshake_storm(tls_victim, pki):
         assert not errors, errors[:3]
         assert len(done) == 600
     attack(d, pki, run)
+
+
+@pytest.mark.timeout(120)
+def test_refused_stream_flood_over_tls(make_daemon, pki):
+    """The TLS read path bounds what nghttp2 queues as the cleartext one
+    does (wire/test_abuse.py): a client that never ACKs our SETTINGS nor
+    reads, flooding HEADERS over max_concurrent_streams 1 (each refused
+    with an RST_STREAM), is closed with the daemon's memory bounded, and
+    TLS clients are served throughout."""
+    d = make_daemon(tls_lines(pki) + "handshake_timeout 1s\nidle_timeout 60s\n"
+                    "send_timeout 60s\nmax_concurrent_streams 1\n")
+    creds = grpc.ssl_channel_credentials(root_certificates=pki.read("ca.pem"))
+    with grpc.secure_channel(d.addr, creds, options=[
+            ("grpc.ssl_target_name_override", "localhost")]) as ch:
+        cache_pb2_grpc.CacheStub(ch).SetSharedData(sd("victim", 1, PAYLOAD), timeout=10)
+    d.baseline = d.metric("alpcrund_inflight_bytes")
+    before = rss_bytes(d.pid)
+    peak = [before]
+    ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    ctx.set_alpn_protocols(["h2"])
+
+    def run():
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # never read
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", d.port))
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            enc = hpack.Encoder()
+            block = enc.encode([(":method", "POST"), (":scheme", "https"),
+                                (":path", GET), (":authority", "localhost"),
+                                ("content-type", "application/grpc"), ("te", "trailers")])
+            # stream 1 holds the one slot: a Get whose body never comes
+            s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" +
+                      len(block).to_bytes(3, "big") + b"\x01\x04" +
+                      struct.pack(">I", 1) + block)
+            sent, sid, err = 0, 3, None
+            while sent < 1_000_000 and err is None:
+                chunk = b"".join(b"\x00\x00\x01\x01\x05" + struct.pack(">I", i) + b"\x82"
+                                 for i in range(sid, sid + 100_000, 2))
+                sid += 100_000
+                try:
+                    s.sendall(chunk)
+                except OSError as e:
+                    err = e
+                sent += 50_000
+                peak[0] = max(peak[0], rss_bytes(d.pid))
+            assert err is not None or closed_by_server(s, 10), (
+                "%d frames sent, the connection is still open" % sent)
+        peak[0] = max(peak[0], rss_bytes(d.pid, "VmHWM"))
+
+    attack(d, pki, run)
+    grown = peak[0] - before
+    assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
+    assert d.log().count('msg="HTTP/2 frame flood"') == 1, d.log_tail()

@@ -400,6 +400,86 @@ def test_control_frame_flood(victim, kind):
     assert rss_bytes(d.pid) - before < 64 * MiB, "RSS grew %d MiB" % ((rss_bytes(d.pid) - before) // MiB)
 
 
+# Refused streams: the server must not answer faster than it is read.
+FLOOD_CONFIG = ("handshake_timeout 1s\nidle_timeout 60s\nsend_timeout 60s\n"
+                "max_concurrent_streams 1\n")
+FLOOD_FRAMES = 1_000_000        # 10 bytes each: 10 MB at most
+
+
+def refused_headers(first_sid, count):
+    """count HEADERS frames opening streams first_sid, first_sid + 2, ...:
+    END_STREAM, END_HEADERS, a one-byte block (:method GET, indexed)."""
+    head = b"\x00\x00\x01\x01\x05"
+    return b"".join(head + struct.pack(">I", sid) + b"\x82"
+                    for sid in range(first_sid, first_sid + 2 * count, 2))
+
+
+def read_by_server(d, h):
+    """True once the daemon has read everything h sent (or the connection
+    is gone)."""
+    if h.send_error is not None:
+        return True
+    try:
+        return alptest.server_rx_queue(d.port, h.sock.getsockname()[1]) == 0
+    except (AssertionError, OSError):
+        return True
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("paced", [False, True], ids=["burst", "paced"])
+def test_refused_stream_flood_from_a_client_that_never_reads(victim, paced):
+    # Before the client ACKs our SETTINGS, nghttp2 answers each stream
+    # over max_concurrent_streams with RST_STREAM REFUSED_STREAM. A client
+    # that never ACKs and never reads, flooding HEADERS, made those answers
+    # pile up in nghttp2's queue (over 200 MB for 1.5 M frames) until
+    # send_timeout. burst: one write; the daemon sees thousands of streams
+    # refused in one read and says GOAWAY ENHANCE_YOUR_CALM. paced: 2,000
+    # frames a read, each read answered until our output is full; then
+    # the answers queue up, and past the bound the daemon closes the
+    # connection (a GOAWAY would wait behind what the client does not read).
+    d = victim(FLOOD_CONFIG)
+    before = rss_bytes(d.pid)
+    peak = before
+    batch = 2_000 if paced else 50_000
+    with under_attack(d):
+        with RawH2(d.port, handshake=False, rcvbuf=4096) as h:
+            h.sock.settimeout(10)       # a server that stops reading fails
+            # stream 1 holds the one slot: a Get whose body never comes
+            sid = h.new_stream_id()
+            f = HeadersFrame(sid, data=h.encoder.encode(h.request_headers(GET)))
+            f.flags.add("END_HEADERS")
+            h.send(PREFACE + SettingsFrame(0).serialize() + f.serialize())
+            sent, first = 0, 3
+            t0 = time.monotonic()
+            while sent < FLOOD_FRAMES and h.send_error is None:
+                h.send(refused_headers(first, batch))
+                first += 2 * batch
+                sent += batch
+                if paced:
+                    wait_until(lambda: read_by_server(d, h), 10,
+                               what="the daemon reading the batch")
+                peak = max(peak, rss_bytes(d.pid))
+            took = time.monotonic() - t0
+            outcome = None
+            if not paced:
+                outcome = h.wait_closed(10)
+            elif h.send_error is None:
+                outcome = "eof" if closed_by_server(h.sock, 10) else None
+            grown = max(peak, rss_bytes(d.pid, "VmHWM")) - before
+            print("flood: %d frames in %.1fs, RSS +%.1f MiB, %s" % (
+                sent, took, grown / MiB, outcome or h.send_error))
+            assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
+            if paced:
+                assert h.send_error is not None or outcome == "eof", (
+                    "%d frames sent, the connection is still open" % sent)
+            else:
+                assert outcome == "goaway", h.frame_summary()
+                assert h.goaways[0][1] == alptest.H2_ENHANCE_YOUR_CALM, h.frame_summary()
+        # logged once; the prober's connections were served throughout,
+        # and under_attack() ends with a Get on a new one
+        assert d.log().count('msg="HTTP/2 frame flood"') == 1, d.log_tail()
+
+
 # --- connections --------------------------------------------------------------------------
 
 
