@@ -14,6 +14,7 @@
 
 #include "alpcrun/v1/cache.pb-c.h"
 #include "clock.h"
+#include "identity.h"
 #include "node.h"
 #include "testutil.h"
 
@@ -83,6 +84,35 @@ START_TEST(copy_ttl)
 }
 END_TEST
 
+/* The text form of incarnations and generations (identity.h): 16 hex
+ * digits both ways; anything else is refused, and 0 is no identity. */
+START_TEST(identity_text)
+{
+	char buf[IDENTITY_HEX];
+	uint64_t v = 0;
+
+	identity_format(0x0123456789abcdefULL, buf);
+	ck_assert_str_eq(buf, "0123456789abcdef");
+	ck_assert_int_eq(identity_parse(buf, &v), 0);
+	ck_assert_uint_eq(v, 0x0123456789abcdefULL);
+	identity_format(UINT64_MAX, buf);
+	ck_assert_str_eq(buf, "ffffffffffffffff");
+	ck_assert_int_eq(identity_parse("FFFFFFFFFFFFFFFF", &v), 0);
+	ck_assert_uint_eq(v, UINT64_MAX);
+	identity_format(1, buf);
+	ck_assert_str_eq(buf, "0000000000000001");
+	v = 7;
+	ck_assert_int_eq(identity_parse(NULL, &v), -1);
+	ck_assert_int_eq(identity_parse("", &v), -1);
+	ck_assert_int_eq(identity_parse("0123456789abcde", &v), -1);
+	ck_assert_int_eq(identity_parse("0123456789abcdef0", &v), -1);
+	ck_assert_int_eq(identity_parse("0123456789abcdeg", &v), -1);
+	ck_assert_int_eq(identity_parse(" 123456789abcdef", &v), -1);
+	ck_assert_int_eq(identity_parse("0000000000000000", &v), -1);
+	ck_assert_uint_eq(v, 7);		/* untouched when refused */
+}
+END_TEST
+
 static Suite *
 node_suite(void)
 {
@@ -91,6 +121,7 @@ node_suite(void)
 
 	tcase_add_test(tc, decide_table);
 	tcase_add_test(tc, copy_ttl);
+	tcase_add_test(tc, identity_text);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -24,6 +24,8 @@ FAMILIES = {
     "alpcrund_prefetches_total": "counter",
     # payload buffers kept for reuse (issue 16)
     "alpcrund_payload_buffers_kept_bytes": "gauge",
+    # central's store found changed under a node's copies (issue 17)
+    "alpcrund_upstream_incarnation_changes_total": "counter",
 }
 
 
