@@ -3,6 +3,11 @@
  * the open-file limit, start-up of every part in order, signals (handlers
  * only note them: libevent's evsignal runs the work on the loop), SIGHUP
  * reload, SIGTERM/SIGINT drain, and exit.
+ *
+ * The change feed (watch.c) runs on a central over its store, and on a
+ * node with `prefetch on` over its copies, announcing central's
+ * incarnation as the node learned it (node_origin); a node without
+ * prefetch serves none.
  */
 #include <sys/resource.h>
 #include <errno.h>
@@ -148,7 +153,7 @@ register_hooks(void)
 	    gauge_payload_bytes, d.be) != 0))
 		return -1;
 	if (metrics_gauge("alpcrund_watchers",
-	    "Change feed streams open (central).", watch_gauge_watchers,
+	    "Change feed streams open.", watch_gauge_watchers,
 	    NULL) != 0 ||
 	    metrics_gauge("alpcrund_watch_queued_bytes",
 	    "Change feed notice bytes queued for watchers, not yet framed.",
@@ -249,7 +254,21 @@ on_backend_change(void *arg, enum be_event ev, const uint8_t *key,
 		metrics_count(MC_EXPIRED, 1);
 	else if (ev == BE_EV_EVICT)
 		metrics_count(MC_EVICTIONS, 1);
-	watch_backend_event(ev, key, keylen, level, gen, len); /* central */
+	/* A central's or a node's feed; nothing when none runs. */
+	watch_backend_event(ev, key, keylen, level, gen, len);
+}
+
+/* A node's feed: central's store as the node knows it (watch.h). */
+static uint64_t
+node_origin_incarnation(void *arg)
+{
+	return node_incarnation();
+}
+
+static int
+node_origin_current(void *arg, uint64_t inc)
+{
+	return node_copy_current(inc);
 }
 
 /*
@@ -486,7 +505,7 @@ main(int argc, char *argv[])
 	if (d.conf.mode == MODE_CENTRAL && d.conf.prefetch)
 		log_warn("prefetch applies to mode node only, ignored", NULL);
 	if (d.conf.mode == MODE_CENTRAL && watch_init(d.base, d.be,
-	    &d.conf) != 0) {
+	    &d.conf, NULL) != 0) {
 		log_error("cannot start the change feed", "error=\"out of "
 		    "memory\"");
 		goto out;
@@ -507,6 +526,8 @@ main(int argc, char *argv[])
 	if (d.conf.mode == MODE_NODE) {
 		struct node_inflight acct = { node_inflight_add,
 		    node_inflight_full, &d.srv };
+		struct watch_origin origin = { node_origin_incarnation,
+		    node_origin_current, NULL };
 
 		if (node_init(d.base, d.be, &d.conf, err, sizeof(err)) != 0) {
 			log_error("cannot start node mode", "error=\"%s\"",
@@ -519,6 +540,15 @@ main(int argc, char *argv[])
 		    &d.conf) != 0) {
 			log_error("cannot start prefetch", "error=\"out of "
 			    "memory\"");
+			goto out;
+		}
+		/* Fed from upstream, the node feeds the nodes behind it
+		 * (spec §5 "Tiers"); without prefetch its copies go stale
+		 * unseen, and it announces none. */
+		if (d.conf.prefetch && watch_init(d.base, d.be, &d.conf,
+		    &origin) != 0) {
+			log_error("cannot start the change feed", "error=\"out "
+			    "of memory\"");
 			goto out;
 		}
 	}

@@ -137,9 +137,10 @@ const struct config_directive config_table[] = {
 	  "(bare number: seconds)" },
 	{ "prefetch", CONF_FLAG, 0, 0, 0,
 	  "off", NULL, NULL, NULL, OFF(prefetch),
-	  "node: follow central's change feed (WatchSharedData): fetch a newer "
-	  "level of a held session before any worker asks, drop a copy at once "
-	  "when central deletes or expires it" },
+	  "node: follow the upstream's change feed (WatchSharedData): fetch a "
+	  "newer level of a held session before any worker asks, drop a copy "
+	  "at once when central deletes or expires it; and serve a feed of "
+	  "the node's own copies to the nodes behind it" },
 	{ "prefetch_concurrency", CONF_NUMBER, CONF_LIVE, 1, 1024,
 	  "4", NULL, NULL, NULL, OFF(prefetch_concurrency),
 	  "node: prefetches running at once (each starts after a random "

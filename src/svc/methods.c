@@ -1,7 +1,8 @@
 /*
  * methods.c: the one table of gRPC methods: path, metrics label, request
- * type, a handler column per mode (central's in cache.c and watch.c, a
- * node's in node.c; health.c's in both) and the request's in-place decoder
+ * type, a handler column per mode (central's in cache.c, a node's in
+ * node.c; watch.c's and health.c's in both: watch.c answers UNIMPLEMENTED
+ * itself on a node without prefetch) and the request's in-place decoder
  * (SharedData: sdwire.h), whose free the handlers of both modes use. A
  * method without a handler in a mode is not served there (UNIMPLEMENTED).
  * main.c hands the mode's rows to the call layer (grpc_server_configure()).
@@ -42,8 +43,8 @@ static const struct method_row rows[] = {
 	    &alpcrun__v1__shared_data__descriptor, cache_delete, node_delete,
 	    sdwire_decode, 0 },
 	{ "/alpcrun.v1.Cache/WatchSharedData", MM_WATCH,
-	    &alpcrun__v1__watch_request__descriptor, watch_shared_data, NULL,
-	    NULL, METHOD_STREAMING },
+	    &alpcrun__v1__watch_request__descriptor, watch_shared_data,
+	    watch_shared_data, NULL, METHOD_STREAMING },
 	{ "/grpc.health.v1.Health/Check", MM_HEALTH_CHECK,
 	    &grpc__health__v1__health_check_request__descriptor,
 	    health_check, health_check, NULL, METHOD_NO_AUTH },

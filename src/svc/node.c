@@ -81,6 +81,7 @@
 #include "sdwire.h"
 #include "tls.h"
 #include "siphash.h"
+#include "watch.h"
 
 #define PATH_GET	"/alpcrun.v1.Cache/GetSharedData"
 #define PATH_SET	"/alpcrun.v1.Cache/SetSharedData"
@@ -254,12 +255,15 @@ inflight_full(void)
  * copies came from: from now on none of them is served (node_get() and
  * node_held() see them as absent, a fetch replaces them whatever their
  * level, the reconciliation drops them) and nodes behind this one are told
- * the new name with every response.
+ * the new name with every response, and the node's own watch streams end
+ * (UNAVAILABLE), so that nodes watching this one resubscribe and reconcile
+ * against a snapshot of the new store (spec §5 "Tiers").
  */
 void
 node_learn(uint64_t inc, const char *how)
 {
 	char hex[IDENTITY_HEX], was[IDENTITY_HEX];
+	uint64_t inc_was;
 
 	if (inc == 0 || inc == n.incarnation)
 		return;
@@ -274,8 +278,12 @@ node_learn(uint64_t inc, const char *how)
 	} else
 		log_info("central cache identified", "upstream=%s "
 		    "incarnation=%s learned_from=%s", n.target, hex, how);
+	inc_was = n.incarnation;
 	n.incarnation = inc;
 	grpc_server_set_meta(META_INCARNATION, hex);
+	/* The first name needs no restart: the next notices carry it. */
+	if (inc_was != 0)
+		watch_end_all("the central cache's store changed");
 }
 
 static void
@@ -968,6 +976,12 @@ int
 node_copy_current(uint64_t inc)
 {
 	return inc == n.incarnation;
+}
+
+uint64_t
+node_incarnation(void)
+{
+	return n.incarnation;
 }
 
 int

@@ -51,7 +51,7 @@ void	 node_drain(void *unused);
 /* The handlers of alpcrun.v1.Cache on a node. */
 method_handler node_get, node_set, node_update, node_delete;
 
-/* --- for the change feed (prefetch.c) ------------------------------------- */
+/* --- for the change feed (prefetch.c, and watch.c on a node) --------------- */
 
 /* The link to central (NULL before node_init()). */
 struct h2client	*node_link(void);
@@ -65,6 +65,9 @@ int	 node_held(const uint8_t *key, size_t keylen, uint32_t *level,
 void	 node_learn(uint64_t inc, const char *how);
 /* Is a copy of origin `inc` from central's current store? */
 int	 node_copy_current(uint64_t inc);
+/* Central's store as last learned (0: not yet): what the node's own change
+ * feed announces to the nodes behind it. */
+uint64_t node_incarnation(void);
 /* Drop the copy of a session if its level is at most upto, at once; fetches
  * of such levels (or of none) then in flight store nothing. */
 void	 node_drop(const uint8_t *key, size_t keylen, uint32_t upto);

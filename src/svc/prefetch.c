@@ -14,6 +14,21 @@
  * a hostile central's announced 260 MiB notice ends the stream with
  * RESOURCE_EXHAUSTED before anything is allocated or counted in flight.
  *
+ * An upstream without the feed. An upstream that answers UNIMPLEMENTED
+ * (a node without prefetch, an older node or central) leaves the node's
+ * copies unwatched: a level-less Get is served the level held, however old.
+ * That is said once (a warning, not one per retry) and on /readyz as a
+ * line of detail under "ready" (metrics_set_ready_detail()): the node
+ * stays ready, since it serves every Get that names a level correctly and
+ * its hits are what the spec promises without prefetch; readiness going
+ * down would take a working cache out of rotation. The stream is asked
+ * for again as after any loss (the backoff reaches 5 s), and the first
+ * snapshot clears the detail.
+ *
+ * Tiers. The upstream may be a node (spec §5 "Tiers"): its feed has the
+ * same format, its notices name central's incarnation and describe the
+ * copies it holds, so nothing here depends on which tier answers.
+ *
  * Notices. prefetch_decide() says what a notice means for the copy the node
  * holds (node_held(), a lookup that does not count as a use). A fetch is a
  * job per session: queued, then started after a random 0-50 ms delay (so
@@ -113,6 +128,7 @@ static struct {
 						   last loss was logged */
 	uint64_t		 snap_end_ns;	/* SNAPSHOT_END came then; 0 */
 	int			 proved;	/* a live notice came */
+	int			 no_feed;	/* upstream said UNIMPLEMENTED */
 	/* Jobs. */
 	struct job_list		 jobs[NBUCKETS];
 	struct job_list		 queue;
@@ -461,6 +477,11 @@ on_notice(void *arg, const uint8_t *msg, size_t len)
 		P.in_snapshot = 0;
 		P.snap_end_ns = clock_now_ns();
 		P.healthy = 1;
+		if (P.no_feed) {
+			P.no_feed = 0;
+			metrics_set_ready_detail(NULL);
+			log_info("change feed available upstream now", NULL);
+		}
 		log_info("change feed snapshot received", "notices=%llu "
 		    "kept=%llu fetching=%llu dropped=%llu",
 		    (unsigned long long)n->seq, (unsigned long long)P.kept,
@@ -493,6 +514,15 @@ on_end(void *arg, struct h2reply *r)
 		P.backoff_ms = BACKOFF_MIN_MS;
 	ms = P.backoff_ms;
 	ms = ms * 4 / 5 + rnd() % (ms * 2 / 5 + 1);	/* +-20% */
+	if (r->status == GRPC_UNIMPLEMENTED && !P.no_feed) {
+		P.no_feed = 1;
+		log_warn("upstream serves no change feed: copies are not kept "
+		    "up to date, a Get without a level may be served an old "
+		    "level", "message=\"%s\"", r->message);
+		metrics_set_ready_detail("prefetch: upstream serves no change "
+		    "feed (WatchSharedData UNIMPLEMENTED), copies may be "
+		    "stale");
+	}
 	if (P.healthy)
 		log_info("change feed lost, resubscribing", "status=%s "
 		    "message=\"%s\" retry_ms=%llu", grpc_status_name(r->status),

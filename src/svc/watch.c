@@ -1,6 +1,19 @@
 /*
- * watch.c: the change feed on the central cache (spec §5): the
- * WatchSharedData handler and its watchers.
+ * watch.c: the change feed (spec §5): the WatchSharedData handler and its
+ * watchers, over a central's store or a node's copies.
+ *
+ * Tiers. A node with `prefetch on` serves the same feed to the nodes behind
+ * it, over its own memory backend: the snapshot lists its live copies from
+ * central's current store (watch_origin.current()), live notices come from
+ * its backend's hook (a copy stored: SET or UPDATE with the copy's
+ * generation, central's; dropped by node_drop(): DELETE; expired: EXPIRE;
+ * evicted: nothing), and every notice announces central's incarnation as
+ * the node learned it (watch_origin.incarnation()), never the node's own
+ * memory store's, so that a child sees exactly what central would send.
+ * When the node learns that central's store changed, watch_end_all() ends
+ * every stream (UNAVAILABLE): the children resubscribe, learn the new
+ * incarnation from the snapshot's first notice and reconcile against it,
+ * rather than keep serving old copies until some notice happens by.
  *
  * Snapshot. A stream that watches every session walks the backend with a
  * scan cursor (backend.h "Scanning"), one slice at a time, from an event of
@@ -100,6 +113,7 @@ static struct {
 	struct event		*pump;
 	struct watcher_list	 all;
 	struct watcher_list	 ready;
+	struct watch_origin	 origin;	/* a node's; unset on central */
 	uint64_t		 buffer;	/* watch_buffer */
 	uint64_t		 nwatchers;
 	int			 started;
@@ -129,6 +143,24 @@ int
 watch_fits(size_t queued, size_t size, uint64_t limit)
 {
 	return queued == 0 || (size <= limit && queued <= limit - size);
+}
+
+/* --- whose store -------------------------------------------------------------- */
+
+/* The incarnation every notice announces: central's. */
+static uint64_t
+announced(void)
+{
+	if (W.origin.incarnation != NULL)
+		return W.origin.incarnation(W.origin.arg);
+	return W.be->incarnation;
+}
+
+/* May an entry of origin inc be listed? */
+static int
+listed(uint64_t inc)
+{
+	return W.origin.current == NULL || W.origin.current(W.origin.arg, inc);
 }
 
 /* --- watchers ----------------------------------------------------------------- */
@@ -238,7 +270,7 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	n.has_generation = gen != 0;
 	n.generation = gen;
 	n.has_incarnation = 1;
-	n.incarnation = W.be->incarnation;
+	n.incarnation = announced();
 	size = protobuf_c_message_get_packed_size(&n.base) + GRPC_PREFIX_LEN;
 	queued = call_queued(w->call) + w->held_bytes;
 	if (!watch_fits(queued, size, W.buffer)) {
@@ -298,6 +330,8 @@ snap_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
 	struct watcher *w = arg;
 
 	(void)len;
+	if (!listed(inc))
+		return;		/* a node's copy from a store central forgot */
 	send_notice(w, KIND(SNAPSHOT), key, keylen, 1, level, gen, expires,
 	    clock_now_ns());
 }
@@ -438,7 +472,10 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	if (!W.started) {
-		call_error(call, GRPC_UNIMPLEMENTED, "no change feed here");
+		/* A node without prefetch: its copies are not kept up to
+		 * date, so it announces none. */
+		call_error(call, GRPC_UNIMPLEMENTED, "no change feed here "
+		    "(a node serves it with prefetch on)");
 		goto out;
 	}
 	if (W.draining) {
@@ -480,9 +517,9 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 			watcher_kill(w);
 			goto out;
 		}
-		if (rec.kind == BE_ENTRY && send_notice(w, KIND(SNAPSHOT),
-		    w->filter, len, 1, rec.level, rec.gen, rec.expires,
-		    now) != 0)
+		if (rec.kind == BE_ENTRY && listed(rec.inc) &&
+		    send_notice(w, KIND(SNAPSHOT), w->filter, len, 1,
+		    rec.level, rec.gen, rec.expires, now) != 0)
 			goto out;
 		snapshot_end(w);
 		goto out;
@@ -518,8 +555,11 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 	now = clock_now_ns();
 	if ((kind == KIND(SET) || kind == KIND(UPDATE)) &&
 	    W.be->ops->lookup(W.be, key, keylen, now, &rec, NULL) == 0 &&
-	    rec.kind == BE_ENTRY && rec.level == level)
+	    rec.kind == BE_ENTRY && rec.level == level) {
+		if (!listed(rec.inc))
+			return;	/* a node stored a copy of a forgotten store */
 		expires = rec.expires;
+	}
 	/* Nothing is freed during the walk: the dead wait for the pump. */
 	TAILQ_FOREACH(w, &W.all, entry) {
 		if (w->dead || (w->filterlen > 0 && (w->filterlen != keylen ||
@@ -530,6 +570,24 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 		else
 			send_notice(w, kind, key, keylen, 1, level, gen,
 			    expires, now);
+	}
+}
+
+void
+watch_end_all(const char *why)
+{
+	struct watcher *w;
+
+	if (!W.started)
+		return;
+	TAILQ_FOREACH(w, &W.all, entry) {
+		if (w->dead)
+			continue;
+		call_set_cancel(w->call, NULL, NULL);
+		call_set_writable(w->call, NULL, NULL, 0);
+		call_error(w->call, GRPC_UNAVAILABLE, "%s", why);
+		w->call = NULL;
+		watcher_kill(w);
 	}
 }
 
@@ -576,13 +634,15 @@ watch_gauge_queued(void *unused)
 
 int
 watch_init(struct event_base *base, struct backend *be,
-    const struct config *conf)
+    const struct config *conf, const struct watch_origin *origin)
 {
 	memset(&W, 0, sizeof(W));
 	TAILQ_INIT(&W.all);
 	TAILQ_INIT(&W.ready);
 	W.base = base;
 	W.be = be;
+	if (origin != NULL)
+		W.origin = *origin;
 	W.buffer = conf->watch_buffer;
 	if ((W.pump = event_new(base, -1, 0, pump_cb, NULL)) == NULL)
 		return -1;

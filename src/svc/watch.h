@@ -1,9 +1,11 @@
 /*
- * watch.h: the change feed on the central cache (spec §5, "Change feed"):
- * alpcrun.v1.Cache/WatchSharedData. A new stream gets one SNAPSHOT notice
- * per live session (or only the session it names), then SNAPSHOT_END, then
- * one notice per set, update, delete and expiry that the backend's change
- * hook reports, seq increasing by one per notice.
+ * watch.h: the change feed (spec §5, "Change feed" and "Tiers"):
+ * alpcrun.v1.Cache/WatchSharedData, on a central over its store and on a
+ * node with `prefetch on` over its copies. A new stream gets one SNAPSHOT
+ * notice per live session (or only the session it names), then
+ * SNAPSHOT_END, then one notice per set, update, delete and expiry that the
+ * backend's change hook reports, seq increasing by one per notice. Every
+ * notice names the incarnation of central's store (struct watch_origin).
  *
  * watch.c owns the watchers: the snapshot produced a slice at a time as the
  * stream drains, live notices held during the snapshot, the watch_buffer
@@ -22,18 +24,36 @@
 struct config;
 struct event_base;
 
-/* Central only. 0, or -1 when out of memory. */
+/*
+ * Whose store the feed describes. A central passes NULL: notices announce
+ * be->incarnation and every entry is listed. A node passes its own: the
+ * incarnation it learned of central's store (0: none yet), and current()
+ * says whether a copy of origin `inc` may be listed (only those from
+ * central's current store are).
+ */
+struct watch_origin {
+	uint64_t	(*incarnation)(void *arg);
+	int		(*current)(void *arg, uint64_t inc);
+	void		*arg;
+};
+
+/* 0, or -1 when out of memory. The origin is copied. */
 int	 watch_init(struct event_base *, struct backend *,
-	    const struct config *);
+	    const struct config *, const struct watch_origin *);
+/* End every watch stream with UNAVAILABLE `why` (its clients resubscribe
+ * and reconcile against a fresh snapshot): a node learned that central's
+ * store changed. Nothing when the feed is not served. */
+void	 watch_end_all(const char *why);
 /* SIGHUP: watch_buffer, for every watcher from now on. */
 void	 watch_reconfigure(const struct config *);
 /* End every watcher (UNAVAILABLE) and free everything. Before
  * server_free(). */
 void	 watch_free(void);
 
-/* The backend's change hook, on central (main.c forwards it). EVICT does
- * not happen on a central (it refuses writes past max_memory) and is not
- * a notice. */
+/* The backend's change hook (main.c forwards it). EVICT does not happen
+ * on a central (it refuses writes past max_memory); on a node it is no
+ * notice: the level's content did not change, so a child may keep its
+ * copy. */
 void	 watch_backend_event(enum be_event, const uint8_t *key, size_t keylen,
 	    uint32_t level, uint64_t gen, size_t len);
 

@@ -4,7 +4,9 @@
  *
  *	GET /metrics	Prometheus text exposition format 0.0.4
  *	GET /healthz	200 "ok\n" (the loop answered: liveness)
- *	GET /readyz	200 "ready\n", or 503 "<reason>\n" (metrics_set_ready)
+ *	GET /readyz	200 "ready\n", or 503 "<reason>\n" (metrics_set_ready);
+ *			either followed by a line of detail while one is set
+ *			(metrics_set_ready_detail: a degraded but serving daemon)
  *	other paths	404; a known path with a method other than GET (or
  *			HEAD, which libevent answers without the body) 405
  *
@@ -119,6 +121,8 @@ static struct {
 	int		 ready;
 	/* Whole: "central cache unreachable: " and an h2client reason. */
 	char		 reason[256];
+	/* A line under the verdict: what works less well than it should. */
+	char		 detail[256];
 	struct gauge	*gauges;	/* registered, in order */
 	struct evhttp	*http;
 	struct accept_guard *guard;
@@ -202,6 +206,13 @@ metrics_set_ready(int ready, const char *reason)
 	else
 		snprintf(m.reason, sizeof(m.reason), "%s",
 		    reason != NULL && reason[0] != '\0' ? reason : "not ready");
+}
+
+void
+metrics_set_ready_detail(const char *detail)
+{
+	snprintf(m.detail, sizeof(m.detail), "%s", detail != NULL ? detail :
+	    "");
 }
 
 uint64_t
@@ -341,9 +352,13 @@ handle(struct evhttp_request *req, void *arg)
 		reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
 	} else if (m.ready) {
 		evbuffer_add_printf(body, "ready\n");
+		if (m.detail[0] != '\0')
+			evbuffer_add_printf(body, "%s\n", m.detail);
 		reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", body);
 	} else {
 		evbuffer_add_printf(body, "%s\n", m.reason);
+		if (m.detail[0] != '\0')
+			evbuffer_add_printf(body, "%s\n", m.detail);
 		reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
 		    "text/plain; charset=utf-8", body);
 	}

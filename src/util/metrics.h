@@ -58,6 +58,9 @@ int	 metrics_gauge(const char *name, const char *help,
 
 /* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
 void	 metrics_set_ready(int ready, const char *reason);
+/* A line /readyz shows under its verdict, whatever the verdict (NULL or
+ * "": none): a daemon that serves, but less well than it should. */
+void	 metrics_set_ready_detail(const char *detail);
 
 /* Start the HTTP server on "host:port" or "[v6]:port". 0, or -1 with err
  * filled. */
