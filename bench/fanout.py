@@ -1,0 +1,240 @@
+#!/usr/bin/python3
+"""bench/fanout.py: a new level reaching every host, by topology; a
+benchmark (not a test). Needs root (ip netns, veth, tc tbf).
+
+    flock /tmp/alpcrund-bench.lock /usr/bin/python3 bench/fanout.py \\
+        [--alpcrund ./alpcrund] [--alpcrunctl ./alpcrunctl] [--hosts 8] \\
+        [--rate 200] [--size 16] [--rounds 3] [--topologies star,chain,tree]
+
+Hosts in network namespaces around a switch namespace (a bridge), each on
+its own full-duplex link of RATE Mbit/s (tc tbf on both ends of its veth):
+host 0 runs the central cache, hosts 1..N a node each. A topology says
+each node's upstream: star (every node's is central), chain (node i's is
+node i-1, node 1's central), tree (two levels: about sqrt(N) nodes under
+central, the others spread under them). For each topology and round: a
+new level of SIZE MiB is set on central (alpcrunctl on its own host), then
+at once a worker on every node host asks its local node for that level
+(alpcrunctl get -o /dev/null, all started together); the time until the
+last host has the whole level is the figure. T1 is one host alone (star,
+only host 1 asks). Printed: T1, each topology's time-to-last-host (median
+over the rounds, and the ratio to T1), and per chain hop the time it adds.
+Nodes run without prefetch: the workers' misses pull the level down.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+PORT, MPORT = 2337, 9337
+
+
+def sh(*args, check=True, timeout=60):
+    return subprocess.run(list(args), capture_output=True, text=True,
+                          check=check, timeout=timeout)
+
+
+class Net:
+    """hosts+1 namespaces on a bridge in a switch namespace, each link
+    shaped to rate Mbit/s both ways."""
+
+    def __init__(self, hosts, rate):
+        tag = uuid.uuid4().hex[:6]
+        self.sw = "alpfo-sw-" + tag
+        self.ns = ["alpfo-h%d-%s" % (i, tag) for i in range(hosts + 1)]
+        self.made = []
+        try:
+            sh("ip", "netns", "add", self.sw)
+            self.made.append(self.sw)
+            sh("ip", "-n", self.sw, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", self.sw, "link", "set", "br0", "up")
+            for i, ns in enumerate(self.ns):
+                sh("ip", "netns", "add", ns)
+                self.made.append(ns)
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+                sh("ip", "-n", self.sw, "link", "add", "p%d" % i, "type", "veth",
+                   "peer", "name", "eth0", "netns", ns)
+                sh("ip", "-n", self.sw, "link", "set", "p%d" % i, "master", "br0")
+                sh("ip", "-n", self.sw, "link", "set", "p%d" % i, "up")
+                sh("ip", "-n", ns, "addr", "add", self.addr(i) + "/24", "dev", "eth0")
+                sh("ip", "-n", ns, "link", "set", "eth0", "up")
+                for where, dev in ((ns, "eth0"), (self.sw, "p%d" % i)):
+                    sh("tc", "-n", where, "qdisc", "add", "dev", dev, "root", "tbf",
+                       "rate", "%dmbit" % rate, "burst", "256kb", "latency", "100ms")
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def addr(i):
+        return "10.233.0.%d" % (i + 1)
+
+    def close(self):
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.made = []
+
+
+def upstreams(topology, hosts):
+    """Host index of each node's upstream (index 0: central)."""
+    if topology == "star":
+        return {i: 0 for i in range(1, hosts + 1)}
+    if topology == "chain":
+        return {i: i - 1 for i in range(1, hosts + 1)}
+    if topology == "tree":
+        k = max(1, int(round(hosts ** 0.5)))
+        up = {i: 0 for i in range(1, k + 1)}
+        for j, i in enumerate(range(k + 1, hosts + 1)):
+            up[i] = 1 + j % k
+        return up
+    raise SystemExit("unknown topology %s" % topology)
+
+
+class Cluster:
+    def __init__(self, args, net, work, topology):
+        self.args, self.net, self.procs = args, net, []
+        hosts = len(net.ns) - 1
+        size_cap = "%dm" % (args.size * 2 + 16)
+        conf = os.path.join(work, "central.conf")
+        with open(conf, "w") as f:
+            f.write("listen %s:%d\nlisten 127.0.0.1:%d\nmetrics_listen 127.0.0.1:%d\n"
+                    "max_message_size %s\nlog_level warn\n"
+                    % (net.addr(0), PORT, PORT, MPORT, size_cap))
+        self.start(0, conf)
+        ups = upstreams(topology, hosts)
+        for i in sorted(ups):
+            conf = os.path.join(work, "node%d.conf" % i)
+            with open(conf, "w") as f:
+                f.write("mode node\nlisten %s:%d\nlisten 127.0.0.1:%d\n"
+                        "metrics_listen 127.0.0.1:%d\nupstream %s:%d\n"
+                        "max_message_size %s\nmax_memory %dm\nlog_level warn\n"
+                        % (net.addr(i), PORT, PORT, MPORT, net.addr(ups[i]), PORT,
+                           size_cap, args.size * 4 + 64))
+            self.start(i, conf)
+        for i in range(hosts + 1):
+            self.wait_up(i)
+
+    def start(self, i, conf):
+        p = subprocess.Popen(["ip", "netns", "exec", self.net.ns[i], self.args.alpcrund,
+                              "-c", conf], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+
+    def ctl(self, i, *argv, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.net.ns[i], self.args.alpcrunctl,
+                               "-s", "127.0.0.1:%d" % PORT, "--timeout", "120s"]
+                              + list(argv), capture_output=True, **kw)
+
+    def wait_up(self, i):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.ctl(i, "health").returncode == 0:
+                return
+            time.sleep(0.05)
+        raise SystemExit("host %d did not come up" % i)
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def one_level(cl, level, payload, hosts):
+    """Set level on central; workers on hosts fetch it at once. Seconds
+    until each host had it (None: it failed)."""
+    r = cl.ctl(0, "set" if level == 1 else "update", "fanout", str(level), payload)
+    if r.returncode != 0:
+        raise SystemExit("set failed: %s" % r.stderr.decode())
+    t0 = time.monotonic()
+    procs = {i: subprocess.Popen(["ip", "netns", "exec", cl.net.ns[i], cl.args.alpcrunctl,
+                                  "-s", "127.0.0.1:%d" % PORT, "--timeout", "300s",
+                                  "get", "fanout", str(level), "-o", "/dev/null"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in hosts}
+    done = {}
+    while len(done) < len(procs):
+        for i, p in procs.items():
+            if i not in done and p.poll() is not None:
+                done[i] = time.monotonic() - t0 if p.returncode == 0 else None
+        time.sleep(0.002)
+    return done
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--alpcrund", default=os.path.join(lib.TOP_SRCDIR, "alpcrund"))
+    ap.add_argument("--alpcrunctl", default=os.path.join(lib.TOP_SRCDIR, "alpcrunctl"))
+    ap.add_argument("--hosts", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=200, help="Mbit/s per host link")
+    ap.add_argument("--size", type=int, default=16, help="MiB per level")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--topologies", default="star,chain,tree")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("fanout.py needs root (ip netns, tc)")
+    for tool in (args.alpcrund, args.alpcrunctl):
+        if not os.access(tool, os.X_OK):
+            raise SystemExit("%s: not executable (build first)" % tool)
+    work = tempfile.mkdtemp(prefix="alpfo-")
+    payload = os.path.join(work, "level")
+    with open(payload, "wb") as f:
+        f.write(os.urandom(args.size << 20))
+    net = Net(args.hosts, args.rate)
+    results = {}
+    try:
+        tops = ["T1"] + args.topologies.split(",")
+        for top in tops:
+            cl = Cluster(args, net, work, "star" if top == "T1" else top)
+            try:
+                hosts = [1] if top == "T1" else list(range(1, args.hosts + 1))
+                runs = []
+                for level in range(1, args.rounds + 1):
+                    done = one_level(cl, level, payload, hosts)
+                    if any(v is None for v in done.values()):
+                        raise SystemExit("%s: a host failed to get level %d" % (top, level))
+                    runs.append(done)
+                results[top] = runs
+            finally:
+                cl.close()
+    finally:
+        net.close()
+        shutil.rmtree(work, ignore_errors=True)
+    t1 = lib.median([r[1] for r in results["T1"]])
+    out = {"hosts": args.hosts, "rate_mbit": args.rate, "size_mib": args.size,
+           "rounds": args.rounds, "T1_s": round(t1, 3), "topologies": {}}
+    wire_s = args.size * 8 * 1.048576 / args.rate
+    print("%d hosts, %d Mbit/s links, %d MiB level, %d rounds (medians); "
+          "the level's time on one link: %.2f s" % (args.hosts, args.rate, args.size,
+                                                    args.rounds, wire_s))
+    print("%-6s %10s %8s" % ("", "last host", "x T1"))
+    print("%-6s %9.2fs %8.2f" % ("T1", t1, 1.0))
+    for top in args.topologies.split(","):
+        last = lib.median([max(r.values()) for r in results[top]])
+        row = {"last_host_s": round(last, 3), "x_T1": round(last / t1, 2)}
+        if top == "chain":
+            per = [lib.median([r[i] for r in results[top]]) for i in range(1, args.hosts + 1)]
+            hops = [per[i] - per[i - 1] for i in range(1, len(per))]
+            row["per_host_s"] = [round(v, 3) for v in per]
+            row["per_hop_s"] = round(lib.median(hops), 3) if hops else 0.0
+        out["topologies"][top] = row
+        extra = ("  (per hop %.2f s)" % row["per_hop_s"]) if top == "chain" else ""
+        print("%-6s %9.2fs %8.2f%s" % (top, last, last / t1, extra))
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
