@@ -563,15 +563,16 @@ call_error(struct call *call, int status, const char *fmt, ...)
 	char msg[MESSAGE_MAX] = "";
 	va_list ap;
 
-	call_detach(call);
-	call_free(call);
-	if (st == NULL)
-		return;
-	if (fmt != NULL) {
+	/* Formatted first: an argument may be the call's own (call_meta()). */
+	if (fmt != NULL && st != NULL) {
 		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
 	}
+	call_detach(call);
+	call_free(call);
+	if (st == NULL)
+		return;
 	if (!st->responded) {
 		respond_trailers_only(st, status, msg);
 		return;
