@@ -458,6 +458,18 @@ main(int argc, char *argv[])
 			    d.path);
 		return 1;
 	}
+	/* The upstream by whatever name: resolved now, at -t and start
+	 * only (a reload keeps the upstream it started with). */
+	if (config_check_upstream(&d.conf, err, sizeof(err)) != 0) {
+		const char *file = d.conf.path != NULL ? d.conf.path :
+		    "(defaults)";
+
+		fprintf(stderr, "%s: %s\n", file, err);
+		if (test)
+			fprintf(stderr, "%s: configuration has errors\n", file);
+		config_free(&d.conf);
+		return 1;
+	}
 	if (test) {
 		if (tls_check(&d.conf) != 0) {
 			fprintf(stderr, "%s: configuration has errors\n",

@@ -12,12 +12,19 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "config.h"
@@ -743,6 +750,231 @@ check_upstream_loop(struct loader *ld)
 	}
 }
 
+/* --- node_id ---------------------------------------------------------------- */
+
+static unsigned	line_of(struct loader *, const char *);
+
+static int
+id_char(char ch, int first)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9'))
+		return 1;
+	return !first && strchr("._:/[]-", ch) != NULL;
+}
+
+int
+config_node_id_ok(const char *s)
+{
+	size_t i, len = strlen(s);
+
+	if (len == 0 || len > CONFIG_NODE_ID_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!id_char(s[i], i == 0))
+			return 0;
+	return 1;
+}
+
+/*
+ * The default node_id: "<host name>/<first listen address>", each byte
+ * outside the id's set made '_'; one longer than CONFIG_NODE_ID_MAX keeps
+ * its head and ends with '-' and 16 hex digits of an FNV-1a hash of the
+ * whole, so that long unix paths of one host still differ.
+ */
+static char *
+node_id_default(const struct config *c)
+{
+	char host[256], id[512], *out;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i, len;
+
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "localhost");
+	host[sizeof host - 1] = '\0';
+	snprintf(id, sizeof id, "%s/%s", host[0] != '\0' ? host : "localhost",
+	    c->nlisten > 0 ? c->listen[0] : "");
+	len = strlen(id);
+	for (i = 0; i < len; i++) {
+		h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+		if (!id_char(id[i], i == 0))
+			id[i] = i == 0 ? 'n' : '_';
+	}
+	if (len > CONFIG_NODE_ID_MAX)
+		snprintf(id + CONFIG_NODE_ID_MAX - 17, 18, "-%016" PRIx64, h);
+	if ((out = strdup(id)) == NULL)
+		return NULL;
+	return out;
+}
+
+/* node_id as written, or derived when left out (node mode only). */
+static void
+check_node_id(struct loader *ld)
+{
+	struct config	*c = ld->cfg;
+
+	if (c->node_id != NULL) {
+		if (!config_node_id_ok(c->node_id))
+			add_error(ld, line_of(ld, "node_id"), "node_id: \"%s\" "
+			    "is not an id: a letter or digit, then letters, "
+			    "digits and . _ : / [ ] -, at most %d bytes",
+			    c->node_id, CONFIG_NODE_ID_MAX);
+		return;
+	}
+	if (c->mode == MODE_NODE && (c->node_id = node_id_default(c)) ==
+	    NULL)
+		add_error(ld, 0, "out of memory");
+}
+
+/* --- upstream resolved --------------------------------------------------------- */
+
+/* An address as 16 bytes (IPv4 as v4-mapped IPv6) and its port. */
+struct ip {
+	uint8_t		 a[16];
+	uint16_t	 port;
+};
+
+static int
+ip_from(const struct sockaddr *sa, struct ip *ip)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0xff, 0xff };
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		memcpy(ip->a, mapped, 12);
+		memcpy(ip->a + 12, &in->sin_addr, 4);
+		ip->port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		memcpy(ip->a, &in6->sin6_addr, 16);
+		ip->port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+static int
+ip_is_any(const struct ip *ip)
+{
+	static const uint8_t zero[16], v4any[16] = { 0, 0, 0, 0, 0, 0, 0, 0,
+		0, 0, 0xff, 0xff, 0, 0, 0, 0 };
+
+	return memcmp(ip->a, zero, 16) == 0 || memcmp(ip->a, v4any, 16) == 0;
+}
+
+static int
+ip_is_loopback(const struct ip *ip)
+{
+	static const uint8_t one[16] = { [15] = 1 }, v4[13] = { [10] = 0xff,
+		[11] = 0xff, [12] = 127 };
+
+	return memcmp(ip->a, one, 16) == 0 || memcmp(ip->a, v4, 13) == 0;
+}
+
+static void
+ip_text(const struct ip *ip, char *buf, size_t len)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (memcmp(ip->a, mapped, 12) == 0)
+		inet_ntop(AF_INET, ip->a + 12, buf, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, ip->a, buf, (socklen_t)len);
+}
+
+/* Resolve host:port into at most max addresses; the count (0 when it does
+ * not resolve). */
+static size_t
+resolve(const struct addr *a, int passive, struct ip *out, size_t max)
+{
+	struct addrinfo hints, *res, *r;
+	size_t n = 0;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	if (getaddrinfo(a->host, a->port, &hints, &res) != 0)
+		return 0;
+	for (r = res; r != NULL && n < max; r = r->ai_next)
+		if (ip_from(r->ai_addr, &out[n]) == 0)
+			n++;
+	freeaddrinfo(res);
+	return n;
+}
+
+/* Is ip one of this host's interface addresses? */
+static int
+ip_is_local(const struct ip *ip)
+{
+	struct ifaddrs *ifs, *i;
+	struct ip x;
+	int found = 0;
+
+	if (getifaddrs(&ifs) != 0)
+		return 0;
+	for (i = ifs; i != NULL && !found; i = i->ifa_next)
+		if (i->ifa_addr != NULL && ip_from(i->ifa_addr, &x) == 0 &&
+		    memcmp(x.a, ip->a, 16) == 0)
+			found = 1;
+	freeifaddrs(ifs);
+	return found;
+}
+
+/* Does a connection to u reach a listener bound to l (same port)? */
+static int
+ip_reaches(const struct ip *u, const struct ip *l)
+{
+	if (memcmp(u->a, l->a, 16) == 0)
+		return 1;
+	if (ip_is_any(l))
+		return ip_is_any(u) || ip_is_loopback(u) || ip_is_local(u);
+	/* Connecting to the wildcard address reaches this host. */
+	return ip_is_any(u);
+}
+
+#define RESOLVED_MAX	16
+
+int
+config_check_upstream(const struct config *c, char *err, size_t errlen)
+{
+	struct ip us[RESOLVED_MAX], ls[RESOLVED_MAX];
+	struct addr ua, la;
+	char ubuf[INET6_ADDRSTRLEN];
+	size_t nu, nl, k, i, j;
+
+	if (c->mode != MODE_NODE || c->upstream == NULL ||
+	    addr_parse(c->upstream, 0, &ua, NULL, 0) != 0 ||
+	    ua.kind != ADDR_INET)
+		return 0;
+	/* A name that does not resolve now may later: the link retries. */
+	if ((nu = resolve(&ua, 0, us, RESOLVED_MAX)) == 0)
+		return 0;
+	for (k = 0; k < c->nlisten; k++) {
+		if (addr_parse(c->listen[k], 0, &la, NULL, 0) != 0 ||
+		    la.kind != ADDR_INET || la.portnum != ua.portnum)
+			continue;
+		nl = resolve(&la, 1, ls, RESOLVED_MAX);
+		for (i = 0; i < nu; i++)
+			for (j = 0; j < nl; j++) {
+				if (!ip_reaches(&us[i], &ls[j]))
+					continue;
+				ip_text(&us[i], ubuf, sizeof ubuf);
+				snprintf(err, errlen, "upstream: %s (%s) is this "
+				    "node's own listen address %s; it must "
+				    "name the central cache", c->upstream,
+				    ubuf, c->listen[k]);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 /* The metrics server is evhttp on a TCP socket: a unix: address is
  * refused here rather than at start-up. */
 static void
@@ -879,6 +1111,7 @@ config_load(const char *path, int allow_missing, struct config *out,
 	check_ttls(&ld);
 	check_backend_mode(&ld);
 	check_upstream_loop(&ld);
+	check_node_id(&ld);
 	check_metrics_listen(&ld);
 	check_tls(&ld);
 	if (ld.nerr == 0 && path != NULL)

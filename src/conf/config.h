@@ -16,6 +16,8 @@
 enum alp_mode { MODE_CENTRAL = 0, MODE_NODE = 1 };
 
 #define CONFIG_MAX_LISTEN 16
+/* The longest node_id (config_node_id_ok()). */
+#define CONFIG_NODE_ID_MAX 64
 
 /* Values of every directive after parsing. Durations are in milliseconds,
  * sizes in bytes, percentages 0-100, flags 0/1. Strings are heap copies owned
@@ -42,6 +44,7 @@ struct config {
 	char		*tls_key;
 	char		*tls_client_ca;
 	char		*upstream;
+	char		*node_id;		/* set, or derived (node mode) */
 	int		 upstream_tls;
 	char		*upstream_ca;
 	char		*upstream_cert;
@@ -133,6 +136,23 @@ size_t	 config_restart_changes(const struct config *a,
  * 268435456 -> "256m"); returns buf. */
 const char *config_format_value(const struct config_directive *d, uint64_t v,
 	    char *buf, size_t len);
+
+/* Is s a node_id: a letter or digit, then letters, digits and . _ : / [ ]
+ * -, at most CONFIG_NODE_ID_MAX bytes (no comma or space: a list of them
+ * is comma-separated)? 1 or 0. */
+int	 config_node_id_ok(const char *s);
+/*
+ * Does upstream reach one of this node's own listen addresses, whatever
+ * name or address form names it? Names are resolved (getaddrinfo(3),
+ * blocking: for -t and start only); an address on a wildcard listener's
+ * port is ours when it is a loopback or wildcard address or one of the
+ * host's interface addresses (getifaddrs(3)). 0 when not (or not node
+ * mode, or a name that does not resolve now), -1 with err filled ("upstream
+ * localhost:4555 (127.0.0.1) is this node's own listen address
+ * 127.0.0.1:4555; ...").
+ */
+int	 config_check_upstream(const struct config *, char *err,
+	    size_t errlen);
 
 /* Write the DIRECTIVES list of alpcrund.conf(5) in mdoc (config_man.c). */
 void	 config_man(FILE *);

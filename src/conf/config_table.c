@@ -103,6 +103,13 @@ const struct config_directive config_table[] = {
 	{ "upstream", CONF_ADDRESS, 0, 0, 0,
 	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
 	  "node: address of the central cache" },
+	{ "node_id", CONF_STRING, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(node_id),
+	  "node: this node's name on the path of its fetches (request "
+	  "metadata alpcrun-via), by which it refuses a request loop: a letter "
+	  "or digit, then letters, digits and . _ : / [ ] -, at most 64 bytes "
+	  "(default: host name/first listen address, e.g. "
+	  "web1/127.0.0.1:3337; must differ between nodes)" },
 	{ "upstream_tls", CONF_FLAG, 0, 0, 0,
 	  "off", NULL, NULL, NULL, OFF(upstream_tls),
 	  "node: speak TLS 1.2+ with ALPN h2 to central, verifying its "

@@ -84,6 +84,11 @@ struct gstream {
 	char			*message;	/* grpc-message, raw */
 	struct meta		 meta[GRPC_META_CALL_MAX]; /* call_set_meta() */
 	size_t			 nmeta;
+
+	/* Request metadata kept (grpc.h): "name\0value", malloc'ed each;
+	 * the call takes them when dispatched. */
+	char			*rmeta[GRPC_REQ_META_MAX];
+	size_t			 nrmeta;
 };
 
 struct lease_ref {
@@ -102,6 +107,8 @@ struct call {
 	void			*writable_arg;
 	size_t			 low_water;
 	void			*data;
+	char			*rmeta[GRPC_REQ_META_MAX];	/* call_meta() */
+	size_t			 nrmeta;
 };
 
 /* What the composition root registered (grpc_server_configure()). */
@@ -482,6 +489,27 @@ call_detach(struct call *call)
 	}
 }
 
+static void
+call_free(struct call *call)
+{
+	size_t i;
+
+	for (i = 0; i < call->nrmeta; i++)
+		free(call->rmeta[i]);
+	free(call);
+}
+
+const char *
+call_meta(const struct call *call, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < call->nrmeta; i++)
+		if (strcmp(call->rmeta[i], name) == 0)
+			return call->rmeta[i] + strlen(name) + 1;
+	return NULL;
+}
+
 void
 call_reply(struct call *call, const ProtobufCMessage *reply,
     struct lease *lease)
@@ -494,7 +522,7 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 	if (st == NULL) {
 		if (lease != NULL)
 			lease_release(lease);
-		free(call);
+		call_free(call);
 		return;
 	}
 	if (lease != NULL && lease->len < H2_REF_MIN) {
@@ -524,7 +552,7 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 		return;
 	}
 	call_detach(call);
-	free(call);
+	call_free(call);
 	reply_end(st, GRPC_OK);
 }
 
@@ -535,15 +563,16 @@ call_error(struct call *call, int status, const char *fmt, ...)
 	char msg[MESSAGE_MAX] = "";
 	va_list ap;
 
-	call_detach(call);
-	free(call);
-	if (st == NULL)
-		return;
-	if (fmt != NULL) {
+	/* Formatted first: an argument may be the call's own (call_meta()). */
+	if (fmt != NULL && st != NULL) {
 		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
 	}
+	call_detach(call);
+	call_free(call);
+	if (st == NULL)
+		return;
 	if (!st->responded) {
 		respond_trailers_only(st, status, msg);
 		return;
@@ -602,7 +631,7 @@ call_reset(struct call *call, uint32_t h2_error, int status)
 	struct gstream *st = call->st;
 
 	call_detach(call);
-	free(call);
+	call_free(call);
 	if (st == NULL)
 		return;
 	st->status = status;
@@ -679,6 +708,38 @@ copy_value(char *dst, size_t cap, size_t *dstlen, const uint8_t *v, size_t len)
 		*dstlen = len;
 }
 
+/* A request header of the project's own (grpc.h: request metadata). */
+static void
+keep_request_meta(struct gstream *st, const uint8_t *name, size_t namelen,
+    const uint8_t *value, size_t valuelen)
+{
+	size_t i;
+	char *m;
+
+	if (st->nrmeta == GRPC_REQ_META_MAX ||
+	    !grpc_meta_name_ok((const char *)name, namelen) ||
+	    !grpc_req_meta_value_ok((const char *)value, valuelen))
+		return;
+	for (i = 0; i < st->nrmeta; i++)
+		if (strlen(st->rmeta[i]) == namelen &&
+		    memcmp(st->rmeta[i], name, namelen) == 0)
+			return;			/* the first one only */
+	if ((m = malloc(namelen + valuelen + 2)) == NULL)
+		return;
+	memcpy(m, name, namelen);
+	m[namelen] = '\0';
+	memcpy(m + namelen + 1, value, valuelen);
+	m[namelen + 1 + valuelen] = '\0';
+	st->rmeta[st->nrmeta++] = m;
+}
+
+static void
+request_meta_clear(struct gstream *st)
+{
+	while (st->nrmeta > 0)
+		free(st->rmeta[--st->nrmeta]);
+}
+
 static void
 gs_header(void *u, const uint8_t *name, size_t namelen, const uint8_t *value,
     size_t valuelen)
@@ -707,6 +768,10 @@ gs_header(void *u, const uint8_t *name, size_t namelen, const uint8_t *value,
 		if (grpc_timeout_parse((const char *)value, valuelen,
 		    &r->timeout_ns) != 0)
 			r->bad_timeout = 1;
+	} else if (namelen > sizeof(GRPC_META_PREFIX) - 1 &&
+	    memcmp(name, GRPC_META_PREFIX, sizeof(GRPC_META_PREFIX) - 1) ==
+	    0) {
+		keep_request_meta(st, name, namelen, value, valuelen);
 	} else if (name_is(name, namelen, "api_key")) {
 		/* Checked here, whole (keys of up to 4 KiB): nothing of it
 		 * is kept. */
@@ -860,6 +925,9 @@ gs_end(void *u)
 	call->st = st;
 	call->method = m;
 	call->start_ns = st->start_ns;
+	memcpy(call->rmeta, st->rmeta, sizeof(call->rmeta));
+	call->nrmeta = st->nrmeta;
+	st->nrmeta = 0;
 	if (st->req.timeout_ns != 0)
 		call->deadline = st->start_ns + st->req.timeout_ns;
 	st->call = call;
@@ -935,6 +1003,7 @@ gs_close(void *u)
 	bigbuf_free(st->msg.data);
 	free(st->message);
 	st->message = NULL;
+	request_meta_clear(st);
 	if (call == NULL)
 		return;
 	call_detach(call);

@@ -19,6 +19,13 @@
  * error they are in its one HEADERS frame, with grpc-status; never in
  * trailers. The HTTP-level refusals (405, 415) are not gRPC responses and
  * carry none.
+ *
+ * Request metadata: the request's headers of the project's own (alpcrun-*,
+ * names as grpc_frame.h says, values up to GRPC_REQ_META_VALUE_MAX bytes of
+ * its rules) are kept for the handler (call_meta()): at most
+ * GRPC_REQ_META_MAX names, the first field of a name only; others, longer
+ * or malformed values and further names are ignored, never an error. Each
+ * is one small allocation of its own, made only when such a header came.
  */
 #ifndef ALPCRUND_GRPC_H
 #define ALPCRUND_GRPC_H
@@ -123,6 +130,10 @@ void	 call_reset(struct call *, uint32_t h2_error, int status);
  * with a warning logged, as in grpc_server_set_meta().
  */
 void	 call_set_meta(struct call *, const char *name, const char *value);
+/* The value of the request header name (e.g. "alpcrun-via") as the call
+ * came with it, or NULL when none was kept; valid until the call is
+ * finished. */
+const char *call_meta(const struct call *, const char *name);
 /* Absolute deadline on the monotonic clock from grpc-timeout; 0 = none. */
 uint64_t call_deadline(const struct call *);
 /* The handler's own per-call state. */

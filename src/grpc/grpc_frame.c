@@ -251,12 +251,12 @@ grpc_meta_name_ok(const char *name, size_t len)
 	return 1;
 }
 
-int
-grpc_meta_value_ok(const char *value, size_t len)
+static int
+meta_value_ok(const char *value, size_t len, size_t max)
 {
 	size_t i;
 
-	if (len > GRPC_META_VALUE_MAX)
+	if (len > max)
 		return 0;
 	if (len > 0 && (value[0] == ' ' || value[len - 1] == ' '))
 		return 0;
@@ -265,4 +265,16 @@ grpc_meta_value_ok(const char *value, size_t len)
 		    (unsigned char)value[i] > 0x7e)
 			return 0;
 	return 1;
+}
+
+int
+grpc_meta_value_ok(const char *value, size_t len)
+{
+	return meta_value_ok(value, len, GRPC_META_VALUE_MAX);
+}
+
+int
+grpc_req_meta_value_ok(const char *value, size_t len)
+{
+	return meta_value_ok(value, len, GRPC_REQ_META_VALUE_MAX);
 }

@@ -87,5 +87,15 @@ int	 grpc_timeout_parse(const char *value, size_t len, uint64_t *ns);
 #define GRPC_META_VALUE_MAX	64
 int	 grpc_meta_name_ok(const char *name, size_t len);
 int	 grpc_meta_value_ok(const char *value, size_t len);
+/*
+ * Request metadata of the project's own (a node's upstream calls carry
+ * alpcrun-via, the ids of the nodes a fetch passed through) follows the
+ * same rules, with room for a longer value: at most
+ * GRPC_REQ_META_VALUE_MAX bytes, and at most GRPC_REQ_META_MAX names per
+ * request on either side (h2client.h sends them, grpc.h keeps them).
+ */
+#define GRPC_REQ_META_VALUE_MAX	512
+#define GRPC_REQ_META_MAX	4
+int	 grpc_req_meta_value_ok(const char *value, size_t len);
 
 #endif

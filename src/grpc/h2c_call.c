@@ -87,6 +87,7 @@ h2c_call_free(struct h2_ref *r)
 	}
 	if (call->release != NULL)
 		call->release(call->release_arg);
+	free(call->rmeta);
 	free(call);
 }
 
@@ -228,6 +229,68 @@ h2c_call_packer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 }
 
 /* Lay out the body: 0, or -1 after finishing the call with the reason. */
+/*
+ * Copy the call's own request metadata (h2client.h, Calls) into one
+ * allocation. 0, or -1 when the call failed (a header breaking the rules,
+ * too many, out of memory): then the body's release is the call's.
+ */
+int
+h2c_call_set_meta(struct h2call *call, const struct h2body *b)
+{
+	size_t i, total = 0, nl, vl;
+	const char *bad = NULL;
+	char *p;
+
+	if (b->nmeta == 0)
+		return 0;
+	if (b->nmeta > GRPC_REQ_META_MAX || b->meta == NULL)
+		bad = "(too many)";
+	for (i = 0; bad == NULL && i < b->nmeta; i++) {
+		const struct h2reqmeta *m = &b->meta[i];
+
+		if (m->name == NULL || m->value == NULL ||
+		    !grpc_meta_name_ok(m->name, strlen(m->name)) ||
+		    !grpc_req_meta_value_ok(m->value, strlen(m->value)))
+			bad = m->name != NULL ? m->name : "(null)";
+		else
+			total += strlen(m->name) + strlen(m->value) + 2;
+	}
+	if (bad == NULL && (call->rmeta = malloc(total)) == NULL)
+		bad = "(out of memory)";
+	if (bad != NULL) {
+		call->release = b->release;
+		call->release_arg = b->release_arg;
+		h2c_call_finish(call, GRPC_INTERNAL, "bad request metadata %s",
+		    bad);
+		return -1;
+	}
+	for (p = call->rmeta, i = 0; i < b->nmeta; i++) {
+		nl = strlen(b->meta[i].name) + 1;
+		vl = strlen(b->meta[i].value) + 1;
+		memcpy(p, b->meta[i].name, nl);
+		memcpy(p + nl, b->meta[i].value, vl);
+		p += nl + vl;
+	}
+	call->nrmeta = b->nmeta;
+	return 0;
+}
+
+/* The call's own request header name, or NULL. */
+static const char *
+h2c_call_rmeta_find(const struct h2call *call, const char *name)
+{
+	const char *p = call->rmeta;
+	size_t i;
+
+	for (i = 0; i < call->nrmeta; i++) {
+		if (strcmp(p, name) == 0)
+			return p + strlen(p) + 1;
+		p += strlen(p) + 1;
+		p += strlen(p) + 1;
+	}
+	return NULL;
+}
+
 int
 h2c_call_set_body(struct h2call *call, const struct h2body *b)
 {
@@ -582,9 +645,10 @@ h2c_call_submit(struct h2conn *conn, struct h2call *call)
 {
 	struct h2client *c = conn->c;
 	nghttp2_data_provider prd;
-	nghttp2_nv hdrs[10];
+	nghttp2_nv hdrs[10 + 2 * GRPC_REQ_META_MAX];
 	char tmo[16];
-	size_t n = 0;
+	const char *p;
+	size_t n = 0, i;
 	int32_t id;
 
 	if (call->deadline != 0) {
@@ -617,6 +681,18 @@ h2c_call_submit(struct h2conn *conn, struct h2call *call)
 	if (c->api_key != NULL)
 		hdrs[n++] = h2c_call_nv("api_key", c->api_key,
 		    NGHTTP2_NV_FLAG_NO_INDEX);
+	/* Request metadata: the client's, unless the call has its own of
+	 * that name (values that vary per call stay out of HPACK). */
+	for (i = 0; i < c->nrmeta; i++)
+		if (h2c_call_rmeta_find(call, c->rmeta[i].name) == NULL)
+			hdrs[n++] = h2c_call_nv(c->rmeta[i].name,
+			    c->rmeta[i].value, NGHTTP2_NV_FLAG_NONE);
+	for (p = call->rmeta, i = 0; i < call->nrmeta; i++) {
+		const char *v = p + strlen(p) + 1;
+
+		hdrs[n++] = h2c_call_nv(p, v, NGHTTP2_NV_FLAG_NO_INDEX);
+		p = v + strlen(v) + 1;
+	}
 	prd.source.ptr = call;
 	prd.read_callback = h2c_call_body_read_cb;
 	id = nghttp2_submit_request(conn->h2, NULL, hdrs, n, &prd, call);

@@ -137,6 +137,11 @@ struct h2call {
 	size_t			 held;		/* reported to on_reply_mem */
 	STAILQ_HEAD(, h2msg)	 msgs;
 	struct h2meta		 meta;
+
+	/* Request metadata of its own (struct h2body's meta): name, NUL,
+	 * value, NUL, nrmeta times, in one allocation; NULL for none. */
+	char			*rmeta;
+	size_t			 nrmeta;
 };
 
 struct h2conn {
@@ -190,6 +195,12 @@ struct h2client {
 	uint32_t		 window;	/* receive, stream and connection */
 	SSL_CTX			*ssl_ctx;	/* our reference; NULL: cleartext */
 	char			*server_name;	/* SNI and verified name */
+	/* Request metadata of the client's (h2client_set_meta()). */
+	struct {
+		char	*name;
+		char	*value;
+	}			 rmeta[GRPC_REQ_META_MAX];
+	size_t			 nrmeta;
 
 	/* The target: a numeric or unix address, or a name for evdns. */
 	char			*host, *port;	/* NULL when numeric */
@@ -277,6 +288,7 @@ int		 h2c_conn_set_window(struct h2conn *, uint32_t);
 
 struct h2call	*h2c_call_new(struct h2client *, const char *path,
 		    uint64_t deadline, h2_msg_fn *, h2_done_fn *, void *arg);
+int		 h2c_call_set_meta(struct h2call *, const struct h2body *);
 int		 h2c_call_set_body(struct h2call *, const struct h2body *);
 void		 h2c_call_arm_deadline(struct h2call *);
 int		 h2c_call_submit(struct h2conn *, struct h2call *);

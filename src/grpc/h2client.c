@@ -112,6 +112,7 @@ h2client_free(struct h2client *c)
 {
 	struct h2conn *conn;
 	struct h2call *call;
+	size_t i;
 
 	if (c == NULL)
 		return;
@@ -139,6 +140,10 @@ h2client_free(struct h2client *c)
 	free(c->name);
 	free(c->authority);
 	free(c->api_key);
+	for (i = 0; i < c->nrmeta; i++) {
+		free(c->rmeta[i].name);
+		free(c->rmeta[i].value);
+	}
 	free(c->host);
 	free(c->port);
 	free(c);
@@ -228,7 +233,8 @@ h2c_client_call_start(struct h2client *c, const char *path,
 		    path);
 		return call;
 	}
-	if (h2c_call_set_body(call, body) != 0)
+	if (h2c_call_set_meta(call, body) != 0 ||
+	    h2c_call_set_body(call, body) != 0)
 		return call;
 	if (deadline != 0 && clock_now_ns() >= deadline) {
 		h2c_call_finish(call, GRPC_DEADLINE_EXCEEDED,
@@ -266,6 +272,42 @@ h2client_stream(struct h2client *c, const char *path,
 	struct h2body b = { .msg = req };
 
 	return h2c_client_call_start(c, path, &b, deadline, on_msg, done, arg);
+}
+
+int
+h2client_set_meta(struct h2client *c, const char *name, const char *value)
+{
+	char *v = NULL;
+	size_t i;
+
+	if (name == NULL || !grpc_meta_name_ok(name, strlen(name)) ||
+	    (value != NULL && !grpc_req_meta_value_ok(value, strlen(value))))
+		return -1;
+	for (i = 0; i < c->nrmeta && strcmp(c->rmeta[i].name, name) != 0;
+	    i++)
+		;
+	if (value == NULL) {
+		if (i < c->nrmeta) {
+			free(c->rmeta[i].name);
+			free(c->rmeta[i].value);
+			c->rmeta[i] = c->rmeta[--c->nrmeta];
+		}
+		return 0;
+	}
+	if (i == c->nrmeta && c->nrmeta == GRPC_REQ_META_MAX)
+		return -1;
+	if ((v = strdup(value)) == NULL)
+		return -1;
+	if (i == c->nrmeta) {
+		if ((c->rmeta[i].name = strdup(name)) == NULL) {
+			free(v);
+			return -1;
+		}
+		c->nrmeta++;
+	} else
+		free(c->rmeta[i].value);
+	c->rmeta[i].value = v;
+	return 0;
 }
 
 void

@@ -94,6 +94,14 @@
  *	them with h2reply_meta(); a streaming call's on_msg with h2call_meta()
  *	(the response HEADERS came before any message), and its done with
  *	h2reply_meta() (trailers included).
+ *	Request metadata: headers of the project's own (alpcrun-*, names and
+ *	values as grpc_frame.h says, values up to GRPC_REQ_META_VALUE_MAX
+ *	bytes) go with every request: the client's (h2client_set_meta(), for
+ *	every call sent from then on) and a call's own (struct h2body's meta,
+ *	copied when the call starts, sent instead of a client's of the same
+ *	name), at most GRPC_REQ_META_MAX names of each. A call's own that
+ *	breaks the rules fails the call (INTERNAL "bad request metadata
+ *	<name>", through done): a bug of the caller.
  *
  * Memory.
  *	Per call: one allocation for the handle (with its timer, path and
@@ -254,6 +262,16 @@ struct h2body {
 	size_t			 rawlen;
 	void			(*release)(void *arg);
 	void			*release_arg;
+	/* Request metadata of this call's own (Calls), nmeta of them (at
+	 * most GRPC_REQ_META_MAX); copied when the call starts. */
+	const struct h2reqmeta	*meta;
+	size_t			 nmeta;
+};
+
+/* One request metadata header (Calls). */
+struct h2reqmeta {
+	const char	*name;		/* "alpcrun-via" */
+	const char	*value;
 };
 
 /*
@@ -277,6 +295,15 @@ void		 h2client_free(struct h2client *);
  */
 int		 h2client_configure(struct h2client *,
 		    const struct h2client_opts *);
+/*
+ * A request header of the client's own (Calls: request metadata), sent with
+ * every call whose HEADERS go out from now on; both strings are copied. A
+ * name set again gets the new value; value NULL removes the name. 0, or -1
+ * with nothing changed when name or value breaks the rules, when
+ * GRPC_REQ_META_MAX names are set already, or out of memory.
+ */
+int		 h2client_set_meta(struct h2client *, const char *name,
+		    const char *value);
 /* Is the link up (or handing over after a graceful GOAWAY)? */
 int		 h2client_up(const struct h2client *);
 /* Why the link is down ("" while it is up). */

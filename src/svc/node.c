@@ -49,6 +49,18 @@
  * leaves does not cancel a forwarded write: it completes, and its OK still
  * drops the copy.
  *
+ * Loops. Every request to upstream carries alpcrun-via (request metadata,
+ * h2client.h): the ids of the nodes it passed through, comma-separated,
+ * this node's (node_id) last: a fetch for a Get and a forwarded write
+ * carry their caller's path and this node's id; the feed, the identity
+ * probe and prefetches carry this node's id alone (h2client_set_meta()).
+ * A coalesced fetch carries the path of the caller that started it. A
+ * path longer than GRPC_REQ_META_VALUE_MAX loses its oldest ids, replaced
+ * by "..." (a loop still shows within the ids kept). A call whose path
+ * already holds this node's id is refused with FAILED_PRECONDITION
+ * "request loop: node <id> is already on the path <via>", and logged,
+ * once per second at most (a loop repeats each miss).
+ *
  * Prefetch (prefetch.c, the change feed) uses the same table: node_prefetch()
  * joins or starts the fetch of (session, level) with no waiter but a notify
  * hook, which also keeps a queued fetch from being dropped as an orphan;
@@ -71,6 +83,7 @@
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
+#include "grpc_frame.h"
 #include "h2client.h"
 #include "identity.h"
 #include "log.h"
@@ -90,6 +103,8 @@
 #define PATH_CHECK	"/grpc.health.v1.Health/Check"
 
 #define NBUCKETS	1024		/* fetch table, a power of two */
+/* The path of a request through nodes (Loops). */
+#define META_VIA	"alpcrun-via"
 #define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
 #define KEY_MAX		4096		/* upstream api key */
 
@@ -119,6 +134,7 @@ struct fetch {
 	 * outcome, and keeps a fetch with no waiter from being dropped. */
 	node_fetched_fn		*notify;
 	void			*notify_arg;
+	char			*via;		/* its alpcrun-via; NULL: ours */
 	int			 has_level;
 	uint32_t		 level;
 	uint64_t		 gen;		/* of the answer, once it came */
@@ -168,6 +184,9 @@ static struct {
 	struct backend		*be;
 	struct h2client		*up;
 	char			*target;
+	char			*id;		/* node_id */
+	uint64_t		 loop_logged;	/* when a loop was last logged */
+	uint64_t		 loops_quiet;	/* loops refused since */
 	char			*key;		/* presented to central */
 	uint64_t		 upstream_timeout_ms;
 	uint64_t		 default_ttl_ms, max_ttl_ms;
@@ -451,6 +470,7 @@ fetch_free(struct fetch *f)
 	}
 	h2call_cancel(f->hc);
 	TAILQ_REMOVE(&n.fetches, f, all);
+	free(f->via);
 	free(f);
 }
 
@@ -728,6 +748,9 @@ static void
 fetch_send(struct fetch *f)
 {
 	Alpcrun__V1__SharedData req = ALPCRUN__V1__SHARED_DATA__INIT;
+	struct h2reqmeta via = { META_VIA, f->via };
+	struct h2body body = { .msg = &req.base, .meta = &via,
+	    .nmeta = f->via != NULL };
 
 	req.has_session_id = 1;
 	req.session_id.data = f->key;
@@ -735,7 +758,7 @@ fetch_send(struct fetch *f)
 	req.has_update_level = f->has_level;
 	req.update_level = f->level;
 	metrics_count(MC_UPSTREAM_FETCHES, 1);
-	f->hc = h2client_unary(n.up, PATH_GET, &req.base, clock_now_ns() +
+	f->hc = h2client_unary_body(n.up, PATH_GET, &body, clock_now_ns() +
 	    n.upstream_timeout_ms * NS_PER_MS, fetch_done, f);
 	if (f->hc == NULL) {
 		fetch_unjoin(f);
@@ -778,6 +801,90 @@ fetch_start(struct fetch *f)
 	fetch_send(f);
 }
 
+/* --- loops ---------------------------------------------------------------- */
+
+/* Is id one of the comma-separated ids of via? */
+static int
+via_has(const char *via, const char *id)
+{
+	size_t len = strlen(id);
+	const char *p = via, *e;
+
+	for (;;) {
+		e = strchr(p, ',');
+		if ((e != NULL ? (size_t)(e - p) : strlen(p)) == len &&
+		    memcmp(p, id, len) == 0)
+			return 1;
+		if (e == NULL)
+			return 0;
+		p = e + 1;
+	}
+}
+
+/*
+ * The path of a call upstream made for this call (Loops): the call's
+ * alpcrun-via, then this node's id; the oldest ids dropped, and "..." put
+ * first, until it fits in cap - 1 bytes.
+ */
+static void
+via_next(struct call *call, char *out, size_t cap)
+{
+	const char *via = call_meta(call, META_VIA), *p;
+	size_t idlen = strlen(n.id);
+
+	if (via == NULL || via[0] == '\0') {
+		snprintf(out, cap, "%s", n.id);
+		return;
+	}
+	if (strlen(via) + 1 + idlen < cap) {
+		size_t vl = strlen(via);
+
+		memcpy(out, via, vl);
+		out[vl] = ',';
+		memcpy(out + vl + 1, n.id, idlen + 1);
+		return;
+	}
+	/* "...," + the newest ids that fit + "," + ours. */
+	for (p = via; p != NULL && strlen(p) + 5 + idlen >= cap;)
+		if ((p = strchr(p, ',')) != NULL)
+			p++;
+	if (p == NULL || *p == '\0')
+		snprintf(out, cap, "...,%s", n.id);
+	else
+		snprintf(out, cap, "...,%s,%s", p, n.id);
+	log_debug("request path trimmed", "via=\"%s\" sent=\"%s\"", via, out);
+}
+
+/* A call whose path holds this node's id: refused, and logged once per
+ * second at most. 1 when refused (the call is finished). */
+static int
+loop_refused(struct call *call)
+{
+	const char *via = call_meta(call, META_VIA);
+	uint64_t now;
+
+	if (via == NULL)
+		return 0;
+	if (!via_has(via, n.id)) {
+		log_debug("request path", "via=\"%s\"", via);
+		return 0;
+	}
+	now = clock_now_ns();
+	if (n.loop_logged == 0 || now - n.loop_logged >= NS_PER_SEC) {
+		log_error("request loop refused: this node is already on the "
+		    "request's path; check upstream and node_id of the nodes "
+		    "on it", "node_id=%s via=\"%s\" upstream=%s "
+		    "refused_since_last=%llu", n.id, via, n.target,
+		    (unsigned long long)n.loops_quiet);
+		n.loop_logged = now;
+		n.loops_quiet = 0;
+	} else
+		n.loops_quiet++;
+	call_error(call, GRPC_FAILED_PRECONDITION, "request loop: node %s is "
+	    "already on the path %s", n.id, via);
+	return 1;
+}
+
 /* A Get that missed: join the fetch of its key, or start one. */
 static void
 node_wait(struct call *call, const uint8_t *key, size_t keylen,
@@ -801,9 +908,16 @@ node_wait(struct call *call, const uint8_t *key, size_t keylen,
 		goto oom;
 	if ((f = fetch_find(key, keylen, has_level, level)) != NULL)
 		metrics_count(MC_COALESCED_WAITS, 1);
-	else if ((f = fetch_new(key, keylen, has_level, level)) != NULL)
+	else if ((f = fetch_new(key, keylen, has_level, level)) != NULL) {
 		start = 1;
-	else
+		/* The first caller's path is the fetch's (Loops). */
+		if (call_meta(call, META_VIA) != NULL) {
+			char via[GRPC_REQ_META_VALUE_MAX + 1];
+
+			via_next(call, via, sizeof(via));
+			f->via = strdup(via);	/* NULL: ours alone */
+		}
+	} else
 		goto oom;
 	w->f = f;
 	w->call = call;
@@ -836,6 +950,8 @@ node_get(struct call *call, ProtobufCMessage *msg)
 	const uint8_t *key = req->session_id.data;
 	size_t keylen = req->session_id.len;
 
+	if (loop_refused(call))
+		goto out;
 	if (cache_check_session(key, keylen, req->has_session_id, &v) != 0) {
 		call_error(call, v.status, "%s", v.msg);
 		goto out;
@@ -1059,9 +1175,20 @@ static void
 forward(struct call *call, ProtobufCMessage *msg, const char *path)
 {
 	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
+	char path_via[GRPC_REQ_META_VALUE_MAX + 1];
+	struct h2reqmeta via = { META_VIA, path_via };
 	struct h2body body = { 0 };
 	struct fwd *fw;
 
+	if (loop_refused(call)) {
+		sdwire_free(msg);
+		return;
+	}
+	if (call_meta(call, META_VIA) != NULL) {
+		via_next(call, path_via, sizeof(path_via));
+		body.meta = &via;
+		body.nmeta = 1;
+	}
 	if ((fw = calloc(1, sizeof(*fw))) == NULL) {
 		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		sdwire_free(msg);
@@ -1206,6 +1333,8 @@ node_init(struct event_base *base, struct backend *be,
 	if (load_key(conf, err, errlen) != 0)
 		return -1;
 	if ((n.target = strdup(conf->upstream)) == NULL ||
+	    (n.id = strdup(conf->node_id != NULL ? conf->node_id :
+	    "node")) == NULL ||
 	    (n.queue_timer = evtimer_new(base, queue_cb, NULL)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -1219,9 +1348,15 @@ node_init(struct event_base *base, struct backend *be,
 	SSL_CTX_free(o.ssl_ctx);
 	if (n.up == NULL)
 		goto fail;
+	/* Every call upstream names this node (Loops). */
+	if (h2client_set_meta(n.up, META_VIA, n.id) != 0) {
+		snprintf(err, errlen, "node_id \"%s\" cannot be sent as %s",
+		    n.id, META_VIA);
+		goto fail;
+	}
 	n.started = 1;
-	log_info("node mode", "upstream=%s upstream_timeout_ms=%llu "
-	    "max_memory=%llu", n.target,
+	log_info("node mode", "upstream=%s node_id=%s upstream_timeout_ms=%llu "
+	    "max_memory=%llu", n.target, n.id,
 	    (unsigned long long)n.upstream_timeout_ms,
 	    (unsigned long long)n.max_memory);
 	return 0;
@@ -1291,6 +1426,8 @@ node_free(void)
 	n.queue_timer = NULL;
 	free(n.target);
 	n.target = NULL;
+	free(n.id);
+	n.id = NULL;
 	if (n.key != NULL) {
 		explicit_bzero(n.key, strlen(n.key));
 		free(n.key);

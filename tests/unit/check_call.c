@@ -983,6 +983,60 @@ START_TEST(meta_server_wide_set_replace_remove)
 }
 END_TEST
 
+/* Request metadata: alpcrun-* headers kept for the handler (call_meta()),
+ * bounded; the error message may quote one (formatted before the call is
+ * freed). */
+START_TEST(request_meta_kept_for_the_handler)
+{
+	char longv[GRPC_REQ_META_VALUE_MAX + 2], maxv[GRPC_REQ_META_VALUE_MAX + 1];
+	struct h2s_stream *hs;
+	size_t len;
+	uint8_t *req = framed_request("s", 10, &len);
+
+	memset(longv, 'v', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	memset(maxv, 'm', sizeof(maxv) - 1);
+	maxv[sizeof(maxv) - 1] = '\0';
+	hs = st_request("/t.T/Hold");
+	st_header(hs, "alpcrun-via", "a,b");
+	st_header(hs, "alpcrun-via", "c");		/* the first one only */
+	st_header(hs, "alpcrun-long", longv);		/* too long: ignored */
+	st_header(hs, "alpcrun-max", maxv);
+	st_header(hs, "alpcrun-bad", "x\ny");		/* malformed: ignored */
+	st_header(hs, "x-other", "1");			/* not ours */
+	st_header(hs, "alpcrun-c", "3");
+	st_header(hs, "alpcrun-d", "4");
+	st_header(hs, "alpcrun-e", "5");		/* beyond the max */
+	held = NULL;
+	ops->headers_done(hs->u);
+	ops->data(hs->u, req, len);
+	st_end(hs);
+	free(req);
+	ck_assert_ptr_nonnull(held);
+	ck_assert_str_eq(call_meta(held, "alpcrun-via"), "a,b");
+	ck_assert_str_eq(call_meta(held, "alpcrun-max"), maxv);
+	ck_assert_ptr_null(call_meta(held, "alpcrun-long"));
+	ck_assert_ptr_null(call_meta(held, "alpcrun-bad"));
+	ck_assert_ptr_null(call_meta(held, "x-other"));
+	ck_assert_str_eq(call_meta(held, "alpcrun-d"), "4");
+	ck_assert_ptr_null(call_meta(held, "alpcrun-e"));
+	call_error(held, GRPC_FAILED_PRECONDITION, "path %s",
+	    call_meta(held, "alpcrun-via"));
+	ck_assert_str_eq(resp(hs, "grpc-message"), "path a,b");
+	st_close(hs);
+
+	/* None came: NULL; a stream closed before dispatch frees them. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	ck_assert_ptr_null(call_meta(held, "alpcrun-via"));
+	call_error(held, GRPC_OK, NULL);
+	st_close(hs);
+	hs = st_request("/t.T/Hold");
+	st_header(hs, "alpcrun-via", "a");
+	ops->headers_done(hs->u);
+	st_close(hs);
+}
+END_TEST
+
 START_TEST(meta_refusals)
 {
 	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
@@ -1068,6 +1122,7 @@ call_suite(void)
 	tcase_add_test(tc, meta_per_call);
 	tcase_add_test(tc, meta_server_wide_set_replace_remove);
 	tcase_add_test(tc, meta_refusals);
+	tcase_add_test(tc, request_meta_kept_for_the_handler);
 	suite_add_tcase(s, tc);
 	return s;
 }

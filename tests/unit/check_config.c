@@ -8,8 +8,11 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <regex.h>
@@ -194,7 +197,7 @@ static const char *const spec_order[] = {
 	"lmdb_max_readers", "lmdb_full_ratio", "max_memory", "default_ttl",
 	"max_ttl", "sweep_interval", "max_message_size", "max_inflight_bytes",
 	"api_key_file", "upstream_api_key_file", "tls_cert", "tls_key",
-	"tls_client_ca", "upstream", "upstream_tls", "upstream_ca",
+	"tls_client_ca", "upstream", "node_id", "upstream_tls", "upstream_ca",
 	"upstream_cert", "upstream_key", "upstream_server_name",
 	"upstream_timeout", "upstream_connect_timeout", "upstream_keepalive",
 	"prefetch", "prefetch_concurrency", "watch_buffer", "metrics_listen",
@@ -218,7 +221,7 @@ START_TEST(table_order_and_flags)
 	static const char *const restart[] = {
 		"mode", "listen", "backend", "lmdb_path", "lmdb_map_size",
 		"lmdb_sync", "lmdb_max_readers", "lmdb_full_ratio", "upstream",
-		"upstream_tls", "prefetch", "metrics_listen",
+		"node_id", "upstream_tls", "prefetch", "metrics_listen",
 		"max_connections", "pid_file", NULL
 	};
 	size_t	 i;
@@ -905,6 +908,127 @@ START_TEST(upstream_loop_as_addresses)
 }
 END_TEST
 
+/* node_id: checked when written, derived from the host name and the first
+ * listen address when left out (node mode). */
+START_TEST(node_id_set_and_derived)
+{
+	struct config	 cfg;
+	char		 host[256], want[600], longl[200];
+
+	expect_ok("mode node\nnode_id edge-1.fra:[::1]/x_y\n", &cfg);
+	ck_assert_str_eq(cfg.node_id, "edge-1.fra:[::1]/x_y");
+	config_free(&cfg);
+	expect_error("mode node\n\nnode_id a,b\n", "3: node_id: \"a,b\" is "
+	    "not an id: a letter or digit, then letters, digits and . _ : / "
+	    "[ ] -, at most 64 bytes");
+	expect_error_part("mode node\nnode_id -a\n", "is not an id");
+	expect_error_part("mode node\nnode_id "
+	    "a1234567890123456789012345678901234567890123456789012345678901234"
+	    "\n", "is not an id");
+	ck_assert_int_eq(config_node_id_ok("n"), 1);
+	ck_assert_int_eq(config_node_id_ok(""), 0);
+	ck_assert_int_eq(config_node_id_ok("a b"), 0);
+
+	ck_assert_int_eq(gethostname(host, sizeof host), 0);
+	expect_ok("mode node\nlisten 127.0.0.1:4555\n", &cfg);
+	snprintf(want, sizeof want, "%s/127.0.0.1:4555", host);
+	if (strlen(want) <= CONFIG_NODE_ID_MAX)
+		ck_assert_str_eq(cfg.node_id, want);
+	ck_assert_int_eq(config_node_id_ok(cfg.node_id), 1);
+	config_free(&cfg);
+	/* Too long a default keeps its head and a hash of the whole. */
+	snprintf(longl, sizeof longl, "listen unix:/tmp/%090d.sock\n", 7);
+	snprintf(want, sizeof want, "mode node\n%s", longl);
+	expect_ok(want, &cfg);
+	ck_assert_uint_eq(strlen(cfg.node_id), CONFIG_NODE_ID_MAX);
+	ck_assert_int_eq(config_node_id_ok(cfg.node_id), 1);
+	config_free(&cfg);
+	/* A central has none unless set. */
+	expect_ok("listen 127.0.0.1:4555\n", &cfg);
+	ck_assert_ptr_null(cfg.node_id);
+	config_free(&cfg);
+}
+END_TEST
+
+/* The upstream resolved (-t and start): any name or form of one of the
+ * node's own listen addresses is refused. */
+static void
+upstream_check(const char *text, const char *want)
+{
+	struct config	 cfg;
+	char		 err[512] = "";
+	int		 rv;
+
+	expect_ok(text, &cfg);
+	rv = config_check_upstream(&cfg, err, sizeof err);
+	config_free(&cfg);
+	if (want == NULL) {
+		ck_assert_msg(rv == 0, "%s: refused: %s", text, err);
+		return;
+	}
+	ck_assert_msg(rv == -1, "%s: accepted", text);
+	ck_assert_msg(strstr(err, want) != NULL, "%s: %s", text, err);
+}
+
+/* A non-loopback IPv4 address of this host's, as text; -1 for none. */
+static int
+first_if_addr(char *buf, size_t len)
+{
+	struct ifaddrs *ifs, *i;
+	int rv = -1;
+
+	if (getifaddrs(&ifs) != 0)
+		return -1;
+	for (i = ifs; i != NULL && rv != 0; i = i->ifa_next) {
+		const struct sockaddr_in *in = (const void *)i->ifa_addr;
+
+		if (in != NULL && in->sin_family == AF_INET &&
+		    (ntohl(in->sin_addr.s_addr) >> 24) != 127 &&
+		    inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)len) !=
+		    NULL)
+			rv = 0;
+	}
+	freeifaddrs(ifs);
+	return rv;
+}
+
+START_TEST(upstream_resolved)
+{
+	char host[256], text[512], addr[64];
+
+	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
+	    "localhost:4555\n", "upstream: localhost:4555 (127.0.0.1) is this "
+	    "node's own listen address 127.0.0.1:4555; it must name the "
+	    "central cache");
+	/* A wildcard listener: the host's own name (resolved), any of its
+	 * interface addresses. */
+	ck_assert_int_eq(gethostname(host, sizeof host), 0);
+	snprintf(text, sizeof text, "mode node\nlisten [::]:4555\nupstream "
+	    "%s:4555\n", host);
+	upstream_check(text, "own listen address [::]:4555");
+	if (first_if_addr(addr, sizeof addr) == 0) {
+		snprintf(text, sizeof text, "mode node\nlisten 0.0.0.0:4555\n"
+		    "upstream %s:4555\n", addr);
+		upstream_check(text, "own listen address 0.0.0.0:4555");
+	}
+	upstream_check("mode node\nlisten 127.0.0.1:9\nlisten "
+	    "localhost:4555\nupstream 127.0.0.1:4555\n",
+	    "own listen address localhost:4555");
+	/* Another port, another host, a name that does not resolve. */
+	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
+	    "localhost:4556\n", NULL);
+	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
+	    "127.0.0.2:4555\n", NULL);
+	upstream_check("mode node\nlisten 0.0.0.0:4555\nupstream "
+	    "192.0.2.200:4555\n", NULL);
+	upstream_check("mode node\nlisten 0.0.0.0:4555\nupstream "
+	    "no-such-host.invalid:4555\n", NULL);
+	/* A central has no upstream to check. */
+	upstream_check("listen 127.0.0.1:4555\nupstream localhost:4555\n",
+	    NULL);
+}
+END_TEST
+
 /* The metrics server listens on TCP only: a unix: address is refused when
  * the file is read, not when the daemon starts. */
 START_TEST(metrics_listen_not_unix)
@@ -1446,6 +1570,8 @@ main(void)
 	tcase_add_test(tc, listen_repeats);
 	tcase_add_test(tc, addresses);
 	tcase_add_test(tc, upstream_loop_as_addresses);
+	tcase_add_test(tc, node_id_set_and_derived);
+	tcase_add_test(tc, upstream_resolved);
 	tcase_add_test(tc, metrics_listen_not_unix);
 	suite_add_tcase(s, tc);
 

@@ -197,3 +197,46 @@ def test_listen_address_in_use_fails_to_start(tmp_path):
         assert str(port) in out, out
     finally:
         s.close()
+
+
+# --- issue 18: a node never fetches from itself -------------------------------
+
+@pytest.mark.parametrize("listen,upstream,shown", [
+    ("127.0.0.1:{p}", "localhost:{p}", "localhost:{p} (127.0.0.1)"),
+    ("127.0.0.1:{p}", "127.0.0.1:{p}", "127.0.0.1:{p}"),
+    ("0.0.0.0:{p}", "127.0.0.1:{p}", "127.0.0.1:{p}"),
+])
+def test_check_refuses_upstream_that_is_own_listener(tmp_path, listen, upstream, shown):
+    p = free_port()
+    listen, upstream, shown = (s.format(p=p) for s in (listen, upstream, shown))
+    path = write(tmp_path, "mode node\nlisten %s\nupstream %s\n" % (listen, upstream))
+    rc, out = run(["-t", "-c", path])
+    assert rc == 1, out
+    assert "upstream: %s is this node's own listen address %s; it must name the " \
+        "central cache" % (shown, listen) in out, out
+    assert "configuration has errors" in out
+    # Started anyway: refused at once, nothing listens.
+    rc, out = run(["-c", path])
+    assert rc == 1, out
+    assert "is this node's own listen address" in out, out
+
+
+def test_check_accepts_upstream_on_another_port(tmp_path):
+    p = free_port()
+    path = write(tmp_path, "mode node\nlisten 127.0.0.1:%d\nupstream localhost:%d\n"
+                 "node_id edge-1\n" % (p, p + 1))
+    rc, out = run(["-t", "-v", "-c", path])
+    assert rc == 0, out
+    assert re.search(r"^node_id edge-1$", out, re.M), out
+
+
+def test_node_id_default_and_refusal(tmp_path):
+    p = free_port()
+    path = write(tmp_path, "mode node\nlisten 127.0.0.1:%d\nupstream 127.0.0.1:%d\n"
+                 % (p, p + 1))
+    rc, out = run(["-t", "-v", "-c", path])
+    assert rc == 0, out
+    assert re.search(r"^node_id \S+/127\.0\.0\.1:%d$" % p, out, re.M), out
+    path = write(tmp_path, "mode node\nnode_id a,b\n")
+    rc, out = run(["-t", "-c", path])
+    assert rc == 1 and ":2: node_id: \"a,b\" is not an id" in out, out
