@@ -104,9 +104,10 @@ lat_print(const char *what, const struct lat *l)
 
 static void
 hook(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
-    uint32_t level, size_t len)
+    uint32_t level, uint64_t gen, size_t len)
 {
 	(void)arg;
+	(void)gen;
 	(void)key;
 	(void)keylen;
 	(void)level;

@@ -83,9 +83,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 /* The backend's change hook, as main.c forwards it: the change feed. */
 static void
 on_change(void *arg, enum be_event ev, const uint8_t *key, size_t keylen,
-    uint32_t level, size_t len)
+    uint32_t level, uint64_t gen, size_t len)
 {
-	watch_backend_event(ev, key, keylen, level, len);
+	watch_backend_event(ev, key, keylen, level, gen, len);
 }
 
 /* The client: read and discard whatever the server sends. */
@@ -141,7 +141,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	backend_set_hook(be, on_change, NULL);
 	cache_init(be, &conf);
-	FUZZ_ASSERT(watch_init(base, be, &conf) == 0);
+	FUZZ_ASSERT(watch_init(base, be, &conf, NULL) == 0);
 	mt = methods_for(0, &nmt);
 	grpc_server_configure(mt, nmt, conf.max_message_size);
 	FUZZ_ASSERT(server_init(&srv, base, &conf, &grpc_server_ops, err,
