@@ -86,6 +86,12 @@ enum config_type {
 #define CONF_LATER	0x04	/* not supported in this build yet */
 #define CONF_ZERO	0x08	/* 0 (off / no limit) accepted besides min..max */
 #define CONF_ENUM	0x10	/* CONF_CHOICE stored as an int index, not a string */
+#define CONF_LIST	0x20	/* CONF_ADDRESS: 1..CONFIG_MAX_UPSTREAM addresses
+				   separated by blanks, stored as one string
+				   with single blanks (upstream) */
+
+/* Addresses of one `upstream` directive, tried in order. */
+#define CONFIG_MAX_UPSTREAM	8
 
 struct config_directive {
 	const char	 *name;
@@ -133,6 +139,14 @@ size_t	 config_restart_changes(const struct config *a,
  * 268435456 -> "256m"); returns buf. */
 const char *config_format_value(const struct config_directive *d, uint64_t v,
 	    char *buf, size_t len);
+
+/*
+ * The words of a CONF_LIST value (upstream): copied into buf (len bytes)
+ * and pointed to by w[0..max-1]; returns the count (at most max; 0 for
+ * NULL or when buf is too small).
+ */
+size_t	 config_words(const char *list, char *buf, size_t len,
+	    const char **w, size_t max);
 
 /* Write the DIRECTIVES list of alpcrund.conf(5) in mdoc (config_man.c). */
 void	 config_man(FILE *);
