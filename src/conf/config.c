@@ -449,6 +449,62 @@ xstrdup(struct loader *ld, unsigned lineno, const char *s)
 	return p;
 }
 
+size_t
+config_words(const char *list, char *buf, size_t len, const char **w,
+    size_t max)
+{
+	char	*p, *save = NULL;
+	size_t	 n = 0;
+
+	if (list == NULL || strlen(list) >= len)
+		return 0;
+	memcpy(buf, list, strlen(list) + 1);
+	for (p = strtok_r(buf, WS, &save); p != NULL && n < max;
+	    p = strtok_r(NULL, WS, &save))
+		w[n++] = p;
+	return n;
+}
+
+/* A CONF_LIST value: 1..CONFIG_MAX_UPSTREAM addresses, each valid, none
+ * twice. 0, or -1 with an error added naming the address at fault. */
+static int
+check_list(struct loader *ld, const struct config_directive *d,
+    const char *v, unsigned lineno)
+{
+	char		 buf[CONFIG_LINE_MAX + 1], got[80], why[128];
+	const char	*w[CONFIG_MAX_UPSTREAM + 1];
+	struct addr	 a;
+	size_t		 n, k, j;
+
+	n = config_words(v, buf, sizeof buf, w, CONFIG_MAX_UPSTREAM + 1);
+	if (n > CONFIG_MAX_UPSTREAM) {
+		add_error(ld, lineno, "%s: too many addresses, at most %d",
+		    d->name, CONFIG_MAX_UPSTREAM);
+		return -1;
+	}
+	for (k = 0; k < n; k++) {
+		shown(w[k], got, sizeof got);
+		if (addr_parse(w[k], 0, &a, why, sizeof why) != 0) {
+			if (n == 1)
+				add_error(ld, lineno, "%s: %s, got \"%s\"",
+				    d->name, why, got);
+			else
+				add_error(ld, lineno, "%s: address %zu of "
+				    "%zu: %s, got \"%s\"", d->name, k + 1, n,
+				    why, got);
+			return -1;
+		}
+		for (j = 0; j < k; j++) {
+			if (strcmp(w[j], w[k]) == 0) {
+				add_error(ld, lineno, "%s: %s given twice",
+				    d->name, got);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Check v for row i and store it. 0, or -1 with an error added. */
 static int
 set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
@@ -468,6 +524,11 @@ set_value(struct loader *ld, size_t i, const char *v, unsigned lineno)
 	case CONF_PATH:
 		break;
 	case CONF_ADDRESS:
+		if (d->flags & CONF_LIST) {
+			if (check_list(ld, d, v, lineno) != 0)
+				return -1;
+			break;
+		}
 		if (addr_parse(v, 0, &a, why, sizeof why) != 0) {
 			add_error(ld, lineno, "%s: %s, got \"%s\"", d->name,
 			    why, got);
@@ -608,6 +669,21 @@ parse_line(struct loader *ld, char *s, unsigned lineno)
 		    expected(d, exp, sizeof exp));
 		return;
 	}
+	if (*rest != '\0' && (d->flags & CONF_LIST)) {
+		/* One value of several words, single blanks between them
+		 * (rest is at most a line, its trailing blanks gone). */
+		char	*o = value + strlen(value);
+
+		*o++ = ' ';
+		for (; *rest != '\0'; rest++) {
+			if (strchr(WS, *rest) == NULL)
+				*o++ = *rest;
+			else if (o[-1] != ' ')
+				*o++ = ' ';
+		}
+		*o = '\0';
+		rest = o;
+	}
 	if (*rest != '\0') {
 		add_error(ld, lineno, "%s: extra words after the value: \"%s\""
 		    " (values are one word)", d->name,
@@ -736,17 +812,25 @@ check_upstream_loop(struct loader *ld)
 	size_t			 iu, k;
 	unsigned		 line;
 
+	char			 buf[CONFIG_LINE_MAX + 1];
+	const char		*w[CONFIG_MAX_UPSTREAM];
+	size_t			 n, j;
+
 	if (c->mode != MODE_NODE || c->upstream == NULL ||
 	    lookup("upstream", &iu) == NULL)
 		return;
-	for (k = 0; k < c->nlisten; k++) {
-		if (!same_socket(c->upstream, c->listen[k]))
-			continue;
-		line = ld->line[iu] != 0 ? ld->line[iu] : ld->mline[k];
-		add_error(ld, line, "upstream: %s is this node's own listen "
-		    "address %s; it must name the central cache",
-		    c->upstream, c->listen[k]);
-		return;
+	n = config_words(c->upstream, buf, sizeof buf, w, CONFIG_MAX_UPSTREAM);
+	for (j = 0; j < n; j++) {
+		for (k = 0; k < c->nlisten; k++) {
+			if (!same_socket(w[j], c->listen[k]))
+				continue;
+			line = ld->line[iu] != 0 ? ld->line[iu] :
+			    ld->mline[k];
+			add_error(ld, line, "upstream: %s is this node's own "
+			    "listen address %s; it must name the central "
+			    "cache", w[j], c->listen[k]);
+			return;
+		}
 	}
 }
 
@@ -945,32 +1029,39 @@ config_check_upstream(const struct config *c, char *err, size_t errlen)
 {
 	struct ip us[RESOLVED_MAX], ls[RESOLVED_MAX];
 	struct addr ua, la;
-	char ubuf[INET6_ADDRSTRLEN];
-	size_t nu, nl, k, i, j;
+	char ubuf[INET6_ADDRSTRLEN], buf[CONFIG_LINE_MAX + 1];
+	const char *w[CONFIG_MAX_UPSTREAM];
+	size_t nu, nl, nw, u, k, i, j;
 
-	if (c->mode != MODE_NODE || c->upstream == NULL ||
-	    addr_parse(c->upstream, 0, &ua, NULL, 0) != 0 ||
-	    ua.kind != ADDR_INET)
+	if (c->mode != MODE_NODE || c->upstream == NULL)
 		return 0;
-	/* A name that does not resolve now may later: the link retries. */
-	if ((nu = resolve(&ua, 0, us, RESOLVED_MAX)) == 0)
-		return 0;
-	for (k = 0; k < c->nlisten; k++) {
-		if (addr_parse(c->listen[k], 0, &la, NULL, 0) != 0 ||
-		    la.kind != ADDR_INET || la.portnum != ua.portnum)
+	/* Each address of the list (failover): none may be this node. */
+	nw = config_words(c->upstream, buf, sizeof buf, w, CONFIG_MAX_UPSTREAM);
+	for (u = 0; u < nw; u++) {
+		if (addr_parse(w[u], 0, &ua, NULL, 0) != 0 ||
+		    ua.kind != ADDR_INET)
 			continue;
-		nl = resolve(&la, 1, ls, RESOLVED_MAX);
-		for (i = 0; i < nu; i++)
-			for (j = 0; j < nl; j++) {
-				if (!ip_reaches(&us[i], &ls[j]))
-					continue;
-				ip_text(&us[i], ubuf, sizeof ubuf);
-				snprintf(err, errlen, "upstream: %s (%s) is this "
-				    "node's own listen address %s; it must "
-				    "name the central cache", c->upstream,
-				    ubuf, c->listen[k]);
-				return -1;
-			}
+		/* A name that does not resolve now may later: the link
+		 * retries. */
+		if ((nu = resolve(&ua, 0, us, RESOLVED_MAX)) == 0)
+			continue;
+		for (k = 0; k < c->nlisten; k++) {
+			if (addr_parse(c->listen[k], 0, &la, NULL, 0) != 0 ||
+			    la.kind != ADDR_INET || la.portnum != ua.portnum)
+				continue;
+			nl = resolve(&la, 1, ls, RESOLVED_MAX);
+			for (i = 0; i < nu; i++)
+				for (j = 0; j < nl; j++) {
+					if (!ip_reaches(&us[i], &ls[j]))
+						continue;
+					ip_text(&us[i], ubuf, sizeof ubuf);
+					snprintf(err, errlen, "upstream: %s (%s) "
+					    "is this node's own listen address "
+					    "%s; it must name the central "
+					    "cache", w[u], ubuf, c->listen[k]);
+					return -1;
+				}
+		}
 	}
 	return 0;
 }
@@ -1024,7 +1115,9 @@ check_tls(struct loader *ld)
 	const struct config	*c = ld->cfg;
 	const char		*v[4];
 	struct addr		 a;
-	size_t			 k;
+	size_t			 k, n;
+	char			 buf[CONFIG_LINE_MAX + 1];
+	const char		*w[CONFIG_MAX_UPSTREAM];
 
 	need(ld, "tls_cert", c->tls_cert, "tls_key", c->tls_key,
 	    " (the certificate's private key)");
@@ -1044,12 +1137,18 @@ check_tls(struct loader *ld)
 		if (v[k] != NULL && !c->upstream_tls)
 			add_error(ld, line_of(ld, up[k]), "%s: needs "
 			    "upstream_tls on", up[k]);
-	if (c->upstream_tls && c->upstream != NULL &&
-	    addr_parse(c->upstream, 0, &a, NULL, 0) == 0 &&
-	    a.kind == ADDR_UNIX && c->upstream_server_name == NULL)
-		add_error(ld, line_of(ld, "upstream_tls"), "upstream_tls: a "
-		    "unix: upstream has no host name to verify; set "
-		    "upstream_server_name");
+	if (!c->upstream_tls || c->upstream_server_name != NULL)
+		return;
+	n = config_words(c->upstream, buf, sizeof buf, w, CONFIG_MAX_UPSTREAM);
+	for (k = 0; k < n; k++) {
+		if (addr_parse(w[k], 0, &a, NULL, 0) == 0 &&
+		    a.kind == ADDR_UNIX) {
+			add_error(ld, line_of(ld, "upstream_tls"),
+			    "upstream_tls: a unix: upstream has no host name "
+			    "to verify; set upstream_server_name");
+			return;
+		}
+	}
 }
 
 int

@@ -89,6 +89,12 @@ enum config_type {
 #define CONF_LATER	0x04	/* not supported in this build yet */
 #define CONF_ZERO	0x08	/* 0 (off / no limit) accepted besides min..max */
 #define CONF_ENUM	0x10	/* CONF_CHOICE stored as an int index, not a string */
+#define CONF_LIST	0x20	/* CONF_ADDRESS: 1..CONFIG_MAX_UPSTREAM addresses
+				   separated by blanks, stored as one string
+				   with single blanks (upstream) */
+
+/* Addresses of one `upstream` directive, tried in order. */
+#define CONFIG_MAX_UPSTREAM	8
 
 struct config_directive {
 	const char	 *name;
@@ -153,6 +159,13 @@ int	 config_node_id_ok(const char *s);
  */
 int	 config_check_upstream(const struct config *, char *err,
 	    size_t errlen);
+/*
+ * The words of a CONF_LIST value (upstream): copied into buf (len bytes)
+ * and pointed to by w[0..max-1]; returns the count (at most max; 0 for
+ * NULL or when buf is too small).
+ */
+size_t	 config_words(const char *list, char *buf, size_t len,
+	    const char **w, size_t max);
 
 /* Write the DIRECTIVES list of alpcrund.conf(5) in mdoc (config_man.c). */
 void	 config_man(FILE *);

@@ -68,7 +68,9 @@ head(FILE *f, const struct config_directive *d)
 	else if (d->type == CONF_CHOICE) {
 		for (c = d->choices; *c != NULL; c++)
 			fprintf(f, "%s Cm %s", c == d->choices ? "" : " |", *c);
-	} else
+	} else if (d->flags & CONF_LIST)
+		fprintf(f, " Ar %s Op Ar %s ...", arg_name(d), arg_name(d));
+	else
 		fprintf(f, " Ar %s", arg_name(d));
 	fputc('\n', f);
 }
@@ -110,6 +112,9 @@ config_man(FILE *f)
 			fprintf(f, "The default is\n.Cm %s .\n", d->def);
 		if (d->flags & CONF_MULTI)
 			fputs("May be given more than once.\n", f);
+		if (d->flags & CONF_LIST)
+			fprintf(f, "One directive takes 1 to %d addresses, "
+			    "separated by blanks.\n", CONFIG_MAX_UPSTREAM);
 		fputs((d->flags & CONF_LIVE) ?
 		    "A new value applies on\n.Dv SIGHUP .\n" :
 		    "A new value needs a restart.\n", f);

@@ -100,9 +100,12 @@ const struct config_directive config_table[] = {
 	  NULL, NULL, NULL, NULL, OFF(tls_client_ca),
 	  "PEM CA certificates; clients must present a certificate signed "
 	  "by one of them (mTLS; needs tls_cert)" },
-	{ "upstream", CONF_ADDRESS, 0, 0, 0,
+	{ "upstream", CONF_ADDRESS, CONF_LIST, 0, 0,
 	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
-	  "node: address of the central cache" },
+	  "node: address of the central cache, or up to 8 addresses "
+	  "separated by blanks, tried in order: the node fails over to the "
+	  "next when one is unreachable and returns to the first once it "
+	  "is back" },
 	{ "node_id", CONF_STRING, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(node_id),
 	  "node: this node's name on the path of its fetches (request "

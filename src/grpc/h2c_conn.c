@@ -245,9 +245,22 @@ h2c_conn_destroy(struct h2conn *conn, const char *reason)
 {
 	struct h2client *c = conn->c;
 	struct h2call *call;
+	uint64_t now = clock_now_ns();
 
 	while ((call = TAILQ_FIRST(&conn->streams)) != NULL) {
 		h2c_call_detach(call);
+		/* With other targets to fail over to, a unary call that had
+		 * no reply yet waits for the next connection, within its
+		 * deadline (h2client.h, Failover); sent twice at worst. */
+		if (reason != NULL && call->user && !call->finished &&
+		    c->ntgt > 1 && !call->streaming && !call->got_headers &&
+		    !call->rst && (call->deadline == 0 ||
+		    now < call->deadline)) {
+			h2c_call_reset_for_retry(call);
+			TAILQ_INSERT_TAIL(&c->pending, call, q);
+			call->queued = 1;
+			continue;
+		}
 		if (reason != NULL && call->user && !call->finished)
 			h2c_call_fail_unreachable(call, reason);
 		h2c_call_maybe_destroy(call);
@@ -266,6 +279,14 @@ h2c_conn_destroy(struct h2conn *conn, const char *reason)
 	 * or when libevent finalizes the bufferevent). */
 	bufferevent_free(conn->bev);
 	free(conn);
+	/* Calls of an old connection moved to pending (above) go to the
+	 * connection up at once. */
+	if (reason != NULL && c->state == H2C_UP && c->cur != NULL &&
+	    !c->cur->in_h2 && !TAILQ_EMPTY(&c->pending)) {
+		h2c_link_pending_submit(c);
+		if (c->cur != NULL)
+			h2c_conn_flush(c->cur);
+	}
 }
 
 static void

@@ -176,6 +176,17 @@ struct h2conn {
 };
 TAILQ_HEAD(h2c_conn_list, h2conn);
 
+/* One target of the list (h2client_opts targets), tried in order. */
+struct h2c_target {
+	char			*target;	/* as given */
+	char			*authority;
+	char			*host, *port;	/* NULL when numeric */
+	char			*sni;		/* its host, for TLS; or NULL */
+	struct sockaddr_storage	 addr;		/* numeric or unix */
+	socklen_t		 addrlen;
+	struct h2client_target_stats st;
+};
+
 struct h2client {
 	struct event_base	*base;
 	struct evdns_base	*dns;
@@ -183,6 +194,21 @@ struct h2client {
 	h2_state_fn		*on_state;
 	h2_mem_fn		*on_reply_mem;
 	void			*arg;
+
+	/* The targets, and the one of the attempt or connection (ti):
+	 * target, authority, host, port and server_name point into it (or
+	 * server_name to sni_name). left: targets still to try in this
+	 * round; last_up: the target last up (-1: none yet). */
+	struct h2c_target	 tgt[H2CLIENT_MAX_TARGETS];
+	size_t			 ntgt, ti, left;
+	long			 last_up;
+	char			*sni_name;	/* opts server_name, copied */
+	/* Return to the first target (probe while on another). */
+	uint64_t		 return_ms;
+	struct event		*return_timer;
+	struct event		*probe_ev;	/* connect in progress */
+	evutil_socket_t		 probe_fd;
+	struct evdns_getaddrinfo_request *probe_dns;
 
 	/* Options, copied. */
 	char			*target;

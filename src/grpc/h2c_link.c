@@ -38,6 +38,12 @@
 /* Targets as a client always took them (alpcrunctl -s): a host the
  * resolver judges, a unix socket path relative to the working directory. */
 #define TARGET_FORMS		(ADDR_ANY_HOST | ADDR_UNIX_RELATIVE)
+/* While on another target, the first is probed (a TCP connect) after this
+ * long, doubling up to RETURN_MAX_MS with each probe; the delay starts over
+ * once a connection to the first proved itself, so a first target that
+ * comes and goes is not returned to every second. */
+#define RETURN_MIN_MS		500
+#define RETURN_MAX_MS		30000
 
 /* strerror() with a lowercase first letter: reasons read as phrases. */
 void
@@ -55,6 +61,8 @@ h2c_fmt_ms(uint64_t ms, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%llums", (unsigned long long)ms);
 }
+
+static void h2c_link_probe_stop(struct h2client *);
 
 static void
 h2c_link_state_changed(struct h2client *c)
@@ -83,6 +91,7 @@ h2c_link_pending_submit(struct h2client *c)
 			h2c_link_goaway(conn);
 			return;
 		}
+		c->tgt[c->ti].st.calls++;
 	}
 }
 
@@ -133,7 +142,15 @@ h2c_link_backoff(struct h2client *c, const char *reason, int reset)
 	c->state = H2C_BACKOFF;
 	c->phase = H2C_PH_NONE;
 	c->up = 0;
-	snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	c->tgt[c->ti].st.up = 0;
+	evtimer_del(c->return_timer);
+	h2c_link_probe_stop(c);
+	/* With several targets, the last one tried says why. */
+	if (c->ntgt > 1)
+		snprintf(c->reason, sizeof(c->reason), "%s: %s", c->target,
+		    reason);
+	else
+		snprintf(c->reason, sizeof(c->reason), "%s", reason);
 	h2c_link_pending_fail(c, c->reason);
 	if (reset || c->backoff_ms == 0)
 		c->backoff_ms = BACKOFF_MIN_MS;
@@ -150,6 +167,56 @@ h2c_link_backoff(struct h2client *c, const char *reason, int reset)
 	log_debug("upstream down", "target=%s reason=\"%s\" retry_ms=%llu",
 	    c->target, c->reason, (unsigned long long)ms);
 	h2c_link_state_changed(c);
+}
+
+/* The target of the next attempt: i. */
+static void
+h2c_link_select(struct h2client *c, size_t i)
+{
+	struct h2c_target *t = &c->tgt[i];
+
+	c->ti = i;
+	c->target = t->target;
+	c->authority = t->authority;
+	c->host = t->host;
+	c->port = t->port;
+	c->server_name = c->sni_name != NULL ? c->sni_name : t->sni;
+	if (t->host == NULL) {
+		memcpy(&c->addrs[0], &t->addr, sizeof(t->addr));
+		c->addrlens[0] = t->addrlen;
+		c->naddrs = 1;
+	}
+}
+
+/*
+ * Failover: the attempt at the current target failed, or its connection
+ * was lost (proved: it had proved itself, so a new round begins, from the
+ * next target). The next target of the round is tried at once; 0 when the
+ * round is over (or there is one target): the caller backs off.
+ */
+static int
+h2c_link_next_target(struct h2client *c, const char *reason, int proved)
+{
+	size_t from = c->ti;
+
+	if (c->ntgt < 2)
+		return 0;
+	if (proved) {
+		c->left = c->ntgt;
+		if (from == 0)		/* the first was fine: return soon */
+			c->return_ms = 0;
+	}
+	if (c->left > 0)
+		c->left--;
+	if (c->left == 0)
+		return 0;
+	c->tgt[from].st.up = 0;
+	h2c_link_probe_stop(c);
+	h2c_link_select(c, (from + 1) % c->ntgt);
+	log_debug("upstream trying the next", "target=%s failed=%s "
+	    "reason=\"%s\"", c->target, c->tgt[from].target, reason);
+	h2c_link_attempt_start(c);
+	return 1;
 }
 
 /* Drop whatever the attempt in progress holds. */
@@ -183,6 +250,8 @@ h2c_link_attempt_failed(struct h2client *c, const char *fmt, ...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	h2c_link_attempt_cleanup(c);
+	if (h2c_link_next_target(c, reason, 0))
+		return;
 	h2c_link_backoff(c, reason, 0);
 }
 
@@ -207,6 +276,8 @@ h2c_link_lost(struct h2client *c, const char *reason)
 
 	if (c->cur != NULL)
 		h2c_conn_destroy(c->cur, reason);
+	if (h2c_link_next_target(c, reason, proved))
+		return;
 	h2c_link_backoff(c, reason, proved);
 }
 
@@ -229,6 +300,34 @@ h2c_link_up(struct h2conn *conn)
 	if (c->keepalive_ms > 0)
 		h2c_conn_ping_arm(conn);
 	log_debug("upstream up", "target=%s", c->target);
+	if (c->last_up >= 0 && (size_t)c->last_up != c->ti) {
+		const char *from = c->tgt[c->last_up].target;
+
+		c->tgt[c->last_up].st.up = 0;
+		if (c->ti == 0) {
+			c->tgt[0].st.returns++;
+			log_info("upstream back to the first", "upstream=%s "
+			    "from=%s", c->target, from);
+		} else {
+			c->tgt[c->ti].st.failovers++;
+			log_warn("upstream failover", "upstream=%s from=%s",
+			    c->target, from);
+		}
+	}
+	c->last_up = (long)c->ti;
+	c->tgt[c->ti].st.up = 1;
+	c->left = c->ntgt;
+	if (c->ti != 0) {
+		struct timeval tv;
+
+		if (c->return_ms < RETURN_MIN_MS)
+			c->return_ms = RETURN_MIN_MS;
+		h2c_tv_ms(&tv, c->return_ms);
+		evtimer_add(c->return_timer, &tv);
+	} else {
+		evtimer_del(c->return_timer);
+		h2c_link_probe_stop(c);
+	}
 	h2c_link_state_changed(c);
 }
 
@@ -255,7 +354,7 @@ h2c_link_goaway(struct h2conn *conn)
 		    nghttp2_http2_strerror(conn->goaway_code));
 	if (!conn->up)
 		h2c_link_attempt_failed(c, "%s", reason);
-	else
+	else if (!h2c_link_next_target(c, reason, h2c_link_proved(conn)))
 		h2c_link_backoff(c, reason, 0);
 }
 
@@ -431,7 +530,170 @@ h2c_link_attempt_start(struct h2client *c)
 static void
 h2c_link_backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
-	h2c_link_attempt_start(arg);
+	struct h2client *c = arg;
+
+	/* A new round, from the first target. */
+	c->left = c->ntgt;
+	h2c_link_select(c, 0);
+	h2c_link_attempt_start(c);
+}
+
+/* --- return to the first target -------------------------------------------- */
+
+static void
+h2c_link_probe_stop(struct h2client *c)
+{
+	if (c->probe_dns != NULL) {
+		struct evdns_getaddrinfo_request *req = c->probe_dns;
+
+		c->probe_dns = NULL;
+		evdns_getaddrinfo_cancel(req);
+	}
+	if (c->probe_ev != NULL) {
+		event_free(c->probe_ev);
+		c->probe_ev = NULL;
+		evutil_closesocket(c->probe_fd);
+		c->probe_fd = -1;
+	}
+}
+
+static void h2c_link_return_arm(struct h2client *);
+
+/*
+ * The first target answered a probe: new calls go to it from now on, and
+ * the connection in use drains (our GOAWAY, its streams finish) as after
+ * a server's GOAWAY. Should the first fail after all, the round goes on to
+ * the others at once.
+ */
+static void
+h2c_link_return(struct h2client *c)
+{
+	struct h2conn *conn = c->cur;
+
+	log_debug("upstream probe answered, returning", "upstream=%s "
+	    "from=%s", c->tgt[0].target, c->target);
+	c->cur = NULL;
+	conn->goaway = 1;
+	TAILQ_INSERT_TAIL(&c->old, conn, entry);
+	nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE, 0,
+	    NGHTTP2_NO_ERROR, NULL, 0);
+	h2c_link_select(c, 0);
+	c->left = c->ntgt;
+	h2c_link_attempt_start(c);
+	/* Last: with no stream left the old connection goes at once. */
+	h2c_conn_flush(conn);
+}
+
+static void
+h2c_link_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2client *c = arg;
+	int err = ETIMEDOUT;
+	socklen_t len = sizeof(err);
+
+	if ((what & EV_WRITE) &&
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	h2c_link_probe_stop(c);
+	if (err == 0 && c->state == H2C_UP && c->ti != 0 && c->cur != NULL &&
+	    c->cur->up && !c->cur->goaway)
+		h2c_link_return(c);
+	else
+		h2c_link_return_arm(c);
+}
+
+static void
+h2c_link_probe_connect(struct h2client *c, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct timeval tv;
+	evutil_socket_t fd;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0 || (connect(fd, sa, salen) != 0 && errno != EINPROGRESS)) {
+		if (fd >= 0)
+			evutil_closesocket(fd);
+		h2c_link_return_arm(c);
+		return;
+	}
+	if ((c->probe_ev = event_new(c->base, fd, EV_WRITE, h2c_link_probe_cb,
+	    c)) == NULL) {
+		evutil_closesocket(fd);
+		h2c_link_return_arm(c);
+		return;
+	}
+	c->probe_fd = fd;
+	h2c_tv_ms(&tv, c->connect_ms);
+	event_add(c->probe_ev, &tv);
+}
+
+static void
+h2c_link_probe_dns_cb(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct h2client *c = arg;
+
+	if (err == EVUTIL_EAI_CANCEL) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	c->probe_dns = NULL;
+	if (err != 0 || res == NULL || res->ai_addrlen >
+	    sizeof(struct sockaddr_storage)) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		h2c_link_return_arm(c);
+		return;
+	}
+	h2c_link_probe_connect(c, res->ai_addr, (socklen_t)res->ai_addrlen);
+	evutil_freeaddrinfo(res);
+}
+
+/* Time to see whether the first target is back: a TCP connect to it. */
+static void
+h2c_link_return_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2client *c = arg;
+	const struct h2c_target *t = &c->tgt[0];
+	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
+
+	if (c->state != H2C_UP || c->ti == 0 || c->probe_ev != NULL ||
+	    c->probe_dns != NULL)
+		return;
+	if (c->return_ms < RETURN_MIN_MS)
+		c->return_ms = RETURN_MIN_MS;
+	else if ((c->return_ms *= 2) > RETURN_MAX_MS)
+		c->return_ms = RETURN_MAX_MS;
+	if (t->host == NULL) {
+		h2c_link_probe_connect(c, (const void *)&t->addr, t->addrlen);
+		return;
+	}
+	if (c->dns == NULL) {
+		h2c_link_return_arm(c);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	req = evdns_getaddrinfo(c->dns, t->host, t->port, &hints,
+	    h2c_link_probe_dns_cb, c);
+	if (req != NULL)
+		c->probe_dns = req;
+}
+
+/* The next probe, after return_ms (doubled by each probe). */
+static void
+h2c_link_return_arm(struct h2client *c)
+{
+	struct timeval tv;
+
+	if (c->state != H2C_UP || c->ti == 0)
+		return;
+	h2c_tv_ms(&tv, c->return_ms);
+	evtimer_add(c->return_timer, &tv);
 }
 
 static void
@@ -462,30 +724,30 @@ int
 h2c_link_tls_options(struct h2client *c, const struct h2client_opts *o,
     char *err, size_t errlen)
 {
-	struct addr a;
 	char *name = NULL;
+	size_t i;
 
 	if (o->ssl_ctx == NULL)
 		return 0;
-	if (o->server_name != NULL)
-		name = strdup(o->server_name);
-	else if (addr_parse(c->target, TARGET_FORMS, &a, NULL, 0) == 0 &&
-	    a.kind == ADDR_INET)
-		name = strdup(a.host);
-	else {
-		snprintf(err, errlen, "%s: TLS over a unix socket needs a "
-		    "server name", c->target);
-		return -1;
-	}
-	if (name == NULL) {
+	if (o->server_name == NULL) {
+		for (i = 0; i < c->ntgt; i++) {
+			if (c->tgt[i].sni == NULL) {
+				snprintf(err, errlen, "%s: TLS over a unix "
+				    "socket needs a server name",
+				    c->tgt[i].target);
+				return -1;
+			}
+		}
+	} else if ((name = strdup(o->server_name)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	SSL_CTX_up_ref(o->ssl_ctx);
 	SSL_CTX_free(c->ssl_ctx);
 	c->ssl_ctx = o->ssl_ctx;
-	free(c->server_name);
-	c->server_name = name;
+	free(c->sni_name);
+	c->sni_name = name;
+	c->server_name = name != NULL ? name : c->tgt[c->ti].sni;
 	return 0;
 }
 
@@ -498,23 +760,38 @@ int
 h2c_link_parse_target(struct h2client *c, const char *t, char *err,
     size_t errlen)
 {
+	struct h2c_target *tg;
 	struct addr a;
 	char why[128];
 
+	if (c->ntgt == H2CLIENT_MAX_TARGETS) {
+		snprintf(err, errlen, "more than %d targets",
+		    H2CLIENT_MAX_TARGETS);
+		return -1;
+	}
 	if (addr_parse(t, TARGET_FORMS, &a, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "%s: %s", t, why);
 		return -1;
 	}
-	c->authority = strdup(a.kind == ADDR_UNIX ? "localhost" : t);
-	if (c->authority == NULL)
+	tg = &c->tgt[c->ntgt++];
+	tg->target = strdup(t);
+	tg->authority = strdup(a.kind == ADDR_UNIX ? "localhost" : t);
+	if (tg->target == NULL || tg->authority == NULL)
 		return -1;
-	if (addr_sockaddr(&a, &c->addrs[0], &c->addrlens[0]) == 0) {
-		c->naddrs = 1;
-		return 0;
+	if (a.kind == ADDR_INET && (tg->sni = strdup(a.host)) == NULL)
+		return -1;
+	if (addr_sockaddr(&a, &tg->addr, &tg->addrlen) != 0) {
+		tg->host = strdup(a.host);
+		tg->port = strdup(a.port);
+		if (tg->host == NULL || tg->port == NULL)
+			return -1;
 	}
-	c->host = strdup(a.host);
-	c->port = strdup(a.port);
-	return c->host != NULL && c->port != NULL ? 0 : -1;
+	if (c->ntgt == 1) {
+		h2c_link_select(c, 0);
+		c->left = 1;
+	} else
+		c->left = c->ntgt;
+	return 0;
 }
 
 /* --- the link's own resources --------------------------------------------- */
@@ -527,8 +804,11 @@ h2c_link_init(struct h2client *c)
 	    c);
 	c->backoff_timer = evtimer_new(c->base, h2c_link_backoff_cb, c);
 	c->state_ev = event_new(c->base, -1, 0, h2c_link_state_cb, c);
+	c->return_timer = evtimer_new(c->base, h2c_link_return_cb, c);
+	c->probe_fd = -1;
+	c->last_up = -1;
 	return c->attempt_timer != NULL && c->backoff_timer != NULL &&
-	    c->state_ev != NULL ? 0 : -1;
+	    c->state_ev != NULL && c->return_timer != NULL ? 0 : -1;
 }
 
 /*
@@ -568,6 +848,7 @@ h2c_link_stop(struct h2client *c)
 		event_free(c->connect_ev);
 		evutil_closesocket(c->fd);
 	}
+	h2c_link_probe_stop(c);
 }
 
 /* h2client_free(), once no connection is left: the link's events. */
@@ -580,6 +861,16 @@ h2c_link_free(struct h2client *c)
 		event_free(c->backoff_timer);
 	if (c->state_ev != NULL)
 		event_free(c->state_ev);
+	if (c->return_timer != NULL)
+		event_free(c->return_timer);
+	for (size_t i = 0; i < c->ntgt; i++) {
+		free(c->tgt[i].target);
+		free(c->tgt[i].authority);
+		free(c->tgt[i].host);
+		free(c->tgt[i].port);
+		free(c->tgt[i].sni);
+	}
+	free(c->sni_name);
 	if (c->own_dns)
 		evdns_base_free(c->dns, 0);
 }

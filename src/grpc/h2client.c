@@ -31,7 +31,9 @@ h2c_client_new(struct event_base *base, struct evdns_base *dns,
 {
 	struct h2client *c;
 
-	if (o->target == NULL) {
+	size_t i;
+
+	if (o->target == NULL && o->ntargets == 0) {
 		snprintf(err, errlen, "no target");
 		return NULL;
 	}
@@ -58,18 +60,26 @@ h2c_client_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&c->old);
 	TAILQ_INIT(&c->pending);
 	TAILQ_INIT(&c->calls);
-	c->target = strdup(o->target);
 	c->name = strdup(o->name != NULL ? o->name : DEFAULT_NAME);
-	if (c->target == NULL || c->name == NULL ||
+	if (c->name == NULL ||
 	    (o->api_key != NULL && (c->api_key = strdup(o->api_key)) == NULL))
 		goto nomem;
-	if (h2c_link_parse_target(c, o->target, err, errlen) != 0 ||
-	    h2c_link_tls_options(c, o, err, errlen) != 0) {
+	if (h2c_link_init(c) != 0)
+		goto nomem;
+	for (i = 0; i < (o->ntargets > 0 ? o->ntargets : 1); i++) {
+		err[0] = '\0';
+		if (h2c_link_parse_target(c, o->ntargets > 0 ? o->targets[i] :
+		    o->target, err, errlen) != 0) {
+			if (err[0] == '\0')
+				snprintf(err, errlen, "out of memory");
+			h2client_free(c);
+			return NULL;
+		}
+	}
+	if (h2c_link_tls_options(c, o, err, errlen) != 0) {
 		h2client_free(c);
 		return NULL;
 	}
-	if (h2c_link_init(c) != 0)
-		goto nomem;
 	if (start)
 		h2c_link_attempt_start(c);
 	return c;
@@ -135,17 +145,12 @@ h2client_free(struct h2client *c)
 	}
 	h2c_link_free(c);
 	SSL_CTX_free(c->ssl_ctx);
-	free(c->server_name);
-	free(c->target);
 	free(c->name);
-	free(c->authority);
 	free(c->api_key);
 	for (i = 0; i < c->nrmeta; i++) {
 		free(c->rmeta[i].name);
 		free(c->rmeta[i].value);
 	}
-	free(c->host);
-	free(c->port);
 	free(c);
 }
 
@@ -205,6 +210,23 @@ int
 h2client_up(const struct h2client *c)
 {
 	return c->up;
+}
+
+size_t
+h2client_ntargets(const struct h2client *c)
+{
+	return c->ntgt;
+}
+
+const char *
+h2client_target(const struct h2client *c, size_t i,
+    struct h2client_target_stats *st)
+{
+	if (i >= c->ntgt)
+		return NULL;
+	if (st != NULL)
+		*st = c->tgt[i].st;
+	return c->tgt[i].target;
 }
 
 const char *

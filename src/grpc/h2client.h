@@ -34,6 +34,25 @@
  *	and backs off (a server that refuses every connection at once is not
  *	hammered).
  *
+ * Failover.
+ *	opts may list up to H2CLIENT_MAX_TARGETS targets, tried in order: an
+ *	attempt that fails on one, or a connection to one that is lost or
+ *	ended by a GOAWAY other than a graceful one, moves to the next at
+ *	once (the link stays connecting, its calls wait); the backoff above
+ *	comes only after every target of the round failed, and the next round
+ *	starts with the first. A lost connection that had proved itself
+ *	starts a round of its own from the next target. Unary calls on a
+ *	lost connection that had no reply yet are sent again on the next
+ *	connection within their deadlines (only with several targets;
+ *	streaming calls fail as before). While up on another target, the
+ *	first is probed with a TCP connect, after 500 ms doubling to 30 s
+ *	(starting over once a connection to the first proved itself); when
+ *	it answers, the connection in use drains (our GOAWAY) and new calls
+ *	go to a connection to the first, or on along the list should it
+ *	fail. Reasons name the last target tried ("<target>: <reason>").
+ *	Logged at info or warn: "upstream failover", "upstream back to the
+ *	first"; counted in h2client_target().
+ *
  * States, and what a new call meets.
  *	connecting	(first attempt, a retry, a GOAWAY handover) the call
  *			waits until the attempt ends: sent when it succeeds,
@@ -166,8 +185,15 @@ struct h2meta;
 /* Reply bytes held by the client changed by delta (see Memory). */
 typedef void h2_mem_fn(void *arg, int64_t delta);
 
+/* Targets of one client, tried in order (The link, Failover). */
+#define H2CLIENT_MAX_TARGETS	8
+
 struct h2client_opts {
 	const char	*target;	/* host:port, [v6]:port or unix:/path */
+	/* Or a list: targets[0..ntargets-1], tried in order (Failover);
+	 * ntargets 0: target alone. */
+	const char *const *targets;
+	size_t		 ntargets;
 	/* Who is unreachable, in fail-fast messages: "<name> unreachable:
 	 * <reason>". NULL: "central cache". */
 	const char	*name;
@@ -304,6 +330,22 @@ int		 h2client_configure(struct h2client *,
  */
 int		 h2client_set_meta(struct h2client *, const char *name,
 		    const char *value);
+/*
+ * Per target, for metrics: up (the connection in use is to it), the
+ * link's switches to it after another failed (failovers) or back to the
+ * first (returns), and the calls sent to it.
+ */
+struct h2client_target_stats {
+	int		 up;
+	uint64_t	 failovers;
+	uint64_t	 returns;
+	uint64_t	 calls;
+};
+/* The number of targets; and target i's address and stats (NULL past the
+ * end). */
+size_t		 h2client_ntargets(const struct h2client *);
+const char	*h2client_target(const struct h2client *, size_t i,
+		    struct h2client_target_stats *);
 /* Is the link up (or handing over after a graceful GOAWAY)? */
 int		 h2client_up(const struct h2client *);
 /* Why the link is down ("" while it is up). */

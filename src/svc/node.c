@@ -67,6 +67,7 @@
  * node_drop() drops a copy up to a level when central deleted or expired it.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1247,11 +1248,57 @@ set_values(const struct config *conf)
 	n.max_memory = conf->max_memory;
 }
 
+/* The upstream list (h2client_opts targets), and its metrics. */
+static char up_words[4097];
+static const char *up_list[CONFIG_MAX_UPSTREAM];
+
+static const char *
+upstream_sample(void *arg, size_t i, uint64_t *v)
+{
+	struct h2client_target_stats st;
+	const char *t;
+
+	if (n.up == NULL || (t = h2client_target(n.up, i, &st)) == NULL)
+		return NULL;
+	switch ((int)(intptr_t)arg) {
+	case 0:	*v = (uint64_t)st.up; break;
+	case 1:	*v = st.calls; break;
+	case 2:	*v = st.failovers; break;
+	default: *v = st.returns; break;
+	}
+	return t;
+}
+
+static int
+upstream_metrics(void)
+{
+	static int done;
+
+	if (done++)
+		return 0;
+	return metrics_family("alpcrund_upstream_target_up", "gauge",
+	    "1 for the upstream the node's link uses now, by upstream.",
+	    "upstream", upstream_sample, (void *)0) != 0 ||
+	    metrics_family("alpcrund_upstream_calls_total", "counter",
+	    "Calls the node sent upstream (fetches, writes, the change "
+	    "feed), by upstream.", "upstream", upstream_sample,
+	    (void *)1) != 0 ||
+	    metrics_family("alpcrund_upstream_failovers_total", "counter",
+	    "Times the link failed over to this upstream from another.",
+	    "upstream", upstream_sample, (void *)2) != 0 ||
+	    metrics_family("alpcrund_upstream_returns_total", "counter",
+	    "Times the link returned to the first upstream once it was "
+	    "back.", "upstream", upstream_sample, (void *)3) != 0 ? -1 : 0;
+}
+
 static void
 opts_from(const struct config *conf, struct h2client_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->target = conf->upstream;
+	o->ntargets = config_words(conf->upstream, up_words, sizeof(up_words),
+	    up_list, CONFIG_MAX_UPSTREAM);
+	o->targets = up_list;
 	o->connect_timeout_ms = conf->upstream_connect_timeout;
 	o->keepalive_ms = conf->upstream_keepalive;
 	o->api_key = n.key;
@@ -1335,10 +1382,14 @@ node_init(struct event_base *base, struct backend *be,
 	if ((n.target = strdup(conf->upstream)) == NULL ||
 	    (n.id = strdup(conf->node_id != NULL ? conf->node_id :
 	    "node")) == NULL ||
-	    (n.queue_timer = evtimer_new(base, queue_cb, NULL)) == NULL) {
+	    (n.queue_timer = evtimer_new(base, queue_cb, NULL)) == NULL ||
+	    upstream_metrics() != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* In log lines: the list joined by commas (one logfmt value). */
+	for (char *p = n.target; (p = strchr(p, ' ')) != NULL; )
+		*p = ',';
 	metrics_upstream_up(0);
 	metrics_set_ready(0, "central cache not connected yet");
 	opts_from(conf, &o);

@@ -107,6 +107,10 @@ struct gauge {
 	uint64_t	(*fn)(void *);
 	void		*arg;
 	struct gauge	*next;
+	/* A family with a label (metrics_family()): fn NULL. */
+	const char	*type;
+	const char	*label;
+	const char	*(*lfn)(void *, size_t, uint64_t *);
 };
 
 static struct {
@@ -190,6 +194,27 @@ metrics_gauge(const char *name, const char *help, uint64_t (*fn)(void *),
 	g->name = name;
 	g->help = help;
 	g->fn = fn;
+	g->arg = arg;
+	for (tail = &m.gauges; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = g;
+	return 0;
+}
+
+int
+metrics_family(const char *name, const char *type, const char *help,
+    const char *label, const char *(*fn)(void *, size_t, uint64_t *),
+    void *arg)
+{
+	struct gauge *g, **tail;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return -1;
+	g->name = name;
+	g->help = help;
+	g->type = type;
+	g->label = label;
+	g->lfn = fn;
 	g->arg = arg;
 	for (tail = &m.gauges; *tail != NULL; tail = &(*tail)->next)
 		;
@@ -290,9 +315,31 @@ render(struct evbuffer *out)
 	evbuffer_add_printf(out, "alpcrund_inflight_bytes %" PRId64 "\n",
 	    m.inflight);
 	for (g = m.gauges; g != NULL; g = g->next) {
-		head(out, g->name, "gauge", g->help);
-		evbuffer_add_printf(out, "%s %" PRIu64 "\n", g->name,
-		    g->fn(g->arg));
+		const char *lv;
+		uint64_t v;
+		size_t i;
+
+		if (g->lfn == NULL) {
+			head(out, g->name, "gauge", g->help);
+			evbuffer_add_printf(out, "%s %" PRIu64 "\n", g->name,
+			    g->fn(g->arg));
+			continue;
+		}
+		head(out, g->name, g->type, g->help);
+		for (i = 0; (lv = g->lfn(g->arg, i, &v)) != NULL; i++) {
+			evbuffer_add_printf(out, "%s{%s=\"", g->name,
+			    g->label);
+			/* Label value escapes: backslash, quote, newline. */
+			for (; *lv != '\0'; lv++) {
+				if (*lv == '\\' || *lv == '"')
+					evbuffer_add_printf(out, "\\%c", *lv);
+				else if (*lv == '\n')
+					evbuffer_add_printf(out, "\\n");
+				else
+					evbuffer_add(out, lv, 1);
+			}
+			evbuffer_add_printf(out, "\"} %" PRIu64 "\n", v);
+		}
 	}
 }
 

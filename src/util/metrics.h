@@ -9,6 +9,7 @@
 #ifndef ALPCRUND_METRICS_H
 #define ALPCRUND_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -55,6 +56,14 @@ void	 metrics_upstream_up(int up);
  * daemon's own, in the order registered. 0, or -1. */
 int	 metrics_gauge(const char *name, const char *help,
 	    uint64_t (*fn)(void *), void *arg);
+
+/* A family of samples with one label, another module's: at each scrape
+ * fn(arg, i, &v) for i = 0, 1, ... gives sample i's label value (escaped
+ * here) and value, NULL past the last. type: "gauge" or "counter"; the
+ * strings are kept by reference. 0, or -1. */
+int	 metrics_family(const char *name, const char *type, const char *help,
+	    const char *label, const char *(*fn)(void *, size_t, uint64_t *),
+	    void *arg);
 
 /* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
 void	 metrics_set_ready(int ready, const char *reason);

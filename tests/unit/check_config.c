@@ -328,6 +328,59 @@ START_TEST(table_node_defaults)
 }
 END_TEST
 
+/* upstream: one directive, 1..8 addresses separated by blanks. */
+START_TEST(upstream_lists)
+{
+	struct config	 cfg;
+	char		 buf[256];
+	const char	*w[CONFIG_MAX_UPSTREAM];
+
+	expect_ok("mode node\nupstream 10.0.0.1:2337\n", &cfg);
+	ck_assert_str_eq(cfg.upstream, "10.0.0.1:2337");
+	ck_assert_uint_eq(config_words(cfg.upstream, buf, sizeof buf, w,
+	    CONFIG_MAX_UPSTREAM), 1);
+	config_free(&cfg);
+	/* Three, blanks of any kind and number between them: kept with
+	 * single blanks, in order. */
+	expect_ok("mode node\nupstream  10.0.0.1:2337 \t[::1]:2338   "
+	    "unix:/run/c.sock  # three\n", &cfg);
+	ck_assert_str_eq(cfg.upstream,
+	    "10.0.0.1:2337 [::1]:2338 unix:/run/c.sock");
+	ck_assert_uint_eq(config_words(cfg.upstream, buf, sizeof buf, w,
+	    CONFIG_MAX_UPSTREAM), 3);
+	ck_assert_str_eq(w[0], "10.0.0.1:2337");
+	ck_assert_str_eq(w[1], "[::1]:2338");
+	ck_assert_str_eq(w[2], "unix:/run/c.sock");
+	config_free(&cfg);
+	expect_ok("mode node\nupstream a:1 b:2 c:3 d:4 e:5 f:6 g:7 h:8\n",
+	    &cfg);
+	config_free(&cfg);
+	expect_error("mode node\nupstream a:1 b:2 c:3 d:4 e:5 f:6 g:7 h:8 "
+	    "i:9\n", "2: upstream: too many addresses, at most 8");
+	/* A bad address is named, with its place. */
+	expect_error("mode node\nupstream 10.0.0.1:1 10.0.0.2 10.0.0.3:1\n",
+	    "2: upstream: address 2 of 3: expected host:port, [v6]:port or "
+	    "unix:/path, got \"10.0.0.2\"");
+	expect_error("mode node\nupstream 10.0.0.1:1 10.0.0.1:1\n",
+	    "2: upstream: 10.0.0.1:1 given twice");
+	/* Still one directive. */
+	expect_error("mode node\nupstream 10.0.0.1:1\nupstream 10.0.0.2:1\n",
+	    "3: upstream: already set on line 2");
+	/* Any address of the list may not be the node itself. */
+	expect_error("mode node\nlisten 127.0.0.1:4000\nupstream "
+	    "10.0.0.1:4000 127.0.0.1:4000\n", "3: upstream: 127.0.0.1:4000 "
+	    "is this node's own listen address 127.0.0.1:4000; it must name "
+	    "the central cache");
+	/* TLS to a unix: address of the list needs a name to verify. */
+	expect_error_part("mode node\nupstream_tls on\nupstream 10.0.0.1:1 "
+	    "unix:/run/c.sock\n", "upstream_tls: a unix: upstream has no "
+	    "host name");
+	/* Other directives keep one word. */
+	expect_error_part("listen 127.0.0.1:1 127.0.0.1:2\n",
+	    "extra words after the value");
+}
+END_TEST
+
 /* --- Defaults ----------------------------------------------------------- */
 
 START_TEST(defaults_without_file)
@@ -1572,6 +1625,7 @@ main(void)
 	tcase_add_test(tc, upstream_loop_as_addresses);
 	tcase_add_test(tc, node_id_set_and_derived);
 	tcase_add_test(tc, upstream_resolved);
+	tcase_add_test(tc, upstream_lists);
 	tcase_add_test(tc, metrics_listen_not_unix);
 	suite_add_tcase(s, tc);
 
