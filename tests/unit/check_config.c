@@ -1067,6 +1067,12 @@ START_TEST(upstream_resolved)
 	upstream_check("mode node\nlisten 127.0.0.1:9\nlisten "
 	    "localhost:4555\nupstream 127.0.0.1:4555\n",
 	    "own listen address localhost:4555");
+	/* Any address of a failover list. */
+	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
+	    "192.0.2.7:2337 localhost:4555\n", "upstream: localhost:4555 "
+	    "(127.0.0.1) is this node's own listen address 127.0.0.1:4555");
+	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
+	    "192.0.2.7:2337 localhost:4556\n", NULL);
 	/* Another port, another host, a name that does not resolve. */
 	upstream_check("mode node\nlisten 127.0.0.1:4555\nupstream "
 	    "localhost:4556\n", NULL);
