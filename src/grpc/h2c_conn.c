@@ -43,6 +43,24 @@
 #define OUT_LOW			(1u << 20)
 /* libevent reads and writes 16 KiB per callback by default (spec §11). */
 #define MAX_SINGLE_IO		(1u << 20)
+/*
+ * Frames nghttp2 may hold queued for the server (as h2srv.c does for its
+ * clients). A server can make nghttp2 queue an answer to each of its frames
+ * that nghttp2 does not cap itself (SETTINGS and PING ACKs are capped by
+ * max_outbound_ack): a PUSH_PROMISE on a stream of ours, before it ACKed the
+ * SETTINGS that turned push off, is answered with RST_STREAM(CANCEL), one
+ * per frame of some 13 bytes. A server that sends those and never reads
+ * would grow our queue without end. So the server's bytes are fed RECV_SLICE
+ * at a time, and past OBQ_PER_STREAM frames per stream of ours (HEADERS
+ * waiting for a slot, a cancel, WINDOW_UPDATEs) plus OBQ_SLACK (the ACKs
+ * nghttp2 allows, our PINGs and SETTINGS) the connection ends as an HTTP/2
+ * error (GOAWAY ENHANCE_YOUR_CALM when our output has room for it).
+ */
+#define RECV_SLICE		(64u << 10)
+#define OBQ_PER_STREAM		8
+#define OBQ_SLACK		4096
+#define H2C_FLOOD_REASON	"HTTP/2 error: frame flood (too many frames " \
+				"queued in answer to the server's)"
 
 static void	 h2c_conn_fail(struct h2conn *, const char *reason);
 
@@ -404,15 +422,56 @@ h2c_conn_after_io(struct h2conn *conn)
 	h2c_conn_flush(conn);
 }
 
+/*
+ * Feed n bytes to nghttp2, RECV_SLICE at a time: the bytes taken, or
+ * nghttp2's error. A queue of frames past the bound (OBQ_PER_STREAM) sets
+ * conn->flooded and fails with NGHTTP2_ERR_FLOODED.
+ */
+static ssize_t
+h2c_conn_recv(struct h2conn *conn, const uint8_t *p, size_t n)
+{
+	size_t done = 0, m, max;
+	ssize_t rv;
+
+	max = OBQ_PER_STREAM * conn->nstreams + OBQ_SLACK;
+	while (done < n) {
+		m = n - done < RECV_SLICE ? n - done : RECV_SLICE;
+		if ((rv = nghttp2_session_mem_recv(conn->h2, p + done, m)) < 0)
+			return rv;
+		done += (size_t)rv;
+		if (nghttp2_session_get_outbound_queue_size(conn->h2) > max) {
+			conn->flooded = 1;
+			return NGHTTP2_ERR_FLOODED;
+		}
+		if ((size_t)rv < m)
+			break;
+	}
+	return (ssize_t)done;
+}
+
 /* nghttp2 refused what it was fed: tell the server why, if nghttp2 queued
- * a GOAWAY, and give up the connection. */
+ * a GOAWAY, and give up the connection. A flood (h2c_conn_recv()) is said
+ * with GOAWAY ENHANCE_YOUR_CALM unless our output is full (the server does
+ * not read: it would never get there). */
 static void
 h2c_conn_recv_failed(struct h2conn *conn, int rv)
 {
 	char reason[H2C_REASON_MAX];
 
-	snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
-	    nghttp2_strerror(rv));
+	if (conn->flooded) {
+		log_warn("upstream HTTP/2 frame flood", "target=%s queued=%zu",
+		    conn->c->target,
+		    nghttp2_session_get_outbound_queue_size(conn->h2));
+		snprintf(reason, sizeof(reason), "%s", H2C_FLOOD_REASON);
+		if (h2_out_full(&conn->out, OUT_HIGH)) {
+			h2c_conn_fail(conn, reason);
+			return;
+		}
+		nghttp2_session_terminate_session(conn->h2,
+		    NGHTTP2_ENHANCE_YOUR_CALM);
+	} else
+		snprintf(reason, sizeof(reason), "HTTP/2 error: %s",
+		    nghttp2_strerror(rv));
 	nghttp2_session_send(conn->h2);
 	h2_out_flush(&conn->out);
 	h2c_conn_fail(conn, reason);
@@ -430,8 +489,7 @@ h2c_conn_readcb(struct bufferevent *bev, void *arg)
 	conn->rx = 1;
 	conn->in_h2 = 1;
 	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
-		rv = nghttp2_session_mem_recv(conn->h2, evbuffer_pullup(in, n),
-		    n);
+		rv = h2c_conn_recv(conn, evbuffer_pullup(in, n), n);
 		if (rv < 0)
 			break;
 		evbuffer_drain(in, (size_t)rv);
@@ -450,7 +508,7 @@ h2c_conn_sock_feed(void *arg, const uint8_t *p, size_t n)
 	struct h2conn *conn = arg;
 	ssize_t rv;
 
-	if ((rv = nghttp2_session_mem_recv(conn->h2, p, n)) < 0) {
+	if ((rv = h2c_conn_recv(conn, p, n)) < 0) {
 		conn->recv_err = (int)rv;
 		return -1;
 	}
@@ -515,8 +573,7 @@ h2c_conn_tls_readcb(evutil_socket_t fd, short what, void *arg)
 
 	conn->in_h2 = 1;
 	while ((n = evbuffer_get_contiguous_space(in)) > 0) {
-		rv = nghttp2_session_mem_recv(conn->h2, evbuffer_pullup(in, n),
-		    n);
+		rv = h2c_conn_recv(conn, evbuffer_pullup(in, n), n);
 		if (rv < 0) {
 			conn->in_h2 = 0;
 			event_del(conn->rev);

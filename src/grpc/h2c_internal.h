@@ -171,6 +171,8 @@ struct h2conn {
 	unsigned		 rx:1;		/* bytes came since the PING */
 	unsigned		 tls:1;		/* bev is a bufferevent_openssl */
 	unsigned		 tls_up:1;	/* its handshake is done */
+	unsigned		 flooded:1;	/* too many frames queued
+						   (h2c_conn.c, OBQ_PER_STREAM) */
 	/* The last error nghttp2 reported (h2c_conn_error_cb()). */
 	char			 h2err[H2C_REASON_MAX - 16];
 };

@@ -8,7 +8,9 @@
  * ACK, no reply): the silent peer keepalive exists for. The response
  * metadata a client keeps is checked against the real server and, for
  * what the server never sends (too many, too long, in trailers), against a
- * scripted nghttp2 server on a bufferevent_pair (h2client_new_bev()).
+ * scripted nghttp2 server on a bufferevent_pair (h2client_new_bev()). The
+ * request metadata it sends is read by a handler of the real server
+ * (call_meta()) and, field by field, by the scripted server.
  *
  * Nothing sleeps: every wait pumps the loop until a condition holds or a
  * deadline passes (a 10 ms tick keeps EVLOOP_ONCE from blocking), so a
@@ -1297,6 +1299,14 @@ static struct {
 	const nghttp2_nv	*hdrs, *trls;
 	size_t			 nhdrs, ntrls;
 	int			 status;
+	/* The alpcrun-* fields of the last request, in order, and the
+	 * number of requests seen. */
+	struct {
+		char	name[GRPC_META_NAME_MAX + 1];
+		char	value[GRPC_REQ_META_VALUE_MAX + 1];
+	}			 rq[16];
+	size_t			 nrq;
+	int			 requests;
 } S;
 
 #define SNV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, \
@@ -1351,6 +1361,52 @@ s_frame(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
 	return 0;
 }
 
+static int
+s_begin(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+{
+	if (f->hd.type == NGHTTP2_HEADERS &&
+	    f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+		S.requests++;
+		S.nrq = 0;
+	}
+	return 0;
+}
+
+static int
+s_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
+    size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+    void *arg)
+{
+	if (f->headers.cat != NGHTTP2_HCAT_REQUEST || namelen < 8 ||
+	    memcmp(name, GRPC_META_PREFIX, 8) != 0)
+		return 0;
+	ck_assert_uint_lt(S.nrq, 16);
+	ck_assert_uint_le(namelen, GRPC_META_NAME_MAX);
+	ck_assert_uint_le(valuelen, GRPC_REQ_META_VALUE_MAX);
+	memcpy(S.rq[S.nrq].name, name, namelen);
+	S.rq[S.nrq].name[namelen] = '\0';
+	memcpy(S.rq[S.nrq].value, value, valuelen);
+	S.rq[S.nrq].value[valuelen] = '\0';
+	S.nrq++;
+	return 0;
+}
+
+/* The value of the last request's field name, NULL when it had none;
+ * fails when it had the name more than once. */
+static const char *
+s_rq(const char *name)
+{
+	const char *v = NULL;
+	size_t i;
+
+	for (i = 0; i < S.nrq; i++)
+		if (strcmp(S.rq[i].name, name) == 0) {
+			ck_assert_msg(v == NULL, "%s sent twice", name);
+			v = S.rq[i].value;
+		}
+	return v;
+}
+
 static void
 s_read(struct bufferevent *bev, void *arg)
 {
@@ -1380,6 +1436,8 @@ s_start(void)
 	ck_assert_int_eq(nghttp2_session_callbacks_new(&cbs), 0);
 	nghttp2_session_callbacks_set_send_callback(cbs, s_send);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, s_frame);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, s_begin);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, s_header);
 	ck_assert_int_eq(nghttp2_session_server_new(&S.h2, cbs, NULL), 0);
 	nghttp2_session_callbacks_del(cbs);
 	ck_assert_int_eq(nghttp2_submit_settings(S.h2, NGHTTP2_FLAG_NONE,
@@ -1541,6 +1599,269 @@ START_TEST(test_meta_stream)
 }
 END_TEST
 
+/* --- Request metadata ----------------------------------------------------- */
+
+#define P_META	"/t.T/Meta"
+
+/* What the real server's handler found with call_meta(). */
+static char seen_via[GRPC_REQ_META_VALUE_MAX + 1];
+static char seen_x[GRPC_REQ_META_VALUE_MAX + 1];
+static int seen_calls;
+
+static void
+h_meta(struct call *call, ProtobufCMessage *req)
+{
+	Alpcrun__V1__SharedData sd = ALPCRUN__V1__SHARED_DATA__INIT;
+	const char *v;
+
+	v = call_meta(call, "alpcrun-via");
+	snprintf(seen_via, sizeof(seen_via), "%s", v != NULL ? v : "(none)");
+	v = call_meta(call, "alpcrun-x");
+	snprintf(seen_x, sizeof(seen_x), "%s", v != NULL ? v : "(none)");
+	seen_calls++;
+	protobuf_c_message_free_unpacked(req, NULL);
+	call_reply(call, &sd.base, NULL);
+}
+
+static const struct method meta_methods[] = {
+	{ P_META, MM_GET, &alpcrun__v1__shared_data__descriptor, h_meta,
+	    NULL, 0 },
+};
+
+/* One call with nmeta headers of its own (to path), its outcome in r. */
+static void
+meta_call_with(const char *path, const struct h2reqmeta *m, size_t nmeta,
+    struct res *r)
+{
+	static const uint8_t none[1];
+	struct h2body b = { .raw = none, .rawlen = 0, .meta = m,
+	    .nmeta = nmeta };
+
+	res_clear(r);
+	ck_assert_ptr_nonnull(h2client_unary_body(F.cl, path, &b, 0,
+	    res_done, r));
+	wait_res(r, 5000);
+}
+
+/* A value of n bytes: 'v' and a digit at the end. */
+static char *
+long_value(size_t n)
+{
+	char *v = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(v);
+	memset(v, 'v', n);
+	v[n - 1] = '9';
+	v[n] = '\0';
+	return v;
+}
+
+/* The real server's handler reads them with call_meta(): the client's on
+ * every call, a call's own instead of the client's of that name for that
+ * call only, none once removed. */
+START_TEST(test_reqmeta_to_server)
+{
+	const struct h2reqmeta own[] = {
+		{ "alpcrun-via", "n2,n1" }, { "alpcrun-x", "y" },
+	};
+	char *max = long_value(GRPC_REQ_META_VALUE_MAX);
+	struct res r = { 0 };
+
+	seen_calls = 0;
+	srv_start(F.addr, NULL);
+	grpc_server_configure(meta_methods, 1, F.conf.max_message_size);
+	client_new(F.addr, NULL);
+	wait_up();
+
+	meta_call_with(P_META, NULL, 0, &r);	/* none yet */
+	ck_assert_msg(r.status == GRPC_OK, "%d %s", r.status, r.msg);
+	ck_assert_str_eq(seen_via, "(none)");
+
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", "n1"), 0);
+	meta_call_with(P_META, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(seen_via, "n1");
+	ck_assert_str_eq(seen_x, "(none)");
+
+	meta_call_with(P_META, own, 2, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(seen_via, "n2,n1");
+	ck_assert_str_eq(seen_x, "y");
+
+	meta_call_with(P_META, NULL, 0, &r);	/* that call's only */
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(seen_via, "n1");
+	ck_assert_str_eq(seen_x, "(none)");
+
+	/* A new value, the longest there is. */
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", max), 0);
+	meta_call_with(P_META, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(seen_via, max);
+
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", NULL), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", NULL), 0);
+	meta_call_with(P_META, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(seen_via, "(none)");
+	ck_assert_int_eq(seen_calls, 6);
+	res_clear(&r);
+	free(max);
+}
+END_TEST
+
+/* On the wire (the scripted server): one field per name, a call's own
+ * in place of the client's, the client's again on the next call. */
+START_TEST(test_reqmeta_wire)
+{
+	const struct h2reqmeta own[] = { { "alpcrun-via", "own" } };
+	struct res r = { 0 };
+
+	s_start();
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", "c1"), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-a", "a"), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", "c2"), 0);
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(S.nrq, 2);
+	ck_assert_str_eq(s_rq("alpcrun-via"), "c2");
+	ck_assert_str_eq(s_rq("alpcrun-a"), "a");
+
+	meta_call_with(P_GET, own, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(S.nrq, 2);
+	ck_assert_str_eq(s_rq("alpcrun-via"), "own");
+	ck_assert_str_eq(s_rq("alpcrun-a"), "a");
+
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_uint_eq(S.nrq, 2);
+	ck_assert_str_eq(s_rq("alpcrun-via"), "c2");
+
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-a", NULL), 0);
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_uint_eq(S.nrq, 1);
+	ck_assert_ptr_null(s_rq("alpcrun-a"));
+	ck_assert_str_eq(s_rq("alpcrun-via"), "c2");
+	ck_assert_int_eq(S.requests, 4);
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
+/* Breaking the rules: h2client_set_meta() refuses and changes nothing; a
+ * call's own fails that call (INTERNAL, never sent), not the next. */
+START_TEST(test_reqmeta_bad)
+{
+	char *max = long_value(GRPC_REQ_META_VALUE_MAX);
+	char *over = long_value(GRPC_REQ_META_VALUE_MAX + 1);
+	const struct h2reqmeta longv[] = { { "alpcrun-via", "ok" },
+	    { "alpcrun-long", over } };
+	const struct h2reqmeta maxv[] = { { "alpcrun-long", max } };
+	const struct h2reqmeta badname[] = { { "x-via", "1" } };
+	const struct h2reqmeta upper[] = { { "alpcrun-Via", "1" } };
+	const struct h2reqmeta ctl[] = { { "alpcrun-via", "a\nb" } };
+	const struct h2reqmeta nullv[] = { { "alpcrun-via", NULL } };
+	struct res r = { 0 };
+	int before;
+
+	s_start();
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", "c1"), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", over), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", "a\nb"), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-via", " a"), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "x-via", "1"), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-Via", "1"), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, NULL, "1"), -1);
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(S.nrq, 1);
+	ck_assert_str_eq(s_rq("alpcrun-via"), "c1");
+
+	before = S.requests;
+	meta_call_with(P_GET, longv, 2, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata alpcrun-long");
+	meta_call_with(P_GET, badname, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata x-via");
+	meta_call_with(P_GET, upper, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata alpcrun-Via");
+	meta_call_with(P_GET, ctl, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata alpcrun-via");
+	meta_call_with(P_GET, nullv, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata alpcrun-via");
+	pump_ms(20);
+	ck_assert_int_eq(S.requests, before);	/* none went out */
+
+	/* The longest value is fine, and the link still works. */
+	meta_call_with(P_GET, maxv, 1, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_str_eq(s_rq("alpcrun-long"), max);
+	ck_assert_str_eq(s_rq("alpcrun-via"), "c1");
+	ck_assert_int_eq(S.requests, before + 1);
+	ck_assert(h2client_up(F.cl));
+	res_clear(&r);
+	s_stop();
+	free(max);
+	free(over);
+}
+END_TEST
+
+/* GRPC_REQ_META_MAX names of each: a fifth client name is refused until
+ * one is removed (a known one may still change); a call's own five fail
+ * the call; four of each go out together. */
+START_TEST(test_reqmeta_bounded)
+{
+	static const char *const names[] = { "alpcrun-a", "alpcrun-b",
+	    "alpcrun-c", "alpcrun-d", "alpcrun-e" };
+	const struct h2reqmeta own[] = {
+		{ "alpcrun-o1", "1" }, { "alpcrun-o2", "2" },
+		{ "alpcrun-o3", "3" }, { "alpcrun-o4", "4" },
+		{ "alpcrun-o5", "5" },
+	};
+	struct res r = { 0 };
+	size_t i;
+	int before;
+
+	ck_assert_int_eq(GRPC_REQ_META_MAX, 4);
+	s_start();
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(h2client_set_meta(F.cl, names[i], "v"), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-e", "v"), -1);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-a", "a2"), 0);
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(S.nrq, 4);
+	ck_assert_str_eq(s_rq("alpcrun-a"), "a2");
+	ck_assert_ptr_null(s_rq("alpcrun-e"));
+
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-b", NULL), 0);
+	ck_assert_int_eq(h2client_set_meta(F.cl, "alpcrun-e", "e"), 0);
+	meta_call_with(P_GET, NULL, 0, &r);
+	ck_assert_uint_eq(S.nrq, 4);
+	ck_assert_ptr_null(s_rq("alpcrun-b"));
+	ck_assert_str_eq(s_rq("alpcrun-e"), "e");
+
+	before = S.requests;
+	meta_call_with(P_GET, own, 5, &r);
+	ck_assert_int_eq(r.status, GRPC_INTERNAL);
+	ck_assert_str_eq(r.msg, "bad request metadata (too many)");
+	pump_ms(20);
+	ck_assert_int_eq(S.requests, before);
+
+	meta_call_with(P_GET, own, 4, &r);
+	ck_assert_int_eq(r.status, GRPC_OK);
+	ck_assert_uint_eq(S.nrq, 8);
+	ck_assert_str_eq(s_rq("alpcrun-o4"), "4");
+	ck_assert_str_eq(s_rq("alpcrun-e"), "e");
+	res_clear(&r);
+	s_stop();
+}
+END_TEST
+
 /* --- Suite ---------------------------------------------------------------- */
 
 static Suite *
@@ -1593,6 +1914,10 @@ h2client_suite(void)
 	tcase_add_test(tc, test_meta_bounded);
 	tcase_add_test(tc, test_meta_trailers_only);
 	tcase_add_test(tc, test_meta_stream);
+	tcase_add_test(tc, test_reqmeta_to_server);
+	tcase_add_test(tc, test_reqmeta_wire);
+	tcase_add_test(tc, test_reqmeta_bad);
+	tcase_add_test(tc, test_reqmeta_bounded);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("windows");

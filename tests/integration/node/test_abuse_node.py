@@ -478,6 +478,90 @@ def test_ping_and_settings_flood(hostile, flood):
     recovered(central, node, fake)
 
 
+# what the node says of a central whose frames it would have to queue
+# answers to without end (h2c_conn.c, OBQ_PER_STREAM)
+FLOOD_REASON = ("HTTP/2 error: frame flood (too many frames queued in answer "
+                "to the server's)")
+
+
+def first_request(sock, fake):
+    """Read the node's preface and frames until its first HEADERS: that
+    stream's id (None when the node closed or the fake stops)."""
+    buf = b""
+    while not fake.stop.is_set():
+        sock.settimeout(0.05)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            return None
+        buf += data
+        off = 24                            # the client's preface
+        while len(buf) >= off + 9:
+            length, kind = int.from_bytes(buf[off:off + 3], "big"), buf[off + 3]
+            if kind == 1:                   # HEADERS
+                return struct.unpack(">I", buf[off + 5:off + 9])[0] & 0x7FFFFFFF
+            off += 9 + length
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_push_promise_flood(hostile, perf):
+    """The fake never ACKs the node's SETTINGS (so push is still on as far
+    as nghttp2 knows) and floods PUSH_PROMISEs on the node's first stream,
+    never reading: nghttp2 answers each with RST_STREAM(CANCEL), a frame it
+    does not cap itself. The node ends the connection once too many answers
+    are queued (its memory bounded), logs it once, and recovers."""
+    frames = 2000000
+    batch_frames = 20000
+    go = threading.Event()
+    done = threading.Event()
+    sent = []
+    conns = []
+
+    def handler(sock, fake):
+        conns.append(sock)
+        if len(conns) > 1:                  # later connections: a plain fake
+            H2Server(sock, fake).run(lambda s, sid, path: None)
+            return
+        n = 0
+        try:
+            push(sock, SettingsFrame(0).serialize(), fake)
+            sid = first_request(sock, fake)
+            go.wait(30)
+            promised = 2
+            while sid is not None and n < frames:
+                batch = b"".join(
+                    b"\x00\x00\x04\x05\x04" + struct.pack(">II", sid, p)
+                    for p in range(promised, promised + 2 * batch_frames, 2))
+                promised += 2 * batch_frames
+                if not push(sock, batch, fake):
+                    break
+                n += batch_frames
+        finally:
+            sent.append(n)
+            done.set()
+        recv_until_closed(sock, fake)
+    central, node, fake = hostile(handler)
+    rss0 = rss_bytes(node.pid)
+    with probed(node):
+        go.set()
+        # the node asks central something, should it not have yet
+        threading.Thread(target=miss, args=(node, "p1"), kwargs={"timeout": 5},
+                         daemon=True).start()
+        wait_until(done.is_set, 120, what="the flood to be sent or cut off")
+        grown = rss_bytes(node.pid, "VmHWM") - rss0
+        perf("a PUSH_PROMISE flood from a central that never reads: %d frames "
+             "sent, node RSS +%d MiB" % (sent[0], grown >> 20))
+        if not alptest.SANITIZED:
+            assert grown <= 48 * MiB, grown >> 20
+        assert sent[0] < frames, sent
+        wait_until(lambda: FLOOD_REASON in node.log(), 30, what="the node to see a flood")
+    assert node.log().count("upstream HTTP/2 frame flood") == 1, node.log()
+    recovered(central, node, fake)
+
+
 def retry_delays(log, reason):
     return [int(m.group(1)) for m in re.finditer(
         r'upstream down.*reason="%s" retry_ms=(\d+)' % re.escape(reason), log)]
