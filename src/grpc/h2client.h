@@ -143,7 +143,8 @@
  *	"connect timeout", "no HTTP/2 handshake within 3s", "cannot resolve
  *	<host>: <resolver error>", "cannot resolve <host> within 3s", "no PING
  *	answer within 10s", "connection closed by the server", "HTTP/2 error:
- *	<nghttp2 error>", "GOAWAY" or "GOAWAY (<error code>)"; over TLS also
+ *	<nghttp2 error>", "HTTP/2 error: frame flood (too many frames queued in
+ *	answer to the server's)", "GOAWAY" or "GOAWAY (<error code>)"; over TLS also
  *	"TLS: <why>" (tls_failure(): "TLS: certificate verify failed: hostname
  *	mismatch", "TLS: tlsv13 alert certificate required", "TLS: the server
  *	did not agree to ALPN h2", ...).
