@@ -46,6 +46,16 @@ def test_node_example_config_checks_clean():
     assert re.search(r"^mode node$", r.stdout, re.M), r.stdout
 
 
+def test_rack_parent_example_config_checks_clean():
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-v", "-c",
+                        os.path.join(TOP, "conf/alpcrund-rack.conf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^mode node$", r.stdout, re.M), r.stdout
+    assert re.search(r"^upstream central-cache:2337 central-standby:2337$", r.stdout,
+                     re.M), r.stdout
+
+
 def checks_clean(tmp_path, conf, name):
     f = tmp_path / name
     f.write_text(conf)
