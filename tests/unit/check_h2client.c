@@ -1327,7 +1327,8 @@ s_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
 	nghttp2_nv nv[8] = { SNV("grpc-status", "0") };
 
 	ck_assert_uint_lt(S.ntrls, 8);
-	memcpy(nv + 1, S.trls, S.ntrls * sizeof(nv[0]));
+	if (S.ntrls > 0)
+		memcpy(nv + 1, S.trls, S.ntrls * sizeof(nv[0]));
 	memset(buf, 0, GRPC_PREFIX_LEN);	/* one empty message */
 	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
 	ck_assert_int_eq(nghttp2_submit_trailer(h2, id, nv, 1 + S.ntrls), 0);
@@ -1347,7 +1348,8 @@ s_frame(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	ck_assert_uint_lt(S.nhdrs, 13);
-	memcpy(nv + n, S.hdrs, S.nhdrs * sizeof(nv[0]));
+	if (S.nhdrs > 0)		/* S.hdrs may be NULL then */
+		memcpy(nv + n, S.hdrs, S.nhdrs * sizeof(nv[0]));
 	n += S.nhdrs;
 	if (S.status != 0) {
 		nv[n].name = (uint8_t *)"grpc-status";
