@@ -17,6 +17,7 @@ import grpc
 import hpack
 import pytest
 
+import alptest
 from alptest import (GET, PREFACE, GetProber, MiB, PROBE_LIMIT, cache_pb2_grpc, rss_bytes,
                      sd, tls_lines, wait_until)
 
@@ -209,5 +210,8 @@ def test_refused_stream_flood_over_tls(make_daemon, pki):
 
     attack(d, pki, run)
     grown = peak[0] - before
-    assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
+    # (not under the sanitizers: their allocator and quarantine keep
+    # freed memory resident; the connection ended all the same)
+    if not alptest.SANITIZED:
+        assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
     assert d.log().count('msg="HTTP/2 frame flood"') == 1, d.log_tail()

@@ -468,7 +468,10 @@ def test_refused_stream_flood_from_a_client_that_never_reads(victim, paced):
             grown = max(peak, rss_bytes(d.pid, "VmHWM")) - before
             print("flood: %d frames in %.1fs, RSS +%.1f MiB, %s" % (
                 sent, took, grown / MiB, outcome or h.send_error))
-            assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
+            # (not under the sanitizers: their allocator and quarantine keep
+            # freed memory resident; the connection ended all the same)
+            if not alptest.SANITIZED:
+                assert grown < 32 * MiB, "RSS grew %d MiB" % (grown // MiB)
             if paced:
                 assert h.send_error is not None or outcome == "eof", (
                     "%d frames sent, the connection is still open" % sent)
