@@ -74,11 +74,9 @@
  * what it queues. A legitimate connection queues a few frames per open
  * stream (reply HEADERS, trailers, an RST, a WINDOW_UPDATE) and a few
  * refused streams: the bound leaves ample room for those. Input is fed to
- * nghttp2 RECV_SLICE bytes at a time and the queue looked at after each.
+ * nghttp2 a slice at a time and the queue looked at after each (h2_feed(),
+ * H2_OBQ_PER_STREAM, h2io.h).
  */
-#define OBQ_PER_STREAM		8
-#define OBQ_SLACK		4096
-#define RECV_SLICE		(64u << 10)
 /* Bodies up to this size are not held back by max_inflight_bytes, so
  * reads keep flowing while large uploads wait for room: 16 KiB and the
  * 5 bytes of framing a gRPC message carries. */
@@ -741,30 +739,33 @@ h2s_conn_flush(struct h2s_conn *c)
 	}
 }
 
-/*
- * Feed n bytes to nghttp2, RECV_SLICE at a time (OBQ_PER_STREAM): the bytes
- * taken, or nghttp2's error. A queue of frames past the bound sets
- * c->flooded and fails with NGHTTP2_ERR_FLOODED.
- */
+/* Feed n bytes to nghttp2 (h2_feed()): a queue of frames past obq_max
+ * sets c->flooded and fails with NGHTTP2_ERR_FLOODED. */
 static ssize_t
 conn_recv(struct h2s_conn *c, const uint8_t *p, size_t n)
 {
-	size_t done = 0, m;
+	int flooded = 0;
 	ssize_t rv;
 
-	while (done < n) {
-		m = n - done < RECV_SLICE ? n - done : RECV_SLICE;
-		if ((rv = nghttp2_session_mem_recv(c->h2, p + done, m)) < 0)
-			return rv;
-		done += (size_t)rv;
-		if (nghttp2_session_get_outbound_queue_size(c->h2) > c->obq_max) {
-			c->flooded = 1;
-			return NGHTTP2_ERR_FLOODED;
-		}
-		if ((size_t)rv < m)
-			break;
+	rv = h2_feed(c->h2, p, n, c->obq_max, &flooded);
+	if (flooded)
+		c->flooded = 1;
+	return rv;
+}
+
+/* Send what nghttp2 has queued (a GOAWAY among it), then close once it
+ * is written. */
+static void
+send_and_close(struct h2s_conn *c)
+{
+	nghttp2_session_send(c->h2);
+	if (h2_out_flush(&c->out) != 0) {
+		h2s_conn_free(c);
+		return;
 	}
-	return (ssize_t)done;
+	c->closing = 1;
+	if (h2_out_len(&c->out) == 0)
+		conn_finish(c);
 }
 
 /*
@@ -784,14 +785,7 @@ flood_close(struct h2s_conn *c)
 	}
 	nghttp2_session_terminate_session(c->h2, NGHTTP2_ENHANCE_YOUR_CALM);
 	c->goaway_sent = 1;
-	nghttp2_session_send(c->h2);
-	if (h2_out_flush(&c->out) != 0) {
-		h2s_conn_free(c);
-		return;
-	}
-	c->closing = 1;
-	if (h2_out_len(&c->out) == 0)
-		conn_finish(c);
+	send_and_close(c);
 }
 
 /* nghttp2 refused what it was fed: tell the peer why when it has a GOAWAY
@@ -805,14 +799,7 @@ recv_failed(struct h2s_conn *c, int rv)
 	}
 	log_debug("http2 receive failed", "peer=%s error=\"%s\"", c->peer,
 	    nghttp2_strerror(rv));
-	nghttp2_session_send(c->h2);
-	if (h2_out_flush(&c->out) != 0) {
-		h2s_conn_free(c);
-		return;
-	}
-	c->closing = 1;
-	if (h2_out_len(&c->out) == 0)
-		conn_finish(c);
+	send_and_close(c);
 }
 
 /* A TLS ClientHello (a handshake record, 0x16) where the HTTP/2 preface
@@ -1270,8 +1257,8 @@ h2s_conn_new_bev(struct server *srv, struct bufferevent *bev, const char *peer)
 	c->outq_seen = INT_MAX;
 	/* From the limit announced to this connection: a reload changes
 	 * it for the next ones. */
-	c->obq_max = OBQ_PER_STREAM * (size_t)srv->lim.max_concurrent_streams +
-	    OBQ_SLACK;
+	c->obq_max = H2_OBQ_PER_STREAM *
+	    (size_t)srv->lim.max_concurrent_streams + H2_OBQ_SLACK;
 	TAILQ_INIT(&c->streams);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (nghttp2_session_server_new3(&c->h2, callbacks, c, h2options,

@@ -183,21 +183,33 @@ metrics_upstream_up(int up)
 	m.upstream_up = up != 0;
 }
 
-int
-metrics_gauge(const char *name, const char *help, uint64_t (*fn)(void *),
-    void *arg)
+/* A new entry at the end of the registered gauges (scrape order is
+ * registration order); NULL when out of memory. */
+static struct gauge *
+gauge_add(const char *name, const char *help, void *arg)
 {
 	struct gauge *g, **tail;
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
-		return -1;
+		return NULL;
 	g->name = name;
 	g->help = help;
-	g->fn = fn;
 	g->arg = arg;
 	for (tail = &m.gauges; *tail != NULL; tail = &(*tail)->next)
 		;
 	*tail = g;
+	return g;
+}
+
+int
+metrics_gauge(const char *name, const char *help, uint64_t (*fn)(void *),
+    void *arg)
+{
+	struct gauge *g;
+
+	if ((g = gauge_add(name, help, arg)) == NULL)
+		return -1;
+	g->fn = fn;
 	return 0;
 }
 
@@ -206,19 +218,13 @@ metrics_family(const char *name, const char *type, const char *help,
     const char *label, const char *(*fn)(void *, size_t, uint64_t *),
     void *arg)
 {
-	struct gauge *g, **tail;
+	struct gauge *g;
 
-	if ((g = calloc(1, sizeof(*g))) == NULL)
+	if ((g = gauge_add(name, help, arg)) == NULL)
 		return -1;
-	g->name = name;
-	g->help = help;
 	g->type = type;
 	g->label = label;
 	g->lfn = fn;
-	g->arg = arg;
-	for (tail = &m.gauges; *tail != NULL; tail = &(*tail)->next)
-		;
-	*tail = g;
 	return 0;
 }
 
