@@ -50,15 +50,13 @@
  * max_outbound_ack): a PUSH_PROMISE on a stream of ours, before it ACKed the
  * SETTINGS that turned push off, is answered with RST_STREAM(CANCEL), one
  * per frame of some 13 bytes. A server that sends those and never reads
- * would grow our queue without end. So the server's bytes are fed RECV_SLICE
- * at a time, and past OBQ_PER_STREAM frames per stream of ours (HEADERS
- * waiting for a slot, a cancel, WINDOW_UPDATEs) plus OBQ_SLACK (the ACKs
- * nghttp2 allows, our PINGs and SETTINGS) the connection ends as an HTTP/2
- * error (GOAWAY ENHANCE_YOUR_CALM when our output has room for it).
+ * would grow our queue without end. So the server's bytes are fed a slice
+ * at a time (h2_feed(), h2io.h), and past H2_OBQ_PER_STREAM frames per
+ * stream of ours (HEADERS waiting for a slot, a cancel, WINDOW_UPDATEs) plus
+ * H2_OBQ_SLACK (the ACKs nghttp2 allows, our PINGs and SETTINGS) the
+ * connection ends as an HTTP/2 error (GOAWAY ENHANCE_YOUR_CALM when our
+ * output has room for it).
  */
-#define RECV_SLICE		(64u << 10)
-#define OBQ_PER_STREAM		8
-#define OBQ_SLACK		4096
 #define H2C_FLOOD_REASON	"HTTP/2 error: frame flood (too many frames " \
 				"queued in answer to the server's)"
 
@@ -422,31 +420,19 @@ h2c_conn_after_io(struct h2conn *conn)
 	h2c_conn_flush(conn);
 }
 
-/*
- * Feed n bytes to nghttp2, RECV_SLICE at a time: the bytes taken, or
- * nghttp2's error. A queue of frames past the bound (OBQ_PER_STREAM) sets
- * conn->flooded and fails with NGHTTP2_ERR_FLOODED.
- */
+/* Feed n bytes to nghttp2 (h2_feed()): a queue of frames past the bound
+ * sets conn->flooded and fails with NGHTTP2_ERR_FLOODED. */
 static ssize_t
 h2c_conn_recv(struct h2conn *conn, const uint8_t *p, size_t n)
 {
-	size_t done = 0, m, max;
+	int flooded = 0;
 	ssize_t rv;
 
-	max = OBQ_PER_STREAM * conn->nstreams + OBQ_SLACK;
-	while (done < n) {
-		m = n - done < RECV_SLICE ? n - done : RECV_SLICE;
-		if ((rv = nghttp2_session_mem_recv(conn->h2, p + done, m)) < 0)
-			return rv;
-		done += (size_t)rv;
-		if (nghttp2_session_get_outbound_queue_size(conn->h2) > max) {
-			conn->flooded = 1;
-			return NGHTTP2_ERR_FLOODED;
-		}
-		if ((size_t)rv < m)
-			break;
-	}
-	return (ssize_t)done;
+	rv = h2_feed(conn->h2, p, n, H2_OBQ_PER_STREAM * conn->nstreams +
+	    H2_OBQ_SLACK, &flooded);
+	if (flooded)
+		conn->flooded = 1;
+	return rv;
 }
 
 /* nghttp2 refused what it was fed: tell the server why, if nghttp2 queued

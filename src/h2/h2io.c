@@ -1,8 +1,9 @@
 /*
  * h2io.c: the wire side of an HTTP/2 connection of ours, server or client
  * (h2io.h): nghttp2's allocator, body queues, cleartext output staging, TLS
- * record packing, and DATA frames whose payload goes to the socket by
- * reference.
+ * record packing, DATA frames whose payload goes to the socket by
+ * reference, and input fed to nghttp2 in slices with its queue of answers
+ * bounded (h2_feed()).
  *
  * Where payload bytes are copied: cleartext, never for a referenced range
  * of H2_REF_MIN bytes or more (an evbuffer reference whose cleanup drops
@@ -500,4 +501,26 @@ nghttp2_mem *
 h2_mem(void)
 {
 	return &h2mem;
+}
+
+ssize_t
+h2_feed(nghttp2_session *h2, const uint8_t *p, size_t n, size_t max_queued,
+    int *flooded)
+{
+	size_t done = 0, m;
+	ssize_t rv;
+
+	while (done < n) {
+		m = n - done < H2_RECV_SLICE ? n - done : H2_RECV_SLICE;
+		if ((rv = nghttp2_session_mem_recv(h2, p + done, m)) < 0)
+			return rv;
+		done += (size_t)rv;
+		if (nghttp2_session_get_outbound_queue_size(h2) > max_queued) {
+			*flooded = 1;
+			return NGHTTP2_ERR_FLOODED;
+		}
+		if ((size_t)rv < m)
+			break;
+	}
+	return (ssize_t)done;
 }

@@ -1,6 +1,7 @@
 /*
  * h2io.h: what an HTTP/2 connection of ours does on the wire whatever its
  * side: nghttp2's allocator, a body queue of owned and referenced bytes,
+ * input fed to nghttp2 with a bound on the frames it queues in answer,
  * and the output of a connection (cleartext staging, TLS record packing,
  * DATA frames whose payload goes by reference). Both sides are built on
  * it: the server transport (h2srv.c) and the gRPC client's connections
@@ -9,6 +10,8 @@
  */
 #ifndef ALPCRUND_H2IO_H
 #define ALPCRUND_H2IO_H
+
+#include <sys/types.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -146,5 +149,25 @@ int	 h2_out_data(struct h2_out *, const uint8_t *framehd,
 /* nghttp2's allocations from free lists of small size classes (loop
  * thread only); plain malloc under AddressSanitizer. */
 nghttp2_mem	*h2_mem(void);
+
+/*
+ * The frames nghttp2 may hold queued in answer to the peer's, at most:
+ * H2_OBQ_PER_STREAM per stream plus H2_OBQ_SLACK. nghttp2 caps only its
+ * PING and SETTINGS ACKs; what a peer can make it queue otherwise (an
+ * RST_STREAM per refused stream or refused PUSH_PROMISE) grows without end
+ * while the peer sends and does not read, since output over its bound
+ * stops what nghttp2 writes, not what it queues. A connection in use
+ * queues a few frames per stream: the bound leaves ample room for those.
+ */
+#define H2_OBQ_PER_STREAM	8
+#define H2_OBQ_SLACK		4096
+/*
+ * Feed n bytes to nghttp2 H2_RECV_SLICE at a time, looking at its queue
+ * after each: the bytes taken, or nghttp2's error; a queue past max_queued
+ * frames sets *flooded and fails with NGHTTP2_ERR_FLOODED.
+ */
+#define H2_RECV_SLICE		(64u << 10)
+ssize_t	 h2_feed(nghttp2_session *, const uint8_t *, size_t n,
+	    size_t max_queued, int *flooded);
 
 #endif

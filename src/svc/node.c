@@ -306,31 +306,30 @@ node_learn(uint64_t inc, const char *how)
 		watch_end_all("the central cache's store changed");
 }
 
-static void
+/* Learn the incarnation an answer names; it, or 0 for none. */
+static uint64_t
 learn_from(const struct h2reply *r, const char *how)
 {
 	uint64_t inc;
 
-	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) == 0)
-		node_learn(inc, how);
+	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
+		return 0;		/* a central that names none */
+	node_learn(inc, how);
+	return inc;
 }
 
 static void
 probe_done(void *arg, struct h2reply *r)
 {
 	char hex[IDENTITY_HEX];
-	uint64_t inc;
+	uint64_t before = n.incarnation;
 
 	n.probe = NULL;
-	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
-		return;
-	if (inc == n.incarnation) {
-		identity_format(inc, hex);
+	if (learn_from(r, "connect") == before && before != 0) {
+		identity_format(before, hex);
 		log_info("central cache's store unchanged", "upstream=%s "
 		    "incarnation=%s", n.target, hex);
-		return;
 	}
-	node_learn(inc, "connect");
 }
 
 /* After every (re)connect: a central restarted meanwhile has another
@@ -684,9 +683,7 @@ fetch_done(void *arg, struct h2reply *r)
 
 	f->hc = NULL;
 	fetch_unjoin(f);		/* its answer is decided */
-	learn_from(r, "fetch");
-	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
-		inc = 0;		/* a central that names none */
+	inc = learn_from(r, "fetch");
 	if (identity_parse(h2reply_meta(r, META_GENERATION), &f->gen) != 0)
 		f->gen = 0;
 	if (r->status != GRPC_OK) {
