@@ -109,6 +109,9 @@ struct call {
 	void			*data;
 	char			*rmeta[GRPC_REQ_META_MAX];	/* call_meta() */
 	size_t			 nrmeta;
+	/* A message sent piece by piece (call_message_begin()). */
+	unsigned		 in_message:1;
+	size_t			 message_left;	/* bytes still to come */
 };
 
 /* What the composition root registered (grpc_server_configure()). */
@@ -554,6 +557,86 @@ call_reply(struct call *call, const ProtobufCMessage *reply,
 	call_detach(call);
 	call_free(call);
 	reply_end(st, GRPC_OK);
+}
+
+int
+call_message_begin(struct call *call, size_t len)
+{
+	struct gstream *st = call->st;
+	uint8_t *p;
+
+	if (st == NULL || call->in_message || st->responded)
+		return -1;
+	if (len > max_message_size || len > UINT32_MAX)
+		return -2;
+	if ((p = h2_body_add_inline(h2s_body(st->hs), GRPC_PREFIX_LEN)) ==
+	    NULL)
+		return -1;
+	grpc_frame_prefix(p, (uint32_t)len);
+	call->in_message = 1;
+	call->message_left = len;
+	respond_headers(st);
+	h2s_resume(st->hs);
+	return 0;
+}
+
+int
+call_message_add(struct call *call, const uint8_t *data, size_t len,
+    struct lease *lease)
+{
+	struct gstream *st = call->st;
+	struct lease_ref *ref;
+	uint8_t *p;
+	int rv = -1;
+
+	if (st == NULL || !call->in_message || len > call->message_left)
+		goto out;
+	if (len == 0) {
+		rv = 0;
+		goto out;
+	}
+	if (lease == NULL || len < H2_REF_MIN) {
+		if ((p = h2_body_add_inline(h2s_body(st->hs), len)) == NULL)
+			goto out;
+		memcpy(p, data, len);	/* COPY: small pieces only */
+	} else {
+		if ((ref = malloc(sizeof(*ref))) == NULL)
+			goto out;
+		ref->ref.refs = 1;		/* ours while queueing */
+		ref->ref.release = lease_ref_release;
+		ref->lease = *lease;
+		lease->release = NULL;
+		rv = h2_body_add_ref(h2s_body(st->hs), data, len, &ref->ref);
+		h2_ref_drop(&ref->ref);
+		if (rv != 0)
+			return -1;
+	}
+	call->message_left -= len;
+	h2s_resume(st->hs);
+	rv = 0;
+out:
+	if (lease != NULL)
+		lease_release(lease);
+	return rv;
+}
+
+void
+call_message_end(struct call *call)
+{
+	struct gstream *st = call->st;
+
+	if (st != NULL && (!call->in_message || call->message_left > 0)) {
+		/* A bug of the handler: never an OK status on a message cut
+		 * short. */
+		log_error("reply message cut short", "missing=%zu",
+		    call->message_left);
+		call_error(call, GRPC_INTERNAL, "reply message cut short");
+		return;
+	}
+	call_detach(call);
+	call_free(call);
+	if (st != NULL)
+		reply_end(st, GRPC_OK);
 }
 
 void

@@ -90,6 +90,27 @@ void	 grpc_server_set_meta(const char *name, const char *value);
  */
 void	 call_reply(struct call *, const ProtobufCMessage *reply,
 	    struct lease *lease);
+/*
+ * A unary reply whose one message goes out piece by piece, as its bytes
+ * become known (a node forwarding a payload while it arrives from
+ * upstream: cut-through). call_message_begin(): the response HEADERS (with
+ * the metadata set so far) and the message's prefix announcing len bytes;
+ * then call_message_add() for the next bytes in order, copied (lease NULL,
+ * or fewer than H2_REF_MIN bytes: the lease is then released at once) or
+ * sent by reference and held through the lease until the socket took them;
+ * call_message_end() once all len bytes are added finishes the call OK
+ * (fewer: INTERNAL, logged, a bug of the handler). call_error() at any
+ * point finishes it with that status in trailers after what was sent: the
+ * peer sees a message cut short with the status, never a short message
+ * that decodes. Each returns 0, or -1 when the stream is gone, out of
+ * memory, or (add) the message would grow past len, the lease released;
+ * begin returns -2 when len exceeds max_message_size. The handler must
+ * still finish the call.
+ */
+int	 call_message_begin(struct call *, size_t len);
+int	 call_message_add(struct call *, const uint8_t *, size_t len,
+	    struct lease *);
+void	 call_message_end(struct call *);
 /* Finish with an error status; fmt builds grpc-message (may be NULL). */
 void	 call_error(struct call *, int status, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));

@@ -39,6 +39,7 @@ deframer_clear(struct grpc_deframer *df)
 	df->len = 0;
 	df->have = 0;
 	df->compressed = 0;
+	df->given = 0;
 }
 
 enum grpc_deframe_result
@@ -83,7 +84,10 @@ grpc_deframe(struct grpc_deframer *df, const uint8_t *data, size_t len,
 			*consumed = used;
 			return GF_MESSAGE;
 		}
-		if ((df->buf = bigbuf_alloc(df->len)) == NULL) {
+		df->given = df->alloc != NULL;
+		df->buf = df->given ? df->alloc(df->alloc_arg, df->len) :
+		    bigbuf_alloc(df->len);
+		if (df->buf == NULL) {
 			*consumed = used;
 			return GF_NOMEM;
 		}
@@ -119,7 +123,8 @@ grpc_deframer_partial(const struct grpc_deframer *df)
 void
 grpc_deframer_reset(struct grpc_deframer *df)
 {
-	bigbuf_free(df->buf);
+	if (!df->given)
+		bigbuf_free(df->buf);
 	deframer_clear(df);
 	df->announced = 0;
 }

@@ -32,6 +32,12 @@ struct grpc_deframer {
 	uint32_t	 have;		/* body bytes received */
 	int		 compressed;	/* flag byte of the current message */
 	uint32_t	 announced;	/* GF_TOO_LARGE: the length the prefix gave */
+	/* NULL: bodies from bigbuf_alloc(), freed by reset until handed
+	 * over. Set: from alloc(alloc_arg, len), the giver's to free (reset
+	 * only forgets such a body: given); NULL from it is GF_NOMEM. */
+	uint8_t		*(*alloc)(void *arg, size_t len);
+	void		*alloc_arg;
+	int		 given;
 };
 
 /* A complete message, handed to the caller (who then owns msg). */

@@ -62,8 +62,8 @@ h2c_call_msgs_clear(struct h2call *call)
 static void
 h2c_call_held(struct h2call *call)
 {
-	size_t held = (call->df.buf != NULL ? call->df.len : 0) +
-	    (call->rdata != NULL ? call->rlen : 0);
+	size_t held = (call->df.buf != NULL && call->df.buf != call->ext ?
+	    call->df.len : 0) + (call->rdata != NULL ? call->rlen : 0);
 
 	if (held == call->held)
 		return;
@@ -404,6 +404,13 @@ h2c_call_deliver_done(struct h2call *call)
 	struct h2meta meta = call->meta;
 	struct h2reply r = { call->status, msg != NULL ? msg : "",
 	    call->rdata, call->rlen, &meta };
+	int ext = call->ext != NULL;
+
+	if (ext) {			/* the caller's buffer (h2call_reply_into()) */
+		r.data = call->status == GRPC_OK && call->have_msg ?
+		    call->ext : NULL;
+		r.len = r.data != NULL ? call->ext_len : 0;
+	}
 
 	/* Everything the callback sees is moved out first: the callback may
 	 * free the client, and the call with it. */
@@ -415,7 +422,8 @@ h2c_call_deliver_done(struct h2call *call)
 	call->user = 0;
 	h2c_call_maybe_destroy(call);
 	done(arg, &r);
-	free(r.data);
+	if (!ext)
+		free(r.data);
 	free(msg);
 }
 
@@ -454,6 +462,17 @@ h2c_call_ev_cb(evutil_socket_t fd, short what, void *arg)
 	struct h2call *call = arg;
 	struct h2msg *m;
 
+	if (call->arrived != NULL && !call->finished && call->user &&
+	    call->ext_have > call->ext_told) {
+		call->ext_told = call->ext_have;
+		call->in_cb = 1;
+		call->arrived(call->into_arg, call->ext_told, call->ext_len);
+		call->in_cb = 0;
+		if (!call->user) {	/* cancelled, or the client freed */
+			h2c_call_maybe_destroy(call);
+			return;
+		}
+	}
 	if (!call->finished && STAILQ_EMPTY(&call->msgs)) {
 		if (call->deadline == 0 || clock_now_ns() < call->deadline) {
 			h2c_call_arm_deadline(call);
@@ -934,6 +953,11 @@ h2c_call_got_message(struct h2call *call, struct grpc_message *m)
 		return;
 	}
 	if (!call->streaming) {
+		if (m->data != NULL && m->data == call->ext) {
+			call->have_msg = 1;	/* done points at it */
+			call->ext_have = m->len;
+			return;
+		}
 		if (!call->have_msg) {
 			call->rdata = m->data;	/* the reply's one copy */
 			call->rlen = m->len;
@@ -990,6 +1014,12 @@ h2c_call_data(struct h2call *call, const uint8_t *data, size_t len)
 	/* Decided here (too large, compressed): stop the server sending. */
 	if (call->finished && !call->ended)
 		h2c_call_rst(call);
+	/* Cut-through: tell the caller from the loop, once per batch. */
+	if (call->ext != NULL && call->df.buf == call->ext)
+		call->ext_have = call->df.have;
+	if (call->arrived != NULL && !call->finished && call->user &&
+	    call->ext_have > call->ext_told)
+		event_active(call->ev, EV_TIMEOUT, 1);
 	if (!call->finished)
 		h2c_call_report_progress(call);
 }

@@ -121,6 +121,15 @@ struct h2call {
 	void			*release_arg;
 	uint8_t			 prefix[GRPC_PREFIX_LEN];
 
+	/* Cut-through (h2call_reply_into()): the reply message lands in
+	 * ext, the caller's, ext_len bytes; ext_have of them are in,
+	 * ext_told were reported to arrived. */
+	h2_reply_alloc_fn	*ralloc;
+	h2_reply_arrived_fn	*arrived;
+	void			*into_arg;
+	uint8_t			*ext;
+	size_t			 ext_len, ext_have, ext_told;
+
 	/* Progress hook (h2call_progress()), and reply DATA bytes so far. */
 	h2_progress_fn		*progress;
 	void			*progress_arg;

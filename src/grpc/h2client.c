@@ -341,6 +341,35 @@ h2call_progress(struct h2call *call, h2_progress_fn *fn, void *arg)
 	call->progress_arg = arg;
 }
 
+/* The deframer's allocator for a call with h2call_reply_into(): the first
+ * message only, which the caller is then told about. */
+static uint8_t *
+h2call_into_alloc(void *arg, size_t len)
+{
+	struct h2call *call = arg;
+	uint8_t *p;
+
+	if ((p = call->ralloc(call->into_arg, len)) == NULL)
+		return NULL;
+	call->ext = p;
+	call->ext_len = len;
+	call->df.alloc = NULL;		/* a second message is not the caller's */
+	return p;
+}
+
+void
+h2call_reply_into(struct h2call *call, h2_reply_alloc_fn *alloc,
+    h2_reply_arrived_fn *arrived, void *arg)
+{
+	if (call == NULL || call->streaming || call->ext != NULL)
+		return;
+	call->ralloc = alloc;
+	call->arrived = arrived;
+	call->into_arg = arg;
+	call->df.alloc = alloc != NULL ? h2call_into_alloc : NULL;
+	call->df.alloc_arg = call;
+}
+
 void
 h2call_max_message(struct h2call *call, uint64_t bytes)
 {

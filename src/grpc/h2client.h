@@ -384,6 +384,31 @@ typedef void h2_progress_fn(void *arg, uint64_t sent, uint64_t send_total,
 void		 h2call_progress(struct h2call *, h2_progress_fn *fn,
 		    void *arg);
 /*
+ * Cut-through (node mode): a unary call's reply message received into a
+ * buffer of the caller's, and watched while it fills. Once the message's
+ * prefix arrived, alloc(arg, len) gives len bytes (NULL: the call fails
+ * with RESOURCE_EXHAUSTED "out of memory for a reply of N bytes"); it runs
+ * from inside nghttp2, so it must only allocate and count. The client
+ * fills the buffer in order and never frees it: the caller does, after
+ * done ran or the call was cancelled (the client may write into it until
+ * then), whatever the outcome. arrived(arg, have, len) tells that the
+ * first `have` bytes are in: from the call's event on the loop like done
+ * (it may call anything), once per batch of DATA read, not per frame, and
+ * never once the outcome is decided: done tells the rest. An OK done has
+ * all len bytes in, r->data pointing at the caller's buffer (not freed
+ * when done returns; taking it is moot); any other status has r->data
+ * NULL. A second reply message (a broken server) is not put there. The
+ * buffer is not reported to on_reply_mem: the caller counts it. The
+ * response metadata are readable from arrived (h2call_meta()). A call
+ * that got any response is never sent again (Failover), so the bytes
+ * reported are never taken back. Set it right after starting a unary
+ * call; a NULL call is fine.
+ */
+typedef uint8_t *h2_reply_alloc_fn(void *arg, size_t len);
+typedef void h2_reply_arrived_fn(void *arg, size_t have, size_t len);
+void		 h2call_reply_into(struct h2call *, h2_reply_alloc_fn *alloc,
+		    h2_reply_arrived_fn *arrived, void *arg);
+/*
  * A limit of the call's own on each reply message (0: the client's
  * max_message_size), for a stream whose messages are known to be small
  * (the change feed's notices): a hostile server's announced message is

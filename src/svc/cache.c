@@ -205,15 +205,55 @@ cache_delete(struct call *call, ProtobufCMessage *msg)
 }
 
 void
+cache_reply(struct call *call, const uint8_t *key, size_t keylen,
+    uint32_t level, uint64_t gen, uint64_t expires, uint64_t now,
+    struct lease *lease)
+{
+	uint8_t head[CACHE_REPLY_HEAD_MAX];
+	size_t hl;
+	char hex[IDENTITY_HEX];
+
+	/* Which content this is (identity.h), for nodes. */
+	if (gen != 0) {
+		identity_format(gen, hex);
+		call_set_meta(call, META_GENERATION, hex);
+	}
+	hl = cache_reply_head(head, key, keylen, level, lease->len, expires,
+	    now);
+	switch (call_message_begin(call, hl + lease->len)) {
+	case 0:
+		break;
+	case -2:
+		lease_release(lease);
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "reply of %zu bytes "
+		    "exceeds max_message_size", hl + lease->len);
+		return;
+	default:
+		lease_release(lease);
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (call_message_add(call, head, hl, NULL) != 0) {
+		lease_release(lease);
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	/* The payload by reference, under the lease. */
+	if (call_message_add(call, lease->data, lease->len, lease) != 0) {
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	call_message_end(call);
+}
+
+void
 cache_get(struct call *call, ProtobufCMessage *msg)
 {
 	Alpcrun__V1__SharedData *req = (Alpcrun__V1__SharedData *)msg;
-	struct cache_reply reply;
 	struct be_record rec;
 	struct lease lease = { 0 };
 	struct cache_verdict v;
 	uint64_t now = clock_now_ns();
-	char gen[IDENTITY_HEX];
 
 	if (cache_check_session(req->session_id.data, req->session_id.len,
 	    req->has_session_id, &v) != 0) {
@@ -240,15 +280,8 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	metrics_count(MC_CACHE_HITS, 1);
-	/* Which content this is (identity.h), for nodes. */
-	if (rec.gen != 0) {
-		identity_format(rec.gen, gen);
-		call_set_meta(call, META_GENERATION, gen);
-	}
-	/* The payload is sent by reference, under the lease. */
-	cache_reply_fill(&reply, req->session_id.data, req->session_id.len,
-	    rec.level, lease.data, lease.len, rec.expires, now);
-	call_reply(call, &reply.msg.base, &lease);
+	cache_reply(call, req->session_id.data, req->session_id.len,
+	    rec.level, rec.gen, rec.expires, now, &lease);
 out:
 	sdwire_free(msg);
 }

@@ -81,6 +81,7 @@
 #include "auth.h"
 #include "backend.h"
 #include "bigbuf.h"
+#include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -376,26 +377,6 @@ on_link(void *arg, int up, const char *reason)
 
 /* --- replies ---------------------------------------------------------------- */
 
-/* Reply with a copy held under lease (which the call takes over). */
-static void
-reply_copy(struct call *call, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t gen, uint64_t expires, uint64_t now,
-    struct lease *lease)
-{
-	struct cache_reply reply;
-	char hex[IDENTITY_HEX];
-
-	/* Passed down as central named it, for the nodes behind this one. */
-	if (gen != 0) {
-		identity_format(gen, hex);
-		call_set_meta(call, META_GENERATION, hex);
-	}
-	/* As central's reply; the payload goes by reference. */
-	cache_reply_fill(&reply, key, keylen, level, lease->data, lease->len,
-	    expires, now);
-	call_reply(call, &reply.msg.base, lease);
-}
-
 static void
 shared_release(void *arg)
 {
@@ -567,7 +548,7 @@ fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
 		lease.len = s->len;
 		lease.release = shared_release;
 		lease.ctx = s;
-		reply_copy(waiter_remove(w), f->key, f->keylen, level,
+		cache_reply(waiter_remove(w), f->key, f->keylen, level,
 		    f->gen, expires, now, &lease);
 	}
 	shared_release(s);
@@ -964,7 +945,7 @@ node_get(struct call *call, ProtobufCMessage *msg)
 	    req->update_level)) {
 	case NODE_SERVE:
 		metrics_count(MC_CACHE_HITS, 1);
-		reply_copy(call, key, keylen, rec.level, rec.gen, rec.expires,
+		cache_reply(call, key, keylen, rec.level, rec.gen, rec.expires,
 		    now, &lease);
 		break;
 	case NODE_MISMATCH:

@@ -248,20 +248,30 @@ cache_ttl_left(Google__Protobuf__Duration *ttl, uint64_t expires,
 	ttl->nanos = (int32_t)(left % NS_PER_SEC);
 }
 
-void
-cache_reply_fill(struct cache_reply *r, const uint8_t *key, size_t keylen,
-    uint32_t level, const uint8_t *data, size_t len, uint64_t expires,
+size_t
+cache_reply_head(uint8_t out[CACHE_REPLY_HEAD_MAX], const uint8_t *key,
+    size_t keylen, uint32_t level, size_t payload_len, uint64_t expires,
     uint64_t now)
 {
-	alpcrun__v1__shared_data__init(&r->msg);
-	cache_ttl_left(&r->ttl, expires, now);
-	r->msg.has_session_id = 1;
-	r->msg.session_id.data = (uint8_t *)(uintptr_t)key;
-	r->msg.session_id.len = keylen;
-	r->msg.has_update_level = 1;
-	r->msg.update_level = level;
-	r->msg.has_payload = 1;
-	r->msg.payload.data = (uint8_t *)(uintptr_t)data;
-	r->msg.payload.len = len;
-	r->msg.ttl = &r->ttl;
+	Alpcrun__V1__SharedData msg = ALPCRUN__V1__SHARED_DATA__INIT;
+	Google__Protobuf__Duration ttl;
+	size_t n;
+
+	cache_ttl_left(&ttl, expires, now);
+	msg.has_session_id = 1;
+	msg.session_id.data = (uint8_t *)(uintptr_t)key;
+	msg.session_id.len = keylen;
+	msg.has_update_level = 1;
+	msg.update_level = level;
+	msg.ttl = &ttl;
+	/* Fields 1, 2 and 4 by protobuf-c, then the payload's tag and
+	 * length: the bytes follow. */
+	n = protobuf_c_message_pack(&msg.base, out);
+	out[n++] = (3 << 3) | 2;
+	do {
+		out[n++] = (uint8_t)((payload_len & 0x7f) |
+		    (payload_len > 0x7f ? 0x80 : 0));
+		payload_len >>= 7;
+	} while (payload_len > 0);
+	return n;
 }

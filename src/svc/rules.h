@@ -81,18 +81,17 @@ void	 cache_ttl_left(Google__Protobuf__Duration *, uint64_t expires,
 
 /*
  * The alpcrun.v1.SharedData reply to a Get that found an entry, on central
- * and on a node alike: session_id, update_level, payload and the TTL left.
- * key and data are pointed to, not copied (the payload goes by reference,
- * under a lease); msg points at ttl, so a cache_reply is filled where it is
- * used, never copied.
+ * and on a node alike: session_id, update_level, the TTL left, and the
+ * payload LAST (field 3 after field 4: protobuf takes fields in any
+ * order). cache_reply_head() writes the bytes before the payload, up to
+ * its length; the payload itself follows by reference. Last, so that a
+ * node forwarding a reply while it arrives (cut-through, node.c) knows
+ * every other field before the first payload byte.
  */
-struct cache_reply {
-	Alpcrun__V1__SharedData		msg;
-	Google__Protobuf__Duration	ttl;
-};
-
-void	 cache_reply_fill(struct cache_reply *, const uint8_t *key,
-	    size_t keylen, uint32_t level, const uint8_t *data, size_t len,
-	    uint64_t expires, uint64_t now);
+#define CACHE_REPLY_HEAD_MAX	(1 + 2 + SESSION_ID_MAX + 1 + 5 + \
+	1 + 1 + 11 + 6 + 1 + 5)
+size_t	 cache_reply_head(uint8_t out[CACHE_REPLY_HEAD_MAX],
+	    const uint8_t *key, size_t keylen, uint32_t level,
+	    size_t payload_len, uint64_t expires, uint64_t now);
 
 #endif

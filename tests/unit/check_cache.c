@@ -38,6 +38,7 @@
 #include "config.h"
 #include "grpc.h"
 #include "rules.h"
+#include "sdwire.h"
 #include "testutil.h"
 
 #define SEC		NS_PER_SEC
@@ -1291,26 +1292,24 @@ START_TEST(test_ttl_left)
 }
 END_TEST
 
-START_TEST(test_reply_fill)
+START_TEST(test_reply_head)
 {
 	static const uint8_t key[] = "sess-1", payload[] = { 0, 'a', 0xff };
-	struct cache_reply r;
+	static const size_t lens[] = { 0, 3, 127, 128, 16383, 16384,
+	    (size_t)1 << 28 };
 	Alpcrun__V1__SharedData *back;
-	uint8_t *buf;
-	size_t len;
+	uint8_t head[CACHE_REPLY_HEAD_MAX], *buf;
+	struct sd_view v;
+	size_t hl, i;
 
-	memset(&r, 0xa5, sizeof(r));	/* nothing left from before */
-	cache_reply_fill(&r, key, 6, UINT32_MAX, payload, sizeof(payload),
+	hl = cache_reply_head(head, key, 6, UINT32_MAX, sizeof(payload),
 	    10 * SEC + 7, 4 * SEC);
-	/* Pointed to, not copied. */
-	ck_assert_ptr_eq(r.msg.session_id.data, key);
-	ck_assert_ptr_eq(r.msg.payload.data, payload);
-	ck_assert_ptr_eq(r.msg.ttl, &r.ttl);
+	ck_assert_ptr_nonnull(buf = malloc(hl + sizeof(payload)));
+	memcpy(buf, head, hl);
+	memcpy(buf + hl, payload, sizeof(payload));
 	/* What goes on the wire, read back by protobuf-c. */
-	len = protobuf_c_message_get_packed_size(&r.msg.base);
-	ck_assert_ptr_nonnull(buf = malloc(len));
-	protobuf_c_message_pack(&r.msg.base, buf);
-	back = alpcrun__v1__shared_data__unpack(NULL, len, buf);
+	back = alpcrun__v1__shared_data__unpack(NULL, hl + sizeof(payload),
+	    buf);
 	ck_assert_ptr_nonnull(back);
 	ck_assert(back->has_session_id && back->session_id.len == 6 &&
 	    memcmp(back->session_id.data, key, 6) == 0);
@@ -1323,14 +1322,30 @@ START_TEST(test_reply_fill)
 	ck_assert_int_eq(back->ttl->seconds, 6);
 	ck_assert_int_eq(back->ttl->nanos, 7);
 	alpcrun__v1__shared_data__free_unpacked(back, NULL);
+	/* The payload is last: it starts where the head ends. */
+	ck_assert_int_eq(sdwire_parse(buf, hl + sizeof(payload), &v), 0);
+	ck_assert(v.has_payload && v.has_ttl);
+	ck_assert_uint_eq(v.payload_off, hl);
 	free(buf);
 
-	/* An empty payload is still present (has_payload), zero bytes. */
-	cache_reply_fill(&r, key, 6, 0, NULL, 0, SEC, 0);
-	ck_assert(r.msg.has_payload);
-	ck_assert_uint_eq(r.msg.payload.len, 0);
-	ck_assert(r.msg.has_update_level);
-	ck_assert_uint_eq(r.msg.update_level, 0);
+	/* Every length form; the longest session and level fit. */
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t big[SESSION_ID_MAX];
+
+		memset(big, 'k', sizeof(big));
+		hl = cache_reply_head(head, big, sizeof(big), UINT32_MAX,
+		    lens[i], UINT64_MAX, 0);
+		ck_assert_uint_le(hl, CACHE_REPLY_HEAD_MAX);
+		/* The head alone, announcing lens[i] bytes, is a prefix of
+		 * a SharedData: an empty payload makes it whole. */
+		if (lens[i] == 0) {
+			ck_assert_int_eq(sdwire_parse(head, hl, &v), 0);
+			ck_assert(v.has_payload);
+			ck_assert_uint_eq(v.payload_len, 0);
+			ck_assert_uint_eq(v.level, UINT32_MAX);
+		} else
+			ck_assert_int_ne(sdwire_parse(head, hl, &v), 0);
+	}
 }
 END_TEST
 
@@ -1730,7 +1745,7 @@ cache_suite(void)
 	tcase_add_test(tc, test_session);
 	tcase_add_test(tc, test_ttl);
 	tcase_add_test(tc, test_ttl_left);
-	tcase_add_test(tc, test_reply_fill);
+	tcase_add_test(tc, test_reply_head);
 	tcase_add_test(tc, test_decide_pure);
 	tcase_add_test(tc, test_decide_changes);
 	tcase_add_test(tc, test_decide_tombstone);

@@ -753,6 +753,100 @@ START_TEST(leased_payload_goes_by_reference)
 }
 END_TEST
 
+/* Cut-through: a message sent piece by piece, the large piece by
+ * reference, framed before it is whole. */
+START_TEST(message_in_pieces)
+{
+	static uint8_t out[sizeof(lease_bytes) + 64];
+	struct lease l = { lease_bytes, sizeof(lease_bytes), release_lease,
+	    NULL };
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", NULL);
+	struct h2_seg *s;
+	size_t n, total = 3 + sizeof(lease_bytes);
+	int byref = 0;
+
+	memset(lease_bytes, 0x5a, sizeof(lease_bytes));
+	ck_assert_int_eq(call_message_begin(held, total), 0);
+	ck_assert_int_eq(hs->nresponses, 1);		/* HEADERS at once */
+	ck_assert_int_eq(call_message_begin(held, total), -1);	/* once */
+	ck_assert_int_eq(call_message_add(held, (const uint8_t *)"abc", 3,
+	    NULL), 0);
+	/* What is known so far goes out before the rest exists. */
+	st_frame_all(hs, out, &n);
+	ck_assert_uint_eq(n, GRPC_PREFIX_LEN + 3);
+	ck_assert_uint_eq(out[0], 0);
+	ck_assert_uint_eq(((uint32_t)out[1] << 24 | (uint32_t)out[2] << 16 |
+	    (uint32_t)out[3] << 8 | out[4]), total);
+	ck_assert_int_eq(memcmp(out + GRPC_PREFIX_LEN, "abc", 3), 0);
+	ck_assert_int_eq(call_message_add(held, lease_bytes,
+	    sizeof(lease_bytes), &l), 0);
+	STAILQ_FOREACH(s, &hs->body.segs, entry)
+		if (s->ref != NULL && s->p == lease_bytes)
+			byref = 1;
+	ck_assert_msg(byref, "the piece was copied");
+	ck_assert_int_eq(lease_released, 0);
+	/* Past the announced length: refused, the message unchanged. */
+	ck_assert_int_eq(call_message_add(held, (const uint8_t *)"x", 1,
+	    NULL), -1);
+	call_message_end(held);
+	st_frame_all(hs, out, &n);
+	ck_assert_uint_eq(n, sizeof(lease_bytes));
+	ck_assert_int_eq(lease_released, 1);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "0");
+	st_close(hs);
+}
+END_TEST
+
+/* The source failed half way: trailers carry its status after what was
+ * sent; ending a message short is never OK. */
+START_TEST(message_cut_short)
+{
+	struct h2s_stream *hs = st_dispatch("/t.T/Hold", NULL);
+	size_t n;
+
+	ck_assert_int_eq(call_message_begin(held, 100), 0);
+	ck_assert_int_eq(call_message_add(held, (const uint8_t *)"abc", 3,
+	    NULL), 0);
+	call_error(held, GRPC_UNAVAILABLE, "central cache unreachable");
+	st_frame_all(hs, NULL, &n);
+	ck_assert_uint_eq(n, GRPC_PREFIX_LEN + 3);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "14");
+	ck_assert_str_eq(trl(hs, "grpc-message"),
+	    "central cache unreachable");
+	st_close(hs);
+
+	hs = st_dispatch("/t.T/Hold", NULL);
+	ck_assert_int_eq(call_message_begin(held, 100), 0);
+	ck_assert_int_eq(call_message_add(held, (const uint8_t *)"abc", 3,
+	    NULL), 0);
+	call_message_end(held);			/* a bug: INTERNAL */
+	st_frame_all(hs, NULL, NULL);
+	ck_assert_str_eq(trl(hs, "grpc-status"), "13");
+	st_close(hs);
+
+	/* Larger than max_message_size: -2, nothing sent. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	ck_assert_int_eq(call_message_begin(held, (size_t)1 << 40), -2);
+	ck_assert_int_eq(hs->nresponses, 0);
+	call_error(held, GRPC_RESOURCE_EXHAUSTED, NULL);
+	st_close(hs);
+
+	/* The stream went first: -1, the lease given back. */
+	hs = st_dispatch("/t.T/Hold", NULL);
+	ck_assert_int_eq(call_message_begin(held, 100), 0);
+	st_close(hs);
+	{
+		struct lease l = { lease_bytes, sizeof(lease_bytes),
+		    release_lease, NULL };
+
+		ck_assert_int_eq(call_message_add(held, lease_bytes, 50, &l),
+		    -1);
+		ck_assert_int_eq(lease_released, 1);
+	}
+	call_message_end(held);			/* only frees */
+}
+END_TEST
+
 START_TEST(streaming_send_pace_and_drain)
 {
 	Alpcrun__V1__SharedData m = ALPCRUN__V1__SHARED_DATA__INIT;
@@ -1109,6 +1203,8 @@ call_suite(void)
 	tcase_add_test(tc, handler_answers_later_or_never);
 	tcase_add_test(tc, late_answer_after_close_is_safe);
 	tcase_add_test(tc, leased_payload_goes_by_reference);
+	tcase_add_test(tc, message_in_pieces);
+	tcase_add_test(tc, message_cut_short);
 	tcase_add_test(tc, streaming_send_pace_and_drain);
 	tcase_add_test(tc, drain_leaves_unary_calls_alone);
 	tcase_add_test(tc, reset_sends_rst_and_no_trailers);

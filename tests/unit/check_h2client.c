@@ -500,6 +500,122 @@ START_TEST(test_roundtrip_64m)
 }
 END_TEST
 
+/* --- Cut-through: the reply into the caller's buffer ---------------------- */
+
+static struct {
+	uint8_t		*buf;
+	size_t		 len;
+	int		 allocs;
+	int		 arrivals;
+	size_t		 last;		/* the last `have` */
+	int		 partial;	/* arrivals with have < len */
+	int		 grew;		/* have never went back */
+	struct h2call	*call;
+	int		 stop_at;	/* srv_stop() at this arrival */
+	int		 cancel_at;	/* h2call_cancel() at this arrival */
+} X;
+
+static uint8_t *
+into_alloc(void *arg, size_t len)
+{
+	X.allocs++;
+	X.len = len;
+	X.buf = malloc(len);
+	return X.buf;
+}
+
+static void
+into_arrived(void *arg, size_t have, size_t len)
+{
+	X.arrivals++;
+	ck_assert_uint_eq(len, X.len);
+	ck_assert_uint_le(have, len);
+	if (have <= X.last)
+		X.grew = 0;
+	X.last = have;
+	if (have < len)
+		X.partial++;
+	/* The response HEADERS came first: their metadata is there. */
+	ck_assert_ptr_nonnull(h2call_meta(X.call, "alpcrun-incarnation"));
+	if (X.arrivals == X.stop_at)
+		srv_stop();
+	if (X.arrivals == X.cancel_at)
+		h2call_cancel(X.call);
+}
+
+static struct h2call *
+get_into(const char *sid, struct res *r)
+{
+	memset(&X, 0, sizeof(X));
+	X.grew = 1;
+	X.call = get_async(sid, 0, r);
+	ck_assert_ptr_nonnull(X.call);
+	h2call_reply_into(X.call, into_alloc, into_arrived, NULL);
+	return X.call;
+}
+
+/* The bytes land in the caller's buffer and are told as they come; done
+ * points at that buffer, which the client never frees. */
+START_TEST(test_reply_into)
+{
+	size_t n = 32 * MIB;
+	uint8_t *p = pattern(n, 5);
+	struct res r = { 0 };
+
+	srv_start(F.addr, NULL);
+	client_new(F.addr, NULL);
+	wait_up();
+	set_ok("into", 3, p, n);
+	get_into("into", &r);
+	wait_res(&r, 60000);
+	ck_assert_int_eq(X.allocs, 1);
+	ck_assert_ptr_eq(r.data, X.buf);
+	ck_assert_uint_eq(r.len, X.len);
+	check_payload(&r, 3, p, n);
+	/* 32 MiB do not come in one read: told before the end, in order. */
+	ck_assert_int_ge(X.partial, 1);
+	ck_assert(X.grew);
+	r.data = NULL;			/* X.buf: freed once, here */
+	free(X.buf);
+	res_clear(&r);
+	free(p);
+}
+END_TEST
+
+/* Failing half way: done with the status and no data; the buffer, half
+ * filled, is still the caller's to free. A cancel: no done at all. */
+START_TEST(test_reply_into_cut)
+{
+	size_t n = 32 * MIB;
+	uint8_t *p = pattern(n, 6);
+	struct res r = { 0 };
+
+	srv_start(F.addr, NULL);
+	client_new(F.addr, NULL);
+	wait_up();
+	set_ok("cut", 1, p, n);
+	get_into("cut", &r);
+	X.cancel_at = 1;
+	PUMP(X.arrivals >= 1, 30000);
+	pump_ms(200);
+	ck_assert_int_eq(r.done, 0);
+	ck_assert_int_eq(X.arrivals, 1);	/* none after the cancel */
+	free(X.buf);
+
+	get_into("cut", &r);
+	X.stop_at = 1;
+	wait_res(&r, 30000);
+	ck_assert_int_eq(X.arrivals, 1);
+	ck_assert_int_eq(r.status, GRPC_UNAVAILABLE);
+	ck_assert_ptr_null(r.data);
+	ck_assert_uint_eq(r.len, 0);
+	ck_assert_int_eq(X.partial, 1);
+	free(X.buf);
+	res_clear(&r);
+	free(p);
+}
+END_TEST
+
 /* Statuses and messages from the server pass through unchanged, percent
  * encoding undone. */
 START_TEST(test_errors_pass_through)
@@ -1891,6 +2007,8 @@ h2client_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_roundtrip_64m);
+	tcase_add_test(tc, test_reply_into);
+	tcase_add_test(tc, test_reply_into_cut);
 	tcase_add_test(tc, test_goaway_drain);
 	tcase_add_test(tc, test_goaway_retry);
 	suite_add_tcase(s, tc);
