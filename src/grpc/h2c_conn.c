@@ -92,6 +92,7 @@ h2c_conn_send_data_cb(nghttp2_session *h2, nghttp2_frame *frame,
 	 * the bytes stay until the socket took them. */
 	if (h2_out_data(&conn->out, framehd, &call->body, length) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	conn->c->tgt[conn->ti].st.sent_bytes += length;
 	h2c_call_report_progress(call);
 	return 0;
 }
@@ -151,8 +152,11 @@ static int
 h2c_conn_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
     const uint8_t *data, size_t len, void *arg)
 {
+	struct h2conn *conn = arg;
 	struct h2call *call = nghttp2_session_get_stream_user_data(h2, id);
 
+	/* Counted for the target even when the call is gone. */
+	conn->c->tgt[conn->ti].st.received_bytes += len;
 	/* nghttp2 gives the window back by itself once we return. */
 	if (call != NULL)
 		h2c_call_data(call, data, len);
@@ -723,6 +727,7 @@ h2c_conn_new(struct h2client *c, evutil_socket_t fd, struct bufferevent *bev)
 		return NULL;
 	}
 	conn->c = c;
+	conn->ti = c->ti;
 	TAILQ_INIT(&conn->streams);
 	if (bev != NULL)
 		conn->bev = bev;	/* the test seam: no socket, no TLS */

@@ -161,6 +161,7 @@ struct h2conn {
 	nghttp2_session		*h2;
 	struct h2c_call_list	 streams;
 	size_t			 nstreams;
+	size_t			 ti;		/* its target: c->tgt[ti] */
 	size_t			 completed;	/* calls that got a response */
 	struct event		*ping_ev;
 	struct event		*rev;		/* a socket we read ourselves

@@ -334,13 +334,20 @@ int		 h2client_set_meta(struct h2client *, const char *name,
 /*
  * Per target, for metrics: up (the connection in use is to it), the
  * link's switches to it after another failed (failovers) or back to the
- * first (returns), and the calls sent to it.
+ * first (returns), the calls sent to it, and the DATA bytes of calls
+ * exchanged with it on its connections (old ones draining included):
+ * request bodies framed to it (sent_bytes: a call sent again after a
+ * failover counts at each target) and reply DATA received from it
+ * (received_bytes, gRPC prefixes included, padding not). Frame headers,
+ * HEADERS and control frames count in neither.
  */
 struct h2client_target_stats {
 	int		 up;
 	uint64_t	 failovers;
 	uint64_t	 returns;
 	uint64_t	 calls;
+	uint64_t	 sent_bytes;
+	uint64_t	 received_bytes;
 };
 /* The number of targets; and target i's address and stats (NULL past the
  * end). */

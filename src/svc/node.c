@@ -1242,6 +1242,8 @@ upstream_sample(void *arg, size_t i, uint64_t *v)
 	case 0:	*v = (uint64_t)st.up; break;
 	case 1:	*v = st.calls; break;
 	case 2:	*v = st.failovers; break;
+	case 4:	*v = st.sent_bytes; break;
+	case 5:	*v = st.received_bytes; break;
 	default: *v = st.returns; break;
 	}
 	return t;
@@ -1266,7 +1268,15 @@ upstream_metrics(void)
 	    "upstream", upstream_sample, (void *)2) != 0 ||
 	    metrics_family("alpcrund_upstream_returns_total", "counter",
 	    "Times the link returned to the first upstream once it was "
-	    "back.", "upstream", upstream_sample, (void *)3) != 0 ? -1 : 0;
+	    "back.", "upstream", upstream_sample, (void *)3) != 0 ||
+	    metrics_family("alpcrund_upstream_sent_bytes_total", "counter",
+	    "Request DATA bytes the node framed to this upstream (message "
+	    "prefixes included).", "upstream", upstream_sample,
+	    (void *)4) != 0 ||
+	    metrics_family("alpcrund_upstream_received_bytes_total", "counter",
+	    "Reply DATA bytes the node received from this upstream (message "
+	    "prefixes included).", "upstream", upstream_sample,
+	    (void *)5) != 0 ? -1 : 0;
 }
 
 static void

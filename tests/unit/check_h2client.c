@@ -1156,6 +1156,78 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+/* Target i's stats. */
+static struct h2client_target_stats
+tstats(size_t i)
+{
+	struct h2client_target_stats st;
+
+	ck_assert_ptr_nonnull(h2client_target(F.cl, i, &st));
+	return st;
+}
+
+/* Two targets, the first refusing: the link fails over to the second,
+ * and the DATA bytes of calls, each way, count at the second only,
+ * exactly: the gRPC messages with their prefixes. */
+START_TEST(test_target_bytes)
+{
+	char dead[64];
+	const char *tl[2];
+	struct h2client_opts o = { 0 };
+	struct h2client_target_stats st;
+	uint8_t *p = pattern(1000, 3);
+	Alpcrun__V1__SharedData set = shared("tb", 1, 1, p, 1000);
+	Alpcrun__V1__SharedData get = shared("tb", 0, 0, NULL, 0);
+	size_t setlen = GRPC_PREFIX_LEN +
+	    alpcrun__v1__shared_data__get_packed_size(&set);
+	size_t getlen = GRPC_PREFIX_LEN +
+	    alpcrun__v1__shared_data__get_packed_size(&get);
+	struct res r = { 0 };
+
+	snprintf(dead, sizeof(dead), "127.0.0.1:%d", free_port());
+	tl[0] = dead;
+	tl[1] = F.addr;
+	o.targets = tl;
+	o.ntargets = 2;
+	srv_start(F.addr, NULL);
+	client_new(F.addr, &o);
+	wait_up();
+	ck_assert_uint_eq(h2client_ntargets(F.cl), 2);
+	ck_assert_str_eq(h2client_target(F.cl, 1, NULL), F.addr);
+	st = tstats(1);
+	ck_assert_int_eq(st.up, 1);
+	ck_assert_uint_eq(st.sent_bytes, 0);
+	ck_assert_uint_eq(st.received_bytes, 0);
+
+	/* Set: its request up, an Empty reply (a prefix alone) down. */
+	set_ok("tb", 1, p, 1000);
+	st = tstats(1);
+	ck_assert_uint_eq(st.calls, 1);
+	ck_assert_uint_eq(st.sent_bytes, setlen);
+	ck_assert_uint_eq(st.received_bytes, GRPC_PREFIX_LEN);
+
+	/* Get: the payload down. */
+	ck_assert_ptr_nonnull(get_async("tb", clock_now_ns() + 5000 * MS,
+	    &r));
+	wait_res(&r, 5000);
+	check_payload(&r, 1, p, 1000);
+	ck_assert_uint_gt(r.len, 1000);
+	st = tstats(1);
+	ck_assert_uint_eq(st.calls, 2);
+	ck_assert_uint_eq(st.sent_bytes, setlen + getlen);
+	ck_assert_uint_eq(st.received_bytes, 2 * GRPC_PREFIX_LEN + r.len);
+
+	/* The first, never up, carried nothing. */
+	st = tstats(0);
+	ck_assert_int_eq(st.up, 0);
+	ck_assert_uint_eq(st.calls, 0);
+	ck_assert_uint_eq(st.sent_bytes, 0);
+	ck_assert_uint_eq(st.received_bytes, 0);
+	res_clear(&r);
+	free(p);
+}
+END_TEST
+
 /* --- Windows -------------------------------------------------------------- */
 
 /* The receive window for a budget (node mode: max_inflight_bytes): the
@@ -2024,6 +2096,7 @@ h2client_suite(void)
 	tcase_add_test(tc, test_dns_silent);
 	tcase_add_test(tc, test_unix_socket);
 	tcase_add_test(tc, test_bad_options);
+	tcase_add_test(tc, test_target_bytes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("meta");

@@ -29,6 +29,22 @@ def set_both(c1, c2, sid, level, payload):
         c.stub().SetSharedData(sd(sid, level, payload), timeout=10)
 
 
+BIG = 256 * 1024      # a payload well above the messages around it
+
+
+def rx(m, central):
+    """Reply DATA bytes the node received from central (its series must
+    be there)."""
+    key = ("alpcrund_upstream_received_bytes_total",
+           frozenset({("upstream", central.addr)}))
+    assert key in m, "no %s{upstream=%s}" % (key[0], central.addr)
+    return m[key]
+
+
+def tx(m, central):
+    return m.value("alpcrund_upstream_sent_bytes_total", upstream=central.addr)
+
+
 def pair_of_centrals(make_daemon, node_extra=""):
     c1, c2 = make_daemon(""), make_daemon("")
     node = make_daemon("mode node\nbackend memory\nupstream %s %s\n"
@@ -47,14 +63,33 @@ def test_failover_to_the_second_and_back(make_daemon):
     assert m.value("alpcrund_upstream_target_up", upstream=c1.addr) == 1
     assert m.value("alpcrund_upstream_target_up", upstream=c2.addr) == 0
 
+    # Bytes by upstream: a fetch of BIG through the first counts there
+    # only, and so does a write of BIG forwarded to it.
+    big = bytes(range(256)) * (BIG // 256)
+    set_both(c1, c2, "fb", 1, big)
+    assert get(ns, "fb", 1)[1].payload == big
+    ns.SetSharedData(sd("fw", 1, big), timeout=10)
+    m2 = node.metrics()
+    assert rx(m2, c1) - rx(m, c1) >= BIG
+    assert rx(m2, c2) == rx(m, c2) == 0
+    assert tx(m2, c1) - tx(m, c1) >= BIG
+    assert tx(m2, c2) == 0
+
     c1.kill()
-    c2.stub().SetSharedData(sd("f2", 1, b"two"), timeout=10)
+    two = b"two" * (BIG // 3 + 1)
+    c2.stub().SetSharedData(sd("f2", 1, two), timeout=10)
+    m = node.metrics()
     t0 = time.monotonic()
     code, r = get(ns, "f2", 1, timeout=10)
     assert code == C.OK, (code, r)
-    assert r.payload == b"two"
+    assert r.payload == two
     assert time.monotonic() - t0 < 5
     assert gets(c2) == 1
+    # After the failover the reverse: the fetch's bytes came from the
+    # second, none from the first (dead).
+    m2 = node.metrics()
+    assert rx(m2, c2) - rx(m, c2) >= len(two)
+    assert rx(m2, c1) == rx(m, c1)
     node.wait_log(r"upstream failover.*upstream=%s from=%s" % (c2.addr, c1.addr))
     m = node.metrics()
     assert m.value("alpcrund_upstream_failovers_total", upstream=c2.addr) == 1
@@ -72,6 +107,13 @@ def test_failover_to_the_second_and_back(make_daemon):
     assert m.value("alpcrund_upstream_returns_total", upstream=c1.addr) == 1
     assert m.value("alpcrund_upstream_failovers_total", upstream=c2.addr) == 1
     assert m.value("alpcrund_upstream_target_up", upstream=c1.addr) == 1
+
+    # Back on the first, its bytes count there again, the second's stay.
+    c1.stub().SetSharedData(sd("f4", 1, big), timeout=10)
+    assert get(ns, "f4", 1)[1].payload == big
+    m2 = node.metrics()
+    assert rx(m2, c1) - rx(m, c1) >= BIG
+    assert rx(m2, c2) == rx(m, c2)
 
 
 @pytest.mark.timeout(120)
