@@ -83,23 +83,24 @@ class Net:
 
 
 def upstreams(topology, hosts):
-    """Host index of each node's upstream (index 0: central)."""
+    """Host indices of each node's upstreams, in the order tried (index 0:
+    central)."""
     if topology == "star":
-        return {i: 0 for i in range(1, hosts + 1)}
+        return {i: [0] for i in range(1, hosts + 1)}
     if topology == "chain":
-        return {i: i - 1 for i in range(1, hosts + 1)}
+        return {i: [i - 1] for i in range(1, hosts + 1)}
     if topology == "tree":
         k = max(1, int(round(hosts ** 0.5)))
-        up = {i: 0 for i in range(1, k + 1)}
+        up = {i: [0] for i in range(1, k + 1)}
         for j, i in enumerate(range(k + 1, hosts + 1)):
-            up[i] = 1 + j % k
+            up[i] = [1 + j % k]
         return up
     raise SystemExit("unknown topology %s" % topology)
 
 
 class Cluster:
     def __init__(self, args, net, work, topology):
-        self.args, self.net, self.procs = args, net, []
+        self.args, self.net, self.procs = args, net, {}
         hosts = len(net.ns) - 1
         size_cap = "%dm" % (args.size * 2 + 16)
         conf = os.path.join(work, "central.conf")
@@ -108,24 +109,33 @@ class Cluster:
                     "max_message_size %s\nlog_level warn\n"
                     % (net.addr(0), PORT, PORT, MPORT, size_cap))
         self.start(0, conf)
-        ups = upstreams(topology, hosts)
-        for i in sorted(ups):
+        self.ups = upstreams(topology, hosts)
+        for i in sorted(self.ups):
             conf = os.path.join(work, "node%d.conf" % i)
+            # upstream_timeout: the default 30 s is near the star's last
+            # fetch at 32 hosts (23 s: central's link carries every copy).
             with open(conf, "w") as f:
                 f.write("mode node\nlisten %s:%d\nlisten 127.0.0.1:%d\n"
-                        "metrics_listen 127.0.0.1:%d\nupstream %s:%d\n"
+                        "metrics_listen 127.0.0.1:%d\nupstream %s\n"
+                        "upstream_timeout %ds\n"
                         "max_message_size %s\nmax_memory %dm\nlog_level warn\n"
-                        % (net.addr(i), PORT, PORT, MPORT, net.addr(ups[i]), PORT,
-                           size_cap, args.size * 4 + 64))
+                        % (net.addr(i), PORT, PORT, MPORT,
+                           " ".join("%s:%d" % (net.addr(u), PORT) for u in self.ups[i]),
+                           args.deadline, size_cap, args.size * 4 + 64))
             self.start(i, conf)
         for i in range(hosts + 1):
             self.wait_up(i)
+        # Every node's link up on its first upstream, so that no level
+        # races a connect.
+        for i in sorted(self.ups):
+            self.wait_for(lambda: self.on_upstream(i, 0),
+                          "node %d's link did not come up on host %d" % (i, self.ups[i][0]))
 
     def start(self, i, conf):
         p = subprocess.Popen(["ip", "netns", "exec", self.net.ns[i], self.args.alpcrund,
                               "-c", conf], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        self.procs.append(p)
+        self.procs[i] = p
 
     def ctl(self, i, *argv, **kw):
         return subprocess.run(["ip", "netns", "exec", self.net.ns[i], self.args.alpcrunctl,
@@ -133,17 +143,37 @@ class Cluster:
                               + list(argv), capture_output=True, **kw)
 
     def wait_up(self, i):
-        deadline = time.monotonic() + 30
+        self.wait_for(lambda: self.ctl(i, "health").returncode == 0,
+                      "host %d did not come up" % i)
+
+    @staticmethod
+    def wait_for(ok, why, secs=30):
+        deadline = time.monotonic() + secs
         while time.monotonic() < deadline:
-            if self.ctl(i, "health").returncode == 0:
+            if ok():
                 return
             time.sleep(0.05)
-        raise SystemExit("host %d did not come up" % i)
+        raise SystemExit(why)
+
+    def scrape(self, i, path):
+        """GET http://127.0.0.1:MPORT/path in host i's namespace: the body
+        on 200, else None."""
+        r = subprocess.run(["ip", "netns", "exec", self.net.ns[i], "curl", "-sf",
+                            "-m", "5", "http://127.0.0.1:%d/%s" % (MPORT, path)],
+                           capture_output=True, text=True)
+        return r.stdout if r.returncode == 0 else None
+
+    def on_upstream(self, i, j):
+        """Is node i's link up on its upstream j (0: the first)?"""
+        body = self.scrape(i, "metrics") or ""
+        want = 'alpcrund_upstream_target_up{upstream="%s:%d"} 1' % (
+            self.net.addr(self.ups[i][j]), PORT)
+        return any(line.strip() == want for line in body.splitlines())
 
     def close(self):
-        for p in self.procs:
+        for p in self.procs.values():
             p.terminate()
-        for p in self.procs:
+        for p in self.procs.values():
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
@@ -159,7 +189,8 @@ def one_level(cl, level, payload, hosts):
         raise SystemExit("set failed: %s" % r.stderr.decode())
     t0 = time.monotonic()
     procs = {i: subprocess.Popen(["ip", "netns", "exec", cl.net.ns[i], cl.args.alpcrunctl,
-                                  "-s", "127.0.0.1:%d" % PORT, "--timeout", "300s",
+                                  "-s", "127.0.0.1:%d" % PORT,
+                                  "--timeout", "%ds" % cl.args.deadline,
                                   "get", "fanout", str(level), "-o", "/dev/null"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for i in hosts}
@@ -168,6 +199,8 @@ def one_level(cl, level, payload, hosts):
         for i, p in procs.items():
             if i not in done and p.poll() is not None:
                 done[i] = time.monotonic() - t0 if p.returncode == 0 else None
+                if p.returncode != 0:
+                    sys.stderr.write("host %d: %s" % (i, p.stderr.read().decode()))
         time.sleep(0.002)
     return done
 
@@ -183,6 +216,13 @@ def main():
     ap.add_argument("--topologies", default="star,chain,tree")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    for top in args.topologies.split(","):
+        upstreams(top, 1)
+    wire_s = args.size * 8 * 1.048576 / args.rate
+    # The nodes' upstream_timeout and the workers' deadline: the star's
+    # last host waits for every copy over central's one link, so it grows
+    # with the hosts.
+    args.deadline = int(60 + 4 * args.hosts * wire_s)
     if os.geteuid() != 0:
         raise SystemExit("fanout.py needs root (ip netns, tc)")
     for tool in (args.alpcrund, args.alpcrunctl):
@@ -215,7 +255,6 @@ def main():
     t1 = lib.median([r[1] for r in results["T1"]])
     out = {"hosts": args.hosts, "rate_mbit": args.rate, "size_mib": args.size,
            "rounds": args.rounds, "T1_s": round(t1, 3), "topologies": {}}
-    wire_s = args.size * 8 * 1.048576 / args.rate
     print("%d hosts, %d Mbit/s links, %d MiB level, %d rounds (medians); "
           "the level's time on one link: %.2f s" % (args.hosts, args.rate, args.size,
                                                     args.rounds, wire_s))
@@ -223,14 +262,16 @@ def main():
     print("%-6s %9.2fs %8.2f" % ("T1", t1, 1.0))
     for top in args.topologies.split(","):
         last = lib.median([max(r.values()) for r in results[top]])
-        row = {"last_host_s": round(last, 3), "x_T1": round(last / t1, 2)}
+        row = {"last_host_s": round(last, 3), "x_T1": round(last / t1, 2),
+               "rounds_s": [round(max(r.values()), 3) for r in results[top]]}
+        extra = ""
         if top == "chain":
             per = [lib.median([r[i] for r in results[top]]) for i in range(1, args.hosts + 1)]
             hops = [per[i] - per[i - 1] for i in range(1, len(per))]
             row["per_host_s"] = [round(v, 3) for v in per]
             row["per_hop_s"] = round(lib.median(hops), 3) if hops else 0.0
+            extra = "  (per hop %.2f s)" % row["per_hop_s"]
         out["topologies"][top] = row
-        extra = ("  (per hop %.2f s)" % row["per_hop_s"]) if top == "chain" else ""
         print("%-6s %9.2fs %8.2f%s" % (top, last, last / t1, extra))
     if args.json:
         print(json.dumps(out))
