@@ -4,21 +4,27 @@ benchmark (not a test). Needs root (ip netns, veth, tc tbf).
 
     flock /tmp/alpcrund-bench.lock /usr/bin/python3 bench/fanout.py \\
         [--alpcrund ./alpcrund] [--alpcrunctl ./alpcrunctl] [--hosts 8] \\
-        [--rate 200] [--size 16] [--rounds 3] [--topologies star,chain,tree]
+        [--rate 200] [--size 16] [--rounds 3] [--topologies star,chain,tree,kill] \\
+        [--kill-node K]
 
 Hosts in network namespaces around a switch namespace (a bridge), each on
 its own full-duplex link of RATE Mbit/s (tc tbf on both ends of its veth):
 host 0 runs the central cache, hosts 1..N a node each. A topology says
 each node's upstream: star (every node's is central), chain (node i's is
 node i-1, node 1's central), tree (two levels: about sqrt(N) nodes under
-central, the others spread under them). For each topology and round: a
-new level of SIZE MiB is set on central (alpcrunctl on its own host), then
-at once a worker on every node host asks its local node for that level
-(alpcrunctl get -o /dev/null, all started together); the time until the
-last host has the whole level is the figure. T1 is one host alone (star,
+central, the others spread under them), kill (the chain, each node's
+fallback upstream its grandparent: node i-2, central for node 2; node K,
+the middle one unless --kill-node, is killed with SIGKILL once the chain
+is connected, and the workers of the live hosts ask). For each topology
+and round: a new level of SIZE MiB is set on central (alpcrunctl on its
+own host), then at once a worker on every node host asks its local node
+for that level (alpcrunctl get -o /dev/null, all started together); the
+time until the last host has the whole level is the figure. T1 is one host alone (star,
 only host 1 asks). Printed: T1, each topology's time-to-last-host (median
-over the rounds, and the ratio to T1), and per chain hop the time it adds.
-Nodes run without prefetch: the workers' misses pull the level down.
+over the rounds, and the ratio to T1), and per chain hop the time it adds;
+for kill also the time from the kill until node K+1 is up on its
+fallback. Nodes run without prefetch: the workers' misses pull the level
+down.
 """
 import argparse
 import json
@@ -89,6 +95,11 @@ def upstreams(topology, hosts):
         return {i: [0] for i in range(1, hosts + 1)}
     if topology == "chain":
         return {i: [i - 1] for i in range(1, hosts + 1)}
+    if topology == "kill":
+        # The grandparent as the fallback: the child of a dead node skips
+        # one hop and the chain goes on below it. Node 1's parent is
+        # central already.
+        return {i: [i - 1] + ([i - 2] if i >= 2 else []) for i in range(1, hosts + 1)}
     if topology == "tree":
         k = max(1, int(round(hosts ** 0.5)))
         up = {i: [0] for i in range(1, k + 1)}
@@ -114,10 +125,13 @@ class Cluster:
             conf = os.path.join(work, "node%d.conf" % i)
             # upstream_timeout: the default 30 s is near the star's last
             # fetch at 32 hosts (23 s: central's link carries every copy).
+            # upstream_connect_timeout: a parent killed in a namespace
+            # that lives on refuses at once; 1 s bounds one that does not
+            # answer at all.
             with open(conf, "w") as f:
                 f.write("mode node\nlisten %s:%d\nlisten 127.0.0.1:%d\n"
                         "metrics_listen 127.0.0.1:%d\nupstream %s\n"
-                        "upstream_timeout %ds\n"
+                        "upstream_timeout %ds\nupstream_connect_timeout 1s\n"
                         "max_message_size %s\nmax_memory %dm\nlog_level warn\n"
                         % (net.addr(i), PORT, PORT, MPORT,
                            " ".join("%s:%d" % (net.addr(u), PORT) for u in self.ups[i]),
@@ -126,12 +140,14 @@ class Cluster:
         for i in range(hosts + 1):
             self.wait_up(i)
         # Every node's link up on its first upstream, so that no level
-        # races a connect.
+        # races a connect: a node started before its parent listens is on
+        # its fallback at first, and back only after a probe (0.5 s).
         for i in sorted(self.ups):
             self.wait_for(lambda: self.on_upstream(i, 0),
                           "node %d's link did not come up on host %d" % (i, self.ups[i][0]))
 
     def start(self, i, conf):
+        # ip netns exec execs the daemon: the Popen is alpcrund itself.
         p = subprocess.Popen(["ip", "netns", "exec", self.net.ns[i], self.args.alpcrund,
                               "-c", conf], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -162,6 +178,13 @@ class Cluster:
                             "-m", "5", "http://127.0.0.1:%d/%s" % (MPORT, path)],
                            capture_output=True, text=True)
         return r.stdout if r.returncode == 0 else None
+
+    def kill(self, i):
+        p = self.procs[i]
+        p.kill()
+        p.wait()
+        if self.ctl(i, "health").returncode == 0:
+            raise SystemExit("node %d still answers after SIGKILL" % i)
 
     def on_upstream(self, i, j):
         """Is node i's link up on its upstream j (0: the first)?"""
@@ -205,6 +228,37 @@ def one_level(cl, level, payload, hosts):
     return done
 
 
+def kill_rounds(args, net, work, payload):
+    """The kill topology: per round a fresh chain, node K killed once it
+    is connected, then the level for the live hosts. (runs, failover
+    seconds per round: from the kill until node K+1 is up on its
+    fallback; None without a node K+1)."""
+    k = args.kill_node
+    live = [i for i in range(1, args.hosts + 1) if i != k]
+    runs, failovers = [], []
+    for _ in range(args.rounds):
+        # Fresh each round: the kill comes before every round's level.
+        cl = Cluster(args, net, work, "kill")
+        try:
+            t = time.monotonic()
+            cl.kill(k)
+            if k < args.hosts:
+                # The level is set once the child has failed over: the
+                # figure is the fan-out around a dead node, the failover
+                # itself is reported apart.
+                cl.wait_for(lambda: cl.on_upstream(k + 1, 1),
+                            "node %d did not fail over to host %d within 30 s"
+                            % (k + 1, k - 1))
+                failovers.append(time.monotonic() - t)
+            done = one_level(cl, 1, payload, live)
+            if any(v is None for v in done.values()):
+                raise SystemExit("kill: a live host failed to get the level")
+            runs.append(done)
+        finally:
+            cl.close()
+    return runs, failovers or None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--alpcrund", default=os.path.join(lib.TOP_SRCDIR, "alpcrund"))
@@ -213,11 +267,18 @@ def main():
     ap.add_argument("--rate", type=int, default=200, help="Mbit/s per host link")
     ap.add_argument("--size", type=int, default=16, help="MiB per level")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--topologies", default="star,chain,tree")
+    ap.add_argument("--topologies", default="star,chain,tree",
+                    help="of star, chain, tree, kill")
+    ap.add_argument("--kill-node", type=int,
+                    help="kill: the node killed (default: the middle of the chain)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     for top in args.topologies.split(","):
         upstreams(top, 1)
+    if args.kill_node is None:
+        args.kill_node = (args.hosts + 1) // 2
+    if not 1 <= args.kill_node <= args.hosts:
+        raise SystemExit("--kill-node: 1..%d" % args.hosts)
     wire_s = args.size * 8 * 1.048576 / args.rate
     # The nodes' upstream_timeout and the workers' deadline: the star's
     # last host waits for every copy over central's one link, so it grows
@@ -233,10 +294,13 @@ def main():
     with open(payload, "wb") as f:
         f.write(os.urandom(args.size << 20))
     net = Net(args.hosts, args.rate)
-    results = {}
+    results, failovers = {}, None
     try:
         tops = ["T1"] + args.topologies.split(",")
         for top in tops:
+            if top == "kill":
+                results[top], failovers = kill_rounds(args, net, work, payload)
+                continue
             cl = Cluster(args, net, work, "star" if top == "T1" else top)
             try:
                 hosts = [1] if top == "T1" else list(range(1, args.hosts + 1))
@@ -258,8 +322,12 @@ def main():
     print("%d hosts, %d Mbit/s links, %d MiB level, %d rounds (medians); "
           "the level's time on one link: %.2f s" % (args.hosts, args.rate, args.size,
                                                     args.rounds, wire_s))
-    print("%-6s %10s %8s" % ("", "last host", "x T1"))
-    print("%-6s %9.2fs %8.2f" % ("T1", t1, 1.0))
+    label = {t: t for t in args.topologies.split(",")}
+    if "kill" in label:
+        label["kill"] = "chain, node %d killed" % args.kill_node
+    w = max(6, *(len(v) for v in label.values()))
+    print("%-*s %10s %8s" % (w, "", "last host", "x T1"))
+    print("%-*s %9.2fs %8.2f" % (w, "T1", t1, 1.0))
     for top in args.topologies.split(","):
         last = lib.median([max(r.values()) for r in results[top]])
         row = {"last_host_s": round(last, 3), "x_T1": round(last / t1, 2),
@@ -271,8 +339,18 @@ def main():
             row["per_host_s"] = [round(v, 3) for v in per]
             row["per_hop_s"] = round(lib.median(hops), 3) if hops else 0.0
             extra = "  (per hop %.2f s)" % row["per_hop_s"]
+        if top == "kill":
+            # per_host_s: null for the dead node.
+            row["killed"] = args.kill_node
+            row["per_host_s"] = [None if i == args.kill_node else
+                                 round(lib.median([r[i] for r in results[top]]), 3)
+                                 for i in range(1, args.hosts + 1)]
+            row["failover_s"] = failovers and round(lib.median(failovers), 3)
+            if failovers:
+                extra = "  (node %d on its fallback %.2f s after the kill)" % (
+                    args.kill_node + 1, row["failover_s"])
         out["topologies"][top] = row
-        print("%-6s %9.2fs %8.2f%s" % (top, last, last / t1, extra))
+        print("%-*s %9.2fs %8.2f%s" % (w, label[top], last, last / t1, extra))
     if args.json:
         print(json.dumps(out))
 
