@@ -50,6 +50,10 @@
  *	and so does a backend that could not take the lease (out of memory),
  *	the write having succeeded all the same: lease.data is NULL exactly
  *	when no lease was taken (an empty payload's lease has data non-NULL).
+ *	Except for an adopted buffer (be_change.adopt taken): a backend that
+ *	adopts when want_lease is set always leases it back (it declines to
+ *	adopt when it could not), since the writer may still be sending from
+ *	that buffer (a node's cut-through replies).
  *
  * Writes are read-modify-write and may complete later.
  *	write() takes a struct be_write. The backend finds the key's current

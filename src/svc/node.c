@@ -19,20 +19,38 @@
  * newer level by then (a late result never overwrites one), and every
  * waiter is sent the same bytes by lease.
  *
- * Where a fetched payload is copied: h2client reads the reply message into
- * one buffer (the reply's one copy); sdwire_parse() finds the payload in
- * it without copying; the memory backend adopts that buffer, payload
- * where it lies, and hands back a lease on it with the write (no lookup
- * after); replies send it by reference. A payload served pass-through (larger than the whole
- * max_memory, or not stored because a newer level is held) is sent by
- * reference from the reply buffer itself.
+ * Cut-through. Waiters do not wait for the whole answer: h2client receives
+ * it into the fetch's buffer (h2call_reply_into()) and tells as it fills
+ * (fetch_arrived()). Once the answer's head is in (sdwire_parse_head():
+ * every field before the payload, and the payload last, as a central of
+ * this version writes it), every waiter's reply is begun (the node's own
+ * head: central's level and generation, the copy's TTL) and each batch of
+ * payload bytes is sent on to every waiter by lease on that buffer, a
+ * waiter that joins later getting what came so far; at the end each
+ * reply's message is ended OK and the buffer stored (waiter_feed(),
+ * fetch_forward(), fetch_done()). A node behind this one is such a waiter:
+ * a level moves down a chain of nodes with each hop one batch behind the
+ * last, not one whole level. An answer that fails half way fails every
+ * reply with its status after the bytes it had (call_message_begin(): a
+ * message cut short, which no client takes for one), and nothing is
+ * stored. An answer whose payload is not last (an older central) is sent
+ * on whole once it is in, as before.
  *
- * Memory in flight. Reply buffers are counted against max_inflight_bytes
+ * Where a fetched payload is copied: h2client reads the reply message into
+ * one buffer, the fetch's (the reply's one copy); sdwire_parse() finds the
+ * payload in it without copying; replies send from it by reference while
+ * it arrives; the memory backend then adopts it, payload where it lies,
+ * and hands back a lease on it with the write (backend.h), which keeps it
+ * for the replies still sending. A payload not stored (larger than the
+ * whole max_memory, or a newer level held) is freed with the last reply.
+ *
+ * Memory in flight. A fetch's buffer counts against max_inflight_bytes
  * (node_set_inflight()) from the moment the reply's message prefix arrives
- * (h2client allocates the whole buffer then and reports it through
- * on_reply_mem) until the backend adopts them or the last reply
- * referencing them is on the socket; so are the
- * payloads of forwarded writes until h2client releases them. A fetch that
+ * (fetch_alloc(): allocated whole then) until the backend adopts it or the
+ * last reply referencing it is on the socket: one buffer per level in
+ * flight, however many waiters. So do other replies held by h2client
+ * (on_reply_mem) and the payloads of forwarded writes until h2client
+ * releases them. A fetch that
  * would start while max_inflight_bytes is reached waits (its waiters'
  * deadlines still run) until there is room. The link's receive windows,
  * stream and connection alike, are max_inflight_bytes (at most 256 MiB,
@@ -109,6 +127,8 @@
 #define META_VIA	"alpcrun-via"
 #define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
 #define KEY_MAX		4096		/* upstream api key */
+/* How far into an answer its payload's tag may be for cut-through. */
+#define CUT_HEAD_SCAN	4096
 
 struct fetch;
 
@@ -117,6 +137,10 @@ struct waiter {
 	struct fetch		*f;
 	struct call		*call;
 	struct event		*timer;		/* its own deadline */
+	size_t			 sent;		/* its reply has the buffer up to */
+	unsigned		 begun:1;	/* its reply message is begun */
+	unsigned		 busy:1;	/* being sent to (waiter_feed()) */
+	unsigned		 gone:1;	/* its stream went meanwhile */
 };
 TAILQ_HEAD(waiter_list, waiter);
 
@@ -139,7 +163,19 @@ struct fetch {
 	char			*via;		/* its alpcrun-via; NULL: ours */
 	int			 has_level;
 	uint32_t		 level;
-	uint64_t		 gen;		/* of the answer, once it came */
+	/* The answer (Cut-through): its buffer once its prefix came, the
+	 * bytes of it in; once its head is known (cut) or it is whole, what
+	 * it says and where the payload lies. */
+	struct shared		*s;
+	size_t			 have;
+	unsigned		 cut:1;		/* waiters get bytes as they come */
+	unsigned		 nocut:1;	/* decided: they get it whole */
+	unsigned		 known:1;	/* got_level .. plen are set */
+	uint32_t		 got_level;
+	uint64_t		 gen, inc;	/* its identity */
+	uint64_t		 expires;	/* of the copy */
+	size_t			 poff, plen;
+	struct waiter		*cursor;	/* fetch_forward()'s next */
 	size_t			 keylen;
 	uint8_t			 key[];
 };
@@ -155,17 +191,10 @@ struct shared {
 	int64_t			 acct;		/* counted in flight */
 };
 
-/* Storing a fetched payload. */
+/* Storing a fetched payload: the fetch's answer, f->s. */
 struct store_op {
 	struct be_write		 w;
 	struct fetch		*f;
-	uint32_t		 level;
-	uint64_t		 gen, inc;	/* the copy's identity */
-	uint64_t		 expires;
-	uint8_t			*buf;		/* the reply, malloc'ed */
-	const uint8_t		*data;		/* the payload in it */
-	size_t			 len;
-	int64_t			 acct;
 };
 
 /* A forwarded write: freed when both done (or cancel) and release ran. */
@@ -390,6 +419,18 @@ shared_release(void *arg)
 	free(s);
 }
 
+/* A lease on len bytes at p of s, for a reply. */
+static void
+shared_lease(struct shared *s, const uint8_t *p, size_t len,
+    struct lease *l)
+{
+	s->refs++;
+	l->data = p;
+	l->len = len;
+	l->release = shared_release;
+	l->ctx = s;
+}
+
 /* --- the fetch table -------------------------------------------------------- */
 
 static size_t
@@ -449,7 +490,10 @@ fetch_free(struct fetch *f)
 		TAILQ_REMOVE(&n.queue, f, qentry);
 		f->queued = 0;
 	}
+	/* The call first: the client writes into f->s until then. */
 	h2call_cancel(f->hc);
+	if (f->s != NULL)
+		shared_release(f->s);
 	TAILQ_REMOVE(&n.fetches, f, all);
 	free(f->via);
 	free(f);
@@ -460,9 +504,12 @@ static struct call *
 waiter_remove(struct waiter *w)
 {
 	struct call *call = w->call;
+	struct fetch *f = w->f;
 
-	TAILQ_REMOVE(&w->f->waiters, w, entry);
-	w->f->nwaiters--;
+	if (f->cursor == w)
+		f->cursor = TAILQ_NEXT(w, entry);
+	TAILQ_REMOVE(&f->waiters, w, entry);
+	f->nwaiters--;
 	event_free(w->timer);
 	call_set_cancel(call, NULL, NULL);
 	free(w);
@@ -491,6 +538,8 @@ fetch_notify(struct fetch *f, int status)
 	}
 }
 
+/* Every waiter fails with status (after what its reply had: a message cut
+ * short, Cut-through); f is freed. */
 static void
 fetch_fail(struct fetch *f, int status, const char *msg)
 {
@@ -526,54 +575,163 @@ waiter_cancel(struct call *call, void *arg)
 	struct waiter *w = arg;
 	struct fetch *f = w->f;
 
+	if (w->busy) {			/* waiter_feed() finishes it */
+		w->gone = 1;
+		return;
+	}
 	(void)waiter_remove(w);		/* returns call */
 	fetch_orphan_check(f);
 	call_error(call, GRPC_CANCELLED, NULL);
 }
 
-/* Serve every waiter from s (one reference is the caller's), then free f. */
-static void
-fetch_serve(struct fetch *f, struct shared *s, uint32_t level,
-    uint64_t expires)
+/*
+ * Send w's reply on up to what arrived (Cut-through): the head, then the
+ * payload's bytes by lease on the fetch's buffer. 0 when w still waits,
+ * -1 when it left (its call finished, w freed): a send may flush, close
+ * its connection and cancel it, which waiter_cancel() then only notes.
+ */
+static int
+waiter_feed(struct fetch *f, struct waiter *w, uint64_t now)
 {
-	struct waiter *w;
-	struct lease lease;
-	uint64_t now = clock_now_ns();
+	uint8_t head[CACHE_REPLY_HEAD_MAX];
+	char hex[IDENTITY_HEX];
+	struct lease l;
+	struct call *call;
+	size_t hl = 0, avail = f->have > f->poff ? f->have - f->poff : 0;
+	int rv = 0, gone;
 
-	f->finishing = 1;		/* as in fetch_fail() */
-	fetch_notify(f, GRPC_OK);
-	while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
-		s->refs++;
-		lease.data = s->data;
-		lease.len = s->len;
-		lease.release = shared_release;
-		lease.ctx = s;
-		cache_reply(waiter_remove(w), f->key, f->keylen, level,
-		    f->gen, expires, now, &lease);
+	if (avail > f->plen)		/* fields after it (not ours) */
+		avail = f->plen;
+
+	w->busy = 1;
+	if (!w->begun) {
+		/* As central's reply would say (cache_reply()). */
+		if (f->gen != 0) {
+			identity_format(f->gen, hex);
+			call_set_meta(w->call, META_GENERATION, hex);
+		}
+		hl = cache_reply_head(head, f->key, f->keylen, f->got_level,
+		    f->plen, f->expires, now);
+		w->begun = 1;
+		if ((rv = call_message_begin(w->call, hl + f->plen)) == 0 &&
+		    !w->gone)
+			rv = call_message_add(w->call, head, hl, NULL);
 	}
-	shared_release(s);
-	fetch_free(f);
+	if (rv == 0 && !w->gone && avail > w->sent) {
+		shared_lease(f->s, f->s->data + w->sent, avail - w->sent, &l);
+		w->sent = avail;
+		rv = call_message_add(w->call, l.data, l.len, &l);
+	}
+	w->busy = 0;
+	if ((gone = w->gone) == 0 && rv == 0)
+		return 0;
+	call = waiter_remove(w);
+	fetch_orphan_check(f);
+	if (gone)
+		call_error(call, GRPC_CANCELLED, NULL);
+	else if (rv == -2)
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "reply of %zu bytes "
+		    "exceeds max_message_size", hl + f->plen);
+	else
+		call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	return -1;
 }
 
-/* Serve the waiters from the reply buffer itself (not stored). */
+/* Every waiter's reply on up to what arrived. */
 static void
-fetch_pass_through(struct fetch *f, uint8_t *buf, const uint8_t *data,
-    size_t len, int64_t acct, uint32_t level, uint64_t expires)
+fetch_forward(struct fetch *f)
 {
+	struct waiter *w;
+	uint64_t now = clock_now_ns();
+
+	/* A feed may take other waiters off too (waiter_remove() moves
+	 * the cursor past them). */
+	for (w = TAILQ_FIRST(&f->waiters); w != NULL; w = f->cursor) {
+		f->cursor = TAILQ_NEXT(w, entry);
+		(void)waiter_feed(f, w, now);
+	}
+	f->cursor = NULL;
+}
+
+/* What the answer says (v: its head, or the whole of it), for every reply
+ * and the copy. 0, or -1 when it is not the answer asked for. */
+static int
+fetch_head(struct fetch *f, const struct sd_view *v, uint64_t inc,
+    const char *gen)
+{
+	if (!v->has_level || (f->has_level && v->level != f->level))
+		return -1;
+	f->known = 1;
+	f->got_level = v->level;
+	f->inc = inc;
+	if (identity_parse(gen, &f->gen) != 0)
+		f->gen = 0;
+	f->expires = clock_now_ns() + node_copy_ttl(v, n.default_ttl_ms,
+	    n.max_ttl_ms);
+	f->poff = v->payload_off;
+	f->plen = v->payload_len;
+	f->s->data = f->s->own + f->poff;
+	f->s->len = f->plen;
+	return 0;
+}
+
+/* The answer's buffer, once its prefix came (h2call_reply_into(), from
+ * inside nghttp2): what the replies and the store share, counted in
+ * flight from now on. */
+static uint8_t *
+fetch_alloc(void *arg, size_t len)
+{
+	struct fetch *f = arg;
 	struct shared *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		bigbuf_free(buf);
-		inflight(-acct);
-		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	if ((s->own = bigbuf_alloc(len)) == NULL) {
+		free(s);
+		return NULL;
 	}
-	s->refs = 1;
-	s->own = buf;
-	s->data = data;
-	s->len = len;
-	s->acct = acct;
-	fetch_serve(f, s, level, expires);
+	s->refs = 1;			/* the fetch's */
+	s->acct = (int64_t)len;
+	inflight(s->acct);
+	f->s = s;
+	return s->own;
+}
+
+/* More of the answer is in (Cut-through). */
+static void
+fetch_arrived(void *arg, size_t have, size_t len)
+{
+	struct fetch *f = arg;
+	struct sd_view v;
+	uint64_t inc;
+
+	f->have = have;
+	if (!f->cut) {
+		if (f->nocut)
+			return;
+		switch (sdwire_parse_head(f->s->own, have, len, &v)) {
+		case 0:
+			/* Ours is a few hundred bytes: none in sight is no
+			 * reply of ours. */
+			if (have >= CUT_HEAD_SCAN)
+				f->nocut = 1;
+			return;
+		case -1:
+			f->nocut = 1;	/* the whole answer decides */
+			return;
+		}
+		if (identity_parse(h2call_meta(f->hc, META_INCARNATION),
+		    &inc) != 0)
+			inc = 0;
+		node_learn(inc, "fetch");
+		if (fetch_head(f, &v, inc, h2call_meta(f->hc,
+		    META_GENERATION)) != 0) {
+			f->nocut = 1;	/* fetch_done() fails it */
+			return;
+		}
+		f->cut = 1;
+	}
+	fetch_forward(f);
 }
 
 static void
@@ -581,22 +739,23 @@ store_decide(void *arg, const struct be_record *cur, uint64_t now,
     struct be_change *chg)
 {
 	struct store_op *op = arg;
+	struct fetch *f = op->f;
 
 	/* A late result never overwrites a newer level (of the same
 	 * store: a copy from a store central forgot is replaced). */
-	if (cur->kind == BE_ENTRY && cur->level > op->level &&
-	    cur->inc == op->inc) {
+	if (cur->kind == BE_ENTRY && cur->level > f->got_level &&
+	    cur->inc == f->inc) {
 		chg->action = BE_KEEP;
 		return;
 	}
 	chg->action = BE_PUT;
-	chg->level = op->level;
-	chg->gen = op->gen;
-	chg->inc = op->inc;
-	chg->expires = op->expires;
-	chg->data = op->data;
-	chg->len = op->len;
-	chg->adopt = op->buf;
+	chg->level = f->got_level;
+	chg->gen = f->gen;
+	chg->inc = f->inc;
+	chg->expires = f->expires;
+	chg->data = f->s->data;
+	chg->len = f->plen;
+	chg->adopt = f->s->own;
 }
 
 static void
@@ -604,43 +763,30 @@ store_done(void *arg, int err, const char *errmsg)
 {
 	struct store_op *op = arg;
 	struct fetch *f = op->f;
-	struct shared *s;
+	struct shared *s = f->s;
 
 	if (err == BE_OK && op->w.chg.action == BE_PUT &&
 	    op->w.chg.adopt == NULL) {
 		/* The backend owns the buffer now and leased it back with the
-		 * write, once, for all the waiters. */
-		inflight(-op->acct);
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			lease_release(&op->w.lease);
-			fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			goto out;
-		}
-		s->refs = 1;
+		 * write (backend.h: it does when it adopts): replies still
+		 * sending from it hold that lease through s. */
+		s->own = NULL;
 		s->under = op->w.lease;
-		/* No lease, or a copy that expired on the way: what a lookup
-		 * would have found gone. */
-		if (s->under.data == NULL || op->expires <= clock_now_ns()) {
-			lease_release(&s->under);
-			free(s);
-			fetch_fail(f, GRPC_UNAVAILABLE, "the fetched copy "
-			    "was dropped before it could be served");
-			goto out;
-		}
-		s->data = s->under.data;
-		s->len = s->under.len;
-		fetch_serve(f, s, op->level, op->expires);
-		goto out;
+		inflight(-s->acct);
+		s->acct = 0;
+		if (s->under.data == NULL)
+			log_error("a backend adopted a fetched copy without "
+			    "leasing it back", "bytes=%zu", f->plen);
+	} else {
+		/* Stored as a copy (the buffer is still ours), kept for a
+		 * newer level, or not stored at all. */
+		lease_release(&op->w.lease);
+		if (err != BE_OK)
+			log_debug("fetched copy not stored", "error=\"%s\"",
+			    errmsg);
 	}
-	/* Stored as a copy (the buffer is still ours), or not at all. */
-	lease_release(&op->w.lease);
-	if (err != BE_OK)
-		log_debug("fetched copy not stored", "error=\"%s\"", errmsg);
-	/* Kept for a newer level, or not stored: the waiters get the
-	 * fetched bytes all the same. */
-	fetch_pass_through(f, op->buf, op->data, op->len, op->acct, op->level,
-	    op->expires);
-out:
+	fetch_notify(f, GRPC_OK);
+	fetch_free(f);
 	free(op);
 }
 
@@ -658,22 +804,23 @@ fetch_done(void *arg, struct h2reply *r)
 	struct fetch *f = arg;
 	struct sd_view rep;
 	struct store_op *op;
-	uint8_t *buf;
-	uint64_t expires, inc;
-	int64_t acct;
+	struct waiter *w;
+	uint64_t inc;
 
 	f->hc = NULL;
 	fetch_unjoin(f);		/* its answer is decided */
 	inc = learn_from(r, "fetch");
-	if (identity_parse(h2reply_meta(r, META_GENERATION), &f->gen) != 0)
-		f->gen = 0;
 	if (r->status != GRPC_OK) {
 		/* Passed through as it came; nothing stored (NOT_FOUND is
-		 * not cached). */
+		 * not cached). Waiters cut through get it after the bytes
+		 * they had: a message cut short. */
 		fetch_fail(f, r->status, r->message);
 		return;
 	}
-	if (sdwire_parse(r->data, r->len, &rep) != 0 || !rep.has_level) {
+	/* r->data is f->s's buffer (h2call_reply_into()), NULL for an
+	 * empty message. */
+	if (f->s == NULL || sdwire_parse(r->data, r->len, &rep) != 0 ||
+	    !rep.has_level) {
 		fetch_fail(f, GRPC_INTERNAL, "the central cache sent a reply "
 		    "that is not shared data");
 		return;
@@ -687,39 +834,35 @@ fetch_done(void *arg, struct h2reply *r)
 		fetch_fail(f, GRPC_INTERNAL, msg);
 		return;
 	}
-	expires = clock_now_ns() + node_copy_ttl(&rep, n.default_ttl_ms,
-	    n.max_ttl_ms);
-	buf = r->data;			/* taken: ours to free or hand on */
-	r->data = NULL;
-	acct = (int64_t)r->len;
-	inflight(acct);
-	if (f->no_store || !fits(f->keylen, rep.payload_len) ||
+	if (!f->cut)
+		(void)fetch_head(f, &rep, inc, h2reply_meta(r,
+		    META_GENERATION));
+	/* Every waiter gets the rest and its end, from the buffer that is
+	 * then stored: the same bytes. */
+	f->have = r->len;
+	f->finishing = 1;		/* as in fetch_fail() */
+	fetch_forward(f);
+	while ((w = TAILQ_FIRST(&f->waiters)) != NULL)
+		call_message_end(waiter_remove(w));
+	if (f->no_store || !fits(f->keylen, f->plen) ||
 	    (op = calloc(1, sizeof(*op))) == NULL) {
-		fetch_pass_through(f, buf, buf + rep.payload_off,
-		    rep.payload_len, acct, rep.level, expires);
+		fetch_notify(f, GRPC_OK);
+		fetch_free(f);
 		return;
 	}
-	/* No copy: the backend adopts the reply's buffer, the payload where
-	 * it lies in it. */
+	/* No copy: the backend adopts the answer's buffer, the payload
+	 * where it lies in it. */
 	op->f = f;
-	op->level = rep.level;
-	op->gen = f->gen;
-	op->inc = inc;
-	op->expires = expires;
-	op->buf = buf;
-	op->data = buf + rep.payload_off;
-	op->len = rep.payload_len;
-	op->acct = acct;
 	op->w.key = f->key;
 	op->w.keylen = f->keylen;
 	op->w.decide = store_decide;
 	op->w.done = store_done;
 	op->w.arg = op;
-	op->w.want_lease = 1;		/* served from what is stored */
+	op->w.want_lease = 1;		/* replies may still send from it */
 	if (n.be->ops->write(n.be, &op->w) != 0) {
-		fetch_pass_through(f, buf, op->data, op->len, acct, op->level,
-		    expires);
 		free(op);
+		fetch_notify(f, GRPC_OK);
+		fetch_free(f);
 	}
 }
 
@@ -742,8 +885,11 @@ fetch_send(struct fetch *f)
 	if (f->hc == NULL) {
 		fetch_unjoin(f);
 		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
 	}
+	h2call_reply_into(f->hc, fetch_alloc, fetch_arrived, f);
 }
+
 
 static void
 queue_arm(void)

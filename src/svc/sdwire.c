@@ -93,6 +93,45 @@ sd_duration(const uint8_t *p, const uint8_t *end, int64_t *sec,
 }
 
 int
+sdwire_parse_head(const uint8_t *buf, size_t have, size_t total,
+    struct sd_view *v)
+{
+	const uint8_t *p = buf, *q, *lp, *end = buf + have;
+	uint32_t field;
+	uint64_t plen;
+	unsigned wt;
+
+	if (have == 0 || have > total)
+		return 0;
+	for (;;) {
+		q = p;
+		/* A tag or field cut by `have` and a malformed one look
+		 * alike here: the whole message decides. */
+		if (q >= end || sd_tag(&q, end, &field, &wt) != 0)
+			return 0;
+		if (field != 3 || wt != PBWIRE_LEN) {
+			if (sd_skip(&q, end, wt) != 0)
+				return 0;
+			p = q;
+			continue;
+		}
+		lp = q;
+		if (pbwire_varint(&q, end, &plen) != 0)
+			return 0;
+		if (q - lp > LENPFX_MAX || plen > INT_MAX ||
+		    plen != (uint64_t)(total - (size_t)(q - buf)))
+			return -1;
+		/* The fields before it, as sdwire_parse() reads them. */
+		if (sdwire_parse(buf, (size_t)(p - buf), v) != 0)
+			return -1;
+		v->has_payload = 1;
+		v->payload_off = (size_t)(q - buf);
+		v->payload_len = (size_t)plen;
+		return 1;
+	}
+}
+
+int
 sdwire_parse(const uint8_t *buf, size_t len, struct sd_view *r)
 {
 	const uint8_t *p, *end, *data;

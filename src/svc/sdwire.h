@@ -47,6 +47,21 @@ struct sd_view {
 int	 sdwire_parse(const uint8_t *, size_t, struct sd_view *);
 
 /*
+ * The head of a SharedData of `total` bytes of which the first `have` are
+ * in (a node's fetch while it arrives, for cut-through): 1 when the payload
+ * field is the last of the message (it ends at total) and every byte
+ * before it is in: then *v is exactly what sdwire_parse() of the whole
+ * message will give, payload included (offset and length), whatever the
+ * payload's bytes; 0 when more bytes are needed to say; -1 when it is not
+ * so (another field follows the payload, or the bytes before it are no
+ * SharedData): wait for the whole message. The fields are scanned from the
+ * start at every call: the caller bounds `have` (a payload's tag far into
+ * a message is no reply of ours).
+ */
+int	 sdwire_parse_head(const uint8_t *, size_t have, size_t total,
+	    struct sd_view *v);
+
+/*
  * A request's message decoded around its buffer (a method's decode slot,
  * grpc.h): buf (malloc'ed, len bytes; NULL when len is 0) is taken over
  * whatever the outcome. The message's session_id and payload point into

@@ -15,6 +15,7 @@
 #include <check.h>
 
 #include "alpcrun/v1/cache.pb-c.h"
+#include "rules.h"
 #include "sdwire.h"
 #include "testutil.h"
 #include "../sdwire_agree.h"
@@ -409,6 +410,68 @@ START_TEST(agree_every_prefix)
 }
 END_TEST
 
+/* The head of a reply while it arrives: known once the payload's tag and
+ * length are in, exactly as the whole message parses; never for a message
+ * with a field after its payload. */
+START_TEST(parse_head)
+{
+	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
+	static const uint8_t key[] = "sess";
+	uint8_t payload[300], msg[CACHE_REPLY_HEAD_MAX + sizeof(payload)];
+	uint8_t *buf;
+	struct sd_view h, w;
+	size_t hl, len, i;
+	int rv;
+
+	memset(payload, 'p', sizeof(payload));
+	/* Payload last: a reply of ours. */
+	hl = cache_reply_head(msg, key, 4, 9, sizeof(payload), 5000000000ull,
+	    0);
+	memcpy(msg + hl, payload, sizeof(payload));
+	len = hl + sizeof(payload);
+	ck_assert_int_eq(sdwire_parse(msg, len, &w), 0);
+	for (i = 0; i <= len; i++) {
+		rv = sdwire_parse_head(msg, i, len, &h);
+		if (i < hl) {
+			ck_assert_msg(rv == 0, "%zu bytes: %d", i, rv);
+			continue;
+		}
+		ck_assert_msg(rv == 1, "%zu bytes: %d", i, rv);
+		ck_assert(h.has_session_id && h.session_len == 4 &&
+		    h.session_id == msg + 2);
+		ck_assert(h.has_level && h.level == w.level);
+		ck_assert(h.has_ttl && h.ttl_seconds == w.ttl_seconds &&
+		    h.ttl_nanos == w.ttl_nanos);
+		ck_assert(h.has_payload);
+		ck_assert_uint_eq(h.payload_off, w.payload_off);
+		ck_assert_uint_eq(h.payload_len, w.payload_len);
+	}
+
+	/* protobuf-c's order (the ttl after the payload): never a head. */
+	ttl.seconds = 5;
+	buf = pack("sess", 1, 9, payload, sizeof(payload), &ttl, &len);
+	for (i = 0; i <= len; i++)
+		ck_assert_int_ne(sdwire_parse_head(buf, i, len, &h), 1);
+	ck_assert_int_eq(sdwire_parse_head(buf, len, len, &h), -1);
+	free(buf);
+
+	/* A payload announcing more than the message holds, or less. */
+	hl = cache_reply_head(msg, key, 4, 9, sizeof(payload), 1, 0);
+	ck_assert_int_eq(sdwire_parse_head(msg, hl, hl + sizeof(payload) + 1,
+	    &h), -1);
+	ck_assert_int_eq(sdwire_parse_head(msg, hl, hl + sizeof(payload) - 1,
+	    &h), -1);
+	/* Bytes before the payload that are no SharedData: a level sent as
+	 * a length-delimited field. */
+	{
+		static const uint8_t bad[] = { 0x12, 0x01, 'x', 0x1a, 0x02 };
+
+		ck_assert_int_eq(sdwire_parse_head(bad, sizeof(bad),
+		    sizeof(bad) + 2, &h), -1);
+	}
+}
+END_TEST
+
 static Suite *
 sdwire_suite(void)
 {
@@ -421,6 +484,7 @@ sdwire_suite(void)
 	tcase_add_test(tc, parse_refuses_malformed);
 	tcase_add_test(tc, parse_tag_lengths);
 	tcase_add_test(tc, parse_every_prefix);
+	tcase_add_test(tc, parse_head);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("decode");
 	tcase_add_test(tc, decode_points_into_body);
