@@ -210,13 +210,24 @@ def one_level(cl, level, payload, hosts):
     r = cl.ctl(0, "set" if level == 1 else "update", "fanout", str(level), payload)
     if r.returncode != 0:
         raise SystemExit("set failed: %s" % r.stderr.decode())
-    t0 = time.monotonic()
-    procs = {i: subprocess.Popen(["ip", "netns", "exec", cl.net.ns[i], cl.args.alpcrunctl,
+    # Each worker is spawned first and waits at a gate (a line on its
+    # stdin), then all are let go at once: spawning 32 `ip netns exec` one
+    # after another takes a good part of a second on two cores, a skew
+    # that hosts of their own would not have. What is left is the exec of
+    # alpcrunctl, in parallel.
+    procs = {i: subprocess.Popen(["ip", "netns", "exec", cl.net.ns[i], "sh", "-c",
+                                  'read go && exec "$@"', "worker", cl.args.alpcrunctl,
                                   "-s", "127.0.0.1:%d" % PORT,
                                   "--timeout", "%ds" % cl.args.deadline,
                                   "get", "fanout", str(level), "-o", "/dev/null"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
              for i in hosts}
+    time.sleep(0.2 + 0.02 * len(procs))     # every shell at its read
+    t0 = time.monotonic()
+    for p in procs.values():
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
     done = {}
     while len(done) < len(procs):
         for i, p in procs.items():

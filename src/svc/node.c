@@ -127,6 +127,9 @@
 #define META_VIA	"alpcrun-via"
 #define QUEUE_POLL_MS	5		/* fetches waiting for inflight room */
 #define KEY_MAX		4096		/* upstream api key */
+/* A fetch sent again after a failover answered with other content. */
+#define RESUME_OTHER	"the upstream was lost during the fetch, and the " \
+	"next one holds another content for this level"
 /* How far into an answer its payload's tag may be for cut-through. */
 #define CUT_HEAD_SCAN	4096
 
@@ -171,6 +174,11 @@ struct fetch {
 	unsigned		 cut:1;		/* waiters get bytes as they come */
 	unsigned		 nocut:1;	/* decided: they get it whole */
 	unsigned		 known:1;	/* got_level .. plen are set */
+	/* Sent again after its upstream was lost (Failover): the answer must
+	 * name the content the replies already carry. */
+	unsigned		 resuming:1;
+	unsigned		 resends;
+	uint64_t		 deadline;	/* its own, from the first send */
 	uint32_t		 got_level;
 	uint64_t		 gen, inc;	/* its identity */
 	uint64_t		 expires;	/* of the copy */
@@ -433,6 +441,8 @@ shared_lease(struct shared *s, const uint8_t *p, size_t len,
 
 /* --- the fetch table -------------------------------------------------------- */
 
+static void	 fetch_send(struct fetch *);
+
 static size_t
 bucket_of(const uint8_t *key, size_t keylen)
 {
@@ -654,13 +664,29 @@ fetch_forward(struct fetch *f)
 }
 
 /* What the answer says (v: its head, or the whole of it), for every reply
- * and the copy. 0, or -1 when it is not the answer asked for. */
+ * and the copy. 0, or -1 when it is not the answer asked for, -2 when a
+ * resumed fetch's answer names other content than the first. */
 static int
 fetch_head(struct fetch *f, const struct sd_view *v, uint64_t inc,
     const char *gen)
 {
+	uint64_t g;
+
 	if (!v->has_level || (f->has_level && v->level != f->level))
 		return -1;
+	if (f->resuming) {
+		/* The same content (identity.h), so the same bytes: the
+		 * replies go on where they were. */
+		if (identity_parse(gen, &g) != 0 || g != f->gen ||
+		    inc != f->inc || v->level != f->got_level ||
+		    v->payload_len != f->plen)
+			return -2;
+		f->resuming = 0;
+		f->poff = v->payload_off;
+		f->s->data = f->s->own + f->poff;
+		f->s->len = f->plen;
+		return 0;
+	}
 	f->known = 1;
 	f->got_level = v->level;
 	f->inc = inc;
@@ -706,7 +732,7 @@ fetch_arrived(void *arg, size_t have, size_t len)
 	uint64_t inc;
 
 	f->have = have;
-	if (!f->cut) {
+	if (!f->cut || f->resuming) {
 		if (f->nocut)
 			return;
 		switch (sdwire_parse_head(f->s->own, have, len, &v)) {
@@ -724,8 +750,14 @@ fetch_arrived(void *arg, size_t have, size_t len)
 		    &inc) != 0)
 			inc = 0;
 		node_learn(inc, "fetch");
-		if (fetch_head(f, &v, inc, h2call_meta(f->hc,
-		    META_GENERATION)) != 0) {
+		switch (fetch_head(f, &v, inc, h2call_meta(f->hc,
+		    META_GENERATION))) {
+		case 0:
+			break;
+		case -2:
+			fetch_fail(f, GRPC_UNAVAILABLE, RESUME_OTHER);
+			return;
+		default:
 			f->nocut = 1;	/* fetch_done() fails it */
 			return;
 		}
@@ -798,6 +830,39 @@ fits(size_t keylen, size_t len)
 	    (uint64_t)keylen + BE_ENTRY_OVERHEAD + len <= n.max_memory;
 }
 
+/*
+ * The upstream was lost while the fetch was under way (Failover): send it
+ * again, to the next upstream the link moved to, within its own deadline,
+ * once per other upstream. Replies already begun go on only with the same
+ * content: its generation and central's incarnation known and the same,
+ * checked at the new answer's head (fetch_head()). 0 when sent again, -1
+ * when the fetch must fail.
+ */
+static int
+fetch_resend(struct fetch *f, const char *why)
+{
+	if (f->resends + 1 >= h2client_ntargets(n.up) ||
+	    clock_now_ns() >= f->deadline ||
+	    (f->cut && (f->gen == 0 || f->inc == 0)))
+		return -1;
+	f->resends++;
+	log_info("upstream lost during a fetch: sent again", "session=%.*s "
+	    "level=%u bytes_before=%zu reason=\"%s\"", (int)f->keylen, f->key,
+	    f->has_level ? f->level : f->got_level, f->cut && f->have > f->poff ?
+	    f->have - f->poff : 0, why);
+	/* The replies keep the old buffer as long as they send from it. */
+	if (f->s != NULL)
+		shared_release(f->s);
+	f->s = NULL;
+	f->have = 0;
+	if (f->cut)
+		f->resuming = 1;
+	else
+		f->known = f->nocut = 0;
+	fetch_send(f);
+	return 0;
+}
+
 static void
 fetch_done(void *arg, struct h2reply *r)
 {
@@ -808,8 +873,10 @@ fetch_done(void *arg, struct h2reply *r)
 	uint64_t inc;
 
 	f->hc = NULL;
-	fetch_unjoin(f);		/* its answer is decided */
 	inc = learn_from(r, "fetch");
+	if (r->status == GRPC_UNAVAILABLE && fetch_resend(f, r->message) == 0)
+		return;
+	fetch_unjoin(f);		/* its answer is decided */
 	if (r->status != GRPC_OK) {
 		/* Passed through as it came; nothing stored (NOT_FOUND is
 		 * not cached). Waiters cut through get it after the bytes
@@ -834,9 +901,11 @@ fetch_done(void *arg, struct h2reply *r)
 		fetch_fail(f, GRPC_INTERNAL, msg);
 		return;
 	}
-	if (!f->cut)
-		(void)fetch_head(f, &rep, inc, h2reply_meta(r,
-		    META_GENERATION));
+	if ((!f->cut || f->resuming) && fetch_head(f, &rep, inc,
+	    h2reply_meta(r, META_GENERATION)) != 0) {
+		fetch_fail(f, GRPC_UNAVAILABLE, RESUME_OTHER);
+		return;
+	}
 	/* Every waiter gets the rest and its end, from the buffer that is
 	 * then stored: the same bytes. */
 	f->have = r->len;
@@ -880,8 +949,11 @@ fetch_send(struct fetch *f)
 	req.has_update_level = f->has_level;
 	req.update_level = f->level;
 	metrics_count(MC_UPSTREAM_FETCHES, 1);
-	f->hc = h2client_unary_body(n.up, PATH_GET, &body, clock_now_ns() +
-	    n.upstream_timeout_ms * NS_PER_MS, fetch_done, f);
+	if (f->deadline == 0)
+		f->deadline = clock_now_ns() + n.upstream_timeout_ms *
+		    NS_PER_MS;
+	f->hc = h2client_unary_body(n.up, PATH_GET, &body, f->deadline,
+	    fetch_done, f);
 	if (f->hc == NULL) {
 		fetch_unjoin(f);
 		fetch_fail(f, GRPC_RESOURCE_EXHAUSTED, "out of memory");

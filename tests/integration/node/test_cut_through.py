@@ -11,6 +11,7 @@ node B in front of A; grpcio workers on both. Loopback only; no timing in
 the assertions: "before" is shown by the counters of what B received while
 the fake holds the second half back.
 """
+import socket
 import threading
 
 import grpc
@@ -204,3 +205,82 @@ def test_a_reply_with_its_payload_first_is_passed_on_whole(make_daemon):
     assert a.stub().GetSharedData(sd("old", 3), timeout=10).payload == payload
     assert a.metric("alpcrund_upstream_fetches_total") == 1
     fake.close()
+
+
+# --- a fetch under way when its upstream is lost (spec §5 "Failover") -----------
+
+INC, GEN = "00000000000000aa", "00000000000000bb"
+
+
+def identity_headers(srv, sid, gen=GEN):
+    srv.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
+                                ("alpcrun-incarnation", INC), ("alpcrun-generation", gen)])
+
+
+def lost_and_next(make_daemon, payload, next_gen):
+    """Upstream 1 sends half a level, then vanishes (its connection and
+    listener closed, as a killed host's); upstream 2 holds the level with
+    generation next_gen. Node A's upstream list is both; node B is behind
+    A; a worker on each is half way through the level when upstream 1
+    goes. Returns (a, b, outcomes)."""
+    msg = grpc_frame(reply_body("big", 1, payload))
+    half = len(msg) - len(payload) // 2
+    go = threading.Event()
+
+    def first(srv, sid, path):
+        identity_headers(srv, sid)
+        send(srv, sid, msg[:half])
+        assert go.wait(60)
+        srv.fake.lsock.close()
+        srv.sock.shutdown(socket.SHUT_RDWR)
+        srv.sock.close()
+
+    def second(srv, sid, path):
+        identity_headers(srv, sid, next_gen)
+        send(srv, sid, msg)
+        srv.conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+        srv.flush()
+    p1, p2 = free_port(), free_port()
+    f1 = Fake(p1, lambda sock, f: H2Server(sock, f).run(first))
+    f2 = Fake(p2, lambda sock, f: H2Server(sock, f).run(second))
+    up1 = "127.0.0.1:%d" % p1
+    a = make_daemon(NODE % (up1 + " 127.0.0.1:%d" % p2))
+    b = make_daemon(NODE % a.addr)
+    a.wait_metric(lambda m: m.value("alpcrund_upstream_target_up", upstream=up1) == 1, 15)
+    b.wait_metric(lambda m: m.value("alpcrund_upstream_up") == 1, 15)
+    out = []
+    threads = [start_get(a, "big", 1, out), start_get(b, "big", 1, out)]
+    # Both workers' replies are under way, half the level sent on.
+    b.wait_metric(lambda m: m.value(RECEIVED, upstream=a.addr) >= len(payload) // 2, 20)
+    go.set()
+    for t in threads:
+        t.join(60)
+    f1.close()
+    f2.close()
+    return a, b, out
+
+
+@pytest.mark.timeout(120)
+def test_fetch_under_way_moves_to_the_next_upstream(make_daemon):
+    payload = bytes(range(251)) * (4 * MiB // 251)
+    a, b, out = lost_and_next(make_daemon, payload, GEN)
+    assert [c for c, _ in out] == [C.OK, C.OK], out
+    assert all(r.payload == payload for _, r in out)
+    assert 'msg="upstream lost during a fetch: sent again"' in a.log()
+    # Stored once, from the second upstream's answer; B fetched once.
+    assert a.metric("alpcrund_upstream_fetches_total") == 2
+    assert b.metric("alpcrund_upstream_fetches_total") == 1
+    assert a.stub().GetSharedData(sd("big", 1), timeout=10).payload == payload
+
+
+@pytest.mark.timeout(120)
+def test_fetch_under_way_never_mixes_two_contents(make_daemon):
+    """The next upstream holds another content under the same level (a
+    store that is not the one the first bytes came from): the replies
+    already under way fail rather than end with bytes of both."""
+    payload = b"\xa5" * (4 * MiB)
+    a, b, out = lost_and_next(make_daemon, payload, "00000000000000cc")
+    msg = ("the upstream was lost during the fetch, and the next one holds "
+           "another content for this level")
+    assert out == [(C.UNAVAILABLE, msg)] * 2, out
+    assert a.metric("alpcrund_entries") == 0 and b.metric("alpcrund_entries") == 0
