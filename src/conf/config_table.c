@@ -104,8 +104,14 @@ const struct config_directive config_table[] = {
 	  "127.0.0.1:2337", NULL, NULL, NULL, OFF(upstream),
 	  "node: address of the central cache, or up to 8 addresses "
 	  "separated by blanks, tried in order: the node fails over to the "
-	  "next when one is unreachable and returns to the first once it "
-	  "is back" },
+	  "next when one is unreachable (a fetch under way is sent again "
+	  "there) and returns to the first once it is back; an address may "
+	  "be another node's: tiers, such as a rack-level parent in front of "
+	  "central or a chain for the largest levels, each node passing a "
+	  "level on to the nodes behind it as its bytes arrive "
+	  "(cut-through); list central last, so that a dead parent is no "
+	  "dead end (alpcrund(8), NODE MODE; the source tree's "
+	  "conf/alpcrund-rack.conf)" },
 	{ "node_id", CONF_STRING, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(node_id),
 	  "node: this node's name on the path of its fetches (request "
