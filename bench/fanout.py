@@ -18,7 +18,8 @@ the middle one unless --kill-node, is killed with SIGKILL once the chain
 is connected, and the workers of the live hosts ask). For each topology
 and round: a new level of SIZE MiB is set on central (alpcrunctl on its
 own host), then at once a worker on every node host asks its local node
-for that level (alpcrunctl get -o /dev/null, all started together); the
+for that level (alpcrunctl get -o /dev/null, all spawned first, then let go
+at once from a gate); the
 time until the last host has the whole level is the figure. T1 is one host alone (star,
 only host 1 asks). Printed: T1, each topology's time-to-last-host (median
 over the rounds, and the ratio to T1), and per chain hop the time it adds;
