@@ -575,8 +575,7 @@ call_message_begin(struct call *call, size_t len)
 	grpc_frame_prefix(p, (uint32_t)len);
 	call->in_message = 1;
 	call->message_left = len;
-	respond_headers(st);
-	h2s_resume(st->hs);
+	respond_headers(st);		/* sent with the first flush */
 	return 0;
 }
 
@@ -612,12 +611,18 @@ call_message_add(struct call *call, const uint8_t *data, size_t len,
 			return -1;
 	}
 	call->message_left -= len;
-	h2s_resume(st->hs);
 	rv = 0;
 out:
 	if (lease != NULL)
 		lease_release(lease);
 	return rv;
+}
+
+void
+call_message_flush(struct call *call)
+{
+	if (call->st != NULL)
+		h2s_resume(call->st->hs);
 }
 
 void
@@ -646,6 +651,9 @@ call_error(struct call *call, int status, const char *fmt, ...)
 	char msg[MESSAGE_MAX] = "";
 	va_list ap;
 
+	/* Never OK after a message cut short (call_message_begin()). */
+	if (status == GRPC_OK && call->in_message && call->message_left > 0)
+		status = GRPC_INTERNAL;
 	/* Formatted first: an argument may be the call's own (call_meta()). */
 	if (fmt != NULL && st != NULL) {
 		va_start(ap, fmt);
@@ -660,6 +668,7 @@ call_error(struct call *call, int status, const char *fmt, ...)
 		respond_trailers_only(st, status, msg);
 		return;
 	}
+
 	free(st->message);
 	st->message = strdup(msg);
 	reply_end(st, status);

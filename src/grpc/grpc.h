@@ -99,10 +99,13 @@ void	 call_reply(struct call *, const ProtobufCMessage *reply,
  * or fewer than H2_REF_MIN bytes: the lease is then released at once) or
  * sent by reference and held through the lease until the socket took them;
  * call_message_end() once all len bytes are added finishes the call OK
- * (fewer: INTERNAL, logged, a bug of the handler). call_error() at any
- * point finishes it with that status in trailers after what was sent: the
- * peer sees a message cut short with the status, never a short message
- * that decodes. Each returns 0, or -1 when the stream is gone, out of
+ * (fewer: INTERNAL, logged, a bug of the handler). Nothing goes out before
+ * call_message_flush() or the end, so that a small reply is one write;
+ * the flush may close the connection and run cancel hooks (of this call
+ * and others) before it returns. call_error() at any point finishes it
+ * with that status in trailers after what was sent (OK becomes INTERNAL
+ * there): the peer sees a message cut short with the status, never a
+ * short message that decodes. Each returns 0, or -1 when the stream is gone, out of
  * memory, or (add) the message would grow past len, the lease released;
  * begin returns -2 when len exceeds max_message_size. The handler must
  * still finish the call.
@@ -110,6 +113,7 @@ void	 call_reply(struct call *, const ProtobufCMessage *reply,
 int	 call_message_begin(struct call *, size_t len);
 int	 call_message_add(struct call *, const uint8_t *, size_t len,
 	    struct lease *);
+void	 call_message_flush(struct call *);
 void	 call_message_end(struct call *);
 /* Finish with an error status; fmt builds grpc-message (may be NULL). */
 void	 call_error(struct call *, int status, const char *fmt, ...)

@@ -947,13 +947,16 @@ h2c_call_got_message(struct h2call *call, struct grpc_message *m)
 	struct h2msg *hm;
 
 	if (m->compressed) {
-		bigbuf_free(m->data);
+		if (m->data != call->ext)	/* the caller's stays theirs */
+			bigbuf_free(m->data);
 		h2c_call_finish(call, GRPC_INTERNAL, "compressed reply message "
 		    "(no grpc-encoding was accepted)");
 		return;
 	}
 	if (!call->streaming) {
 		if (m->data != NULL && m->data == call->ext) {
+			if (call->have_msg)	/* an empty one came first */
+				call->extra_msg = 1;
 			call->have_msg = 1;	/* done points at it */
 			call->ext_have = m->len;
 			return;

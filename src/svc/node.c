@@ -177,6 +177,7 @@ struct fetch {
 	/* Sent again after its upstream was lost (Failover): the answer must
 	 * name the content the replies already carry. */
 	unsigned		 resuming:1;
+	unsigned		 replied:1;	/* a waiter's reply was begun */
 	unsigned		 resends;
 	uint64_t		 deadline;	/* its own, from the first send */
 	uint32_t		 got_level;
@@ -623,6 +624,7 @@ waiter_feed(struct fetch *f, struct waiter *w, uint64_t now)
 		hl = cache_reply_head(head, f->key, f->keylen, f->got_level,
 		    f->plen, f->expires, now);
 		w->begun = 1;
+		f->replied = 1;
 		if ((rv = call_message_begin(w->call, hl + f->plen)) == 0 &&
 		    !w->gone)
 			rv = call_message_add(w->call, head, hl, NULL);
@@ -632,6 +634,8 @@ waiter_feed(struct fetch *f, struct waiter *w, uint64_t now)
 		w->sent = avail;
 		rv = call_message_add(w->call, l.data, l.len, &l);
 	}
+	if (rv == 0 && !w->gone)
+		call_message_flush(w->call);
 	w->busy = 0;
 	if ((gone = w->gone) == 0 && rv == 0)
 		return 0;
@@ -843,7 +847,7 @@ fetch_resend(struct fetch *f, const char *why)
 {
 	if (f->resends + 1 >= h2client_ntargets(n.up) ||
 	    clock_now_ns() >= f->deadline ||
-	    (f->cut && (f->gen == 0 || f->inc == 0)))
+	    (f->replied && (f->gen == 0 || f->inc == 0)))
 		return -1;
 	f->resends++;
 	log_info("upstream lost during a fetch: sent again", "session=%.*s "
@@ -855,10 +859,10 @@ fetch_resend(struct fetch *f, const char *why)
 		shared_release(f->s);
 	f->s = NULL;
 	f->have = 0;
-	if (f->cut)
+	if (f->replied)
 		f->resuming = 1;
-	else
-		f->known = f->nocut = 0;
+	else			/* nobody has a byte: a fresh start */
+		f->cut = f->known = f->nocut = 0;
 	fetch_send(f);
 	return 0;
 }
