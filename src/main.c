@@ -37,6 +37,7 @@
 #include "node.h"
 #include "prefetch.h"
 #include "server.h"
+#include "status.h"
 #include "sweeper.h"
 #include "watch.h"
 #include "tls.h"
@@ -375,6 +376,7 @@ reload(void)
 	if (d.node_on)
 		node_reconfigure(&next);
 	prefetch_reconfigure(&next);
+	status_reconfigure(&next);
 	d.be->ops->reconfigure(d.be, &next);
 	sweeper_set_interval(d.sweeper, next.sweep_interval);
 	server_reconfigure(&d.srv, &next);
@@ -575,6 +577,10 @@ main(int argc, char *argv[])
 			goto out;
 		}
 		log_info("metrics listening", "addr=%s", d.conf.metrics_listen);
+		if (status_init(&d.conf, d.be) != 0) {
+			log_error("cannot start", "error=\"out of memory\"");
+			goto out;
+		}
 	}
 	if ((d.sweeper = sweeper_start(d.base, d.be,
 	    d.conf.sweep_interval)) == NULL) {

@@ -57,6 +57,7 @@ struct config {
 	uint64_t	 prefetch_concurrency;
 	uint64_t	 watch_buffer;
 	char		*metrics_listen;
+	int		 status_sessions;	/* the status page lists them */
 	uint64_t	 max_connections;
 	uint64_t	 max_concurrent_streams;
 	uint64_t	 handshake_timeout;	/* ms */

@@ -168,7 +168,13 @@ const struct config_directive config_table[] = {
 	{ "metrics_listen", CONF_ADDRESS, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(metrics_listen),
 	  "host:port or [v6]:port (not a unix socket) for HTTP /metrics, "
-	  "/healthz and /readyz (unset: none)" },
+	  "/healthz, /readyz and the status page / and /status.json (unset: "
+	  "none)" },
+	{ "status_sessions", CONF_FLAG, CONF_LIVE, 0, 0,
+	  "on", NULL, NULL, NULL, OFF(status_sessions),
+	  "list the sessions held (ids, levels, sizes, time left) on the "
+	  "status page; off where session ids are sensitive (the page then "
+	  "shows their count only)" },
 	{ "max_connections", CONF_NUMBER, 0, 1, 1000000,
 	  "10000", NULL, NULL, NULL, OFF(max_connections),
 	  "open client connections; the open-file limit is raised to fit" },

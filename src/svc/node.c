@@ -180,6 +180,8 @@ struct fetch {
 	unsigned		 replied:1;	/* a waiter's reply was begun */
 	unsigned		 resends;
 	uint64_t		 deadline;	/* its own, from the first send */
+	uint64_t		 started;	/* first sent (clock_now_ns()) */
+	size_t			 total;		/* of the answer, once its prefix came */
 	uint32_t		 got_level;
 	uint64_t		 gen, inc;	/* its identity */
 	uint64_t		 expires;	/* of the copy */
@@ -724,6 +726,7 @@ fetch_alloc(void *arg, size_t len)
 	s->acct = (int64_t)len;
 	inflight(s->acct);
 	f->s = s;
+	f->total = len;
 	return s->own;
 }
 
@@ -858,7 +861,7 @@ fetch_resend(struct fetch *f, const char *why)
 	if (f->s != NULL)
 		shared_release(f->s);
 	f->s = NULL;
-	f->have = 0;
+	f->have = f->total = 0;
 	if (f->replied)
 		f->resuming = 1;
 	else			/* nobody has a byte: a fresh start */
@@ -953,9 +956,10 @@ fetch_send(struct fetch *f)
 	req.has_update_level = f->has_level;
 	req.update_level = f->level;
 	metrics_count(MC_UPSTREAM_FETCHES, 1);
-	if (f->deadline == 0)
-		f->deadline = clock_now_ns() + n.upstream_timeout_ms *
-		    NS_PER_MS;
+	if (f->deadline == 0) {
+		f->started = clock_now_ns();
+		f->deadline = f->started + n.upstream_timeout_ms * NS_PER_MS;
+	}
 	f->hc = h2client_unary_body(n.up, PATH_GET, &body, f->deadline,
 	    fetch_done, f);
 	if (f->hc == NULL) {
@@ -1293,6 +1297,22 @@ int
 node_copy_current(uint64_t inc)
 {
 	return inc == n.incarnation;
+}
+
+void
+node_fetches(node_fetch_fn *fn, void *arg)
+{
+	struct fetch *f;
+
+	TAILQ_FOREACH(f, &n.fetches, all)
+		fn(arg, f->key, f->keylen, f->has_level, f->level, f->have,
+		    f->total, f->nwaiters, f->started);
+}
+
+const char *
+node_id(void)
+{
+	return n.id;
 }
 
 uint64_t

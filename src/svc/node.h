@@ -84,6 +84,18 @@ int	 node_prefetch(const uint8_t *key, size_t keylen, uint32_t level,
 /* No fn of node_prefetch() is called from now on (prefetch_free()). */
 void	 node_prefetch_forget(void);
 
+/* --- for the status page (status.c) ----------------------------------------- */
+
+/* Each fetch in flight or queued: received and total are bytes of its
+ * answer (total 0 until the answer's prefix came), started 0 while queued
+ * (clock_now_ns() otherwise). */
+typedef void node_fetch_fn(void *arg, const uint8_t *key, size_t keylen,
+    int has_level, uint32_t level, uint64_t received, uint64_t total,
+    size_t waiters, uint64_t started);
+void	 node_fetches(node_fetch_fn *, void *);
+/* node_id (NULL before node_init()). */
+const char *node_id(void);
+
 /* --- pure parts, for tests ------------------------------------------------- */
 
 /* The Get decision table of spec §5. */

@@ -7,6 +7,8 @@
  *	GET /readyz	200 "ready\n", or 503 "<reason>\n" (metrics_set_ready);
  *			either followed by a line of detail while one is set
  *			(metrics_set_ready_detail: a degraded but serving daemon)
+ *	GET <route>	what another module registered (metrics_route(): the
+ *			status page)
  *	other paths	404; a known path with a method other than GET (or
  *			HEAD, which libevent answers without the body) 405
  *
@@ -128,6 +130,12 @@ static struct {
 	/* A line under the verdict: what works less well than it should. */
 	char		 detail[256];
 	struct gauge	*gauges;	/* registered, in order */
+	struct {
+		const char	*path;
+		metrics_route_fn *fn;
+		void		*arg;
+	}		 routes[METRICS_ROUTES_MAX];
+	size_t		 nroutes;
 	struct evhttp	*http;
 	struct accept_guard *guard;
 } m = { .ready = 1 };
@@ -163,6 +171,36 @@ metrics_count(enum metric_counter c, uint64_t n)
 {
 	if ((unsigned)c < MC_COUNT)
 		m.counters[c] += n;
+}
+
+uint64_t
+metrics_counter(enum metric_counter c)
+{
+	return (unsigned)c < MC_COUNT ? m.counters[c] : 0;
+}
+
+int64_t
+metrics_connections_now(void)
+{
+	return m.connections;
+}
+
+int64_t
+metrics_inflight_now(void)
+{
+	return m.inflight;
+}
+
+int
+metrics_route(const char *path, metrics_route_fn *fn, void *arg)
+{
+	if (m.nroutes == METRICS_ROUTES_MAX)
+		return -1;
+	m.routes[m.nroutes].path = path;
+	m.routes[m.nroutes].fn = fn;
+	m.routes[m.nroutes].arg = arg;
+	m.nroutes++;
+	return 0;
 }
 
 void
@@ -370,7 +408,9 @@ handle(struct evhttp_request *req, void *arg)
 				    NULL;
 	enum evhttp_cmd_type	 cmd = evhttp_request_get_command(req);
 	struct evbuffer		*body;
-	enum { R_NONE, R_METRICS, R_HEALTHZ, R_READYZ } route = R_NONE;
+	enum { R_NONE, R_METRICS, R_HEALTHZ, R_READYZ, R_OTHER } route =
+	    R_NONE;
+	size_t i, other = 0;
 
 	(void)arg;
 	if (path != NULL) {
@@ -380,6 +420,16 @@ handle(struct evhttp_request *req, void *arg)
 			route = R_HEALTHZ;
 		else if (strcmp(path, "/readyz") == 0)
 			route = R_READYZ;
+		for (i = 0; route == R_NONE && i < m.nroutes; i++)
+			if (strcmp(path, m.routes[i].path) == 0) {
+				route = R_OTHER;
+				other = i;
+			}
+	}
+	if (route == R_OTHER && (cmd == EVHTTP_REQ_GET ||
+	    cmd == EVHTTP_REQ_HEAD)) {
+		m.routes[other].fn(req, m.routes[other].arg);
+		return;
 	}
 
 	if ((body = evbuffer_new()) == NULL) {
@@ -505,6 +555,7 @@ void
 metrics_close(void)
 {
 	http_close();
+	m.nroutes = 0;
 	while (m.gauges != NULL) {
 		struct gauge *g = m.gauges;
 

@@ -80,5 +80,21 @@ void	 metrics_close(void);
 
 /* Read back a counter, for tests and logs. */
 uint64_t metrics_requests(enum metric_method, int code);
+/* Read back, for the status page. */
+uint64_t metrics_counter(enum metric_counter);
+int64_t	 metrics_connections_now(void);
+int64_t	 metrics_inflight_now(void);
+
+/*
+ * Another page on metrics_listen (the status page, status.h): GET and HEAD
+ * of path (kept by reference) go to fn, which answers req with
+ * evhttp_send_reply() at once or later from the loop. At most
+ * METRICS_ROUTES_MAX; 0, or -1. Other methods get 405 as the built-in
+ * pages do.
+ */
+#define METRICS_ROUTES_MAX	4
+struct evhttp_request;
+typedef void metrics_route_fn(struct evhttp_request *, void *arg);
+int	 metrics_route(const char *path, metrics_route_fn *fn, void *arg);
 
 #endif

@@ -284,3 +284,45 @@ def test_fetch_under_way_never_mixes_two_contents(make_daemon):
            "another content for this level")
     assert out == [(C.UNAVAILABLE, msg)] * 2, out
     assert a.metric("alpcrund_entries") == 0 and b.metric("alpcrund_entries") == 0
+
+
+@pytest.mark.timeout(120)
+def test_status_page_shows_the_fetch_in_flight(make_daemon):
+    """Spec §8: a node's /status.json lists its upstreams and every fetch
+    in flight, with bytes received of total, while the level arrives."""
+    import json
+    payload = b"\x11" * (4 * MiB)
+    script = Throttled(payload)
+    fake, a, b = tiers(make_daemon, script)
+    out = []
+    t = start_get(b, "big", 1, out)
+    assert script.sent_half.wait(30)
+
+    def fetch_of(d):
+        st, body = d.http_get("/status.json")
+        assert st == 200
+        j = json.loads(body)
+        return j, [f for f in j["fetches"] if f["session"] == "big"]
+    total = len(script.msg) - 5
+    wait_until(lambda: fetch_of(a)[1] and fetch_of(a)[1][0]["received"] >= len(payload) // 2,
+               20, what="A's fetch half way in its status")
+    j, (f,) = fetch_of(a)
+    assert j["role"] == "node" and j["node_id"]
+    assert f["level"] == 1 and f["total"] == total and f["received"] < total
+    assert f["waiters"] == 1 and f["queued"] is False and f["rate_bps"] > 0
+    assert [u["address"] for u in j["upstreams"]] == [fake_addr(fake)]
+    assert j["upstreams"][0]["up"] is True and j["link"] == "up"
+    # B, behind A, shows its own fetch of the same level from A
+    jb, (fb,) = fetch_of(b)
+    assert jb["upstreams"][0]["address"] == a.addr and fb["total"] >= total
+    script.go.set()
+    t.join(60)
+    assert out[0][0] == C.OK
+    wait_until(lambda: not fetch_of(a)[1] and not fetch_of(b)[1], 10,
+               what="the fetches gone from the status")
+    assert [x["id"] for x in fetch_of(a)[0]["sessions"]] == ["big"]
+    fake.close()
+
+
+def fake_addr(fake):
+    return "127.0.0.1:%d" % fake.lsock.getsockname()[1]
