@@ -201,7 +201,7 @@ static const char *const spec_order[] = {
 	"upstream_cert", "upstream_key", "upstream_server_name",
 	"upstream_timeout", "upstream_connect_timeout", "upstream_keepalive",
 	"prefetch", "prefetch_concurrency", "watch_buffer", "metrics_listen",
-	"max_connections", "max_concurrent_streams", "handshake_timeout",
+	"status_sessions", "max_connections", "max_concurrent_streams", "handshake_timeout",
 	"idle_timeout", "send_timeout", "shutdown_grace", "log_level",
 	"log_target", "pid_file", NULL
 };
@@ -425,6 +425,7 @@ START_TEST(defaults_without_file)
 	ck_assert_uint_eq(cfg.prefetch_concurrency, 4);
 	ck_assert_uint_eq(cfg.watch_buffer, 1ULL << 20);
 	ck_assert_ptr_null(cfg.metrics_listen);
+	ck_assert_int_eq(cfg.status_sessions, 1);
 	ck_assert_uint_eq(cfg.max_connections, 10000);
 	ck_assert_uint_eq(cfg.max_concurrent_streams, 128);
 	ck_assert_uint_eq(cfg.handshake_timeout, 10000);
