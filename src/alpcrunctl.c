@@ -64,7 +64,18 @@ static const char *usage_text =
     "  get session [level] [-o file]\n"
     "  delete session\n"
     "  health [service]\n"
-    "  watch [session]\n";
+    "  watch [session]\n"
+    "  ls [prefix] [-o table|json]\n";
+
+/* ls: one session of the change feed's snapshot. */
+struct ls_row {
+	uint8_t		*id;
+	size_t		 idlen;
+	uint32_t	 level;
+	uint64_t	 size;
+	uint64_t	 ttl_ms;
+	uint64_t	 gen;
+};
 
 /* Everything one run needs; one of it. */
 static struct {
@@ -87,6 +98,10 @@ static struct {
 	const char		*outfile;
 	/* watch */
 	int			 stdout_broken;
+	/* ls: the sessions of the snapshot whose id starts with prefix */
+	const char		*prefix;
+	struct ls_row		*rows;
+	size_t			 nrows, cap;
 
 	/* Progress bar. */
 	int			 tty;		/* stderr is a terminal */
@@ -501,6 +516,125 @@ watch_done(void *arg, struct h2reply *r)
 	finish();
 }
 
+/* --- ls: the snapshot of the change feed, as a table or JSON ---------------- */
+
+static int
+ls_cmp(const void *a, const void *b)
+{
+	const struct ls_row *x = a, *y = b;
+	size_t n = x->idlen < y->idlen ? x->idlen : y->idlen;
+	int c = memcmp(x->id, y->id, n);
+
+	return c != 0 ? c : (x->idlen > y->idlen) - (x->idlen < y->idlen);
+}
+
+static void
+ls_print(void)
+{
+	int json = g.outfile != NULL && strcmp(g.outfile, "json") == 0;
+	size_t i, w = 7;
+
+	qsort(g.rows, g.nrows, sizeof(g.rows[0]), ls_cmp);
+	for (i = 0; i < g.nrows; i++)
+		if (g.rows[i].idlen > w)
+			w = g.rows[i].idlen;
+	if (json)
+		putchar('[');
+	else
+		printf("%-*s %10s %14s %10s\n", (int)w, "SESSION", "LEVEL",
+		    "BYTES", "TTL");
+	for (i = 0; i < g.nrows; i++) {
+		const struct ls_row *r = &g.rows[i];
+
+		if (json) {
+			size_t k;
+
+			printf("%s{\"session\":\"", i > 0 ? "," : "");
+			for (k = 0; k < r->idlen; k++)
+				if (r->id[k] == '"' || r->id[k] == '\\')
+					printf("\\%c", r->id[k]);
+				else if (r->id[k] < 0x20 || r->id[k] >= 0x7f)
+					printf("\\u%04x", r->id[k]);
+				else
+					putchar(r->id[k]);
+			printf("\",\"level\":%" PRIu32 ",\"bytes\":%" PRIu64
+			    ",\"ttl_s\":%.3f,\"generation\":\"%016" PRIx64
+			    "\"}", r->level, r->size, (double)r->ttl_ms / 1000,
+			    r->gen);
+		} else {
+			print_escaped(stdout, r->id, r->idlen);
+			printf("%*s %10" PRIu32 " %14" PRIu64 " %9.1fs\n",
+			    (int)(w > r->idlen ? w - r->idlen : 0), "",
+			    r->level, r->size, (double)r->ttl_ms / 1000);
+		}
+	}
+	if (json)
+		puts("]");
+}
+
+static void
+ls_msg(void *arg, const uint8_t *msg, size_t len)
+{
+	Alpcrun__V1__SharedDataNotice *m;
+	size_t plen = g.prefix != NULL ? strlen(g.prefix) : 0;
+	struct ls_row *r;
+
+	if (g.finished ||
+	    (m = alpcrun__v1__shared_data_notice__unpack(NULL, len, msg)) ==
+	    NULL)
+		return;
+	if (m->kind == ALPCRUN__V1__SHARED_DATA_NOTICE__KIND__SNAPSHOT_END) {
+		/* The snapshot is whole: what was held when it began. */
+		alpcrun__v1__shared_data_notice__free_unpacked(m, NULL);
+		h2call_cancel(g.call);
+		ls_print();
+		g.exit = 0;
+		finish();
+		return;
+	}
+	if (m->kind != ALPCRUN__V1__SHARED_DATA_NOTICE__KIND__SNAPSHOT ||
+	    !m->has_session_id || m->session_id.len < plen ||
+	    memcmp(m->session_id.data, g.prefix, plen) != 0)
+		goto out;
+	if (g.nrows == g.cap) {
+		size_t cap = g.cap ? 2 * g.cap : 256;
+		struct ls_row *nr = realloc(g.rows, cap * sizeof(*nr));
+
+		if (nr == NULL)
+			fatal("out of memory");
+		g.rows = nr;
+		g.cap = cap;
+	}
+	r = &g.rows[g.nrows];
+	if ((r->id = malloc(m->session_id.len + 1)) == NULL)
+		fatal("out of memory");
+	memcpy(r->id, m->session_id.data, m->session_id.len);
+	r->idlen = m->session_id.len;
+	r->level = m->update_level;
+	r->size = m->size;
+	r->gen = m->generation;
+	r->ttl_ms = m->ttl != NULL && m->ttl->seconds >= 0 ?
+	    (uint64_t)m->ttl->seconds * 1000 + (uint64_t)m->ttl->nanos /
+	    1000000 : 0;
+	g.nrows++;
+out:
+	alpcrun__v1__shared_data_notice__free_unpacked(m, NULL);
+}
+
+/* The stream ended before its snapshot did: the daemon's status (a node
+ * without prefetch serves no feed: UNIMPLEMENTED). */
+static void
+ls_done(void *arg, struct h2reply *r)
+{
+	if (r->status == GRPC_OK) {
+		fprintf(stderr, "alpcrunctl: ls: the change feed ended before "
+		    "its snapshot did\n");
+		g.exit = EXIT_LOCAL;
+	} else
+		report_status(r);
+	finish();
+}
+
 /* Command options after the command word: --ttl and -o, anywhere. */
 static int
 cmd_args(int argc, char **argv, int allow_ttl, int allow_out,
@@ -625,7 +759,8 @@ main(int argc, char **argv)
 	/* Usage errors come before any connection is made. */
 	if (strcmp(cmd, "set") != 0 && strcmp(cmd, "update") != 0 &&
 	    strcmp(cmd, "get") != 0 && strcmp(cmd, "delete") != 0 &&
-	    strcmp(cmd, "health") != 0 && strcmp(cmd, "watch") != 0)
+	    strcmp(cmd, "health") != 0 && strcmp(cmd, "watch") != 0 &&
+	    strcmp(cmd, "ls") != 0)
 		usage("unknown command: %s", cmd);
 
 	if ((ca != NULL || cert != NULL || key != NULL || sname != NULL) &&
@@ -760,6 +895,20 @@ main(int argc, char **argv)
 			fatal("cannot catch signals");
 		g.call = h2client_stream(client(), PATH_WATCH, &req.base,
 		    deadline(), watch_msg, watch_done, NULL);
+	} else if (strcmp(cmd, "ls") == 0) {
+		Alpcrun__V1__WatchRequest req = ALPCRUN__V1__WATCH_REQUEST__INIT;
+
+		nargs = cmd_args(argc, argv, 0, 1, &ttl_ms, &has_ttl, &args);
+		if (nargs > 1)
+			usage("ls: expected at most a prefix");
+		if (g.outfile != NULL && strcmp(g.outfile, "json") != 0 &&
+		    strcmp(g.outfile, "table") != 0)
+			usage("ls: -o takes table or json: %s", g.outfile);
+		g.prefix = nargs == 1 ? args[0] : NULL;
+		/* The whole feed: a prefix is no filter of the server's. */
+		g.call = h2client_stream(client(), PATH_WATCH, &req.base,
+		    deadline(), ls_msg, ls_done, NULL);
+		h2call_max_message(g.call, 64 << 10);
 	} else
 		usage("unknown command: %s", cmd);
 
@@ -778,6 +927,9 @@ main(int argc, char **argv)
 		event_free(g.sigterm);
 	event_base_free(g.base);
 	free_payload();
+	while (g.nrows > 0)
+		free(g.rows[--g.nrows].id);
+	free(g.rows);
 	if (o->ssl_ctx != NULL)
 		SSL_CTX_free(o->ssl_ctx);
 	if (fflush(stdout) != 0 && g.exit == 0) {

@@ -84,6 +84,7 @@ struct held {
 	uint32_t		 level;
 	uint64_t		 gen;
 	uint64_t		 expires;	/* 0: no ttl */
+	uint64_t		 size;		/* the payload's */
 	size_t			 cost;		/* counted against watch_buffer */
 	size_t			 keylen;
 	uint8_t			 key[];
@@ -243,8 +244,8 @@ cut_off(struct watcher *w, size_t queued)
 /* Send one notice; 0, or -1 when the watcher is dead now. */
 static int
 send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
-    int has_level, uint32_t level, uint64_t gen, uint64_t expires,
-    uint64_t now)
+    int has_level, uint32_t level, uint64_t gen, uint64_t paylen,
+    uint64_t expires, uint64_t now)
 {
 	Alpcrun__V1__SharedDataNotice n = ALPCRUN__V1__SHARED_DATA_NOTICE__INIT;
 	Google__Protobuf__Duration ttl = GOOGLE__PROTOBUF__DURATION__INIT;
@@ -271,6 +272,10 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	n.generation = gen;
 	n.has_incarnation = 1;
 	n.incarnation = announced();
+	/* What a listing shows (alpcrunctl ls); 0 is proto3's absent. */
+	n.has_size = paylen != 0 && (kind == KIND(SNAPSHOT) ||
+	    kind == KIND(SET) || kind == KIND(UPDATE));
+	n.size = paylen;
 	size = protobuf_c_message_get_packed_size(&n.base) + GRPC_PREFIX_LEN;
 	queued = call_queued(w->call) + w->held_bytes;
 	if (!watch_fits(queued, size, W.buffer)) {
@@ -297,7 +302,7 @@ send_notice(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 /* A live notice during the snapshot: kept, in order, within the bound. */
 static void
 hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
-    uint32_t level, uint64_t gen, uint64_t expires)
+    uint32_t level, uint64_t gen, uint64_t size, uint64_t expires)
 {
 	struct held *h;
 	size_t cost = sizeof(*h) + keylen, queued;
@@ -314,6 +319,7 @@ hold(struct watcher *w, int kind, const uint8_t *key, size_t keylen,
 	h->kind = kind;
 	h->level = level;
 	h->gen = gen;
+	h->size = size;
 	h->expires = expires;
 	h->cost = cost;
 	h->keylen = keylen;
@@ -329,11 +335,10 @@ snap_one(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
 {
 	struct watcher *w = arg;
 
-	(void)len;
 	if (!listed(inc))
 		return;		/* a node's copy from a store central forgot */
-	send_notice(w, KIND(SNAPSHOT), key, keylen, 1, level, gen, expires,
-	    clock_now_ns());
+	send_notice(w, KIND(SNAPSHOT), key, keylen, 1, level, gen, len,
+	    expires, clock_now_ns());
 }
 
 /* SNAPSHOT_END, then the notices held meanwhile. */
@@ -344,7 +349,8 @@ snapshot_end(struct watcher *w)
 	uint64_t now = clock_now_ns();
 
 	w->in_snapshot = 0;
-	if (send_notice(w, KIND(SNAPSHOT_END), NULL, 0, 0, 0, 0, 0, now) != 0)
+	if (send_notice(w, KIND(SNAPSHOT_END), NULL, 0, 0, 0, 0, 0, 0, now) !=
+	    0)
 		return;
 	log_debug("watcher snapshot sent", "notices=%llu held=%zu",
 	    (unsigned long long)w->seq, w->held_bytes);
@@ -352,7 +358,7 @@ snapshot_end(struct watcher *w)
 		STAILQ_REMOVE_HEAD(&w->held, entry);
 		w->held_bytes -= h->cost;
 		send_notice(w, h->kind, h->key, h->keylen, 1, h->level,
-		    h->gen, h->expires, now);
+		    h->gen, h->size, h->expires, now);
 		free(h);
 	}
 }
@@ -519,7 +525,7 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 		}
 		if (rec.kind == BE_ENTRY && listed(rec.inc) &&
 		    send_notice(w, KIND(SNAPSHOT), w->filter, len, 1,
-		    rec.level, rec.gen, rec.expires, now) != 0)
+		    rec.level, rec.gen, rec.len, rec.expires, now) != 0)
 			goto out;
 		snapshot_end(w);
 		goto out;
@@ -548,7 +554,6 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 	uint64_t expires = 0, now;
 	int kind;
 
-	(void)len;
 	if (!W.started || W.nwatchers == 0 ||
 	    (kind = watch_kind_of(ev)) == 0)
 		return;
@@ -566,9 +571,9 @@ watch_backend_event(enum be_event ev, const uint8_t *key, size_t keylen,
 		    memcmp(w->filter, key, keylen) != 0)))
 			continue;
 		if (w->in_snapshot)
-			hold(w, kind, key, keylen, level, gen, expires);
+			hold(w, kind, key, keylen, level, gen, len, expires);
 		else
-			send_notice(w, kind, key, keylen, 1, level, gen,
+			send_notice(w, kind, key, keylen, 1, level, gen, len,
 			    expires, now);
 	}
 }

@@ -4,6 +4,7 @@ the gRPC status (spec §4's exact messages), usage errors, binary payloads
 through stdin and stdout, a 200 MiB file, --ttl, health, the API key, and
 the progress bar shown only when stderr is a terminal."""
 import errno
+import json
 import os
 import pty
 import re
@@ -646,3 +647,38 @@ def test_mtls(make_daemon, tmp_path):
     rc, out, err = ctl("--tls", "--ca", c["ca.pem"], "--cert", c["client.pem"], "--key",
                        c["server.key"], "get", "m", server=s)
     assert rc == 1 and err.startswith("alpcrunctl: --tls: "), err
+
+
+# --- ls: the sessions held, from the change feed's snapshot -----------------------
+
+
+def test_ls_table_json_and_prefix(daemon):
+    s = daemon.addr
+    ok("set", "model-b", "2", "-", input=b"y" * 3000, server=s)
+    ok("set", "model-a", "7", "-", "--ttl", "90s", input=b"x" * 10, server=s)
+    ok("set", "other", "0", "-", input=b"z", server=s)
+    ok("delete", "other", server=s)                 # a tombstone: not listed
+    ok("set", 'q"uote', "1", "-", input=b"q", server=s)
+    lines = ok("ls", server=s).decode().splitlines()
+    assert lines[0].split() == ["SESSION", "LEVEL", "BYTES", "TTL"]
+    rows = [l.split() for l in lines[1:]]
+    assert [r[:3] for r in rows] == [["model-a", "7", "10"], ["model-b", "2", "3000"],
+                                     ['q"uote', "1", "1"]]        # sorted by id
+    assert 0 < float(rows[0][3].rstrip("s")) <= 90
+    j = json.loads(ok("ls", "model", "-o", "json", server=s))
+    assert [(x["session"], x["level"], x["bytes"]) for x in j] == [
+        ("model-a", 7, 10), ("model-b", 2, 3000)]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", x["generation"]) for x in j)
+    assert [x["session"] for x in json.loads(ok("ls", "-o", "json", server=s))][-1] == 'q"uote'
+    assert ok("ls", "nothing-here", server=s).decode().splitlines()[1:] == []
+    assert json.loads(ok("ls", "nothing-here", "-o", "json", server=s)) == []
+
+
+def test_ls_refusals(make_pair):
+    assert "ls: -o takes table or json: yaml" in usage_error("ls", "-o", "yaml")
+    assert "ls: expected at most a prefix" in usage_error("ls", "a", "b")
+    # a node without prefetch serves no change feed: said, not an empty list
+    central, node = make_pair()
+    rc, out, err = ctl("ls", server=node.addr)
+    assert rc == EXIT["UNIMPLEMENTED"] and out == b"", (rc, err)
+    assert err.startswith("alpcrunctl: UNIMPLEMENTED: "), err
