@@ -90,3 +90,21 @@ def test_session_list_off_hides_ids_live_on_sighup(make_daemon):
     d.wait_log(r'msg=reloaded', 10, mark)
     wait_until(lambda: status(d)[0]["sessions"] is not None, 10, what="the list back")
     assert [x["id"] for x in status(d)[0]["sessions"]] == ["secret-session"]
+
+
+def test_a_hundred_thousand_sessions_all_accounted_for(daemon):
+    """100,000 sessions: /status.json and the page answer, every session
+    shown or counted, while Gets keep being served."""
+    s = daemon.stub()
+    for base in range(0, 100000, 2000):
+        fs = [s.SetSharedData.future(sd("k%06d" % i, 1, b"v"), timeout=60)
+              for i in range(base, base + 2000)]
+        for f in fs:
+            f.result()
+    j, _ = status(daemon)
+    assert j["store"]["entries"] == 100000
+    assert len(j["sessions"]) + j["sessions_more"] == 100000
+    assert len(j["sessions"]) == 1000
+    st, _, body = request(daemon, "GET", "/")
+    assert st == 200 and b"status.json" in body
+    assert s.GetSharedData(sd("k099999"), timeout=10).payload == b"v"
