@@ -217,9 +217,10 @@ def test_change_feed_messages_as_spec(tmp_path):
         "seq": (5, FDP.TYPE_UINT64, ""),
         "generation": (6, FDP.TYPE_FIXED64, ""),
         "incarnation": (7, FDP.TYPE_FIXED64, ""),
+        "size": (8, FDP.TYPE_UINT64, ""),
     }
     assert [f.proto3_optional for f in n.field] == [False, True, False, False, False,
-                                                    False, False]
+                                                    False, False, False]
     kinds = {e.name: {v.name: v.number for v in e.value} for e in n.enum_type}
     assert kinds == {"Kind": {"KIND_UNSPECIFIED": 0, "SNAPSHOT": 1, "SET": 2, "UPDATE": 3,
                               "DELETE": 4, "EXPIRE": 5, "SNAPSHOT_END": 6}}
