@@ -27,6 +27,7 @@
 #include "alpcrun/v1/cache.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "clock.h"
+#include "ctl_top.h"
 #include "config.h"
 #include "auth.h"
 #include "grpc_status.h"
@@ -65,7 +66,8 @@ static const char *usage_text =
     "  delete session\n"
     "  health [service]\n"
     "  watch [session]\n"
-    "  ls [prefix] [-o table|json]\n";
+    "  ls [prefix] [-o table|json]\n"
+    "  top [--interval duration] [--count n] metrics-host:port ...\n";
 
 /* ls: one session of the change feed's snapshot. */
 struct ls_row {
@@ -635,6 +637,79 @@ ls_done(void *arg, struct h2reply *r)
 	finish();
 }
 
+/* top: the status pages of daemons (ctl_top.c), not a gRPC call. */
+static void
+top_signal(evutil_socket_t sig, short what, void *arg)
+{
+	event_base_loopbreak(g.base);	/* interrupting top is its end */
+}
+
+static int
+top(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t interval_ms = 1000;
+	long count = 0;
+	char host[256], *end;
+	int ch, i, port;
+
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":i:n:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			interval_ms = parse_duration("--interval", optarg);
+			if (interval_ms < 100)
+				usage("top: --interval: at least 100ms: %s",
+				    optarg);
+			break;
+		case 'n':
+			count = strtol(optarg, &end, 10);
+			if (*end != '\0' || count < 1)
+				usage("top: --count: a number of views, 1 or "
+				    "more: %s", optarg);
+			break;
+		case ':':
+			usage("top: option needs an argument: %s",
+			    argv[optind - 1]);
+			break;
+		default:
+			usage("top: unknown option: %s", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		usage("top: expected the metrics_listen address of one or "
+		    "more daemons");
+	for (i = optind; i < argc; i++)
+		if (ctl_top_addr(argv[i], host, sizeof(host), &port) != 0)
+			usage("top: expected host:port (a metrics_listen): %s",
+			    argv[i]);
+	signal(SIGPIPE, SIG_IGN);
+	if ((g.base = event_base_new()) == NULL)
+		fatal("cannot make an event base");
+	g.sigint = evsignal_new(g.base, SIGINT, top_signal, NULL);
+	g.sigterm = evsignal_new(g.base, SIGTERM, top_signal, NULL);
+	if (g.sigint == NULL || g.sigterm == NULL ||
+	    evsignal_add(g.sigint, NULL) != 0 ||
+	    evsignal_add(g.sigterm, NULL) != 0)
+		fatal("cannot catch signals");
+	if (ctl_top(g.base, argv + optind, (size_t)(argc - optind),
+	    interval_ms, count, isatty(STDOUT_FILENO)) != 0)
+		fatal("out of memory");
+	event_free(g.sigint);
+	event_free(g.sigterm);
+	event_base_free(g.base);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "alpcrunctl: stdout: %s\n", strerror(errno));
+		return EXIT_LOCAL;
+	}
+	return 0;
+}
+
 /* Command options after the command word: --ttl and -o, anywhere. */
 static int
 cmd_args(int argc, char **argv, int allow_ttl, int allow_out,
@@ -756,6 +831,8 @@ main(int argc, char **argv)
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
+	if (strcmp(cmd, "top") == 0)
+		return top(argc, argv);
 	/* Usage errors come before any connection is made. */
 	if (strcmp(cmd, "set") != 0 && strcmp(cmd, "update") != 0 &&
 	    strcmp(cmd, "get") != 0 && strcmp(cmd, "delete") != 0 &&

@@ -12,6 +12,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import grpc
@@ -682,3 +683,77 @@ def test_ls_refusals(make_pair):
     rc, out, err = ctl("ls", server=node.addr)
     assert rc == EXIT["UNIMPLEMENTED"] and out == b"", (rc, err)
     assert err.startswith("alpcrunctl: UNIMPLEMENTED: "), err
+
+
+# --- top: the status pages of daemons, live --------------------------------------
+
+
+def stdout_on_pty(args, timeout=60):
+    """Run alpcrunctl with stdout on a pseudo-terminal; (rc, what it got)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CTL] + list(args), stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 1)
+        if not r:
+            if p.poll() is not None:
+                break
+            continue
+        try:
+            b = os.read(master, 1 << 16)
+        except OSError:
+            break
+        if not b:
+            break
+        got += b
+    os.close(master)
+    return p.wait(timeout=10), got.decode("utf-8", "replace")
+
+
+def test_top_off_a_terminal_one_line_per_daemon(make_pair):
+    central, node = make_pair()
+    central.stub().SetSharedData(sd("t", 1, b"v"), timeout=10)
+    mc, mn = "127.0.0.1:%d" % central.metrics_port, "127.0.0.1:%d" % node.metrics_port
+    stop = threading.Event()
+
+    def gets():
+        st = node.stub()
+        while not stop.is_set():
+            st.GetSharedData(sd("t"), timeout=10)
+    t = threading.Thread(target=gets, daemon=True)
+    t.start()
+    try:
+        out = ok("top", "--interval", "300ms", "--count", "3", mc, mn, "127.0.0.1:1")
+    finally:
+        stop.set()
+        t.join(10)
+    lines = out.decode().splitlines()
+    assert len(lines) == 9, lines                  # three daemons, three times
+    assert "\033" not in out.decode()
+    last = lines[-3:]
+    assert last[0].startswith(mc + " central get/s=")
+    assert last[1].startswith(mn + " node get/s=")
+    assert last[2] == "127.0.0.1:1 unreachable: no answer"
+    rate = float(re.search(r" get/s=(\d+)", last[1]).group(1))
+    assert rate > 0 and " hit=" in last[1] and "entries=1" in last[1], last[1]
+
+
+def test_top_on_a_terminal_redraws(make_pair):
+    central, node = make_pair()
+    rc, got = stdout_on_pty(["top", "--interval", "200ms", "--count", "2",
+                             "127.0.0.1:%d" % central.metrics_port,
+                             "127.0.0.1:%d" % node.metrics_port])
+    assert rc == 0, got
+    assert got.count("\033[H\033[2J") == 2                 # redrawn in place
+    assert "DAEMON" in got and "get/s" in got and " node " in got, got
+
+
+def test_top_refusals():
+    assert "top: expected the metrics_listen address" in usage_error("top")
+    assert "top: expected host:port" in usage_error("top", "nonsense")
+    assert "top: --interval: at least 100ms" in usage_error("top", "--interval", "10ms",
+                                                            "127.0.0.1:1")
+    assert "top: --count" in usage_error("top", "--count", "0", "127.0.0.1:1")
