@@ -596,7 +596,7 @@ ls_msg(void *arg, const uint8_t *msg, size_t len)
 	}
 	if (m->kind != ALPCRUN__V1__SHARED_DATA_NOTICE__KIND__SNAPSHOT ||
 	    !m->has_session_id || m->session_id.len < plen ||
-	    memcmp(m->session_id.data, g.prefix, plen) != 0)
+	    (plen > 0 && memcmp(m->session_id.data, g.prefix, plen) != 0))
 		goto out;
 	if (g.nrows == g.cap) {
 		size_t cap = g.cap ? 2 * g.cap : 256;
