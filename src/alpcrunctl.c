@@ -536,7 +536,8 @@ ls_print(void)
 	int json = g.outfile != NULL && strcmp(g.outfile, "json") == 0;
 	size_t i, w = 7;
 
-	qsort(g.rows, g.nrows, sizeof(g.rows[0]), ls_cmp);
+	if (g.nrows > 0)		/* UBSan: no NULL base, even for none */
+		qsort(g.rows, g.nrows, sizeof(g.rows[0]), ls_cmp);
 	for (i = 0; i < g.nrows; i++)
 		if (g.rows[i].idlen > w)
 			w = g.rows[i].idlen;
