@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "status.h"
+#include "watch.h"
 
 /* At most this many sessions are listed; the rest are counted. */
 #define STATUS_SESSIONS_MAX	1000
@@ -174,6 +175,35 @@ node_part(struct evbuffer *b, uint64_t now)
 }
 
 static void
+one_watcher(void *arg, const char *via, const uint8_t *filter,
+    size_t filterlen, uint64_t notices, uint64_t queued, int in_snapshot,
+    uint64_t since)
+{
+	struct list *l = arg;
+	const char *node = strrchr(via, ',');
+
+	evbuffer_add_printf(l->b, "%s{\"node_id\":", l->n > 0 ? "," : "");
+	if (via[0] == '\0')
+		evbuffer_add_printf(l->b, "null");
+	else
+		json_cstr(l->b, node != NULL ? node + 1 : via);
+	evbuffer_add_printf(l->b, ",\"via\":");
+	json_cstr(l->b, via);
+	evbuffer_add_printf(l->b, ",\"session\":");
+	if (filterlen == 0)
+		evbuffer_add_printf(l->b, "null");
+	else if (S.sessions)
+		json_str(l->b, filter, filterlen);
+	else
+		evbuffer_add_printf(l->b, "\"(hidden)\"");
+	evbuffer_add_printf(l->b, ",\"notices\":%" PRIu64 ",\"queued_bytes\":%"
+	    PRIu64 ",\"in_snapshot\":%s,\"age_s\":%.3f}", notices, queued,
+	    in_snapshot ? "true" : "false", l->now > since ?
+	    (double)(l->now - since) / NS_PER_SEC : 0.0);
+	l->n++;
+}
+
+static void
 requests(struct evbuffer *b)
 {
 	static const enum metric_method mm[] = { MM_GET, MM_SET, MM_UPDATE,
@@ -220,6 +250,13 @@ status_json(struct evhttp_request *req, void *arg)
 	    metrics_connections_now(), metrics_inflight_now(),
 	    metrics_counter(MC_CACHE_HITS), metrics_counter(MC_CACHE_MISSES));
 	requests(b);
+	{
+		struct list l = { b, now, 0 };
+
+		evbuffer_add_printf(b, ",\"watchers\":[");
+		watch_each(one_watcher, &l);
+		evbuffer_add_printf(b, "]");
+	}
 	sessions(b, &st, now);
 	if (S.node)
 		node_part(b, now);
@@ -287,6 +324,12 @@ static const char page[] =
 "</progress>':(f.queued?'queued':''),size(f.rate_bps)+'/s',f.waiters]);}"
 ")):'<p>none</p>');\n"
 " }\n"
+" n+='<h2>'+(s.role==='node'?'Nodes watching this one':'Watchers')+"
+"'</h2>'+(s.watchers.length?table(['node','session','notices','queued',"
+"'age'],s.watchers.map(function(w){return row([w.node_id===null?"
+"'(a client)':esc(w.node_id),w.session===null?'all':esc(w.session),"
+"w.notices+(w.in_snapshot?' (snapshot)':''),size(w.queued_bytes),"
+"w.age_s.toFixed(0)+' s']);})):'<p>none</p>');\n"
 " document.getElementById('node').innerHTML=n;\n"
 " var ss=document.getElementById('sessions');\n"
 " if(s.sessions===null)ss.innerHTML='<p>'+s.store.entries+' (the list is "

@@ -105,6 +105,10 @@ struct watcher {
 	unsigned		 dead:1;
 	size_t			 filterlen;	/* 0: every session */
 	uint8_t			 filter[SESSION_ID_MAX];
+	/* Who, for the status page: the path its call came through (a
+	 * node's id last), and since when. */
+	char			 via[WATCH_VIA_MAX + 1];
+	uint64_t		 since;
 };
 TAILQ_HEAD(watcher_list, watcher);
 
@@ -494,6 +498,10 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 	}
 	STAILQ_INIT(&w->held);
 	w->call = call;
+	w->since = clock_now_ns();
+	if (call_meta(call, "alpcrun-via") != NULL)
+		snprintf(w->via, sizeof(w->via), "%s",
+		    call_meta(call, "alpcrun-via"));
 	w->filterlen = len;
 	if (len > 0)
 		memcpy(w->filter, req->session_id.data, len);
@@ -600,6 +608,20 @@ void
 watch_drain(void *unused)
 {
 	W.draining = 1;
+}
+
+void
+watch_each(watch_each_fn *fn, void *arg)
+{
+	struct watcher *w;
+
+	if (!W.started)
+		return;
+	TAILQ_FOREACH(w, &W.all, entry)
+		if (!w->dead)
+			fn(arg, w->via, w->filter, w->filterlen, w->seq,
+			    call_queued(w->call) + w->held_bytes,
+			    w->in_snapshot, w->since);
 }
 
 void

@@ -108,3 +108,30 @@ def test_a_hundred_thousand_sessions_all_accounted_for(daemon):
     st, _, body = request(daemon, "GET", "/")
     assert st == 200 and b"status.json" in body
     assert s.GetSharedData(sd("k099999"), timeout=10).payload == b"v"
+
+
+def test_watchers_and_children(make_daemon):
+    """Central's page lists who watches its feed (a node by its id, a
+    plain client as null); a node with prefetch lists the nodes behind
+    it."""
+    from alptest import cache_pb2
+    c = make_daemon()
+    a = make_daemon("mode node\nbackend memory\nupstream %s\nprefetch on\n" % c.addr)
+    b = make_daemon("mode node\nbackend memory\nupstream %s\nprefetch on\n" % a.addr)
+    for d in (a, b):
+        d.wait_log(r'msg="change feed snapshot received"', 30)
+    it = c.stub().WatchSharedData(cache_pb2.WatchRequest(session_id="only-this"),
+                                  timeout=30)
+    next(it)
+    ida, idb = status(a)[0]["node_id"], status(b)[0]["node_id"]
+    assert ida and idb and ida != idb
+
+    def by_node(d):
+        return {w["node_id"]: w for w in status(d)[0]["watchers"]}
+    wait_until(lambda: set(by_node(c)) == {ida, None}, 10, what="central's two watchers")
+    w = by_node(c)
+    assert w[ida]["session"] is None and w[ida]["in_snapshot"] is False
+    assert w[None]["session"] == "only-this" and w[None]["notices"] >= 1
+    assert set(by_node(a)) == {idb} and by_node(a)[idb]["via"].endswith(idb)
+    assert status(b)[0]["watchers"] == []
+    it.cancel()
