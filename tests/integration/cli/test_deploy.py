@@ -97,8 +97,13 @@ def container(doc):
 
 
 def probes_ok(c):
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" or "exec" in c["livenessProbe"]
+    assert "exec" in c["livenessProbe"] or c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # what a cluster admin expects of a daemon's pod
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001, sc
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
 
 
 def test_kubernetes_central(tmp_path):
@@ -146,3 +151,6 @@ def test_kubernetes_node_unix_socket(tmp_path):
     assert vols["socket-dir"]["hostPath"]["path"] == sock_dir
     assert re.search(r"^mode\s+node$", conf, re.M)
     checks_clean(tmp_path, conf, "node-unix.conf")
+    probes_ok(container(ds))
+    init = ds["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
