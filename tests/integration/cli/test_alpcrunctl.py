@@ -757,3 +757,12 @@ def test_top_refusals():
     assert "top: --interval: at least 100ms" in usage_error("top", "--interval", "10ms",
                                                             "127.0.0.1:1")
     assert "top: --count" in usage_error("top", "--count", "0", "127.0.0.1:1")
+
+
+def test_ls_on_a_terminal(daemon):
+    ok("set", "tty-a", "3", "-", input=b"x" * 7, server=daemon.addr)
+    rc, got = stdout_on_pty(["-s", daemon.addr, "ls"])
+    assert rc == 0, got
+    lines = [l.split() for l in got.replace("\r", "").splitlines()]
+    assert lines[0] == ["SESSION", "LEVEL", "BYTES", "TTL"] and lines[1][:3] == ["tty-a", "3", "7"]
+    assert "\033" not in got
