@@ -222,11 +222,23 @@ finish(void)
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	/* Interrupting watch is its normal end. */
+	/* Interrupting watch (or top) is its normal end. */
 	h2call_cancel(g.call);
 	bar_end();
 	g.exit = 0;
 	finish();
+}
+
+/* SIGINT and SIGTERM end the run through signal_cb(). */
+static void
+catch_signals(void)
+{
+	g.sigint = evsignal_new(g.base, SIGINT, signal_cb, NULL);
+	g.sigterm = evsignal_new(g.base, SIGTERM, signal_cb, NULL);
+	if (g.sigint == NULL || g.sigterm == NULL ||
+	    evsignal_add(g.sigint, NULL) != 0 ||
+	    evsignal_add(g.sigterm, NULL) != 0)
+		fatal("cannot catch signals");
 }
 
 static void
@@ -639,12 +651,6 @@ ls_done(void *arg, struct h2reply *r)
 }
 
 /* top: the status pages of daemons (ctl_top.c), not a gRPC call. */
-static void
-top_signal(evutil_socket_t sig, short what, void *arg)
-{
-	event_base_loopbreak(g.base);	/* interrupting top is its end */
-}
-
 static int
 top(int argc, char **argv)
 {
@@ -692,12 +698,7 @@ top(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((g.base = event_base_new()) == NULL)
 		fatal("cannot make an event base");
-	g.sigint = evsignal_new(g.base, SIGINT, top_signal, NULL);
-	g.sigterm = evsignal_new(g.base, SIGTERM, top_signal, NULL);
-	if (g.sigint == NULL || g.sigterm == NULL ||
-	    evsignal_add(g.sigint, NULL) != 0 ||
-	    evsignal_add(g.sigterm, NULL) != 0)
-		fatal("cannot catch signals");
+	catch_signals();
 	if (ctl_top(g.base, argv + optind, (size_t)(argc - optind),
 	    interval_ms, count, isatty(STDOUT_FILENO)) != 0)
 		fatal("out of memory");
@@ -965,12 +966,7 @@ main(int argc, char **argv)
 			req.session_id.len = strlen(args[0]);
 		}
 		setvbuf(stdout, NULL, _IOLBF, 0);
-		g.sigint = evsignal_new(g.base, SIGINT, signal_cb, NULL);
-		g.sigterm = evsignal_new(g.base, SIGTERM, signal_cb, NULL);
-		if (g.sigint == NULL || g.sigterm == NULL ||
-		    evsignal_add(g.sigint, NULL) != 0 ||
-		    evsignal_add(g.sigterm, NULL) != 0)
-			fatal("cannot catch signals");
+		catch_signals();
 		g.call = h2client_stream(client(), PATH_WATCH, &req.base,
 		    deadline(), watch_msg, watch_done, NULL);
 	} else if (strcmp(cmd, "ls") == 0) {

@@ -347,16 +347,24 @@ node_learn(uint64_t inc, const char *how)
 		watch_end_all("the central cache's store changed");
 }
 
-/* Learn the incarnation an answer names; it, or 0 for none. */
+/* Learn the incarnation an alpcrun-incarnation header (hex: its value,
+ * or NULL) names; it, or 0 for none. */
 static uint64_t
-learn_from(const struct h2reply *r, const char *how)
+learn_hex(const char *hex, const char *how)
 {
 	uint64_t inc;
 
-	if (identity_parse(h2reply_meta(r, META_INCARNATION), &inc) != 0)
+	if (identity_parse(hex, &inc) != 0)
 		return 0;		/* a central that names none */
 	node_learn(inc, how);
 	return inc;
+}
+
+/* The same, of an answer. */
+static uint64_t
+learn_from(const struct h2reply *r, const char *how)
+{
+	return learn_hex(h2reply_meta(r, META_INCARNATION), how);
 }
 
 static void
@@ -753,10 +761,8 @@ fetch_arrived(void *arg, size_t have, size_t len)
 			f->nocut = 1;	/* the whole answer decides */
 			return;
 		}
-		if (identity_parse(h2call_meta(f->hc, META_INCARNATION),
-		    &inc) != 0)
-			inc = 0;
-		node_learn(inc, "fetch");
+		inc = learn_hex(h2call_meta(f->hc, META_INCARNATION),
+		    "fetch");
 		switch (fetch_head(f, &v, inc, h2call_meta(f->hc,
 		    META_GENERATION))) {
 		case 0:
