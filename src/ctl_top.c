@@ -70,7 +70,7 @@ num_after(const char *s, const char *key)
 }
 
 static void
-parse(struct daemon *d, const char *b, struct sample *s)
+parse(const char *b, struct sample *s)
 {
 	char key[64];
 	const char *p;
@@ -93,7 +93,6 @@ parse(struct daemon *d, const char *b, struct sample *s)
 	s->node = strstr(b, "\"role\":\"node\"") != NULL;
 	for (p = b; (p = strstr(p, "\"received_bytes\":")) != NULL; p++)
 		s->received += num_after(p, "\"received_bytes\":");
-	(void)d;
 }
 
 static double
@@ -247,7 +246,7 @@ on_answer(struct evhttp_request *req, void *arg)
 		if ((d->body = malloc(len + 1)) != NULL) {
 			evbuffer_copyout(in, d->body, len);
 			d->body[len] = '\0';
-			parse(d, d->body, &d->now);
+			parse(d->body, &d->now);
 		}
 	}
 	if (!d->now.ok)

@@ -214,7 +214,7 @@ requests(struct evbuffer *b)
 
 	evbuffer_add_printf(b, ",\"requests\":{");
 	for (i = 0; i < sizeof(mm) / sizeof(mm[0]); i++) {
-		for (ok = all = 0, code = 0; code <= 16; code++)
+		for (all = 0, code = 0; code <= 16; code++)
 			all += metrics_requests(mm[i], code);
 		ok = metrics_requests(mm[i], 0);
 		evbuffer_add_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"errors\":%"
