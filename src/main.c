@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "prefetch.h"
+#include "reads.h"
 #include "server.h"
 #include "status.h"
 #include "sweeper.h"
@@ -255,6 +256,8 @@ on_backend_change(void *arg, enum be_event ev, const uint8_t *key,
 		metrics_count(MC_EXPIRED, 1);
 	else if (ev == BE_EV_EVICT)
 		metrics_count(MC_EVICTIONS, 1);
+	if (ev == BE_EV_DELETE || ev == BE_EV_EXPIRE || ev == BE_EV_EVICT)
+		reads_forget(key, keylen);
 	/* A central's or a node's feed; nothing when none runs. */
 	watch_backend_event(ev, key, keylen, level, gen, len);
 }
@@ -629,6 +632,7 @@ out:
 	if (d.trim != NULL)
 		event_free(d.trim);
 	metrics_close();	/* also frees the registered gauges */
+	reads_free();
 	if (d.conf.pid_file != NULL && rv == 0)
 		unlink(d.conf.pid_file);
 	tls_server_free();

@@ -503,6 +503,12 @@ call_free(struct call *call)
 }
 
 const char *
+call_peer(const struct call *call)
+{
+	return call->st != NULL ? h2s_peer(call->st->hs) : "";
+}
+
+const char *
 call_meta(const struct call *call, const char *name)
 {
 	size_t i;

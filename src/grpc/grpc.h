@@ -159,6 +159,9 @@ void	 call_set_meta(struct call *, const char *name, const char *value);
  * came with it, or NULL when none was kept; valid until the call is
  * finished. */
 const char *call_meta(const struct call *, const char *name);
+/* The client's address, "address:port" (as the log names it), or "" once
+ * the stream is gone. */
+const char *call_peer(const struct call *);
 /* Absolute deadline on the monotonic clock from grpc-timeout; 0 = none. */
 uint64_t call_deadline(const struct call *);
 /* The handler's own per-call state. */

@@ -239,6 +239,12 @@ h2s_expect(struct h2s_stream *st, uint64_t bytes)
 	st->expect = bytes;
 }
 
+const char *
+h2s_peer(const struct h2s_stream *st)
+{
+	return st->conn->peer;
+}
+
 void
 h2s_release(struct h2s_stream *st)
 {

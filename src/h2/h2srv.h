@@ -75,5 +75,8 @@ void	 h2s_release(struct h2s_stream *);
 void	 h2s_discard(struct h2s_stream *);
 /* Write what is queued now (unless inside the connection's receive). */
 void	 h2s_flush(struct h2s_stream *);
+/* The connection's peer, "address:port", as accepted (for the status
+ * page and logs). */
+const char *h2s_peer(const struct h2s_stream *);
 
 #endif

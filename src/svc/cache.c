@@ -15,6 +15,7 @@
 #include "grpc.h"
 #include "identity.h"
 #include "metrics.h"
+#include "reads.h"
 #include "rules.h"
 #include "sdwire.h"
 
@@ -280,6 +281,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		goto out;
 	}
 	metrics_count(MC_CACHE_HITS, 1);
+	reads_hit(req->session_id.data, req->session_id.len);
 	cache_reply(call, req->session_id.data, req->session_id.len,
 	    rec.level, rec.gen, rec.expires, now, &lease);
 out:

@@ -110,6 +110,7 @@
 #include "metrics.h"
 #include "node.h"
 #include "queue_compat.h"
+#include "reads.h"
 #include "rules.h"
 #include "sdwire.h"
 #include "tls.h"
@@ -1177,6 +1178,7 @@ node_get(struct call *call, ProtobufCMessage *msg)
 	    req->update_level)) {
 	case NODE_SERVE:
 		metrics_count(MC_CACHE_HITS, 1);
+		reads_hit(key, keylen);
 		cache_reply(call, key, keylen, rec.level, rec.gen, rec.expires,
 		    now, &lease);
 		break;

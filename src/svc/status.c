@@ -2,10 +2,10 @@
  * status.c: the status page (status.h). /status.json is built at request
  * time in one evbuffer from the daemon's own state: role, version, uptime,
  * the store's figures, connections, bytes in flight, requests by method,
- * hits and misses; the sessions held (a bounded scan: at most
- * STATUS_SESSIONS_MAX entries and STATUS_SCAN_CALLS calls to the backend's
- * scan, each bounded by the backend, so that a store of millions never
- * stalls the loop; the rest is a count); on a node also its id, central's
+ * hits and misses; the sessions held and their reads (reads.h; a bounded
+ * scan: at most STATUS_SESSIONS_MAX entries and STATUS_SCAN_CALLS calls to
+ * the backend's scan, each bounded by the backend, so that a store of
+ * millions never stalls the loop; the rest is a count); on a node also its id, central's
  * incarnation, its upstreams and every fetch in flight with bytes received
  * of total and rate. No payload byte is ever shown. / is a static page
  * whose script asks /status.json every second.
@@ -24,6 +24,7 @@
 #include "identity.h"
 #include "metrics.h"
 #include "node.h"
+#include "reads.h"
 #include "status.h"
 #include "watch.h"
 
@@ -77,6 +78,7 @@ one_session(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
     uint64_t gen, uint64_t inc, uint64_t expires, size_t len)
 {
 	struct list *l = arg;
+	int64_t reads;
 
 	(void)gen;
 	(void)inc;
@@ -85,8 +87,15 @@ one_session(void *arg, const uint8_t *key, size_t keylen, uint32_t level,
 	evbuffer_add_printf(l->b, "%s{\"id\":", l->n > 0 ? "," : "");
 	json_str(l->b, key, keylen);
 	evbuffer_add_printf(l->b, ",\"level\":%" PRIu32 ",\"bytes\":%zu,"
-	    "\"ttl_s\":%.3f}", level, len, expires > l->now ?
+	    "\"ttl_s\":%.3f,\"reads\":", level, len, expires > l->now ?
 	    (double)(expires - l->now) / NS_PER_SEC : 0.0);
+	/* Not in the table: never read, unless the table is full. */
+	if ((reads = reads_get(key, keylen)) >= 0)
+		evbuffer_add_printf(l->b, "%" PRId64 "}", reads);
+	else if (reads_tracked() < READS_MAX)
+		evbuffer_add_printf(l->b, "0}");
+	else
+		evbuffer_add_printf(l->b, "null}");
 	l->n++;
 }
 
@@ -175,7 +184,8 @@ node_part(struct evbuffer *b, uint64_t now)
 }
 
 static void
-one_watcher(void *arg, const char *via, const uint8_t *filter,
+one_watcher(void *arg, const char *peer, const char *via,
+    const uint8_t *filter,
     size_t filterlen, uint64_t notices, uint64_t queued, int in_snapshot,
     uint64_t since)
 {
@@ -187,6 +197,8 @@ one_watcher(void *arg, const char *via, const uint8_t *filter,
 		evbuffer_add_printf(l->b, "null");
 	else
 		json_cstr(l->b, node != NULL ? node + 1 : via);
+	evbuffer_add_printf(l->b, ",\"peer\":");
+	json_cstr(l->b, peer);
 	evbuffer_add_printf(l->b, ",\"via\":");
 	json_cstr(l->b, via);
 	evbuffer_add_printf(l->b, ",\"session\":");
@@ -325,18 +337,18 @@ static const char page[] =
 ")):'<p>none</p>');\n"
 " }\n"
 " n+='<h2>'+(s.role==='node'?'Nodes watching this one':'Watchers')+"
-"'</h2>'+(s.watchers.length?table(['node','session','notices','queued',"
-"'age'],s.watchers.map(function(w){return row([w.node_id===null?"
-"'(a client)':esc(w.node_id),w.session===null?'all':esc(w.session),"
+"'</h2>'+(s.watchers.length?table(['node','address','session','notices',"
+"'queued','age'],s.watchers.map(function(w){return row([w.node_id===null?"
+"'(a client)':esc(w.node_id),esc(w.peer),w.session===null?'all':esc(w.session),"
 "w.notices+(w.in_snapshot?' (snapshot)':''),size(w.queued_bytes),"
 "w.age_s.toFixed(0)+' s']);})):'<p>none</p>');\n"
 " document.getElementById('node').innerHTML=n;\n"
 " var ss=document.getElementById('sessions');\n"
 " if(s.sessions===null)ss.innerHTML='<p>'+s.store.entries+' (the list is "
 "off: status_sessions)</p>';\n"
-" else ss.innerHTML=table(['session','level','size','time left'],"
+" else ss.innerHTML=table(['session','level','size','time left','reads'],"
 "s.sessions.map(function(x){return row([esc(x.id),x.level,size(x.bytes),"
-"x.ttl_s.toFixed(1)+' s']);}))+(s.sessions_more?'<p>and '+"
+"x.ttl_s.toFixed(1)+' s',x.reads===null?'-':x.reads]);}))+(s.sessions_more?'<p>and '+"
 "s.sessions_more+' more</p>':'');\n"
 "}\n"
 "function tick(){fetch('status.json',{cache:'no-store'}).then("
@@ -379,6 +391,8 @@ status_init(const struct config *conf, struct backend *be)
 	S.started = clock_now_ns();
 	S.node = conf->mode == MODE_NODE;
 	status_reconfigure(conf);
+	if (reads_init() != 0)
+		return -1;
 	if (metrics_route("/", status_page, NULL) != 0 ||
 	    metrics_route("/status.json", status_json, NULL) != 0)
 		return -1;

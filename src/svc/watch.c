@@ -619,7 +619,8 @@ watch_each(watch_each_fn *fn, void *arg)
 		return;
 	TAILQ_FOREACH(w, &W.all, entry)
 		if (!w->dead)
-			fn(arg, w->via, w->filter, w->filterlen, w->seq,
+			fn(arg, call_peer(w->call), w->via, w->filter,
+			    w->filterlen, w->seq,
 			    call_queued(w->call) + w->held_bytes,
 			    w->in_snapshot, w->since);
 }

@@ -60,16 +60,17 @@ void	 watch_backend_event(enum be_event, const uint8_t *key, size_t keylen,
 /* For /metrics: watchers open, and the notice bytes they have queued
  * (packed for their streams, or held while their snapshot runs). */
 /*
- * Each live watcher, for the status page: the path its call came through
+ * Each live watcher, for the status page: its connection's peer address
+ * ("address:port"), the path its call came through
  * (alpcrun-via: the node ids, the watching node's last; "" for a client
  * that is no node; cut at WATCH_VIA_MAX bytes), its session filter
  * (filterlen 0: all), the notices sent, the bytes queued for it, whether
  * its snapshot is still going, and since when (clock_now_ns()).
  */
 #define WATCH_VIA_MAX	128
-typedef void watch_each_fn(void *arg, const char *via, const uint8_t *filter,
-    size_t filterlen, uint64_t notices, uint64_t queued, int in_snapshot,
-    uint64_t since);
+typedef void watch_each_fn(void *arg, const char *peer, const char *via,
+    const uint8_t *filter, size_t filterlen, uint64_t notices,
+    uint64_t queued, int in_snapshot, uint64_t since);
 void	 watch_each(watch_each_fn *, void *);
 void	 watch_stats(uint64_t *watchers, uint64_t *queued_bytes);
 /* The same, one figure each, as metrics gauges (metrics_gauge()). */

@@ -1,5 +1,9 @@
 """Limits of spec §4.6 not covered elsewhere: the memory backend's
-max_memory (store full) and the request header list bound."""
+max_memory (store full), a stored entry larger than max_message_size
+after a reload, and the request header list bound."""
+import re
+import signal
+
 import grpc
 import pytest
 
@@ -40,6 +44,38 @@ def test_store_full_refuses_whole_and_delete_makes_room(make_daemon):
     s.DeleteSharedData(sd("full-1"), timeout=10)
     s.SetSharedData(sd(refused, 1, block), timeout=10)
     assert s.GetSharedData(sd(refused), timeout=10).payload == block
+
+
+def test_entry_larger_than_a_lowered_max_message_size(make_daemon):
+    """max_message_size lowered by SIGHUP below an entry already stored: a
+    Get of it is refused with RESOURCE_EXHAUSTED naming the reply's size,
+    the entry is kept (raising the limit again serves it), and smaller
+    entries are served meanwhile."""
+    d = make_daemon("max_message_size 1m")
+    s = d.stub()
+    big = b"b" * (300 * KIB)
+    s.SetSharedData(sd("big", 1, big), timeout=10)
+    s.SetSharedData(sd("small", 1, b"s"), timeout=10)
+    d.write_config("max_message_size 64k")
+    mark = len(d.log())
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"msg=reloaded", 10, mark)
+    with pytest.raises(grpc.RpcError) as e:
+        s.GetSharedData(sd("big"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    reply = len(s.GetSharedData(sd("small"), timeout=10).SerializeToString())
+    assert reply < 64 * KIB
+    m = re.fullmatch(r"reply of (\d+) bytes exceeds max_message_size",
+                     e.value.details())
+    assert m, e.value.details()
+    d.write_config("max_message_size 1m")
+    mark = len(d.log())
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"msg=reloaded", 10, mark)
+    got = s.GetSharedData(sd("big"), timeout=10)
+    assert got.payload == big
+    # the size named is the reply's (its ttl's nanos may take other bytes)
+    assert abs(int(m.group(1)) - len(got.SerializeToString())) <= 4
 
 
 def test_header_list_over_16k_resets_only_that_stream(daemon):

@@ -50,6 +50,36 @@ def test_central_status_lists_sessions_without_payloads(daemon):
     assert SECRET.decode() not in body
 
 
+def test_reads_per_session(daemon):
+    """Each session's reads: Gets answered from the store since the entry
+    was set (misses and refused Gets are no reads); an Update keeps the
+    count, a Delete ends it."""
+    import grpc
+    s = daemon.stub()
+    s.SetSharedData(sd("read-me", 1, b"v"), timeout=10)
+    s.SetSharedData(sd("unread", 1, b"v"), timeout=10)
+    for _ in range(3):
+        s.GetSharedData(sd("read-me"), timeout=10)
+    try:
+        s.GetSharedData(sd("read-me", 9), timeout=10)   # a mismatch: no read
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    else:
+        raise AssertionError("a Get at the wrong level was answered")
+
+    def reads():
+        return {x["id"]: x["reads"] for x in status(daemon)[0]["sessions"]}
+    assert reads() == {"read-me": 3, "unread": 0}
+    s.UpdateSharedData(sd("read-me", 2, b"w"), timeout=10)
+    s.GetSharedData(sd("read-me"), timeout=10)
+    assert reads()["read-me"] == 4
+    s.DeleteSharedData(sd("read-me"), timeout=10)
+    s.SetSharedData(sd("read-me", 3, b"x"), timeout=10)
+    assert reads() == {"read-me": 0, "unread": 0}
+    st, _, page = request(daemon, "GET", "/")
+    assert b"'reads'" in page
+
+
 def test_page_is_self_contained(daemon):
     st, headers, body = request(daemon, "GET", "/")
     assert st == 200 and headers["Content-Type"].startswith("text/html")
@@ -132,6 +162,17 @@ def test_watchers_and_children(make_daemon):
     w = by_node(c)
     assert w[ida]["session"] is None and w[ida]["in_snapshot"] is False
     assert w[None]["session"] == "only-this" and w[None]["notices"] >= 1
+    # each by its connection's address
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", w[ida]["peer"]), w[ida]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", w[None]["peer"]), w[None]
+    assert w[ida]["peer"] != w[None]["peer"]
     assert set(by_node(a)) == {idb} and by_node(a)[idb]["via"].endswith(idb)
     assert status(b)[0]["watchers"] == []
     it.cancel()
+    # a node counts the reads it answers from its copies
+    c.stub().SetSharedData(sd("on-b", 1, b"v"), timeout=10)
+    assert b.stub().GetSharedData(sd("on-b"), timeout=10).payload == b"v"  # fetched
+    assert [x["id"] for x in status(b)[0]["sessions"]] == ["on-b"]
+    for _ in range(2):
+        assert b.stub().GetSharedData(sd("on-b"), timeout=10).payload == b"v"
+    assert status(b)[0]["sessions"][0]["reads"] == 2
