@@ -3,6 +3,7 @@
 (Debian's gnuplot-nox); it runs no benchmark itself.
 
     bench/plot.py fanout RESULTS.jsonl OUT.png
+    bench/plot.py sizes SIZES.json OUT.png
 
 fanout: RESULTS.jsonl holds the --json line of bench/fanout.py runs, one
 per number of hosts, e.g.
@@ -14,6 +15,10 @@ per number of hosts, e.g.
 
 and the plot is the time until the last host has the level against the
 number of hosts, one line per topology and one for T1 (one host alone).
+
+sizes: SIZES.json is what bench/run --only 7 writes (medians per path and
+payload size); the plot is throughput and the server's CPU per GiB against
+the payload size, one line per path (alpcrund's and Redis's).
 """
 import json
 import os
@@ -61,12 +66,52 @@ def fanout(results, out):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def sizes(results, out):
+    r = json.load(open(results))
+    paths = list(r["paths"])
+    work = tempfile.mkdtemp(prefix="alpplot-")
+    try:
+        data = os.path.join(work, "sizes.dat")
+        with open(data, "w") as f:
+            f.write("# bytes " + " ".join('"%s"' % p for p in paths) + "\n")
+            for n in r["sizes"]:
+                row = [str(n)]
+                for field in ("mibps", "cpu_s_per_gib"):
+                    row += [str(r["paths"][p][str(n)][field])
+                            if r["paths"][p][str(n)][field] is not None else "NaN"
+                            for p in paths]
+                f.write(" ".join(row) + "\n")
+        tics = ", ".join('"%s" %d' % ("%d MiB" % (n >> 20) if n >= 1 << 20
+                                      else "%d KiB" % (n >> 10), n) for n in r["sizes"])
+
+        def lines(first):
+            return ", ".join('"%s" using 1:%d with linespoints title "%s"'
+                             % (data, first + i, p) for i, p in enumerate(paths))
+        script = "\n".join([
+            "set terminal pngcairo size 1200,520 font ',11'",
+            "set output '%s'" % out,
+            "set multiplot layout 1,2 title 'By payload size, loopback, 4 connections "
+            "x 4 streams (medians of %d rounds)'" % r["rounds"],
+            "set logscale xy", "set grid", "set key bottom right",
+            "set xtics (%s)" % tics, "set xlabel 'payload'",
+            "set ylabel 'MiB/s'", "set title 'throughput'",
+            "plot " + lines(2),
+            "set key top right", "set ylabel 'server CPU s per GiB'",
+            "set title 'server CPU per GiB moved'",
+            "plot " + lines(2 + len(paths)),
+            "unset multiplot", ""])
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] != "fanout":
+    modes = {"fanout": fanout, "sizes": sizes}
+    if len(sys.argv) != 4 or sys.argv[1] not in modes:
         raise SystemExit(__doc__.strip().split("\n\n")[1])
     if shutil.which("gnuplot") is None:
         raise SystemExit("plot.py: gnuplot missing (apt-get install gnuplot-nox)")
-    fanout(sys.argv[2], sys.argv[3])
+    modes[sys.argv[1]](sys.argv[2], sys.argv[3])
 
 
 if __name__ == "__main__":
