@@ -106,6 +106,24 @@ def probes_ok(c):
     assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
 
 
+def k8s_bytes(q):
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti)?", str(q))
+    assert m, q
+    return int(m.group(1)) * units.get(m.group(2), 1)
+
+
+def sized_from_max_memory(c, conf):
+    """The pod asks for what max_memory holds and a margin (connections,
+    buffers in flight), and its limit is above its request."""
+    m = re.search(r"^max_memory\s+(\d+)([kmg])$", conf, re.M)
+    assert m, "the example sets max_memory"
+    budget = int(m.group(1)) << {"k": 10, "m": 20, "g": 30}[m.group(2)]
+    req = k8s_bytes(c["resources"]["requests"]["memory"])
+    lim = k8s_bytes(c["resources"]["limits"]["memory"])
+    assert budget * 1.05 <= req <= lim <= budget * 1.5, (budget, req, lim)
+
+
 def test_kubernetes_central(tmp_path):
     docs = load_all("central.yaml")
     svc = docs[("Service", "central-cache")]
@@ -115,6 +133,7 @@ def test_kubernetes_central(tmp_path):
     probes_ok(c)
     conf = docs[("ConfigMap", "alpcrund-central")]["data"]["alpcrund.conf"]
     assert re.search(r"^listen\s+0\.0\.0\.0:2337$", conf, re.M)
+    sized_from_max_memory(c, conf)
     mounts = {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert {"config", "api-key"} <= mounts
     f = tmp_path / "central.conf"
@@ -135,6 +154,7 @@ def test_kubernetes_node_daemonset(tmp_path):
     assert re.search(r"^listen\s+0\.0\.0\.0:3337$", conf, re.M)
     assert re.search(r"^api_key_file\s+\S+", conf, re.M)
     checks_clean(tmp_path, conf, "node.conf")
+    sized_from_max_memory(c, conf)
     worker = docs[("Pod", "worker-example")]
     env = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
     assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
@@ -152,5 +172,6 @@ def test_kubernetes_node_unix_socket(tmp_path):
     assert re.search(r"^mode\s+node$", conf, re.M)
     checks_clean(tmp_path, conf, "node-unix.conf")
     probes_ok(container(ds))
+    sized_from_max_memory(container(ds), conf)
     init = ds["spec"]["template"]["spec"]["initContainers"][0]
     assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
