@@ -1,0 +1,433 @@
+/*
+ * s3rec.c: names and bodies of the objects backend s3 keeps (s3rec.h).
+ * One table of fields per kind drives both the formatter and the parser,
+ * so that the two cannot disagree.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3rec.h"
+
+#define SID_MAX		256
+#define S3REC_VERSION	1
+
+/* --- names ------------------------------------------------------------------- */
+
+static int
+safe(uint8_t c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* Append fmt to buf at *at; -1 once it does not fit. */
+static int
+put(char *buf, size_t len, size_t *at, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*at >= len)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *at, len - *at, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len - *at)
+		return -1;
+	*at += (size_t)n;
+	return 0;
+}
+
+static int
+put_sid(char *buf, size_t len, size_t *at, const uint8_t *sid, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > SID_MAX)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (put(buf, len, at, safe(sid[i]) ? "%c" : "%%%02X",
+		    sid[i]) != 0)
+			return -1;
+	return 0;
+}
+
+int
+s3rec_key_incarnation(char *buf, size_t len, const char *prefix)
+{
+	size_t at = 0;
+
+	return put(buf, len, &at, "%sincarnation", prefix);
+}
+
+int
+s3rec_key_heads(char *buf, size_t len, const char *prefix)
+{
+	size_t at = 0;
+
+	return put(buf, len, &at, "%ss/", prefix);
+}
+
+int
+s3rec_key_head(char *buf, size_t len, const char *prefix, const uint8_t *sid,
+    size_t sidlen)
+{
+	size_t at = 0;
+
+	if (put(buf, len, &at, "%ss/", prefix) != 0 ||
+	    put_sid(buf, len, &at, sid, sidlen) != 0)
+		return -1;
+	return put(buf, len, &at, "/head");
+}
+
+int
+s3rec_key_level(char *buf, size_t len, const char *prefix, const uint8_t *sid,
+    size_t sidlen, uint32_t level)
+{
+	size_t at = 0;
+
+	if (put(buf, len, &at, "%ss/", prefix) != 0 ||
+	    put_sid(buf, len, &at, sid, sidlen) != 0)
+		return -1;
+	return put(buf, len, &at, "/L/%" PRIu32, level);
+}
+
+int
+s3rec_key_blob(char *buf, size_t len, const char *prefix, const uint8_t *sid,
+    size_t sidlen, uint32_t level, uint64_t nonce)
+{
+	size_t at = 0;
+
+	if (put(buf, len, &at, "%sb/", prefix) != 0 ||
+	    put_sid(buf, len, &at, sid, sidlen) != 0)
+		return -1;
+	return put(buf, len, &at, "/%" PRIu32 "-%016" PRIx64, level, nonce);
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
+s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
+    size_t *sidlen)
+{
+	size_t pl = strlen(prefix), kl = strlen(key), n = 0;
+	const char *p, *end;
+	int hi, lo;
+
+	if (kl < pl + 2 + 5 || strncmp(key, prefix, pl) != 0 ||
+	    strncmp(key + pl, "s/", 2) != 0 ||
+	    strcmp(key + kl - 5, "/head") != 0)
+		return -1;
+	end = key + kl - 5;
+	for (p = key + pl + 2; p < end; p++) {
+		if (n == SID_MAX)
+			return -1;
+		if (*p == '%') {
+			if (end - p < 3 || (hi = hexval(p[1])) < 0 ||
+			    (lo = hexval(p[2])) < 0)
+				return -1;
+			sid[n++] = (uint8_t)(hi << 4 | lo);
+			p += 2;
+		} else if (safe((uint8_t)*p))
+			sid[n++] = (uint8_t)*p;
+		else
+			return -1;
+	}
+	if (n == 0)
+		return -1;
+	*sidlen = n;
+	return 0;
+}
+
+/* --- bodies ------------------------------------------------------------------ */
+
+enum ftype { F_U32, F_U64, F_I64, F_HEX64, F_SHA, F_STATE };
+
+struct field {
+	const char	*name;
+	enum ftype	 type;
+	size_t		 off;
+};
+
+#define H(f, t)	{ #f, t, offsetof(struct s3_head, f) }
+static const struct field head_fields[] = {
+	{ "state", F_STATE, offsetof(struct s3_head, state) },
+	H(level, F_U32), H(gen, F_HEX64), H(sha256, F_SHA), H(size, F_U64),
+	H(expires_ms, F_I64), H(writer, F_HEX64),
+};
+#undef H
+#define L(f, t)	{ #f, t, offsetof(struct s3_level, f) }
+static const struct field level_fields[] = {
+	L(level, F_U32), L(gen, F_HEX64), L(sha256, F_SHA), L(size, F_U64),
+	L(blob_nonce, F_HEX64), L(keep_until_ms, F_I64),
+};
+#undef L
+#define I(f, t)	{ #f, t, offsetof(struct s3_incarnation, f) }
+static const struct field inc_fields[] = {
+	I(inc, F_HEX64), I(created_ms, F_I64),
+};
+#undef I
+
+#define NF(a)	(sizeof(a) / sizeof((a)[0]))
+
+static size_t
+format(const char *kind, const struct field *f, size_t nf, const void *rec,
+    char *buf, size_t len)
+{
+	const uint8_t *r = rec;
+	size_t at = 0, i, j;
+	int rv;
+
+	if (put(buf, len, &at, "%s %d\n", kind, S3REC_VERSION) != 0)
+		return 0;
+	for (i = 0; i < nf; i++) {
+		const void *p = r + f[i].off;
+
+		rv = put(buf, len, &at, "%s ", f[i].name);
+		switch (f[i].type) {
+		case F_U32:
+			rv |= put(buf, len, &at, "%" PRIu32,
+			    *(const uint32_t *)p);
+			break;
+		case F_U64:
+			rv |= put(buf, len, &at, "%" PRIu64,
+			    *(const uint64_t *)p);
+			break;
+		case F_I64:
+			rv |= put(buf, len, &at, "%" PRId64,
+			    *(const int64_t *)p);
+			break;
+		case F_HEX64:
+			rv |= put(buf, len, &at, "%016" PRIx64,
+			    *(const uint64_t *)p);
+			break;
+		case F_SHA:
+			for (j = 0; j < S3REC_SHA256_LEN; j++)
+				rv |= put(buf, len, &at, "%02x",
+				    ((const uint8_t *)p)[j]);
+			break;
+		case F_STATE:
+			rv |= put(buf, len, &at, "%s",
+			    *(const enum s3_state *)p == S3_DELETED ?
+			    "deleted" : "live");
+			break;
+		}
+		if (rv != 0 || put(buf, len, &at, "\n") != 0)
+			return 0;
+	}
+	return at;
+}
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* One value (NUL-terminated v) into the field; 0 or -1. */
+static int
+value(const struct field *f, const char *v, void *rec)
+{
+	uint8_t *p = (uint8_t *)rec + f->off;
+	unsigned long long u;
+	long long s;
+	char *end;
+	size_t j;
+	int hi, lo;
+
+	if (*v == '\0' || *v == ' ' || *v == '+')
+		return -1;
+	errno = 0;
+	switch (f->type) {
+	case F_U32:
+	case F_U64:
+		if (*v == '-')
+			return -1;
+		u = strtoull(v, &end, 10);
+		if (errno != 0 || *end != '\0' ||
+		    (f->type == F_U32 && u > UINT32_MAX))
+			return -1;
+		if (f->type == F_U32)
+			*(uint32_t *)p = (uint32_t)u;
+		else
+			*(uint64_t *)p = (uint64_t)u;
+		return 0;
+	case F_I64:
+		s = strtoll(v, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return -1;
+		*(int64_t *)p = (int64_t)s;
+		return 0;
+	case F_HEX64:
+		if (strlen(v) != 16)
+			return -1;
+		for (u = 0, j = 0; j < 16; j++) {
+			if ((hi = hexval(v[j])) < 0)
+				return -1;
+			u = u << 4 | (unsigned)hi;
+		}
+		*(uint64_t *)p = (uint64_t)u;
+		return 0;
+	case F_SHA:
+		if (strlen(v) != 2 * S3REC_SHA256_LEN)
+			return -1;
+		for (j = 0; j < S3REC_SHA256_LEN; j++) {
+			if ((hi = hexval(v[2 * j])) < 0 ||
+			    (lo = hexval(v[2 * j + 1])) < 0)
+				return -1;
+			p[j] = (uint8_t)(hi << 4 | lo);
+		}
+		return 0;
+	case F_STATE:
+		if (strcmp(v, "live") == 0)
+			*(enum s3_state *)p = S3_LIVE;
+		else if (strcmp(v, "deleted") == 0)
+			*(enum s3_state *)p = S3_DELETED;
+		else
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+parse(const char *kind, const struct field *f, size_t nf, const char *body,
+    size_t len, void *rec, size_t recsize, char *err, size_t errlen)
+{
+	char line[160], *sp;
+	const char *p = body, *end = body + len, *nl;
+	unsigned seen = 0;
+	size_t i, n, kl = strlen(kind);
+	int first = 1, version;
+
+	memset(rec, 0, recsize);
+	while (p < end) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			return fail(err, errlen, "%s: the last line has no "
+			    "newline", kind);
+		n = (size_t)(nl - p);
+		if (n >= sizeof(line) || memchr(p, '\0', n) != NULL)
+			return fail(err, errlen, "%s: a line too long or with "
+			    "a NUL", kind);
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p = nl + 1;
+		if (first) {
+			first = 0;
+			if (strncmp(line, kind, kl) != 0 || line[kl] != ' ' ||
+			    sscanf(line + kl + 1, "%d", &version) != 1 ||
+			    version < 1)
+				return fail(err, errlen, "not an %s object",
+				    kind);
+			if (version > S3REC_VERSION)
+				return fail(err, errlen, "%s version %d is "
+				    "newer than this daemon's %d", kind,
+				    version, S3REC_VERSION);
+			continue;
+		}
+		if ((sp = strchr(line, ' ')) == NULL)
+			return fail(err, errlen, "%s: a line without a value: "
+			    "\"%.40s\"", kind, line);
+		*sp = '\0';
+		for (i = 0; i < nf && strcmp(f[i].name, line) != 0; i++)
+			;
+		if (i == nf)
+			continue;	/* a later version's field */
+		if (seen & (1u << i))
+			return fail(err, errlen, "%s: %s given twice", kind,
+			    line);
+		if (value(&f[i], sp + 1, rec) != 0)
+			return fail(err, errlen, "%s: bad %s \"%.70s\"", kind,
+			    line, sp + 1);
+		seen |= 1u << i;
+	}
+	if (first)
+		return fail(err, errlen, "%s: empty", kind);
+	for (i = 0; i < nf; i++)
+		if (!(seen & (1u << i)))
+			return fail(err, errlen, "%s: no %s", kind, f[i].name);
+	return 0;
+}
+
+size_t
+s3rec_head_format(const struct s3_head *h, char *buf, size_t len)
+{
+	return format("alpcrund-head", head_fields, NF(head_fields), h, buf,
+	    len);
+}
+
+size_t
+s3rec_level_format(const struct s3_level *l, char *buf, size_t len)
+{
+	return format("alpcrund-level", level_fields, NF(level_fields), l,
+	    buf, len);
+}
+
+size_t
+s3rec_incarnation_format(const struct s3_incarnation *c, char *buf,
+    size_t len)
+{
+	return format("alpcrund-incarnation", inc_fields, NF(inc_fields), c,
+	    buf, len);
+}
+
+int
+s3rec_head_parse(const char *body, size_t len, struct s3_head *h, char *err,
+    size_t errlen)
+{
+	return parse("alpcrund-head", head_fields, NF(head_fields), body, len,
+	    h, sizeof(*h), err, errlen);
+}
+
+int
+s3rec_level_parse(const char *body, size_t len, struct s3_level *l,
+    char *err, size_t errlen)
+{
+	return parse("alpcrund-level", level_fields, NF(level_fields), body,
+	    len, l, sizeof(*l), err, errlen);
+}
+
+int
+s3rec_incarnation_parse(const char *body, size_t len,
+    struct s3_incarnation *c, char *err, size_t errlen)
+{
+	if (parse("alpcrund-incarnation", inc_fields, NF(inc_fields), body,
+	    len, c, sizeof(*c), err, errlen) != 0)
+		return -1;
+	if (c->inc == 0)
+		return fail(err, errlen, "alpcrund-incarnation: inc is 0");
+	return 0;
+}
+
+int
+s3rec_level_same_content(const struct s3_level *a, const struct s3_level *b)
+{
+	return a->level == b->level && a->size == b->size &&
+	    memcmp(a->sha256, b->sha256, S3REC_SHA256_LEN) == 0;
+}
+
+int
+s3rec_level_same_record(const struct s3_level *a, const struct s3_level *b)
+{
+	return s3rec_level_same_content(a, b) && a->gen == b->gen &&
+	    a->blob_nonce == b->blob_nonce;
+}
