@@ -1,9 +1,9 @@
 """conftest.py: the Daemon class and fixtures of the integration suite.
 
 It sits at the top of tests/integration/, so that pytest applies it to
-every feature folder (central/, node/, watch/, tls/, cli/, wire/: README.md
-here says which file goes where); pytest.ini puts this directory on
-sys.path, so every test can `import alptest`, the shared helpers.
+every feature folder (central/, node/, watch/, tls/, cli/, wire/, s3/:
+README.md here says which file goes where); pytest.ini puts this directory
+on sys.path, so every test can `import alptest`, the shared helpers.
 
 API (keep to it, others use it):
 
