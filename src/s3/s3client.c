@@ -1072,6 +1072,12 @@ s3_client_url(const struct s3_client *cl)
 	return cl->url;
 }
 
+const char *
+s3_client_prefix(const struct s3_client *cl)
+{
+	return cl->prefix != NULL ? cl->prefix : "";
+}
+
 /* The endpoint without a trailing slash, checked: http(s)://host… */
 static char *
 endpoint_of(const char *ep, char *err, size_t errlen)

@@ -176,6 +176,8 @@ const char *s3_response_header(const struct s3_response *, const char *name);
 
 /* "endpoint/bucket" for messages ("http://127.0.0.1:9000/alp"). */
 const char *s3_client_url(const struct s3_client *);
+/* The prefix before every key, "" for none. */
+const char *s3_client_prefix(const struct s3_client *);
 const char *s3_op_name(enum s3_op);
 const char *s3_err_name(enum s3_err);
 
