@@ -1151,6 +1151,121 @@ check_tls(struct loader *ld)
 	}
 }
 
+/* s3_endpoint: http:// or https://, a host, an optional port, nothing
+ * after but one slash (requests add the bucket and key). NULL, or what is
+ * wrong. */
+static const char *
+s3_url_problem(const char *u)
+{
+	const char *h, *p;
+
+	if (strncmp(u, "http://", 7) == 0)
+		h = u + 7;
+	else if (strncmp(u, "https://", 8) == 0)
+		h = u + 8;
+	else
+		return "not an http:// or https:// URL";
+	if (*h == '[') {
+		if ((p = strchr(h, ']')) == NULL || p == h + 1)
+			return "no host";
+		p++;
+	} else {
+		p = h + strcspn(h, ":/?@");
+		if (p == h)
+			return "no host";
+	}
+	if (*p == '@' || strchr(h, '@') != NULL)
+		return "user names belong in s3_credentials, not in the URL";
+	if (*p == ':') {
+		const char *d = ++p;
+
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == d || p - d > 5 || atoi(d) == 0 || atoi(d) > 65535)
+			return "bad port";
+	}
+	if (*p == '/' && p[1] == '\0')
+		return NULL;
+	if (*p != '\0')
+		return "no path or query after host[:port]: requests add "
+		    "the bucket and key";
+	return NULL;
+}
+
+/* Bucket names as S3 has them (3-63 of a-z 0-9 . -, starting and ending
+ * with a letter or digit). */
+static int
+s3_bucket_ok(const char *b)
+{
+	size_t i, n = strlen(b);
+
+	if (n < 3 || n > 63)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((b[i] >= 'a' && b[i] <= 'z') ||
+		    (b[i] >= '0' && b[i] <= '9') ||
+		    ((b[i] == '.' || b[i] == '-') && i > 0 && i < n - 1)))
+			return 0;
+	return 1;
+}
+
+/*
+ * backend s3 needs a store and a bucket; the s3_* directives that name
+ * them mean nothing under another backend; a node keeps its copies in
+ * memory. The credentials are looked for at start and by -t (a file
+ * written later, or the environment), not here.
+ */
+static void
+check_s3(struct loader *ld)
+{
+	static const char *const own[] = { "s3_endpoint", "s3_bucket",
+		"s3_prefix", "s3_credentials", "s3_ca_file" };
+	const struct config	*c = ld->cfg;
+	const char		*v[5], *why;
+	size_t			 k;
+	int			 s3 = c->backend != NULL &&
+				    strcmp(c->backend, "s3") == 0;
+
+	v[0] = c->s3_endpoint;
+	v[1] = c->s3_bucket;
+	v[2] = c->s3_prefix;
+	v[3] = c->s3_credentials;
+	v[4] = c->s3_ca_file;
+	if (!s3) {
+		for (k = 0; k < 5; k++)
+			if (v[k] != NULL)
+				add_error(ld, line_of(ld, own[k]), "%s: needs "
+				    "backend s3", own[k]);
+		return;
+	}
+	if (c->mode == MODE_NODE) {
+		unsigned lb = line_of(ld, "backend"), lm = line_of(ld, "mode");
+
+		add_error(ld, lb > lm ? lb : lm,
+		    "backend s3 is not supported with mode node");
+	}
+	if (c->s3_endpoint == NULL)
+		add_error(ld, line_of(ld, "backend"), "backend s3: needs "
+		    "s3_endpoint (the store's http:// or https:// URL)");
+	else if ((why = s3_url_problem(c->s3_endpoint)) != NULL)
+		add_error(ld, line_of(ld, "s3_endpoint"), "s3_endpoint: %s: %s",
+		    c->s3_endpoint, why);
+	if (c->s3_bucket == NULL)
+		add_error(ld, line_of(ld, "backend"), "backend s3: needs "
+		    "s3_bucket");
+	else if (!s3_bucket_ok(c->s3_bucket))
+		add_error(ld, line_of(ld, "s3_bucket"), "s3_bucket: %s: not a "
+		    "bucket name (3 to 63 of a-z, 0-9, dots and hyphens, "
+		    "a letter or digit at each end)", c->s3_bucket);
+	if (c->s3_prefix != NULL && c->s3_prefix[0] == '/')
+		add_error(ld, line_of(ld, "s3_prefix"), "s3_prefix: %s: must "
+		    "not start with a slash", c->s3_prefix);
+	if (c->s3_ca_file != NULL && c->s3_endpoint != NULL &&
+	    strncmp(c->s3_endpoint, "https://", 8) != 0)
+		add_error(ld, line_of(ld, "s3_ca_file"), "s3_ca_file: needs "
+		    "an https:// s3_endpoint");
+}
+
 int
 config_load(const char *path, int allow_missing, struct config *out,
     struct config_errors *errs)
@@ -1213,6 +1328,7 @@ config_load(const char *path, int allow_missing, struct config *out,
 	check_node_id(&ld);
 	check_metrics_listen(&ld);
 	check_tls(&ld);
+	check_s3(&ld);
 	if (ld.nerr == 0 && path != NULL)
 		cfg.path = xstrdup(&ld, 0, path);	/* NULL: error added */
 

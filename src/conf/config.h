@@ -32,6 +32,14 @@ struct config {
 	int		 lmdb_sync;
 	uint64_t	 lmdb_max_readers;
 	uint64_t	 lmdb_full_ratio;	/* percent */
+	char		*s3_endpoint;
+	char		*s3_bucket;
+	char		*s3_prefix;
+	char		*s3_region;
+	char		*s3_credentials;
+	char		*s3_ca_file;
+	uint64_t	 s3_timeout;		/* ms */
+	uint64_t	 s3_retries;
 	uint64_t	 max_memory;
 	uint64_t	 default_ttl;		/* ms */
 	uint64_t	 max_ttl;		/* ms */

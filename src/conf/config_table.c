@@ -24,7 +24,9 @@
 #define OFF(f)	offsetof(struct config, f)
 
 static const char *const mode_choices[] = { "central", "node", NULL };
-static const char *const backend_choices[] = { "memory", "lmdb", NULL };
+static const char *const backend_choices[] = {
+	"memory", "lmdb", "s3", NULL
+};
 static const char *const level_choices[] = {
 	"debug", "info", "warn", "error", NULL
 };
@@ -39,7 +41,9 @@ const struct config_directive config_table[] = {
 	  "(up to 16); the first one replaces the default" },
 	{ "backend", CONF_CHOICE, 0, 0, 0,
 	  "memory", NULL, backend_choices, NULL, OFF(backend),
-	  "storage: memory (hash table in RAM) or lmdb (on disk)" },
+	  "storage: memory (hash table in RAM), lmdb (on disk) or s3 (an "
+	  "S3-compatible object store; this build checks the store at start "
+	  "and with -t, and serves no backend s3 yet)" },
 	{ "lmdb_path", CONF_PATH, 0, 0, 0,
 	  "/var/lib/alpcrund", NULL, NULL, NULL, OFF(lmdb_path),
 	  "directory of the LMDB environment (created if missing); "
@@ -58,6 +62,42 @@ const struct config_directive config_table[] = {
 	{ "lmdb_full_ratio", CONF_PERCENT, 0, 1, 100,
 	  "90%", NULL, NULL, NULL, OFF(lmdb_full_ratio),
 	  "map fill level at which writes are refused with RESOURCE_EXHAUSTED" },
+	{ "s3_endpoint", CONF_STRING, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(s3_endpoint),
+	  "backend s3: the store's URL, http://host[:port] or "
+	  "https://host[:port]; requests are path-style, "
+	  "endpoint/bucket/key" },
+	{ "s3_bucket", CONF_STRING, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(s3_bucket),
+	  "backend s3: the bucket (3 to 63 lower-case letters, digits, dots "
+	  "and hyphens)" },
+	{ "s3_prefix", CONF_STRING, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(s3_prefix),
+	  "backend s3: written before every key, so that deployments can "
+	  "share a bucket, such as alpcrund/ (unset: none)" },
+	{ "s3_region", CONF_STRING, 0, 0, 0,
+	  "us-east-1", NULL, NULL, NULL, OFF(s3_region),
+	  "backend s3: the region requests are signed for (SigV4)" },
+	{ "s3_credentials", CONF_PATH, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(s3_credentials),
+	  "backend s3: file of lines access_key_id, secret_access_key and "
+	  "optionally session_token, each followed by its value (else "
+	  "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN "
+	  "from the environment)" },
+	{ "s3_ca_file", CONF_PATH, 0, 0, 0,
+	  NULL, NULL, NULL, NULL, OFF(s3_ca_file),
+	  "backend s3: PEM CA certificates that sign the https endpoint's "
+	  "certificate (default: the system's trust store; the certificate "
+	  "is always verified)" },
+	{ "s3_timeout", CONF_DURATION, 0, 100, 1 * MS_H,
+	  "10s", NULL, NULL, NULL, OFF(s3_timeout),
+	  "backend s3: deadline of one request to the store, its retries "
+	  "included (bare number: seconds)" },
+	{ "s3_retries", CONF_NUMBER, CONF_ZERO, 1, 20,
+	  "4", NULL, NULL, NULL, OFF(s3_retries),
+	  "backend s3: attempts made again after a 5xx, a 503 SlowDown, a "
+	  "409 conflict or a connection error, with random waits that grow "
+	  "(full jitter), within s3_timeout" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
 	  "0", "1g", NULL, NULL, OFF(max_memory),
 	  "payload budget of the memory backend; 0 = no limit "

@@ -47,6 +47,8 @@ static const uint64_t bucket_ns[] = {
 	1000000000, 2500000000, 5000000000, 10000000000,
 };
 #define NBUCKETS	(sizeof(bucket_ns) / sizeof(bucket_ns[0]))
+_Static_assert(NBUCKETS == METRICS_HIST_BUCKETS,
+    "metrics.h's METRICS_HIST_BUCKETS must follow bucket_ns[]");
 static const char *const bucket_le[NBUCKETS] = {
 	"0.00005", "0.0001", "0.00025", "0.0005",
 	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
@@ -113,6 +115,13 @@ struct gauge {
 	const char	*type;
 	const char	*label;
 	const char	*(*lfn)(void *, size_t, uint64_t *);
+	/* With a second label (metrics_family2()): lfn NULL. */
+	const char	*label2;
+	const char	*(*lfn2)(void *, size_t, const char **, uint64_t *);
+	/* A histogram (metrics_histogram()): lfn and lfn2 NULL. */
+	const char *const *hvalues;
+	const struct metrics_hist *hist;
+	size_t		 nhist;
 };
 
 static struct {
@@ -266,6 +275,50 @@ metrics_family(const char *name, const char *type, const char *help,
 	return 0;
 }
 
+int
+metrics_family2(const char *name, const char *type, const char *help,
+    const char *label, const char *label2,
+    const char *(*fn)(void *, size_t, const char **, uint64_t *), void *arg)
+{
+	struct gauge *g;
+
+	if ((g = gauge_add(name, help, arg)) == NULL)
+		return -1;
+	g->type = type;
+	g->label = label;
+	g->label2 = label2;
+	g->lfn2 = fn;
+	return 0;
+}
+
+void
+metrics_observe(struct metrics_hist *h, uint64_t duration_ns)
+{
+	size_t	 b;
+
+	for (b = 0; b < NBUCKETS && duration_ns > bucket_ns[b]; b++)
+		;
+	h->buckets[b]++;
+	h->sum_ns += duration_ns;
+	h->count++;
+}
+
+int
+metrics_histogram(const char *name, const char *help, const char *label,
+    const char *const *values, const struct metrics_hist *hist, size_t n)
+{
+	struct gauge *g;
+
+	if ((g = gauge_add(name, help, NULL)) == NULL)
+		return -1;
+	g->type = "histogram";
+	g->label = label;
+	g->hvalues = values;
+	g->hist = hist;
+	g->nhist = n;
+	return 0;
+}
+
 void
 metrics_set_ready(int ready, const char *reason)
 {
@@ -300,6 +353,49 @@ head(struct evbuffer *out, const char *name, const char *type,
 {
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
 	    name, type);
+}
+
+/* A label value, escaped: backslash, quote, newline. */
+static void
+label_value(struct evbuffer *out, const char *lv)
+{
+	for (; *lv != '\0'; lv++) {
+		if (*lv == '\\' || *lv == '"')
+			evbuffer_add_printf(out, "\\%c", *lv);
+		else if (*lv == '\n')
+			evbuffer_add_printf(out, "\\n");
+		else
+			evbuffer_add(out, lv, 1);
+	}
+}
+
+static void
+render_histogram(struct evbuffer *out, const struct gauge *g)
+{
+	const struct metrics_hist *h;
+	uint64_t cum;
+	size_t i, b;
+
+	head(out, g->name, "histogram", g->help);
+	for (i = 0; i < g->nhist; i++) {
+		h = &g->hist[i];
+		cum = 0;
+		for (b = 0; b <= NBUCKETS; b++) {
+			cum += h->buckets[b];
+			evbuffer_add_printf(out, "%s_bucket{%s=\"", g->name,
+			    g->label);
+			label_value(out, g->hvalues[i]);
+			evbuffer_add_printf(out, "\",le=\"%s\"} %" PRIu64 "\n",
+			    b < NBUCKETS ? bucket_le[b] : "+Inf", cum);
+		}
+		evbuffer_add_printf(out, "%s_sum{%s=\"", g->name, g->label);
+		label_value(out, g->hvalues[i]);
+		evbuffer_add_printf(out, "\"} %" PRIu64 ".%09" PRIu64 "\n",
+		    h->sum_ns / 1000000000, h->sum_ns % 1000000000);
+		evbuffer_add_printf(out, "%s_count{%s=\"", g->name, g->label);
+		label_value(out, g->hvalues[i]);
+		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", h->count);
+	}
 }
 
 static void
@@ -359,10 +455,27 @@ render(struct evbuffer *out)
 	evbuffer_add_printf(out, "alpcrund_inflight_bytes %" PRId64 "\n",
 	    m.inflight);
 	for (g = m.gauges; g != NULL; g = g->next) {
-		const char *lv;
+		const char *lv, *lv2;
 		uint64_t v;
 		size_t i;
 
+		if (g->hist != NULL) {
+			render_histogram(out, g);
+			continue;
+		}
+		if (g->lfn2 != NULL) {
+			head(out, g->name, g->type, g->help);
+			for (i = 0; (lv = g->lfn2(g->arg, i, &lv2, &v)) !=
+			    NULL; i++) {
+				evbuffer_add_printf(out, "%s{%s=\"", g->name,
+				    g->label);
+				label_value(out, lv);
+				evbuffer_add_printf(out, "\",%s=\"", g->label2);
+				label_value(out, lv2);
+				evbuffer_add_printf(out, "\"} %" PRIu64 "\n", v);
+			}
+			continue;
+		}
 		if (g->lfn == NULL) {
 			head(out, g->name, "gauge", g->help);
 			evbuffer_add_printf(out, "%s %" PRIu64 "\n", g->name,
@@ -373,15 +486,7 @@ render(struct evbuffer *out)
 		for (i = 0; (lv = g->lfn(g->arg, i, &v)) != NULL; i++) {
 			evbuffer_add_printf(out, "%s{%s=\"", g->name,
 			    g->label);
-			/* Label value escapes: backslash, quote, newline. */
-			for (; *lv != '\0'; lv++) {
-				if (*lv == '\\' || *lv == '"')
-					evbuffer_add_printf(out, "\\%c", *lv);
-				else if (*lv == '\n')
-					evbuffer_add_printf(out, "\\n");
-				else
-					evbuffer_add(out, lv, 1);
-			}
+			label_value(out, lv);
 			evbuffer_add_printf(out, "\"} %" PRIu64 "\n", v);
 		}
 	}

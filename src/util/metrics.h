@@ -65,6 +65,31 @@ int	 metrics_family(const char *name, const char *type, const char *help,
 	    const char *label, const char *(*fn)(void *, size_t, uint64_t *),
 	    void *arg);
 
+/* As metrics_family(), with a second label: fn also sets *second, sample
+ * i's value of label2 (escaped here too). 0, or -1. */
+int	 metrics_family2(const char *name, const char *type, const char *help,
+	    const char *label, const char *label2,
+	    const char *(*fn)(void *, size_t, const char **second, uint64_t *),
+	    void *arg);
+
+/*
+ * A histogram of durations another module keeps, on the daemon's bucket
+ * bounds (50 us to 10 s): the module owns the counts (one struct per label
+ * value, so observing allocates nothing) and observes into them with
+ * metrics_observe(); metrics_histogram() shows hist[0..n-1] as `name` by
+ * `label` = values[i]. Everything is kept by reference. 0, or -1.
+ */
+#define METRICS_HIST_BUCKETS	17
+struct metrics_hist {
+	uint64_t	 buckets[METRICS_HIST_BUCKETS + 1];	/* last: +Inf */
+	uint64_t	 sum_ns;
+	uint64_t	 count;
+};
+void	 metrics_observe(struct metrics_hist *, uint64_t duration_ns);
+int	 metrics_histogram(const char *name, const char *help,
+	    const char *label, const char *const *values,
+	    const struct metrics_hist *hist, size_t n);
+
 /* Readiness for /readyz: ready 1, or 0 with a reason ("draining", …). */
 void	 metrics_set_ready(int ready, const char *reason);
 /* A line /readyz shows under its verdict, whatever the verdict (NULL or

@@ -194,7 +194,9 @@ expect_ok(const char *text, struct config *cfg)
 
 static const char *const spec_order[] = {
 	"mode", "listen", "backend", "lmdb_path", "lmdb_map_size", "lmdb_sync",
-	"lmdb_max_readers", "lmdb_full_ratio", "max_memory", "default_ttl",
+	"lmdb_max_readers", "lmdb_full_ratio", "s3_endpoint", "s3_bucket",
+	"s3_prefix", "s3_region", "s3_credentials", "s3_ca_file", "s3_timeout",
+	"s3_retries", "max_memory", "default_ttl",
 	"max_ttl", "sweep_interval", "max_message_size", "max_inflight_bytes",
 	"api_key_file", "upstream_api_key_file", "tls_cert", "tls_key",
 	"tls_client_ca", "upstream", "node_id", "upstream_tls", "upstream_ca",
@@ -220,7 +222,10 @@ START_TEST(table_order_and_flags)
 	static const char *const later[] = { NULL };
 	static const char *const restart[] = {
 		"mode", "listen", "backend", "lmdb_path", "lmdb_map_size",
-		"lmdb_sync", "lmdb_max_readers", "lmdb_full_ratio", "upstream",
+		"lmdb_sync", "lmdb_max_readers", "lmdb_full_ratio",
+		"s3_endpoint", "s3_bucket", "s3_prefix", "s3_region",
+		"s3_credentials", "s3_ca_file", "s3_timeout", "s3_retries",
+		"upstream",
 		"node_id", "upstream_tls", "prefetch", "metrics_listen",
 		"max_connections", "pid_file", NULL
 	};
@@ -258,6 +263,69 @@ START_TEST(table_order_and_flags)
 	ck_assert_uint_eq(i, config_table_len);
 	ck_assert_ptr_null(row("mode")->later_choices);
 	ck_assert_ptr_null(row("backend")->later_choices);
+}
+END_TEST
+
+/* backend s3: what it needs, what its directives accept, and the s3_*
+ * directives refused under another backend. */
+START_TEST(s3_directives)
+{
+	struct config	 cfg;
+
+	expect_ok("backend s3\ns3_endpoint https://s3.example.net:9000/\n"
+	    "s3_bucket alp-cache.1\ns3_prefix central/\ns3_credentials "
+	    "/etc/alpcrund/s3.cred\ns3_ca_file /etc/ssl/ca.pem\n"
+	    "s3_timeout 2s\ns3_retries 0\ns3_region eu-west-3\n", &cfg);
+	ck_assert_str_eq(cfg.backend, "s3");
+	ck_assert_str_eq(cfg.s3_endpoint, "https://s3.example.net:9000/");
+	ck_assert_str_eq(cfg.s3_bucket, "alp-cache.1");
+	ck_assert_str_eq(cfg.s3_prefix, "central/");
+	ck_assert_str_eq(cfg.s3_region, "eu-west-3");
+	ck_assert_uint_eq(cfg.s3_timeout, 2000);
+	ck_assert_uint_eq(cfg.s3_retries, 0);
+	config_free(&cfg);
+	expect_ok("backend s3\ns3_endpoint http://[::1]:9000\n"
+	    "s3_bucket abc\n", &cfg);
+	ck_assert_str_eq(cfg.s3_region, "us-east-1");
+	ck_assert_uint_eq(cfg.s3_timeout, 10000);
+	ck_assert_uint_eq(cfg.s3_retries, 4);
+	ck_assert_ptr_null(cfg.s3_prefix);
+	ck_assert_ptr_null(cfg.s3_credentials);
+	config_free(&cfg);
+
+	expect_error("backend s3\ns3_bucket abc\n", "1: backend s3: needs "
+	    "s3_endpoint (the store's http:// or https:// URL)");
+	expect_error("backend s3\ns3_endpoint http://h\n",
+	    "1: backend s3: needs s3_bucket");
+	expect_error("backend s3\ns3_bucket abc\ns3_endpoint ftp://h\n",
+	    "3: s3_endpoint: ftp://h: not an http:// or https:// URL");
+	expect_error("backend s3\ns3_bucket abc\ns3_endpoint http://:80\n",
+	    "3: s3_endpoint: http://:80: no host");
+	expect_error("backend s3\ns3_bucket abc\ns3_endpoint http://h:0\n",
+	    "3: s3_endpoint: http://h:0: bad port");
+	expect_error("backend s3\ns3_bucket abc\ns3_endpoint "
+	    "http://h/abc\n", "3: s3_endpoint: http://h/abc: no path or "
+	    "query after host[:port]: requests add the bucket and key");
+	expect_error("backend s3\ns3_bucket abc\ns3_endpoint "
+	    "http://ak:sk@h\n", "3: s3_endpoint: http://ak:sk@h: user names "
+	    "belong in s3_credentials, not in the URL");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket My_B\n",
+	    "3: s3_bucket: My_B: not a bucket name (3 to 63 of a-z, 0-9, "
+	    "dots and hyphens, a letter or digit at each end)");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "s3_prefix /p/\n", "4: s3_prefix: /p/: must not start with a "
+	    "slash");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "s3_ca_file /ca.pem\n", "4: s3_ca_file: needs an https:// "
+	    "s3_endpoint");
+	expect_error("s3_endpoint http://h\n", "1: s3_endpoint: needs "
+	    "backend s3");
+	expect_error("backend lmdb\ns3_bucket abc\n", "2: s3_bucket: needs "
+	    "backend s3");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "mode node\n", "4: backend s3 is not supported with mode node");
+	expect_error_part("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "s3_retries 21\n", "s3_retries");
 }
 END_TEST
 
@@ -653,7 +721,7 @@ START_TEST(error_messages)
 	    "got \"edge\"");
 	expect_error("log_level verbose\n", "1: log_level: expected debug, "
 	    "info, warn or error, got \"verbose\"");
-	expect_error("backend redis\n", "1: backend: expected memory or lmdb, "
+	expect_error("backend redis\n", "1: backend: expected memory, lmdb or s3, "
 	    "got \"redis\"");
 
 	/* Out of range, in the units a user writes. */
@@ -1620,6 +1688,7 @@ main(void)
 	tc = tcase("table");
 	tcase_add_test(tc, table_order_and_flags);
 	tcase_add_test(tc, table_node_defaults);
+	tcase_add_test(tc, s3_directives);
 	suite_add_tcase(s, tc);
 
 	tc = tcase("load");
