@@ -84,6 +84,7 @@ struct s3_client {
 	struct curl_slist	*connect_list;
 	uint64_t		 timeout_ms, base_ms, cap_ms;
 	unsigned		 retries;
+	int			 bare_if_match;	/* s3_client_set_bare_if_match() */
 };
 
 /* --- metrics ---------------------------------------------------------------- */
@@ -841,8 +842,19 @@ copy_headers(struct s3_call *c, const struct s3_request *r)
 	size_t i;
 
 	for (i = 0; i < r->nheaders; i++) {
-		if ((n = add_header(c->hdrs, r->headers[i].name,
-		    r->headers[i].value)) == NULL)
+		const char *v = r->headers[i].value;
+		char bare[256];
+		size_t vl = strlen(v);
+
+		if (c->cl->bare_if_match &&
+		    strcasecmp(r->headers[i].name, "If-Match") == 0 &&
+		    vl >= 2 && vl < sizeof(bare) + 2 && v[0] == '"' &&
+		    v[vl - 1] == '"') {
+			memcpy(bare, v + 1, vl - 2);
+			bare[vl - 2] = '\0';
+			v = bare;
+		}
+		if ((n = add_header(c->hdrs, r->headers[i].name, v)) == NULL)
 			return -1;
 		c->hdrs = n;
 	}
@@ -1076,6 +1088,18 @@ const char *
 s3_client_prefix(const struct s3_client *cl)
 {
 	return cl->prefix != NULL ? cl->prefix : "";
+}
+
+void
+s3_client_set_bare_if_match(struct s3_client *cl, int on)
+{
+	cl->bare_if_match = on;
+}
+
+int
+s3_client_bare_if_match(const struct s3_client *cl)
+{
+	return cl->bare_if_match;
 }
 
 /* The endpoint without a trailing slash, checked: http(s)://host… */

@@ -178,6 +178,14 @@ const char *s3_response_header(const struct s3_response *, const char *name);
 const char *s3_client_url(const struct s3_client *);
 /* The prefix before every key, "" for none. */
 const char *s3_client_prefix(const struct s3_client *);
+/*
+ * Send If-Match ETags without their quotes from now on (1) or as given
+ * (0, the default). Ceph RGW 16 compares If-Match with its ETags unquoted
+ * and refuses the quoted form HTTP defines; the probe finds out
+ * (s3probe.h) and sets this.
+ */
+void	 s3_client_set_bare_if_match(struct s3_client *, int);
+int	 s3_client_bare_if_match(const struct s3_client *);
 const char *s3_op_name(enum s3_op);
 const char *s3_err_name(enum s3_err);
 

@@ -19,6 +19,10 @@ enum step {
 	ST_CREATE,		/* If-None-Match: * on a new key: 2xx */
 	ST_CREATE_AGAIN,	/* the same: 412 */
 	ST_WRONG_IFMATCH,	/* If-Match of another ETag: 412 or 404 */
+	ST_ETAG,		/* HEAD: its ETag, when the create's reply
+				   was lost */
+	ST_RIGHT_IFMATCH,	/* If-Match of its ETag: 2xx */
+	ST_RIGHT_IFMATCH_BARE,	/* … refused quoted: unquoted, 2xx */
 	ST_IFMATCH_MISSING,	/* If-Match on a missing key: 412 or 404 */
 	ST_HEAD_MISSING,	/* … and it is still missing: 404 */
 	ST_RACE_CREATE,		/* 8 creates of one key: one wins */
@@ -108,8 +112,10 @@ finish(struct s3_probe *p)
 		snprintf(p->msg, sizeof(p->msg), "s3 store at %s: conditional "
 		    "writes honoured (create, If-None-Match, If-Match, "
 		    "%d racing creates and %d racing updates with one "
-		    "winner each)%s%.200s%s", s3_client_url(p->cl), RACERS,
-		    RACERS, p->cleanup_failed ? "; scratch keys left under " :
+		    "winner each)%s%s%.200s%s", s3_client_url(p->cl), RACERS,
+		    RACERS, s3_client_bare_if_match(p->cl) ? "; If-Match "
+		    "ETags are sent unquoted, the only form it takes" : "",
+		    p->cleanup_failed ? "; scratch keys left under " :
 		    "", p->cleanup_failed ? s3_client_prefix(p->cl) : "",
 		    p->cleanup_failed ? p->dir : "");
 	}
@@ -305,8 +311,9 @@ step_done(void *arg, const struct s3_response *res)
 			return;
 		}
 		p->created = 1;
-		snprintf(p->etag_c, sizeof(p->etag_c), "%s",
-		    res->etag[0] != '\0' ? res->etag : "\"0\"");
+		/* "": the reply was lost; read by ST_ETAG. */
+		snprintf(p->etag_c, sizeof(p->etag_c), "%s", ok2xx(res) ?
+		    res->etag : "");
 		next(p, ST_CREATE_AGAIN, S3_PUT, p->key_c, "If-None-Match",
 		    "*", "second");
 		return;
@@ -335,6 +342,43 @@ step_done(void *arg, const struct s3_response *res)
 		if (res->status != 412 && res->status != 404) {
 			fail(p, "a PUT with a wrong If-Match to the key %s "
 			    "answered %s, not 412", p->full_c, what);
+			return;
+		}
+		if (p->etag_c[0] == '\0') {
+			next(p, ST_ETAG, S3_HEAD, p->key_c, NULL, NULL, NULL);
+			return;
+		}
+		next(p, ST_RIGHT_IFMATCH, S3_PUT, p->key_c, "If-Match",
+		    p->etag_c, "right etag");
+		return;
+	case ST_ETAG:
+		if (!ok2xx(res) || res->etag[0] == '\0') {
+			fail(p, "a HEAD of the key %s answered %s%s", p->full_c,
+			    what, ok2xx(res) ? " without an ETag" : "");
+			return;
+		}
+		snprintf(p->etag_c, sizeof(p->etag_c), "%s", res->etag);
+		next(p, ST_RIGHT_IFMATCH, S3_PUT, p->key_c, "If-Match",
+		    p->etag_c, "right etag");
+		return;
+	case ST_RIGHT_IFMATCH:
+	case ST_RIGHT_IFMATCH_BARE:
+		if (!ok2xx(res) && !(res->status == 412 &&
+		    res->earlier_unknown)) {
+			if (res->status == 412 && p->step == ST_RIGHT_IFMATCH &&
+			    p->etag_c[0] == '"') {
+				/* Ceph RGW 16 takes the ETag only unquoted. */
+				s3_client_set_bare_if_match(p->cl, 1);
+				next(p, ST_RIGHT_IFMATCH_BARE, S3_PUT,
+				    p->key_c, "If-Match", p->etag_c,
+				    "right etag");
+				return;
+			}
+			fail(p, "a PUT with the ETag %s of the key %s in "
+			    "If-Match answered %s%s; it does not honour "
+			    "If-Match", p->etag_c, p->full_c, what,
+			    p->step == ST_RIGHT_IFMATCH_BARE ? " (also with "
+			    "the ETag unquoted)" : "");
 			return;
 		}
 		next(p, ST_IFMATCH_MISSING, S3_PUT, p->key_m, "If-Match",

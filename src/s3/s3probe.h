@@ -8,7 +8,10 @@
  *
  *   1. a create (PUT If-None-Match: *) of a new key succeeds;
  *   2. a second create of that key answers 412;
- *   3. a PUT with a wrong If-Match answers 412 (or 404);
+ *   3. a PUT with a wrong If-Match answers 412 (or 404), and one with
+ *      the key's own ETag succeeds (a store that takes the ETag only
+ *      without its quotes, as Ceph RGW 16 does, is sent it so from then
+ *      on: s3_client_set_bare_if_match());
  *   4. a PUT with If-Match of a missing key answers 412 or 404, and the
  *      key is still missing after it;
  *   5. of 8 concurrent creates of one new key exactly one succeeds, and

@@ -112,7 +112,11 @@ Modes (stores that get conditional writes wrong, as real ones did):
   ifmatch-missing-succeeds: If-Match on a missing key creates it;
   racy: conditions checked right one request at a time, but check and
     commit are not under the lock and 20 ms pass between them, so
-    concurrent racers all win.
+    concurrent racers all win;
+  bare-if-match: a write's If-Match matches only an ETag without its
+    quotes, the quoted form HTTP defines answering 412 (like Ceph RGW 16),
+    and If-Match on a missing key answers 412 as RGW does; conditions are
+    otherwise honoured.
 """
 import argparse
 import base64
@@ -137,7 +141,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape as _xml_escape
 
-MODES = ("correct", "ignore-conditions", "ifmatch-missing-succeeds", "racy")
+MODES = ("correct", "ignore-conditions", "ifmatch-missing-succeeds", "racy", "bare-if-match")
 RACY_GAP = 0.020
 SKEW_LIMIT = 15 * 60
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -635,10 +639,15 @@ class FakeS3:
                            "A header you provided implies functionality that is not implemented",
                            Header="If-None-Match")
         if if_match is not None:
+            if cur is None and self.mode == "bare-if-match":
+                return S3Error(412, "PreconditionFailed",
+                               "At least one of the pre-conditions you specified did not hold",
+                               Condition="If-Match")
             if cur is None:
                 if self.mode != "ifmatch-missing-succeeds":
                     return S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
-            elif not _etag_matches(if_match, cur.etag):
+            elif not (_unquote_etag(cur.etag) == if_match.strip()
+                      if self.mode == "bare-if-match" else _etag_matches(if_match, cur.etag)):
                 return S3Error(412, "PreconditionFailed",
                                "At least one of the pre-conditions you specified did not hold",
                                Condition="If-Match")

@@ -14,6 +14,7 @@ import pytest
 
 import alptest
 import fakes3  # the fake store, tests/integration/s3/fakes3.py
+from s3stores import rgw, s3store  # noqa: F401  (fixtures)
 
 AK, SK = "AKIDPROBE", "probe/secret+key"
 BUCKET = "alp-probe"
@@ -70,6 +71,55 @@ def test_correct_store_passes(tmp_path, store):
     st = store.stats()
     assert st["by_method"].get("PUT", 0) >= 4 + 16, st
     assert st["by_method"].get("DELETE", 0) == 3, st
+
+
+def test_store_that_takes_if_match_only_unquoted(tmp_path):
+    """A store that refuses the quoted ETag in If-Match and takes it bare
+    (Ceph RGW 16): the probe finds out, sends it bare from then on, and the
+    races still have one winner each; the message says so."""
+    with fakes3.FakeS3(buckets=(BUCKET,), access_key=AK, secret_key=SK,
+                       mode="bare-if-match") as s:
+        rc, out, _ = check(tmp_path, s.url)
+        assert rc == 0, out
+        assert "with one winner each); If-Match ETags are sent unquoted, the only form it takes" \
+            in out, out
+        assert s.objects(BUCKET) == {}
+
+
+def test_store_that_refuses_its_own_etag_fails(tmp_path):
+    """A store whose If-Match never matches (quoted or not) fails, naming
+    the check."""
+    with fakes3.FakeS3(buckets=(BUCKET,), access_key=AK, secret_key=SK) as s:
+        honoured = s._precondition
+
+        def never_matches(cur, headers, key):
+            if headers.get("If-Match") is not None and cur is not None:
+                return fakes3.S3Error(412, "PreconditionFailed", "never", Condition="If-Match")
+            return honoured(cur, headers, key)
+        s._precondition = never_matches
+        rc, out, _ = check(tmp_path, s.url)
+    assert rc == 1, out
+    assert re.search(r'a PUT with the ETag "[0-9a-f]{32}" of the key t/\.probe/[0-9a-f]{16}/create '
+                     r"in If-Match answered HTTP 412 PreconditionFailed: never \(also with the "
+                     r"ETag unquoted\); it does not honour If-Match", out), out
+
+
+def test_probe_passes_on_each_store(tmp_path, s3store):
+    """The probe against each store of the suites (fakes3, s3rver, and in
+    the RGW stage Ceph RGW): passes, and leaves nothing behind."""
+    cred = tmp_path / "store.cred"
+    cred.write_text("access_key_id %s\nsecret_access_key %s\n"
+                    % (s3store.access_key, s3store.secret_key))
+    path = tmp_path / "store.conf"
+    path.write_text("backend s3\ns3_endpoint %s\ns3_bucket %s\ns3_prefix t/\n"
+                    "s3_credentials %s\n" % (s3store.url, s3store.bucket, cred))
+    rc, out, _ = run(["-t", "-c", str(path)])
+    assert rc == 0, out
+    assert "conditional writes honoured" in out, out
+    if s3store.name == "rgw":
+        assert "If-Match ETags are sent unquoted" in out, out
+    listed = s3store.client().request("GET", s3store.bucket, query={"list-type": "2"})
+    assert listed.status == 200 and b"<Key>" not in listed.body, listed
 
 
 def test_probe_without_prefix_and_env_credentials(tmp_path, store):
