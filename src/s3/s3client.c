@@ -578,6 +578,23 @@ read_fn(char *buf, size_t size, size_t n, void *arg)
 	return (size_t)got;
 }
 
+/* CURLOPT_SEEKFUNCTION: curl sends a request again by itself (a kept
+ * connection found closed under it, a refused HTTP/2 stream, a 417 to
+ * Expect) and wants the body from its start again; without this it fails
+ * the attempt ("necessary data rewind wasn't possible"). */
+static int
+seek_fn(void *arg, curl_off_t off, int origin)
+{
+	struct s3_call *c = arg;
+	uint64_t size = c->req.body_read != NULL ? c->req.body_size :
+	    c->req.body_len;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > size)
+		return CURL_SEEKFUNC_CANTSEEK;
+	c->read_off = (uint64_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 /* The text of <tag>…</tag> in an S3 error body, into out. */
 static void
 xml_field(const struct s3_response *res, const char *tag, char *out,
@@ -923,6 +940,8 @@ setup(struct s3_call *c, char *err, size_t errlen)
 
 		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_fn);
 		curl_easy_setopt(e, CURLOPT_READDATA, c);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_fn);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
 		if (r->op == S3_PUT)
 			curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
 		else

@@ -98,7 +98,8 @@ struct s3_param {
 };
 
 /* A streamed request body: up to len bytes at off into buf; the count,
- * 0 at the end, -1 to abort. Called with off 0 again on a retry. */
+ * 0 at the end, -1 to abort. Called with off 0 again on a retry, ours or
+ * curl's own (a kept connection found closed under the request). */
 typedef ssize_t s3_read_fn(void *arg, uint64_t off, void *buf, size_t len);
 /* A streamed response body (2xx only): bytes as they arrive; 0 goes on,
  * -1 aborts the request (S3_E_ABORTED). */
