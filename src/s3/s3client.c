@@ -891,6 +891,9 @@ setup(struct s3_call *c, char *err, size_t errlen)
 		goto nomem;
 	c->hdrs = l;
 	curl_easy_setopt(e, CURLOPT_URL, c->url);
+	/* A key is no path: "a/../b" names an object of its own, sent and
+	 * signed as such (SigV4 for S3 does not normalise either). */
+	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)c);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
 	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, cl->sigv4);

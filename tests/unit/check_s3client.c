@@ -490,6 +490,14 @@ START_TEST(test_url_encoding)
 	ck_assert_str_eq(seen[1].method, "GET");
 	ck_assert_str_eq(seen[1].uri, "/bkt?continuation-token=x%2By%3D&"
 	    "list-type=2&prefix=a%2Fb%20c");
+	/* S3 keys are not paths: "." and ".." segments are names like any
+	 * other, never folded away (another key, signed as that one). */
+	memset(&rq, 0, sizeof(rq));
+	rq.op = S3_GET;
+	rq.key = "s/../head/./x/..";
+	start(cl, &rq, &o);
+	pump_until(&o.done, 5000);
+	ck_assert_str_eq(seen[2].uri, "/bkt/pre%20fix/s/../head/./x/..");
 	s3_client_free(cl);
 }
 END_TEST
