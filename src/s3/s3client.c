@@ -42,9 +42,8 @@ enum call_state {
 
 struct s3_call {
 	TAILQ_ENTRY(s3_call)	 entry;
-	struct s3_client	*cl;		/* NULL: orphaned while hashing */
+	struct s3_client	*cl;
 	enum call_state		 state;
-	int			 cancelled;	/* while hashing */
 	struct s3_request	 req;		/* strings below are copies */
 	char			*url;
 	char			**want;		/* want_headers, copied */
@@ -798,18 +797,20 @@ put_handle(struct s3_client *cl, CURL *easy)
 		curl_easy_cleanup(easy);
 }
 
+static void	hashed(void *, const uint8_t [DIGEST_LEN]);
+
 static void
 call_free(struct s3_call *c)
 {
 	size_t i;
 
-	if (c->cl != NULL) {
-		TAILQ_REMOVE(&c->cl->calls, c, entry);
-		if (c->state == CS_RUNNING)
-			curl_multi_remove_handle(c->cl->multi, c->easy);
-		put_handle(c->cl, c->easy);
-	} else if (c->easy != NULL)
-		curl_easy_cleanup(c->easy);
+	if (c->state == CS_HASHING)
+		/* The worker reads the body no more after this. */
+		digest_cancel(hashed, c);
+	TAILQ_REMOVE(&c->cl->calls, c, entry);
+	if (c->state == CS_RUNNING)
+		curl_multi_remove_handle(c->cl->multi, c->easy);
+	put_handle(c->cl, c->easy);
 	if (c->retry_ev != NULL)
 		event_free(c->retry_ev);
 	curl_slist_free_all(c->hdrs);
@@ -965,10 +966,7 @@ hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 	struct s3_call *c = arg;
 	char err[128];
 
-	if (c->cl == NULL || c->cancelled) {
-		call_free(c);
-		return;
-	}
+	c->state = CS_WAITING;		/* the worker is done with it */
 	hex(digest, DIGEST_LEN, c->sha_hex);
 	if (setup(c, err, sizeof(err)) != 0 || add_attempt(c) != 0) {
 		c->res.err = S3_E_INTERNAL;
@@ -1066,14 +1064,6 @@ s3_cancel(struct s3_call *c)
 {
 	if (c == NULL)
 		return;
-	if (c->state == CS_HASHING) {
-		/* The worker still holds it: freed when the digest is
-		 * back (hashed()). */
-		TAILQ_REMOVE(&c->cl->calls, c, entry);
-		c->cl = NULL;
-		c->cancelled = 1;
-		return;
-	}
 	call_free(c);
 }
 
@@ -1217,14 +1207,8 @@ s3_client_free(struct s3_client *cl)
 
 	if (cl == NULL)
 		return;
-	while ((c = TAILQ_FIRST(&cl->calls)) != NULL) {
-		if (c->state == CS_HASHING) {
-			TAILQ_REMOVE(&cl->calls, c, entry);
-			c->cl = NULL;
-			c->cancelled = 1;
-		} else
-			call_free(c);
-	}
+	while ((c = TAILQ_FIRST(&cl->calls)) != NULL)
+		call_free(c);
 	for (i = 0; i < cl->nidle; i++)
 		curl_easy_cleanup(cl->idle[i]);
 	if (cl->multi != NULL)

@@ -169,7 +169,9 @@ void	 s3_client_free(struct s3_client *);
  * copied; a memory body is not. */
 struct s3_call *s3_start(struct s3_client *, const struct s3_request *,
 	    char *err, size_t errlen);
-/* Stop a request in flight; its done never runs. Not from its own done. */
+/* Stop a request in flight; its done never runs, and its memory body is
+ * not read once this returns (a body the digest worker is hashing: after
+ * the piece under way, digest.h). Not from its own done. */
 void	 s3_cancel(struct s3_call *);
 
 /* A response header kept (name without case), or NULL. */

@@ -738,6 +738,42 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* A body being hashed belongs to its caller again once the call is
+ * cancelled, or its client freed: freed at once, it is not read after. */
+START_TEST(test_cancel_while_hashing)
+{
+	struct s3_client *cl = client(NULL, 0, NULL);
+	size_t n = 64u << 20;
+	struct s3_request rq = { .op = S3_PUT, .key = "big" };
+	struct s3_call *c;
+	struct outcome o, o2;
+	char err[128];
+	uint8_t *big;
+
+	ck_assert_int_eq(digest_init(base, err, sizeof(err)), 0);
+	big = malloc(n);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', n);
+	rq.body = big;
+	rq.body_len = n;
+	c = start(cl, &rq, &o);
+	s3_cancel(c);
+	free(big);		/* 64 MiB: unmapped at once */
+	big = malloc(n);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'y', n);
+	rq.body = big;
+	start(cl, &rq, &o2);
+	s3_client_free(cl);
+	free(big);
+	pump_for(300);
+	digest_free();
+	ck_assert_int_eq(o.done, 0);
+	ck_assert_int_eq(o2.done, 0);
+	ck_assert_int_eq(nseen, 0);
+}
+END_TEST
+
 struct stream {
 	size_t	 bytes;
 	int	 calls;
@@ -1030,6 +1066,7 @@ s3client_suite(void)
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_test(tc, test_deadline);
 	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_cancel_while_hashing);
 	tcase_add_test(tc, test_loop_not_blocked);
 	tcase_add_test(tc, test_body_resent_on_fresh_connection);
 	tcase_add_test(tc, test_bad_arguments);
