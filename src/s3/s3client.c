@@ -912,6 +912,8 @@ setup(struct s3_call *c, char *err, size_t errlen)
 		curl_easy_setopt(e, CURLOPT_CAINFO, cl->ca_file);
 	if (cl->connect_list != NULL)
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, cl->connect_list);
+	if (r->fresh_connection)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	if (r->stall_ms != 0) {
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,

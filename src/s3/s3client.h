@@ -154,6 +154,11 @@ struct s3_request {
 	 * under a long deadline); 0: no bound. */
 	uint64_t		 stall_ms;
 	enum s3_retry		 retry;
+	/* A connection of its own, opened for this request (and each of its
+	 * retries), never one kept from another: requests that must race
+	 * side by side, none ahead on a warm connection, none multiplexed
+	 * or queued behind another on one (HTTP/2). */
+	int			 fresh_connection;
 	s3_done_fn		*done;
 	void			*arg;
 };

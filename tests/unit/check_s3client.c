@@ -56,6 +56,7 @@ struct seen {
 	char		 if_none_match[64];
 	size_t		 body_len;
 	char		 body_sha[65];
+	unsigned	 peer_port;	/* the client's end of the connection */
 };
 
 enum mode {
@@ -151,6 +152,14 @@ handle(struct evhttp_request *req, void *arg)
 	copy_header(in, "If-None-Match", s->if_none_match,
 	    sizeof(s->if_none_match));
 	s->body_len = len;
+	{
+		char *addr;
+		ev_uint16_t pp;
+
+		evhttp_connection_get_peer(evhttp_request_get_connection(req),
+		    &addr, &pp);
+		s->peer_port = pp;
+	}
 	SHA256(evbuffer_pullup(body, -1), len, d);
 	hexs(d, sizeof(d), s->body_sha);
 
@@ -774,6 +783,44 @@ START_TEST(test_cancel_while_hashing)
 }
 END_TEST
 
+/* Racers each on a connection of their own, all in flight at once: none
+ * takes the connection an earlier request left warm, none waits behind
+ * another. */
+START_TEST(test_fresh_connections)
+{
+	struct s3_client *cl = client(NULL, 0, NULL);
+	struct s3_request rq = { .op = S3_GET, .key = "k" };
+	struct outcome o, race[8];
+	int i, j;
+
+	start(cl, &rq, &o);
+	pump_until(&o.done, 5000);
+	ck_assert_int_eq(o.status, 200);
+	mode = M_HANG;
+	for (i = 0; i < 8; i++) {
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_PUT;
+		rq.key = "race";
+		rq.body = "v";
+		rq.body_len = 1;
+		rq.fresh_connection = 1;
+		start(cl, &rq, &race[i]);
+	}
+	for (i = 0; i < 500 && nseen < 9; i++)
+		pump_for(10);
+	ck_assert_int_eq(nseen, 9);
+	for (i = 1; i < 9; i++) {
+		ck_assert_uint_ne(seen[i].peer_port, seen[0].peer_port);
+		for (j = 1; j < i; j++)
+			ck_assert_uint_ne(seen[i].peer_port, seen[j].peer_port);
+	}
+	s3_client_free(cl);
+	pump_for(50);
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(race[i].done, 0);
+}
+END_TEST
+
 struct stream {
 	size_t	 bytes;
 	int	 calls;
@@ -1067,6 +1114,7 @@ s3client_suite(void)
 	tcase_add_test(tc, test_deadline);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_cancel_while_hashing);
+	tcase_add_test(tc, test_fresh_connections);
 	tcase_add_test(tc, test_loop_not_blocked);
 	tcase_add_test(tc, test_body_resent_on_fresh_connection);
 	tcase_add_test(tc, test_bad_arguments);

@@ -72,6 +72,20 @@ def test_correct_store_passes(tmp_path, store):
     assert st["by_method"].get("DELETE", 0) == 3, st
 
 
+def test_racers_race_side_by_side(tmp_path, store):
+    """Each racer on a connection of its own, opened for it (none ahead on
+    the warm connection of the steps before), all 8 in flight at once: a
+    second held up on every racing PUT costs about a second per race, not
+    eight."""
+    store.faults({"method": "PUT", "key": "race$", "action": {"latency_ms": 1000},
+                  "count": -1})
+    rc, out, secs = check(tmp_path, store.url, "s3_timeout 30s\n")
+    assert rc == 0, out
+    assert secs < 6, (secs, out)
+    # The steps before on one kept connection, then 8 and 8 fresh ones.
+    assert store.stats()["connections"] >= 1 + 2 * 8, store.stats()
+
+
 def test_probe_without_prefix_and_env_credentials(tmp_path, store):
     path = conf(tmp_path, store.url, cred=False, prefix=None)
     rc, out, _ = run(["-t", "-c", path],
