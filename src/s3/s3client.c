@@ -966,7 +966,7 @@ static void
 hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 {
 	struct s3_call *c = arg;
-	char err[128];
+	char err[128] = "";
 
 	c->state = CS_WAITING;		/* the worker is done with it */
 	hex(digest, DIGEST_LEN, c->sha_hex);
