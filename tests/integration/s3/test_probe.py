@@ -271,6 +271,14 @@ def test_bad_credentials_file(tmp_path, store):
     rc, out, _ = run(["-t", "-c", path])
     assert rc == 1, out
     assert "line 2: unknown name secret" in out, out
+    # An AWS file of several profiles: not one set of keys silently
+    # overriding another.
+    (tmp_path / "s3.cred").write_text(
+        "[default]\naws_access_key_id %s\naws_secret_access_key %s\n"
+        "[other]\naws_access_key_id AKIDOTHER\naws_secret_access_key x\n" % (AK, SK))
+    rc, out, _ = run(["-t", "-c", path])
+    assert rc == 1, out
+    assert "line 5: aws_access_key_id given twice" in out, out
     os.unlink(tmp_path / "s3.cred")
     rc, out, _ = run(["-t", "-c", path])
     assert rc == 1, out
