@@ -24,7 +24,11 @@
  * and the caller resolves that by reading back.
  *
  * Every callback runs on the loop thread. done runs exactly once per
- * request unless the request is cancelled first (then never).
+ * request unless the request is cancelled first (then never). A done may
+ * start requests and cancel others, not its own, and must not free the
+ * client (the client's loop glue goes on with it after done returns).
+ * body_read and on_data run inside curl: they end their request by
+ * returning -1, never by s3_cancel() or s3_client_free().
  */
 #ifndef ALPCRUND_S3CLIENT_H
 #define ALPCRUND_S3CLIENT_H
