@@ -49,9 +49,10 @@ put_sid(char *buf, size_t len, size_t *at, const uint8_t *sid, size_t n)
 
 	if (n == 0 || n > SID_MAX)
 		return -1;
+	/* A leading dot encoded too: no id makes a "." or ".." segment. */
 	for (i = 0; i < n; i++)
-		if (put(buf, len, at, safe(sid[i]) ? "%c" : "%%%02X",
-		    sid[i]) != 0)
+		if (put(buf, len, at, safe(sid[i]) && (i > 0 ||
+		    sid[i] != '.') ? "%c" : "%%%02X", sid[i]) != 0)
 			return -1;
 	return 0;
 }

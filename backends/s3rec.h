@@ -5,7 +5,8 @@
  *
  * Names, under the prefix P (s3_prefix, may be empty; else it ends in
  * "/"), with a session id percent-encoded (every byte outside
- * [A-Za-z0-9._-] as %XX, so that "/" in an id makes no folder):
+ * [A-Za-z0-9._-] as %XX, so that "/" in an id makes no folder, and a
+ * leading "." too, so that no id makes a "." or ".." segment):
  *	P/incarnation			created once per bucket: the store's
  *					identity for nodes (backend.h)
  *	P/s/<sid>/head			the session's one mutable object: its

@@ -81,9 +81,9 @@ const struct config_directive config_table[] = {
 	{ "s3_credentials", CONF_PATH, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(s3_credentials),
 	  "backend s3: file of lines access_key_id, secret_access_key and "
-	  "optionally session_token, each followed by its value (else "
-	  "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN "
-	  "from the environment)" },
+	  "optionally session_token, each followed by its value, of one "
+	  "profile (else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+	  "AWS_SESSION_TOKEN from the environment)" },
 	{ "s3_ca_file", CONF_PATH, 0, 0, 0,
 	  NULL, NULL, NULL, NULL, OFF(s3_ca_file),
 	  "backend s3: PEM CA certificates that sign the https endpoint's "

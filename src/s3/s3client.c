@@ -42,9 +42,8 @@ enum call_state {
 
 struct s3_call {
 	TAILQ_ENTRY(s3_call)	 entry;
-	struct s3_client	*cl;		/* NULL: orphaned while hashing */
+	struct s3_client	*cl;
 	enum call_state		 state;
-	int			 cancelled;	/* while hashing */
 	struct s3_request	 req;		/* strings below are copies */
 	char			*url;
 	char			**want;		/* want_headers, copied */
@@ -579,6 +578,23 @@ read_fn(char *buf, size_t size, size_t n, void *arg)
 	return (size_t)got;
 }
 
+/* CURLOPT_SEEKFUNCTION: curl sends a request again by itself (a kept
+ * connection found closed under it, a refused HTTP/2 stream, a 417 to
+ * Expect) and wants the body from its start again; without this it fails
+ * the attempt ("necessary data rewind wasn't possible"). */
+static int
+seek_fn(void *arg, curl_off_t off, int origin)
+{
+	struct s3_call *c = arg;
+	uint64_t size = c->req.body_read != NULL ? c->req.body_size :
+	    c->req.body_len;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > size)
+		return CURL_SEEKFUNC_CANTSEEK;
+	c->read_off = (uint64_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 /* The text of <tag>…</tag> in an S3 error body, into out. */
 static void
 xml_field(const struct s3_response *res, const char *tag, char *out,
@@ -782,18 +798,20 @@ put_handle(struct s3_client *cl, CURL *easy)
 		curl_easy_cleanup(easy);
 }
 
+static void	hashed(void *, const uint8_t [DIGEST_LEN]);
+
 static void
 call_free(struct s3_call *c)
 {
 	size_t i;
 
-	if (c->cl != NULL) {
-		TAILQ_REMOVE(&c->cl->calls, c, entry);
-		if (c->state == CS_RUNNING)
-			curl_multi_remove_handle(c->cl->multi, c->easy);
-		put_handle(c->cl, c->easy);
-	} else if (c->easy != NULL)
-		curl_easy_cleanup(c->easy);
+	if (c->state == CS_HASHING)
+		/* The worker reads the body no more after this. */
+		digest_cancel(hashed, c);
+	TAILQ_REMOVE(&c->cl->calls, c, entry);
+	if (c->state == CS_RUNNING)
+		curl_multi_remove_handle(c->cl->multi, c->easy);
+	put_handle(c->cl, c->easy);
 	if (c->retry_ev != NULL)
 		event_free(c->retry_ev);
 	curl_slist_free_all(c->hdrs);
@@ -886,6 +904,9 @@ setup(struct s3_call *c, char *err, size_t errlen)
 		goto nomem;
 	c->hdrs = l;
 	curl_easy_setopt(e, CURLOPT_URL, c->url);
+	/* A key is no path: "a/../b" names an object of its own, sent and
+	 * signed as such (SigV4 for S3 does not normalise either). */
+	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)c);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
 	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, cl->sigv4);
@@ -903,6 +924,8 @@ setup(struct s3_call *c, char *err, size_t errlen)
 		curl_easy_setopt(e, CURLOPT_CAINFO, cl->ca_file);
 	if (cl->connect_list != NULL)
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, cl->connect_list);
+	if (r->fresh_connection)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	if (r->stall_ms != 0) {
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
@@ -935,6 +958,8 @@ setup(struct s3_call *c, char *err, size_t errlen)
 
 		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_fn);
 		curl_easy_setopt(e, CURLOPT_READDATA, c);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_fn);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
 		if (r->op == S3_PUT)
 			curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
 		else
@@ -953,12 +978,9 @@ static void
 hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 {
 	struct s3_call *c = arg;
-	char err[128];
+	char err[128] = "";
 
-	if (c->cl == NULL || c->cancelled) {
-		call_free(c);
-		return;
-	}
+	c->state = CS_WAITING;		/* the worker is done with it */
 	hex(digest, DIGEST_LEN, c->sha_hex);
 	if (setup(c, err, sizeof(err)) != 0 || add_attempt(c) != 0) {
 		c->res.err = S3_E_INTERNAL;
@@ -1056,14 +1078,6 @@ s3_cancel(struct s3_call *c)
 {
 	if (c == NULL)
 		return;
-	if (c->state == CS_HASHING) {
-		/* The worker still holds it: freed when the digest is
-		 * back (hashed()). */
-		TAILQ_REMOVE(&c->cl->calls, c, entry);
-		c->cl = NULL;
-		c->cancelled = 1;
-		return;
-	}
 	call_free(c);
 }
 
@@ -1219,14 +1233,8 @@ s3_client_free(struct s3_client *cl)
 
 	if (cl == NULL)
 		return;
-	while ((c = TAILQ_FIRST(&cl->calls)) != NULL) {
-		if (c->state == CS_HASHING) {
-			TAILQ_REMOVE(&cl->calls, c, entry);
-			c->cl = NULL;
-			c->cancelled = 1;
-		} else
-			call_free(c);
-	}
+	while ((c = TAILQ_FIRST(&cl->calls)) != NULL)
+		call_free(c);
 	for (i = 0; i < cl->nidle; i++)
 		curl_easy_cleanup(cl->idle[i]);
 	if (cl->multi != NULL)

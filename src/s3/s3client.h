@@ -24,7 +24,11 @@
  * and the caller resolves that by reading back.
  *
  * Every callback runs on the loop thread. done runs exactly once per
- * request unless the request is cancelled first (then never).
+ * request unless the request is cancelled first (then never). A done may
+ * start requests and cancel others, not its own, and must not free the
+ * client (the client's loop glue goes on with it after done returns).
+ * body_read and on_data run inside curl: they end their request by
+ * returning -1, never by s3_cancel() or s3_client_free().
  */
 #ifndef ALPCRUND_S3CLIENT_H
 #define ALPCRUND_S3CLIENT_H
@@ -98,7 +102,8 @@ struct s3_param {
 };
 
 /* A streamed request body: up to len bytes at off into buf; the count,
- * 0 at the end, -1 to abort. Called with off 0 again on a retry. */
+ * 0 at the end, -1 to abort. Called with off 0 again on a retry, ours or
+ * curl's own (a kept connection found closed under the request). */
 typedef ssize_t s3_read_fn(void *arg, uint64_t off, void *buf, size_t len);
 /* A streamed response body (2xx only): bytes as they arrive; 0 goes on,
  * -1 aborts the request (S3_E_ABORTED). */
@@ -153,6 +158,11 @@ struct s3_request {
 	 * under a long deadline); 0: no bound. */
 	uint64_t		 stall_ms;
 	enum s3_retry		 retry;
+	/* A connection of its own, opened for this request (and each of its
+	 * retries), never one kept from another: requests that must race
+	 * side by side, none ahead on a warm connection, none multiplexed
+	 * or queued behind another on one (HTTP/2). */
+	int			 fresh_connection;
 	s3_done_fn		*done;
 	void			*arg;
 };
@@ -168,7 +178,9 @@ void	 s3_client_free(struct s3_client *);
  * copied; a memory body is not. */
 struct s3_call *s3_start(struct s3_client *, const struct s3_request *,
 	    char *err, size_t errlen);
-/* Stop a request in flight; its done never runs. Not from its own done. */
+/* Stop a request in flight; its done never runs, and its memory body is
+ * not read once this returns (a body the digest worker is hashing: after
+ * the piece under way, digest.h). Not from its own done. */
 void	 s3_cancel(struct s3_call *);
 
 /* A response header kept (name without case), or NULL. */

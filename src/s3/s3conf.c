@@ -22,7 +22,8 @@ wipe_free(char *s)
 }
 
 /* The value of one of the three names into *slot; -1 when the name is
- * none of them. */
+ * none of them, -2 when it was given before (an AWS file of several
+ * profiles: which keys are meant is not ours to guess). */
 static int
 take(struct s3_settings *s, const char *name, const char *value)
 {
@@ -38,7 +39,8 @@ take(struct s3_settings *s, const char *name, const char *value)
 		slot = &s->session_token;
 	else
 		return -1;
-	wipe_free(*slot);
+	if (*slot != NULL)
+		return -2;
 	*slot = strdup(value);
 	return 0;
 }
@@ -80,7 +82,14 @@ read_file(struct s3_settings *s, const char *path, char *err, size_t errlen)
 			    "has no value", path, n, name);
 			goto out;
 		}
-		if (take(s, name, value) != 0) {
+		switch (take(s, name, value)) {
+		case 0:
+			break;
+		case -2:
+			snprintf(err, errlen, "s3_credentials %s: line %u: %.64s "
+			    "given twice (one profile only)", path, n, name);
+			goto out;
+		default:
 			snprintf(err, errlen, "s3_credentials %s: line %u: "
 			    "unknown name %.64s (access_key_id, "
 			    "secret_access_key or session_token)", path, n,

@@ -6,7 +6,8 @@
  * The credentials file holds lines `name value` (or `name = value`):
  * access_key_id, secret_access_key and optionally session_token (an
  * aws_ prefix is taken too, as AWS's own files write them); blank lines,
- * `#` comments and `[section]` lines are skipped.
+ * `#` comments and `[section]` lines are skipped, and a name given twice
+ * (a file of several profiles) is refused.
  */
 #ifndef ALPCRUND_S3CONF_H
 #define ALPCRUND_S3CONF_H

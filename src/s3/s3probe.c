@@ -194,6 +194,9 @@ race(struct s3_probe *p, const char *hname, const char *hval,
 		rq.nheaders = 1;
 		rq.body = r->body;
 		rq.body_len = strlen(r->body);
+		/* Side by side: none ahead on the connection the steps
+		 * before left warm, none multiplexed behind another. */
+		rq.fresh_connection = 1;
 		rq.done = race_done;
 		rq.arg = r;
 		if ((r->call = s3_start(p->cl, &rq, err, sizeof(err))) ==

@@ -8,7 +8,7 @@
  * result comes back to the loop.
  *
  * The contract: digest_start() queues a job; the bytes must stay valid and
- * unchanged until done runs. done runs on the loop thread, from an event of
+ * unchanged until done runs, or until digest_cancel() of the job returns. done runs on the loop thread, from an event of
  * its own, exactly once per queued job (digest_free() runs those still
  * queued, after hashing them, before it returns). digest_start() returns -1
  * when the worker is not running (never started, or out of memory): the
@@ -32,5 +32,10 @@ int	 digest_init(struct event_base *, char *err, size_t errlen);
 void	 digest_free(void);
 int	 digest_start(const uint8_t *data, size_t len, digest_done_fn *done,
 	    void *arg);
+/* Forget the job queued with done and arg (on the loop thread): once this
+ * returns its bytes are not read any more and its done never runs. When
+ * the worker is hashing it right now, this waits for the piece under way
+ * (1 MiB, a few milliseconds). Nothing when there is no such job. */
+void	 digest_cancel(digest_done_fn *done, void *arg);
 
 #endif

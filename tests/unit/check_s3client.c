@@ -28,9 +28,11 @@
 
 #include <check.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/sha.h>
 
 #include "clock.h"
@@ -54,6 +56,7 @@ struct seen {
 	char		 if_none_match[64];
 	size_t		 body_len;
 	char		 body_sha[65];
+	unsigned	 peer_port;	/* the client's end of the connection */
 };
 
 enum mode {
@@ -149,6 +152,14 @@ handle(struct evhttp_request *req, void *arg)
 	copy_header(in, "If-None-Match", s->if_none_match,
 	    sizeof(s->if_none_match));
 	s->body_len = len;
+	{
+		char *addr;
+		ev_uint16_t pp;
+
+		evhttp_connection_get_peer(evhttp_request_get_connection(req),
+		    &addr, &pp);
+		s->peer_port = pp;
+	}
 	SHA256(evbuffer_pullup(body, -1), len, d);
 	hexs(d, sizeof(d), s->body_sha);
 
@@ -243,6 +254,7 @@ struct outcome {
 	char		 etag[128];
 	char		 code[64];
 	char		 message[256];
+	char		 errmsg[256];
 	char		 meta_sha[64];
 	char		 meta_level[16];
 	char		 last_modified[64];
@@ -265,6 +277,7 @@ done_cb(void *arg, const struct s3_response *r)
 	snprintf(o->etag, sizeof(o->etag), "%s", r->etag);
 	snprintf(o->code, sizeof(o->code), "%s", r->code);
 	snprintf(o->message, sizeof(o->message), "%s", r->message);
+	snprintf(o->errmsg, sizeof(o->errmsg), "%s", r->errmsg);
 	v = s3_response_header(r, "x-amz-meta-sha256");
 	snprintf(o->meta_sha, sizeof(o->meta_sha), "%s", v ? v : "");
 	v = s3_response_header(r, "X-Amz-Meta-Level");
@@ -486,6 +499,14 @@ START_TEST(test_url_encoding)
 	ck_assert_str_eq(seen[1].method, "GET");
 	ck_assert_str_eq(seen[1].uri, "/bkt?continuation-token=x%2By%3D&"
 	    "list-type=2&prefix=a%2Fb%20c");
+	/* S3 keys are not paths: "." and ".." segments are names like any
+	 * other, never folded away (another key, signed as that one). */
+	memset(&rq, 0, sizeof(rq));
+	rq.op = S3_GET;
+	rq.key = "s/../head/./x/..";
+	start(cl, &rq, &o);
+	pump_until(&o.done, 5000);
+	ck_assert_str_eq(seen[2].uri, "/bkt/pre%20fix/s/../head/./x/..");
 	s3_client_free(cl);
 }
 END_TEST
@@ -726,6 +747,80 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* A body being hashed belongs to its caller again once the call is
+ * cancelled, or its client freed: freed at once, it is not read after. */
+START_TEST(test_cancel_while_hashing)
+{
+	struct s3_client *cl = client(NULL, 0, NULL);
+	size_t n = 64u << 20;
+	struct s3_request rq = { .op = S3_PUT, .key = "big" };
+	struct s3_call *c;
+	struct outcome o, o2;
+	char err[128];
+	uint8_t *big;
+
+	ck_assert_int_eq(digest_init(base, err, sizeof(err)), 0);
+	big = malloc(n);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', n);
+	rq.body = big;
+	rq.body_len = n;
+	c = start(cl, &rq, &o);
+	s3_cancel(c);
+	free(big);		/* 64 MiB: unmapped at once */
+	big = malloc(n);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'y', n);
+	rq.body = big;
+	start(cl, &rq, &o2);
+	s3_client_free(cl);
+	free(big);
+	pump_for(300);
+	digest_free();
+	ck_assert_int_eq(o.done, 0);
+	ck_assert_int_eq(o2.done, 0);
+	ck_assert_int_eq(nseen, 0);
+}
+END_TEST
+
+/* Racers each on a connection of their own, all in flight at once: none
+ * takes the connection an earlier request left warm, none waits behind
+ * another. */
+START_TEST(test_fresh_connections)
+{
+	struct s3_client *cl = client(NULL, 0, NULL);
+	struct s3_request rq = { .op = S3_GET, .key = "k" };
+	struct outcome o, race[8];
+	int i, j;
+
+	start(cl, &rq, &o);
+	pump_until(&o.done, 5000);
+	ck_assert_int_eq(o.status, 200);
+	mode = M_HANG;
+	for (i = 0; i < 8; i++) {
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_PUT;
+		rq.key = "race";
+		rq.body = "v";
+		rq.body_len = 1;
+		rq.fresh_connection = 1;
+		start(cl, &rq, &race[i]);
+	}
+	for (i = 0; i < 500 && nseen < 9; i++)
+		pump_for(10);
+	ck_assert_int_eq(nseen, 9);
+	for (i = 1; i < 9; i++) {
+		ck_assert_uint_ne(seen[i].peer_port, seen[0].peer_port);
+		for (j = 1; j < i; j++)
+			ck_assert_uint_ne(seen[i].peer_port, seen[j].peer_port);
+	}
+	s3_client_free(cl);
+	pump_for(50);
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(race[i].done, 0);
+}
+END_TEST
+
 struct stream {
 	size_t	 bytes;
 	int	 calls;
@@ -782,6 +877,189 @@ START_TEST(test_loop_not_blocked)
 }
 END_TEST
 
+/*
+ * A store that drops a kept-alive connection under a request: the first
+ * connection answers its first request, then reads the second in full and
+ * closes without a word; every later connection answers. curl sends the
+ * request again on a fresh connection by itself, which needs the body from
+ * its start again.
+ */
+struct dropper {
+	struct evconnlistener	*ls;
+	int			 port;
+	int			 conns;		/* accepted */
+	int			 first;		/* the one that drops */
+	int			 answered;
+	int			 dropped;
+	size_t			 last_len;	/* the last answered body */
+	char			 last_sha[65];
+	struct dconn		*open[8];	/* by index, until closed */
+};
+
+struct dconn {
+	struct dropper		*d;
+	struct bufferevent	*bev;
+	int			 index;		/* in the order accepted */
+	int			 requests;
+};
+
+static void
+dconn_close(struct dconn *dc)
+{
+	if (dc->index < 8)
+		dc->d->open[dc->index] = NULL;
+	bufferevent_free(dc->bev);
+	free(dc);
+}
+
+static void
+dropper_read(struct bufferevent *bev, void *arg)
+{
+	struct dconn *dc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr eoh;
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	char *head, *cl;
+	size_t hlen, blen;
+
+	for (;;) {
+		eoh = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+		if (eoh.pos < 0)
+			return;
+		hlen = (size_t)eoh.pos + 4;
+		head = malloc(hlen + 1);
+		evbuffer_copyout(in, head, hlen);
+		head[hlen] = '\0';
+		cl = strcasestr(head, "\r\nContent-Length:");
+		blen = cl != NULL ? strtoul(cl + 17, NULL, 10) : 0;
+		free(head);
+		if (evbuffer_get_length(in) < hlen + blen)
+			return;
+		evbuffer_drain(in, hlen);
+		SHA256(evbuffer_pullup(in, (ev_ssize_t)blen), blen, d);
+		evbuffer_drain(in, blen);
+		if (dc->index == dc->d->first && ++dc->requests == 2) {
+			dc->d->dropped++;
+			dconn_close(dc);
+			return;
+		}
+		dc->d->answered++;
+		dc->d->last_len = blen;
+		hexs(d, sizeof(d), dc->d->last_sha);
+		evbuffer_add_printf(bufferevent_get_output(bev),
+		    "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n"
+		    "\r\n");
+	}
+}
+
+static void
+dropper_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		dconn_close(arg);
+}
+
+static void
+dropper_accept(struct evconnlistener *ls, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct dropper *d = arg;
+	struct bufferevent *bev;
+	struct dconn *dc = calloc(1, sizeof(*dc));
+
+	dc->d = d;
+	dc->index = d->conns++;
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	dc->bev = bev;
+	if (dc->index < 8)
+		d->open[dc->index] = dc;
+	bufferevent_setcb(bev, dropper_read, NULL, dropper_event, dc);
+	bufferevent_enable(bev, EV_READ);
+}
+
+static void
+dropper_start(struct dropper *d)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+
+	memset(d, 0, sizeof(*d));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	d->ls = evconnlistener_new_bind(base, dropper_accept, d,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	    (struct sockaddr *)&sin, sizeof(sin));
+	ck_assert_ptr_nonnull(d->ls);
+	getsockname(evconnlistener_get_fd(d->ls), (struct sockaddr *)&sin,
+	    &sl);
+	d->port = ntohs(sin.sin_port);
+}
+
+/* Sent again by curl on a fresh connection, a body starts over: from
+ * memory and streamed alike, whole, in one attempt of the client's. */
+START_TEST(test_body_resent_on_fresh_connection)
+{
+	struct s3_client_config cfg;
+	struct s3_client *cl;
+	struct dropper d;
+	struct s3_request rq = { .op = S3_PUT, .key = "k", .body = "first",
+	    .body_len = 5 };
+	struct outcome o;
+	size_t n = 3000;
+	uint8_t *pat = malloc(n), dg[SHA256_DIGEST_LENGTH];
+	char ep[64], err[256], want[65];
+	int i;
+
+	dropper_start(&d);
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", d.port);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.endpoint = ep;
+	cfg.bucket = "bkt";
+	cfg.access_key = "AK";
+	cfg.secret_key = "SK";
+	cfg.retries = 0;		/* curl's own resend, not ours */
+	tu_fill(pat, n, 3);
+	SHA256(pat, n, dg);
+	hexs(dg, sizeof(dg), want);
+	for (i = 0; i < 2; i++) {
+		cl = s3_client_new(base, &cfg, err, sizeof(err));
+		ck_assert_msg(cl != NULL, "%s", err);
+		d.first = d.conns;
+		rq = (struct s3_request){ .op = S3_PUT, .key = "k",
+		    .body = "first", .body_len = 5 };
+		start(cl, &rq, &o);
+		pump_until(&o.done, 5000);
+		ck_assert_int_eq(o.status, 200);
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_PUT;
+		rq.key = "k2";
+		if (i == 0) {
+			rq.body = pat;
+			rq.body_len = n;
+		} else {
+			rq.body_read = read_pattern;
+			rq.body_arg = pat;
+			rq.body_size = n;
+		}
+		start(cl, &rq, &o);
+		pump_until(&o.done, 5000);
+		ck_assert_int_eq(d.dropped, i + 1);
+		ck_assert_msg(o.err == S3_E_NONE, "%s: %s", s3_err_name(o.err),
+		    o.errmsg);
+		ck_assert_int_eq(o.status, 200);
+		ck_assert_uint_eq(o.attempts, 1);
+		ck_assert_int_eq(d.conns - d.first, 2);
+		ck_assert_uint_eq(d.last_len, n);
+		ck_assert_str_eq(d.last_sha, want);
+		s3_client_free(cl);
+	}
+	for (i = 0; i < 8; i++)
+		if (d.open[i] != NULL)
+			dconn_close(d.open[i]);
+	evconnlistener_free(d.ls);
+	free(pat);
+}
+END_TEST
+
 START_TEST(test_bad_arguments)
 {
 	struct s3_client_config cfg;
@@ -835,7 +1113,10 @@ s3client_suite(void)
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_test(tc, test_deadline);
 	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_cancel_while_hashing);
+	tcase_add_test(tc, test_fresh_connections);
 	tcase_add_test(tc, test_loop_not_blocked);
+	tcase_add_test(tc, test_body_resent_on_fresh_connection);
 	tcase_add_test(tc, test_bad_arguments);
 	suite_add_tcase(s, tc);
 	return s;

@@ -34,6 +34,15 @@ START_TEST(names)
 	ck_assert_str_eq(b, "p/incarnation");
 	ck_assert_int_eq(s3rec_key_heads(b, sizeof(b), "p/"), 0);
 	ck_assert_str_eq(b, "p/s/");
+	/* No id makes a "." or ".." segment, which stores refuse or fold
+	 * away: a leading dot is encoded. */
+	ck_assert_int_eq(s3rec_key_head(b, sizeof(b), "p/", K(".")), 0);
+	ck_assert_str_eq(b, "p/s/%2E/head");
+	ck_assert_int_eq(s3rec_key_level(b, sizeof(b), "p/", K(".."), 1), 0);
+	ck_assert_str_eq(b, "p/s/%2E./L/1");
+	ck_assert_int_eq(s3rec_key_blob(b, sizeof(b), "p/", K("..a.b."), 1,
+	    1), 0);
+	ck_assert_str_eq(b, "p/b/%2E.a.b./1-0000000000000001");
 }
 END_TEST
 

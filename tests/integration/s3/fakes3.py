@@ -94,7 +94,11 @@ in the stats), JSON bodies:
             "lose_reply": applied, then the connection closed unanswered;
             {"cut_after_bytes": B}: B body bytes read, then the connection
               closed, nothing applied, no answer;
-            {"stall_ms": M}: response headers sent, the body M ms later.
+            {"stall_ms": M}: response headers sent, the body M ms later;
+            {"gather": N}: held until N requests of this rule are held at
+              once, then all handled (a check that N requests are in
+              flight together); one held 10 s without the others is
+              answered 500 NotGathered, nothing applied.
     The first rule that matches a request is used (and its count spent).
   GET /_fake/faults   the remaining rules.
   POST /_fake/reset   {"objects": true, "stats": true}: clears the faults;
@@ -429,7 +433,8 @@ def _rule_check(rule):
     a = r.get("action")
     if a == "lose_reply":
         pass
-    elif isinstance(a, dict) and len(a) == 1 and next(iter(a)) in ("latency_ms", "cut_after_bytes", "stall_ms"):
+    elif isinstance(a, dict) and len(a) == 1 and next(iter(a)) in ("latency_ms", "cut_after_bytes",
+                                                                   "stall_ms", "gather"):
         if not isinstance(next(iter(a.values())), int) or next(iter(a.values())) < 0:
             raise ValueError("%s: a non-negative integer" % next(iter(a)))
     elif isinstance(a, dict) and "status" in a and set(a) <= {"status", "code", "message"}:
@@ -458,6 +463,8 @@ class FakeS3:
         self.mode, self.min_part_size, self.verbose = mode, min_part_size, verbose
         self.tls = tls
         self._mu = threading.Lock()
+        self._gather_cv = threading.Condition()
+        self._gathers = {}      # id(rule action) -> [held, generation]
         self._buckets = {b: {} for b in buckets}
         self._bucket_ctime = {b: clock() for b in buckets}
         self._uploads = {}
@@ -586,6 +593,22 @@ class FakeS3:
                     for uid, u in self._uploads.items() if u.bucket == bucket}
 
     # -- internals used by the handler
+
+    def _gather(self, action, timeout=10.0):
+        """Hold until action["gather"] requests of this rule are held:
+        True, or False after timeout without them."""
+        with self._gather_cv:
+            g = self._gathers.setdefault(id(action), [0, 0])
+            gen = g[1]
+            g[0] += 1
+            if g[0] >= action["gather"]:
+                g[0], g[1] = 0, g[1] + 1
+                self._gather_cv.notify_all()
+                return True
+            if self._gather_cv.wait_for(lambda: g[1] != gen, timeout):
+                return True
+            g[0] -= 1
+            return False
 
     def _count(self, field, name, n=1):
         with self._mu:
@@ -818,6 +841,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except (_Cut, ValueError, OSError):
                 pass
             self._drop()
+            return
+        if isinstance(action, dict) and "gather" in action and not fake._gather(action):
+            self._read_body()
+            self._error(S3Error(500, "NotGathered", "the other requests of the gather did not come"))
             return
         if isinstance(action, dict) and "latency_ms" in action:
             time.sleep(action["latency_ms"] / 1000.0)

@@ -122,6 +122,20 @@ def test_probe_passes_on_each_store(tmp_path, s3store):
     assert listed.status == 200 and b"<Key>" not in listed.body, listed
 
 
+def test_racers_race_side_by_side(tmp_path, store):
+    """Each racer on a connection of its own, opened for it (none ahead on
+    the warm connection of the steps before), all 8 in flight at once: the
+    store holds every racing PUT until 8 are held together (a probe that
+    sent them one after the other would see them answered 500)."""
+    store.faults({"method": "PUT", "key": "race$", "action": {"gather": 8}, "count": -1})
+    rc, out, _ = check(tmp_path, store.url, "s3_timeout 30s\n")
+    assert rc == 0, out
+    st = store.stats()
+    assert st["faults_applied"] == 16 and "500" not in st["by_status"], st
+    # The steps before on one kept connection, then 8 and 8 fresh ones.
+    assert st["connections"] >= 1 + 2 * 8, st
+
+
 def test_probe_without_prefix_and_env_credentials(tmp_path, store):
     path = conf(tmp_path, store.url, cred=False, prefix=None)
     rc, out, _ = run(["-t", "-c", path],
@@ -307,6 +321,14 @@ def test_bad_credentials_file(tmp_path, store):
     rc, out, _ = run(["-t", "-c", path])
     assert rc == 1, out
     assert "line 2: unknown name secret" in out, out
+    # An AWS file of several profiles: not one set of keys silently
+    # overriding another.
+    (tmp_path / "s3.cred").write_text(
+        "[default]\naws_access_key_id %s\naws_secret_access_key %s\n"
+        "[other]\naws_access_key_id AKIDOTHER\naws_secret_access_key x\n" % (AK, SK))
+    rc, out, _ = run(["-t", "-c", path])
+    assert rc == 1, out
+    assert "line 5: aws_access_key_id given twice" in out, out
     os.unlink(tmp_path / "s3.cred")
     rc, out, _ = run(["-t", "-c", path])
     assert rc == 1, out
