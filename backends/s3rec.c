@@ -150,6 +150,15 @@ s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
 	}
 	if (n == 0)
 		return -1;
+	/* Only the one spelling s3rec_key_head() makes ("%61" or "%2f"
+	 * would name another object than this id's). */
+	{
+		char again[S3REC_KEY_MAX];
+
+		if (s3rec_key_head(again, sizeof(again), prefix, sid, n) != 0 ||
+		    strcmp(again, key) != 0)
+			return -1;
+	}
 	*sidlen = n;
 	return 0;
 }
@@ -310,6 +319,22 @@ value(const struct field *f, const char *v, void *rec)
 	return -1;
 }
 
+/* A version: 1-9999 in decimal, nothing else; -1 otherwise. */
+static int
+number(const char *s)
+{
+	int v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > 999)
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	return v;
+}
+
 static int
 parse(const char *kind, const struct field *f, size_t nf, const char *body,
     size_t len, void *rec, size_t recsize, char *err, size_t errlen)
@@ -335,8 +360,7 @@ parse(const char *kind, const struct field *f, size_t nf, const char *body,
 		if (first) {
 			first = 0;
 			if (strncmp(line, kind, kl) != 0 || line[kl] != ' ' ||
-			    sscanf(line + kl + 1, "%d", &version) != 1 ||
-			    version < 1)
+			    (version = number(line + kl + 1)) < 1)
 				return fail(err, errlen, "not an %s object",
 				    kind);
 			if (version > S3REC_VERSION)

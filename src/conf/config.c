@@ -1209,6 +1209,20 @@ s3_bucket_ok(const char *b)
 	return 1;
 }
 
+static int
+s3_region_ok(const char *r)
+{
+	size_t i, n = strlen(r);
+
+	if (n < 1 || n > 64)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((r[i] >= 'a' && r[i] <= 'z') ||
+		    (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
+			return 0;
+	return 1;
+}
+
 /*
  * backend s3 needs a store and a bucket; the s3_* directives that name
  * them mean nothing under another backend; a node keeps its copies in
@@ -1260,6 +1274,16 @@ check_s3(struct loader *ld)
 	if (c->s3_prefix != NULL && c->s3_prefix[0] == '/')
 		add_error(ld, line_of(ld, "s3_prefix"), "s3_prefix: %s: must "
 		    "not start with a slash", c->s3_prefix);
+	else if (c->s3_prefix != NULL && (strlen(c->s3_prefix) > 127 ||
+	    c->s3_prefix[strlen(c->s3_prefix) - 1] != '/'))
+		add_error(ld, line_of(ld, "s3_prefix"), "s3_prefix: %s: must "
+		    "end with a slash and be at most 127 bytes, such as "
+		    "alpcrund/", c->s3_prefix);
+	/* SigV4's scope carries it: "aws:amz:<region>:s3" for curl. */
+	if (c->s3_region != NULL && !s3_region_ok(c->s3_region))
+		add_error(ld, line_of(ld, "s3_region"), "s3_region: %s: not a "
+		    "region name (1 to 64 of a-z, 0-9 and hyphens)",
+		    c->s3_region);
 	if (c->s3_ca_file != NULL && c->s3_endpoint != NULL &&
 	    strncmp(c->s3_endpoint, "https://", 8) != 0)
 		add_error(ld, line_of(ld, "s3_ca_file"), "s3_ca_file: needs "

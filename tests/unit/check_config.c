@@ -316,6 +316,12 @@ START_TEST(s3_directives)
 	    "s3_prefix /p/\n", "4: s3_prefix: /p/: must not start with a "
 	    "slash");
 	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "s3_prefix p\n", "4: s3_prefix: p: must end with a slash and be "
+	    "at most 127 bytes, such as alpcrund/");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
+	    "s3_region eu:west\n", "4: s3_region: eu:west: not a region name "
+	    "(1 to 64 of a-z, 0-9 and hyphens)");
+	expect_error("backend s3\ns3_endpoint http://h\ns3_bucket abc\n"
 	    "s3_ca_file /ca.pem\n", "4: s3_ca_file: needs an https:// "
 	    "s3_endpoint");
 	expect_error("s3_endpoint http://h\n", "1: s3_endpoint: needs "

@@ -81,10 +81,15 @@ START_TEST(listed_names_back_to_ids)
 	ck_assert_int_eq(s3rec_sid_of_head(b, "pre/", sid, &n), 0);
 	ck_assert_uint_eq(n, 256);
 	ck_assert_mem_eq(sid, all, 256);
-	ck_assert_int_eq(s3rec_sid_of_head("pre/s/a%2fb/head", "pre/", sid,
-	    &n), 0);			/* either case of hex */
+	ck_assert_int_eq(s3rec_sid_of_head("pre/s/a%2Fb/head", "pre/", sid,
+	    &n), 0);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_mem_eq(sid, "a/b", 3);
+	/* Only the spelling the daemon makes: another is another object. */
+	ck_assert_int_eq(s3rec_sid_of_head("pre/s/a%2fb/head", "pre/", sid,
+	    &n), -1);
+	ck_assert_int_eq(s3rec_sid_of_head("pre/s/%61/head", "pre/", sid, &n),
+	    -1);
 	/* Not a head, not under the prefix, badly encoded, empty. */
 	ck_assert_int_eq(s3rec_sid_of_head("pre/s/a/L/3", "pre/", sid, &n),
 	    -1);
@@ -217,6 +222,10 @@ START_TEST(parse_refusals)
 	    "not an alpcrund-incarnation object");
 	refused("alpcrund-incarnation 2\ninc 00000000000000ff\n"
 	    "created_ms 1\n", "version 2 is newer");
+	refused("alpcrund-incarnation 1junk\ninc 00000000000000ff\n"
+	    "created_ms 1\n", "not an alpcrund-incarnation object");
+	refused("alpcrund-incarnation 0\ninc 00000000000000ff\n"
+	    "created_ms 1\n", "not an alpcrund-incarnation object");
 	refused("alpcrund-incarnation 1\ncreated_ms 1\n", "no inc");
 	refused("alpcrund-incarnation 1\ninc 00000000000000ff\n"
 	    "inc 00000000000000fe\ncreated_ms 1\n", "inc given twice");
