@@ -1720,6 +1720,68 @@ START_TEST(test_decide_compare)
 }
 END_TEST
 
+/*
+ * An entry whose bytes the backend does not have at hand (backend.h: data
+ * NULL, digest its SHA-256): a retry is told by digests, a changed byte is
+ * refused, and a Delete's tombstone keeps the backend's digest. Deciding
+ * again on the same record (a backend that lost a race decides anew) gives
+ * the same answer, whatever an earlier call left in the change.
+ */
+START_TEST(test_decide_digest_only)
+{
+	uint8_t a[300], b[300];
+	struct be_record cur;
+	struct cache_req r;
+	struct be_change c;
+	struct cache_verdict v;
+	size_t i;
+
+	for (i = 0; i < sizeof(a); i++)
+		a[i] = (uint8_t)(i * 7);
+	cur = rec_entry(2, a, sizeof(a), 100 * SEC);
+	SHA256(a, sizeof(a), cur.digest);
+	cur.data = NULL;
+	memcpy(b, a, sizeof(b));
+	r = req("s", 2, b, sizeof(b), SEC);
+	decide(cache_decide_set, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_OK);
+	ck_assert_int_eq(c.action, BE_TOUCH);
+	decide(cache_decide_update, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_OK);
+	ck_assert_int_eq(c.action, BE_TOUCH);
+	b[17] ^= 0x40;
+	decide(cache_decide_set, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_ALREADY_EXISTS);
+	ck_assert_int_eq(c.action, BE_KEEP);
+	decide(cache_decide_update, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_FAILED_PRECONDITION);
+	ck_assert_int_eq(c.action, BE_KEEP);
+	/* Same length needed before any hashing. */
+	r = req("s", 2, a, sizeof(a) - 1, SEC);
+	decide(cache_decide_set, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_ALREADY_EXISTS);
+
+	/* Delete: the tombstone's digest is the backend's. */
+	r = req("s", 0, NULL, 0, 0);
+	r.has_level = 0;
+	decide(cache_decide_delete, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_OK);
+	ck_assert_int_eq(c.action, BE_PUT_TOMBSTONE);
+	ck_assert_mem_eq(c.digest, cur.digest, BE_DIGEST_LEN);
+
+	/* Decided again after a lost race: a PUT first, then the newest
+	 * record says otherwise; nothing of the first answer is left. */
+	r = req("s", 3, b, sizeof(b), SEC);
+	decide(cache_decide_update, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(c.action, BE_PUT);
+	cur.level = 3;
+	decide(cache_decide_update, &r, &cur, SEC, &c, &v, 0xa5);
+	ck_assert_int_eq(v.status, GRPC_FAILED_PRECONDITION);
+	ck_assert_str_eq(v.msg, "update level mismatch: expected 4, got 3");
+	ck_assert_int_eq(c.action, BE_KEEP);
+}
+END_TEST
+
 START_TEST(test_backends_listed)
 {
 	size_t i;
@@ -1750,6 +1812,7 @@ cache_suite(void)
 	tcase_add_test(tc, test_decide_changes);
 	tcase_add_test(tc, test_decide_tombstone);
 	tcase_add_test(tc, test_decide_compare);
+	tcase_add_test(tc, test_decide_digest_only);
 	suite_add_tcase(s, tc);
 
 	for (i = 0; backend_all[i] != NULL; i++) {
