@@ -112,7 +112,9 @@
  *	scan_open() starts a cursor over the live entries (never tombstones);
  *	scan_next() calls fn for at most `budget` of them, live as of `now`,
  *	and returns 1 when more may follow, 0 at the end, -1 on a storage
- *	error; it steps over at most a bounded number of other records per
+ *	error, or 2 when it visited none because it waits on its store for
+ *	more (s3: a page of names, the heads read from it): call again a
+ *	little later, the loop having run meanwhile; it steps over at most a bounded number of other records per
  *	call, so that a million records never stall the loop. Writes may run
  *	between two calls: an entry live from scan_open() to the end of the
  *	scan is visited at least once, with its state at the moment of the

@@ -102,6 +102,7 @@ struct watcher {
 	uint64_t		 seq;		/* of the last notice sent */
 	struct be_scan		*scan;		/* the snapshot's cursor */
 	struct event		*deadline;	/* grpc-timeout, if any */
+	struct event		*later;		/* the scan waits on its store */
 	struct held_list	 held;
 	size_t			 held_bytes;
 	unsigned		 in_snapshot:1;	/* SNAPSHOT_END not sent yet */
@@ -239,6 +240,8 @@ watcher_free(struct watcher *w)
 		W.be->ops->scan_close(W.be, w->scan);
 	if (w->deadline != NULL)
 		event_free(w->deadline);
+	if (w->later != NULL)
+		event_free(w->later);
 	while ((h = STAILQ_FIRST(&w->held)) != NULL) {
 		STAILQ_REMOVE_HEAD(&w->held, entry);
 		free(h);
@@ -415,6 +418,12 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	watcher_kill(w);
 }
 
+static void
+on_later(evutil_socket_t fd, short what, void *arg)
+{
+	make_ready(arg);
+}
+
 /* Go on with a watcher's snapshot while its stream drains. */
 static void
 fill(struct watcher *w)
@@ -454,6 +463,19 @@ fill(struct watcher *w)
 		if (rv == 0) {
 			W.be->ops->scan_close(W.be, w->scan);
 			w->scan = NULL;
+		}
+		if (rv == 2) {
+			/* The backend waits on its store (s3): look again
+			 * shortly rather than spin the loop. */
+			static const struct timeval soon = { 0, 2000 };
+
+			if (w->later == NULL && (w->later = evtimer_new(W.base,
+			    on_later, w)) == NULL) {
+				make_ready(w);
+				return;
+			}
+			evtimer_add(w->later, &soon);
+			return;
 		}
 	}
 }
