@@ -193,6 +193,10 @@ struct be_change {
 #define BE_OK		0
 #define BE_ERR_FULL	1	/* store full: max_memory or map size */
 #define BE_ERR_IO	2	/* storage failed; errmsg says how */
+#define BE_ERR_UNAVAIL	3	/* a remote store failed or refused for now
+				   (s3: an error status, no answer, a
+				   contended head); errmsg names it; a retry
+				   may succeed */
 
 struct be_write {
 	const uint8_t	*key;

@@ -42,15 +42,16 @@
  *    with If-None-Match: * (412: read it; the same bytes: take the
  *    winner's record, its generation and payload object; other bytes whose
  *    keep_until has passed: replaced with If-Match, no copy of them can
- *    live any more; other bytes still within it: decide() again with the
- *    level shown as a tombstone of those bytes, which the rules refuse);
+ *    live any more; other bytes still within it, a racer's: decide() again
+ *    with that content shown as the entry, which the rules refuse: an
+ *    Update racing another gets the level mismatch of spec §4.2);
  *    then the head, with If-None-Match: * (none) or If-Match: <etag>.
  *  - BE_TOUCH: the level record's keep_until raised (If-Match; it never
  *    shrinks), then the head with the new expiry (If-Match).
  *  - BE_PUT_TOMBSTONE: the head becomes state deleted (If-Match); the
  *    records stay.
  * A 412, 409 or 404 on the head means another writer moved it: read it
- * again and decide again, up to WRITE_ATTEMPTS times, then BE_ERR_IO
+ * again and decide again, up to WRITE_ATTEMPTS times, then BE_ERR_UNAVAIL
  * "store contended". A 412 after an attempt whose reply was lost
  * (earlier_unknown) is resolved by reading the head back: our writer nonce
  * there means our write won. Each applied change is reported to the hook
@@ -770,7 +771,7 @@ wop_fail(struct wop *o, const char *op, const char *key,
 	char msg[1600];
 
 	s3_errmsg(msg, sizeof(msg), op, key, res);
-	wop_finish(o, BE_ERR_IO, msg);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
 }
 
 static void
@@ -779,7 +780,7 @@ wop_start_failed(struct wop *o, const char *op, const char *err)
 	char msg[1600];
 
 	snprintf(msg, sizeof(msg), "s3 store: %s %s: %s", op, o->key, err);
-	wop_finish(o, BE_ERR_IO, msg);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
 }
 
 /* The change is in the store: the hot tier, the hook, done(). */
@@ -820,7 +821,7 @@ wop_again(struct wop *o)
 		snprintf(msg, sizeof(msg), "s3 store: %s: store contended "
 		    "(%d conditional writes lost in a row)", o->key,
 		    o->attempts);
-		wop_finish(o, BE_ERR_IO, msg);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
 	wop_read_head(o);
@@ -921,7 +922,7 @@ level_read_done(void *arg, const struct s3_response *res)
 	if (s3rec_level_parse((const char *)res->body, res->body_len, &l, err,
 	    sizeof(err)) != 0) {
 		snprintf(msg, sizeof(msg), "s3 store: %s: %s", o->key, err);
-		wop_finish(o, BE_ERR_IO, msg);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
 	snprintf(o->lvl_etag, sizeof(o->lvl_etag), "%s", res->etag);
@@ -952,19 +953,22 @@ level_read_done(void *arg, const struct s3_response *res)
 		level_put(o, "If-Match", o->lvl_etag);
 		return;
 	}
-	/* The level still names other bytes: decide again, shown that
-	 * level as a tombstone of them, which the rules refuse. */
+	/* The level still names other bytes (a racer's, whose head commit
+	 * is on its way): decide again, shown that level's content as the
+	 * entry, which the rules refuse as they refuse any other content at
+	 * a level (an Update: the level mismatch; a Set: it exists). */
 	if (++o->attempts >= WRITE_ATTEMPTS) {
 		snprintf(msg, sizeof(msg), "s3 store: %s names other bytes "
 		    "at this level", o->key);
-		wop_finish(o, BE_ERR_IO, msg);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
-	o->cur.kind = BE_TOMBSTONE;
+	memset(&o->cur, 0, sizeof(o->cur));
+	o->cur.kind = BE_ENTRY;
 	o->cur.level = l.level;
-	o->cur.gen = 0;
-	o->cur.data = NULL;
-	o->cur.len = 0;
+	o->cur.gen = l.gen;
+	o->cur.inc = b->be.incarnation;
+	o->cur.len = (size_t)l.size;
 	memcpy(o->cur.digest, l.sha256, BE_DIGEST_LEN);
 	o->cur.expires = ms_to_mono(b, l.keep_until_ms);
 	wop_decide(o);
@@ -1113,7 +1117,7 @@ whead_done(void *arg, const struct s3_response *res)
 
 	o->call = NULL;
 	if (take_head(s, res, o->key, msg, sizeof(msg)) != 0) {
-		wop_finish(o, BE_ERR_IO, msg);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
 	/* Waiting lookups learn the head too. */
@@ -1632,7 +1636,7 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 	return &b->be;
 }
 
-/* Every lookup answered -1 and every write done() BE_ERR_IO first
+/* Every lookup answered -1 and every write done() BE_ERR_UNAVAIL first
  * (backend.h); leases outlive it (the payloads are reference counted). */
 static void
 s3_close(struct backend *be)
@@ -1659,7 +1663,7 @@ s3_close(struct backend *be)
 			w = o->w;
 			pay_unref(o->pay);
 			free(o);
-			w->done(w->arg, BE_ERR_IO, "s3 store: closing");
+			w->done(w->arg, BE_ERR_UNAVAIL, "s3 store: closing");
 		}
 	}
 	while ((s = TAILQ_FIRST(&b->lru)) != NULL)

@@ -70,6 +70,8 @@ op_done(void *arg, int err, const char *errmsg)
 		sdwire_body_taken(op->req);
 	if (err == BE_ERR_FULL)
 		call_error(op->call, GRPC_RESOURCE_EXHAUSTED, "%s", errmsg);
+	else if (err == BE_ERR_UNAVAIL)	/* the client may retry */
+		call_error(op->call, GRPC_UNAVAILABLE, "%s", errmsg);
 	else if (err != BE_OK)
 		call_error(op->call, GRPC_INTERNAL, "%s", errmsg);
 	else if (op->v.status != GRPC_OK)
@@ -256,7 +258,13 @@ get_answer(struct call *call, Alpcrun__V1__SharedData *req, int rv,
     const struct be_record *rec, struct lease *lease)
 {
 	if (rv != 0) {
-		call_error(call, GRPC_INTERNAL, "store lookup failed");
+		/* A remote store (one that may answer later) may come
+		 * back: UNAVAILABLE, which clients retry. */
+		if (store->ops->lookup_start != NULL)
+			call_error(call, GRPC_UNAVAILABLE, "store lookup "
+			    "failed");
+		else
+			call_error(call, GRPC_INTERNAL, "store lookup failed");
 		return;
 	}
 	if (rec->kind != BE_ENTRY) {
