@@ -7,7 +7,8 @@ the other, an Update racing on both has one winner and the loser gets the
 bucket's incarnation. Faults: a store answering 503 to writes fails the
 write UNAVAILABLE naming the store's error; a lost reply of the head's
 commit is resolved (the write succeeds, once); a payload changed in the
-bucket behind the daemons' back is never served. The client's
+bucket behind the daemons' back is never served. The change feed lists
+the bucket's heads and reports this central's writes. The client's
 alpcrund_s3_* metrics show on /metrics; a node with backend s3 is a
 configuration error."""
 import subprocess
@@ -18,9 +19,10 @@ import pytest
 
 import alptest
 import fakes3
-from alptest import sd
+from alptest import cache_pb2, sd
 
 C = grpc.StatusCode
+N = cache_pb2.SharedDataNotice
 AK, SK = "AKIDBACKEND", "backend/secret+key"
 BUCKET = "alp-backend"
 
@@ -197,3 +199,37 @@ def test_node_with_backend_s3_is_refused(tmp_path):
                        text=True, timeout=30)
     assert r.returncode == 1
     assert "3: backend s3 is not supported with mode node" in r.stderr, r.stderr
+
+
+def watch(stub, sid=""):
+    """A WatchSharedData stream's notices up to SNAPSHOT_END, and the
+    stream (to read on)."""
+    it = stub.WatchSharedData(cache_pb2.WatchRequest(session_id=sid), timeout=30)
+    out = []
+    for n in it:
+        out.append(n)
+        if n.kind == N.SNAPSHOT_END:
+            return out, it
+    raise AssertionError("the stream ended before SNAPSHOT_END: %r" % out)
+
+
+def test_change_feed_over_the_bucket(make_daemon, tmp_path, store):
+    """The snapshot of every session lists the bucket's heads (written by
+    another central too), one session's snapshot is its head, and a write
+    through this central is a live notice with its ttl."""
+    a = central(make_daemon, tmp_path, store, "a")
+    b = central(make_daemon, tmp_path, store, "b")
+    for i in range(150):                      # more than a page of heads
+        a.stub().SetSharedData(sd("w%03d" % i, i + 1, b"v" * (i % 7), 60), timeout=15)
+    a.stub().SetSharedData(sd("gone", 1, b"x", 60), timeout=15)
+    a.stub().DeleteSharedData(sd("gone"), timeout=15)
+    snap, _ = watch(b.stub())
+    got = {n.session_id: (n.update_level, n.size) for n in snap if n.kind == N.SNAPSHOT}
+    assert got == {"w%03d" % i: (i + 1, i % 7) for i in range(150)}
+    one, it = watch(b.stub(), "w007")
+    assert [(n.kind, n.session_id, n.update_level) for n in one] == \
+        [(N.SNAPSHOT, "w007", 8), (N.SNAPSHOT_END, "", 0)]
+    b.stub().UpdateSharedData(sd("w007", 9, b"nine", 60), timeout=15)
+    n = next(it)
+    assert (n.kind, n.session_id, n.update_level, n.size) == (N.UPDATE, "w007", 9, 4)
+    assert 50 < n.ttl.seconds <= 60
