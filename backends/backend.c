@@ -16,10 +16,13 @@
 /* Each backend file defines one of these, and nothing else is public. */
 extern const struct backend_ops backend_memory;
 extern const struct backend_ops backend_lmdb;
+extern const struct backend_ops backend_s3;
 
+/* s3 needs a store: the suites start a fake one for it (tests/unit). */
 const struct backend_ops *const backend_all[] = {
 	&backend_memory,
 	&backend_lmdb,
+	&backend_s3,
 	NULL
 };
 

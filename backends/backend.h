@@ -55,17 +55,45 @@
  *	adopt when it could not), since the writer may still be sending from
  *	that buffer (a node's cut-through replies).
  *
+ * Lookups may answer later.
+ *	lookup() answers at once. A backend whose records live elsewhere (s3:
+ *	in a bucket) also has lookup_start(), which may answer later, and its
+ *	lookup() answers only from what it holds in memory (-1 for a key it
+ *	would have to ask the store about); callers that must see the store
+ *	go through backend_lookup(), which is lookup() for a backend without
+ *	lookup_start() (memory, lmdb: nothing allocated, nothing deferred).
+ *	backend_lookup() returns 0 when answered now (rec and lease filled as
+ *	by lookup(); fn is not called), 1 when fn will run exactly once on the
+ *	loop thread later with the answer (the rec it is given is valid during
+ *	the call; a lease it is given is fn's to release), -1 on a storage
+ *	error now. fn's rv is 0 or -1 (a storage error). Lookups still in
+ *	flight at close() are answered -1 before close() returns.
+ *
+ * Entries whose bytes are not at hand.
+ *	decide() and lookup_start()'s fn may be shown an entry with data NULL
+ *	(never by memory or lmdb): its payload is not in memory, and digest
+ *	then holds the payload's SHA-256 and len its length, for the rules to
+ *	compare with (a retry's bytes, a Delete's tombstone). A lookup with a
+ *	lease always has the bytes.
+ *
  * Writes are read-modify-write and may complete later.
  *	write() takes a struct be_write. The backend finds the key's current
- *	record and calls decide() exactly once, atomically with applying its
- *	answer (no other write to any key is applied between the two). decide()
- *	may run in another thread (lmdb's writer): it reads only its argument
- *	and the record, and fills the change. Then done() is called exactly
- *	once, on the loop thread, when the change is durable as the backend
- *	promises (or failed, leaving nothing half-written). A backend may call
- *	done() before write() returns (memory does). write() itself returns 0,
- *	or -1 when the request could not even be queued (then done() is not
- *	called).
+ *	record and calls decide(), atomically with applying its answer (no
+ *	other write to any key is applied between the two). A backend that
+ *	applies by compare-and-swap (s3: a conditional request on the
+ *	session's head) may find that another writer moved the record between
+ *	the two: it reads the newest record and calls decide() again, and only
+ *	the last call's answer is applied, so decide() must depend on nothing
+ *	but its arguments and the request (a later call overwrites what an
+ *	earlier one filled, the change and any verdict alike). Memory and
+ *	lmdb call it exactly once. decide() may run in another thread (lmdb's
+ *	writer): it reads only its argument and the record, and fills the
+ *	change. Then done() is called exactly once, on the loop thread, when
+ *	the change is durable as the backend promises (or failed, leaving
+ *	nothing half-written). A backend may call done() before write()
+ *	returns (memory does). write() itself returns 0, or -1 when the request
+ *	could not even be queued (then done() is not called). Writes still in
+ *	flight at close() are done() with BE_ERR_IO before close() returns.
  *
  * Change hook.
  *	Every applied set, update, delete, expiry and eviction is reported once
@@ -84,7 +112,9 @@
  *	scan_open() starts a cursor over the live entries (never tombstones);
  *	scan_next() calls fn for at most `budget` of them, live as of `now`,
  *	and returns 1 when more may follow, 0 at the end, -1 on a storage
- *	error; it steps over at most a bounded number of other records per
+ *	error, or 2 when it visited none because it waits on its store for
+ *	more (s3: a page of names, the heads read from it): call again a
+ *	little later, the loop having run meanwhile; it steps over at most a bounded number of other records per
  *	call, so that a million records never stall the loop. Writes may run
  *	between two calls: an entry live from scan_open() to the end of the
  *	scan is visited at least once, with its state at the moment of the
@@ -116,10 +146,13 @@ struct be_record {
 	uint64_t	 inc;			/* BE_ENTRY: its origin */
 	uint64_t	 expires;		/* monotonic ns */
 	const uint8_t	*data;			/* BE_ENTRY: the payload; valid only
-						   during the call unless leased */
+						   during the call unless leased;
+						   NULL: not at hand ("Entries
+						   whose bytes are not at hand") */
 	size_t		 len;
 	uint8_t		 digest[BE_DIGEST_LEN];	/* BE_TOMBSTONE: SHA-256 of the
-						   deleted payload */
+						   deleted payload; BE_ENTRY with
+						   data NULL: of its payload */
 };
 
 /* A hold on a payload's bytes (see "Leases" above): struct lease,
@@ -160,6 +193,10 @@ struct be_change {
 #define BE_OK		0
 #define BE_ERR_FULL	1	/* store full: max_memory or map size */
 #define BE_ERR_IO	2	/* storage failed; errmsg says how */
+#define BE_ERR_UNAVAIL	3	/* a remote store failed or refused for now
+				   (s3: an error status, no answer, a
+				   contended head); errmsg names it; a retry
+				   may succeed */
 
 struct be_write {
 	const uint8_t	*key;
@@ -184,6 +221,12 @@ enum be_event {
 	BE_EV_EXPIRE,	/* an entry's TTL ran out (tombstones expire silently) */
 	BE_EV_EVICT,	/* an entry made room for another (node LRU) */
 };
+
+/* backend_lookup()'s later answer ("Lookups may answer later"): rv 0 with
+ * rec, or -1 on a storage error (rec NULL); lease is the caller's, filled
+ * for an entry when it asked for one (else NULL). */
+typedef void be_lookup_fn(void *arg, int rv, const struct be_record *rec,
+    struct lease *lease);
 
 typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
     size_t keylen, uint32_t level, uint64_t gen, size_t len);
@@ -217,6 +260,11 @@ struct backend_ops {
 	int		 (*lookup)(struct backend *, const uint8_t *key,
 			    size_t keylen, uint64_t now, struct be_record *rec,
 			    struct lease *lease);
+	/* Optional: see "Lookups may answer later"; called through
+	 * backend_lookup(). */
+	int		 (*lookup_start)(struct backend *, const uint8_t *key,
+			    size_t keylen, uint64_t now, struct be_record *rec,
+			    struct lease *lease, be_lookup_fn *fn, void *arg);
 	int		 (*write)(struct backend *, struct be_write *);
 	/* Free up to budget expired records; *more: some remain. Returns
 	 * how many were freed. */
@@ -261,6 +309,19 @@ backend_report(struct backend *be, enum be_event ev, const uint8_t *key,
 {
 	if (be->hook != NULL)
 		be->hook(be->hook_arg, ev, key, keylen, level, gen, len);
+}
+
+/* Find key's record, now or later ("Lookups may answer later"): 0
+ * answered now, 1 fn will run, -1 a storage error. lease may be NULL. */
+static inline int
+backend_lookup(struct backend *be, const uint8_t *key, size_t keylen,
+    uint64_t now, struct be_record *rec, struct lease *lease,
+    be_lookup_fn *fn, void *arg)
+{
+	if (be->ops->lookup_start == NULL)
+		return be->ops->lookup(be, key, keylen, now, rec, lease);
+	return be->ops->lookup_start(be, key, keylen, now, rec, lease, fn,
+	    arg);
 }
 
 /* A new incarnation or generation: random, never 0 (0 means "none" on

@@ -176,7 +176,8 @@ struct field {
 #define H(f, t)	{ #f, t, offsetof(struct s3_head, f) }
 static const struct field head_fields[] = {
 	{ "state", F_STATE, offsetof(struct s3_head, state) },
-	H(level, F_U32), H(gen, F_HEX64), H(sha256, F_SHA), H(size, F_U64),
+	H(level, F_U32), H(gen, F_HEX64), H(origin, F_HEX64),
+	H(sha256, F_SHA), H(size, F_U64),
 	H(expires_ms, F_I64), H(writer, F_HEX64),
 };
 #undef H

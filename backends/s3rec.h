@@ -70,6 +70,8 @@ struct s3_head {
 	enum s3_state	 state;
 	uint32_t	 level;
 	uint64_t	 gen;		/* the content's generation */
+	uint64_t	 origin;	/* the incarnation it came from
+					   (backend.h "Identity") */
 	uint8_t		 sha256[S3REC_SHA256_LEN];
 	uint64_t	 size;
 	int64_t		 expires_ms;	/* entry or tombstone */

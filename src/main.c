@@ -5,8 +5,9 @@
  * reload, SIGTERM/SIGINT drain, and exit.
  *
  * backend s3 is refused unless its store passes the probe of s3probe.h,
- * at start before anything listens and with -t; this build has no s3
- * backend beyond that probe yet, so a start that passes it stops there.
+ * at start before anything listens and with -t; then the backend opens
+ * (its incarnation read or created, on the loop before anything else runs
+ * on it) and the central serves from the bucket.
  *
  * The change feed (watch.c) runs on a central over its store, and on a
  * node with `prefetch on` over its copies, announcing central's
@@ -572,9 +573,6 @@ main(int argc, char *argv[])
 			return 1;
 		}
 		log_info("s3 store probed", "result=\"%s\"", err);
-		log_error("backend s3: not built yet beyond its probe", NULL);
-		event_base_free(d.base);
-		return 1;
 	}
 	if ((ops = backend_find(d.conf.backend)) == NULL) {
 		log_error("unknown backend", "backend=%s", d.conf.backend);

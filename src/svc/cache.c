@@ -70,6 +70,8 @@ op_done(void *arg, int err, const char *errmsg)
 		sdwire_body_taken(op->req);
 	if (err == BE_ERR_FULL)
 		call_error(op->call, GRPC_RESOURCE_EXHAUSTED, "%s", errmsg);
+	else if (err == BE_ERR_UNAVAIL)	/* the client may retry */
+		call_error(op->call, GRPC_UNAVAILABLE, "%s", errmsg);
 	else if (err != BE_OK)
 		call_error(op->call, GRPC_INTERNAL, "%s", errmsg);
 	else if (op->v.status != GRPC_OK)
@@ -110,7 +112,10 @@ op_hashed(void *arg, const uint8_t digest[DIGEST_LEN])
  * A write that will need a digest of a large payload has it made by the
  * digest worker first, so that the decision (on the loop, for the memory
  * backend) only compares: a Delete of an entry, a Set at the level of a
- * tombstone. 1: the write goes on from op_hashed().
+ * tombstone. 1: the write goes on from op_hashed(). Only what the backend
+ * can answer at once: lookup(), never backend_lookup() (a backend that
+ * would have to ask its store answers -1, and the write goes on unhashed:
+ * s3 hands decide() the stored digest itself).
  */
 static int
 op_prehash(struct cache_op *op)
@@ -247,6 +252,59 @@ cache_reply(struct call *call, const uint8_t *key, size_t keylen,
 	call_message_end(call);
 }
 
+/* A Get's answer, now or later: the reply, or the refusal. */
+static void
+get_answer(struct call *call, Alpcrun__V1__SharedData *req, int rv,
+    const struct be_record *rec, struct lease *lease)
+{
+	if (rv != 0) {
+		/* A remote store (one that may answer later) may come
+		 * back: UNAVAILABLE, which clients retry. */
+		if (store->ops->lookup_start != NULL)
+			call_error(call, GRPC_UNAVAILABLE, "store lookup "
+			    "failed");
+		else
+			call_error(call, GRPC_INTERNAL, "store lookup failed");
+		return;
+	}
+	if (rec->kind != BE_ENTRY) {
+		metrics_count(MC_CACHE_MISSES, 1);
+		call_error(call, GRPC_NOT_FOUND, "shared data not found for "
+		    "session %.*s", (int)req->session_id.len,
+		    req->session_id.data);
+		return;
+	}
+	if (req->has_update_level && req->update_level != rec->level) {
+		lease_release(lease);
+		call_error(call, GRPC_FAILED_PRECONDITION, "update level "
+		    "mismatch: expected %u, got %u", rec->level,
+		    req->update_level);
+		return;
+	}
+	metrics_count(MC_CACHE_HITS, 1);
+	reads_hit(req->session_id.data, req->session_id.len);
+	cache_reply(call, req->session_id.data, req->session_id.len,
+	    rec->level, rec->gen, rec->expires, clock_now_ns(), lease);
+}
+
+/* A Get kept until its backend answers (backend_lookup() said 1). */
+struct get_op {
+	struct call		*call;
+	Alpcrun__V1__SharedData	*req;
+};
+
+static void
+get_answered(void *arg, int rv, const struct be_record *rec,
+    struct lease *lease)
+{
+	struct get_op *g = arg;
+
+	/* Finishing a call whose stream went meanwhile only frees it. */
+	get_answer(g->call, g->req, rv, rec, lease);
+	sdwire_free(&g->req->base);
+	free(g);
+}
+
 void
 cache_get(struct call *call, ProtobufCMessage *msg)
 {
@@ -254,36 +312,31 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 	struct be_record rec;
 	struct lease lease = { 0 };
 	struct cache_verdict v;
-	uint64_t now = clock_now_ns();
+	struct get_op *g = NULL;
+	int rv;
 
 	if (cache_check_session(req->session_id.data, req->session_id.len,
 	    req->has_session_id, &v) != 0) {
 		call_error(call, v.status, "%s", v.msg);
 		goto out;
 	}
-	if (store->ops->lookup(store, req->session_id.data,
-	    req->session_id.len, now, &rec, &lease) != 0) {
-		call_error(call, GRPC_INTERNAL, "store lookup failed");
-		goto out;
+	/* Only a backend that may answer later costs an allocation: the
+	 * 1 KiB Get of memory and lmdb stays on the stack. */
+	if (store->ops->lookup_start != NULL) {
+		if ((g = malloc(sizeof(*g))) == NULL) {
+			call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of "
+			    "memory");
+			goto out;
+		}
+		g->call = call;
+		g->req = req;
 	}
-	if (rec.kind != BE_ENTRY) {
-		metrics_count(MC_CACHE_MISSES, 1);
-		call_error(call, GRPC_NOT_FOUND, "shared data not found for "
-		    "session %.*s", (int)req->session_id.len,
-		    req->session_id.data);
-		goto out;
-	}
-	if (req->has_update_level && req->update_level != rec.level) {
-		lease_release(&lease);
-		call_error(call, GRPC_FAILED_PRECONDITION, "update level "
-		    "mismatch: expected %u, got %u", rec.level,
-		    req->update_level);
-		goto out;
-	}
-	metrics_count(MC_CACHE_HITS, 1);
-	reads_hit(req->session_id.data, req->session_id.len);
-	cache_reply(call, req->session_id.data, req->session_id.len,
-	    rec.level, rec.gen, rec.expires, now, &lease);
+	rv = backend_lookup(store, req->session_id.data, req->session_id.len,
+	    clock_now_ns(), &rec, &lease, get_answered, g);
+	if (rv == 1)
+		return;		/* get_answered() finishes it */
+	free(g);
+	get_answer(call, req, rv, &rec, &lease);
 out:
 	sdwire_free(msg);
 }

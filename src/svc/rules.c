@@ -80,14 +80,40 @@ cache_ttl(const Google__Protobuf__Duration *d, uint64_t def_ms,
 	return 0;
 }
 
-/* --- decisions (pure; may run in a backend's writer thread) --------------- */
+/*
+ * --- decisions (pure; may run in a backend's writer thread) ---------------
+ *
+ * Each fills the whole verdict and the change's action from its arguments
+ * alone, so a backend that decides again after losing a race (backend.h)
+ * gets the answer for the newest record, nothing left from the first call.
+ */
+
+/* The request's payload's SHA-256: hashed before the write when it is
+ * large (cache.c), else here. */
+static void
+req_digest(const struct cache_req *r, uint8_t digest[BE_DIGEST_LEN])
+{
+	if (r->has_digest)
+		memcpy(digest, r->digest, BE_DIGEST_LEN);
+	else
+		SHA256(r->data, r->len, digest);
+}
 
 static int
 same_payload(const struct cache_req *r, const struct be_record *cur)
 {
-	/* The retry path compares bytes directly (spec §4.1). */
-	return cur->len == r->len &&
-	    (r->len == 0 || memcmp(cur->data, r->data, r->len) == 0);
+	uint8_t digest[BE_DIGEST_LEN];
+
+	if (cur->len != r->len)
+		return 0;
+	/* The retry path compares bytes directly (spec §4.1), or digests
+	 * when the backend does not have the stored bytes at hand
+	 * (backend.h): still only on this path. */
+	if (cur->data == NULL) {
+		req_digest(r, digest);
+		return memcmp(digest, cur->digest, BE_DIGEST_LEN) == 0;
+	}
+	return r->len == 0 || memcmp(cur->data, r->data, r->len) == 0;
 }
 
 /*
@@ -158,10 +184,7 @@ cache_decide_set(const struct cache_req *r, const struct be_record *cur,
 		/* Not the normal path: only a Set at the deleted level pays
 		 * for a digest, to see whether it revives the same content. */
 		if (r->level == cur->level) {
-			if (r->has_digest)
-				memcpy(digest, r->digest, sizeof(digest));
-			else
-				SHA256(r->data, r->len, digest);
+			req_digest(r, digest);
 			if (memcmp(digest, cur->digest, sizeof(digest)) == 0) {
 				put(r, cur, now, chg);
 				return;
@@ -228,7 +251,9 @@ cache_decide_delete(const struct cache_req *r, const struct be_record *cur,
 	chg->expires = cur->expires;
 	/* The entry hashed before the write, unless another took its place
 	 * meanwhile (a new entry has a new expiry). */
-	if (r->has_digest && r->digest_level == cur->level &&
+	if (cur->data == NULL)		/* the backend's own (backend.h) */
+		memcpy(chg->digest, cur->digest, BE_DIGEST_LEN);
+	else if (r->has_digest && r->digest_level == cur->level &&
 	    r->digest_len == cur->len && r->digest_expires == cur->expires)
 		memcpy(chg->digest, r->digest, BE_DIGEST_LEN);
 	else

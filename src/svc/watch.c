@@ -22,7 +22,9 @@
  * layer tells us when DATA was framed and the queue fell, call_set_writable),
  * and a fast one gets at most SLICES_PER_TURN slices per turn of the loop,
  * so that a million sessions neither stall the loop nor pile up in memory.
- * A stream that names a session looks it up once instead.
+ * A stream that names a session looks it up once instead (backend_lookup():
+ * a backend that asks its store answers later, and the live notices of
+ * that session are held until then as during a scan).
  *
  * Live notices. The backend's change hook (main.c forwards it here) becomes
  * one notice per watcher whose filter matches. While a watcher's snapshot
@@ -30,8 +32,10 @@
  * snapshot notice may therefore show a state newer than a live notice that
  * follows it, never older than the last one, so a reader that applies
  * notices in order ends in central's state. For SET and UPDATE the ttl is
- * looked up once per change (the hook carries no expiry); it is left out
- * when the entry moved on meanwhile.
+ * looked up once per change (the hook carries no expiry) with lookup(),
+ * which answers at once: a backend that keeps its records elsewhere (s3)
+ * answers from what it just wrote, which is what the hook reports; it is
+ * left out when the entry moved on meanwhile or cannot be told at once.
  *
  * Bound. Per watcher, the bytes packed for its stream but not yet framed
  * (call_queued()) plus the notices held during its snapshot stay within
@@ -98,6 +102,7 @@ struct watcher {
 	uint64_t		 seq;		/* of the last notice sent */
 	struct be_scan		*scan;		/* the snapshot's cursor */
 	struct event		*deadline;	/* grpc-timeout, if any */
+	struct event		*later;		/* the scan waits on its store */
 	struct held_list	 held;
 	size_t			 held_bytes;
 	unsigned		 in_snapshot:1;	/* SNAPSHOT_END not sent yet */
@@ -105,12 +110,22 @@ struct watcher {
 	unsigned		 dead:1;
 	size_t			 filterlen;	/* 0: every session */
 	uint8_t			 filter[SESSION_ID_MAX];
+	/* The one session's snapshot lookup while the backend answers it
+	 * later (backend_lookup() said 1); NULLed when the watcher goes
+	 * first. */
+	struct lookup_ticket	*ticket;
 	/* Who, for the status page: the path its call came through (a
 	 * node's id last), and since when. */
 	char			 via[WATCH_VIA_MAX + 1];
 	uint64_t		 since;
 };
 TAILQ_HEAD(watcher_list, watcher);
+
+/* A lookup in flight outlives its watcher: the answer finds w NULL and
+ * only frees the ticket. */
+struct lookup_ticket {
+	struct watcher		*w;
+};
 
 static struct {
 	struct event_base	*base;
@@ -219,10 +234,14 @@ watcher_free(struct watcher *w)
 		call_error(w->call, GRPC_UNAVAILABLE, "server shutting down");
 		w->call = NULL;
 	}
+	if (w->ticket != NULL)
+		w->ticket->w = NULL;
 	if (w->scan != NULL)
 		W.be->ops->scan_close(W.be, w->scan);
 	if (w->deadline != NULL)
 		event_free(w->deadline);
+	if (w->later != NULL)
+		event_free(w->later);
 	while ((h = STAILQ_FIRST(&w->held)) != NULL) {
 		STAILQ_REMOVE_HEAD(&w->held, entry);
 		free(h);
@@ -399,6 +418,12 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	watcher_kill(w);
 }
 
+static void
+on_later(evutil_socket_t fd, short what, void *arg)
+{
+	make_ready(arg);
+}
+
 /* Go on with a watcher's snapshot while its stream drains. */
 static void
 fill(struct watcher *w)
@@ -417,7 +442,10 @@ fill(struct watcher *w)
 			return;
 		}
 		if (w->scan == NULL) {
-			snapshot_end(w);
+			/* A one-session lookup still out: its answer ends
+			 * the snapshot. */
+			if (w->ticket == NULL)
+				snapshot_end(w);
 			return;
 		}
 		rv = W.be->ops->scan_next(W.be, w->scan, clock_now_ns(),
@@ -435,6 +463,19 @@ fill(struct watcher *w)
 		if (rv == 0) {
 			W.be->ops->scan_close(W.be, w->scan);
 			w->scan = NULL;
+		}
+		if (rv == 2) {
+			/* The backend waits on its store (s3): look again
+			 * shortly rather than spin the loop. */
+			static const struct timeval soon = { 0, 2000 };
+
+			if (w->later == NULL && (w->later = evtimer_new(W.base,
+			    on_later, w)) == NULL) {
+				make_ready(w);
+				return;
+			}
+			evtimer_add(w->later, &soon);
+			return;
 		}
 	}
 }
@@ -465,6 +506,42 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* --- the handler ---------------------------------------------------------------- */
+
+/* The one session's snapshot: its record, or a storage error (rv -1). */
+static void
+snapshot_lookup(struct watcher *w, int rv, const struct be_record *rec)
+{
+	if (rv != 0) {
+		call_set_cancel(w->call, NULL, NULL);
+		call_error(w->call, GRPC_UNAVAILABLE,
+		    "cannot read the store for the snapshot");
+		w->call = NULL;
+		watcher_kill(w);
+		return;
+	}
+	/* Live notices that came meanwhile were held: they follow. */
+	if (rec->kind == BE_ENTRY && listed(rec->inc) &&
+	    send_notice(w, KIND(SNAPSHOT), w->filter, w->filterlen, 1,
+	    rec->level, rec->gen, rec->len, rec->expires, clock_now_ns()) != 0)
+		return;
+	snapshot_end(w);
+}
+
+static void
+snapshot_answered(void *arg, int rv, const struct be_record *rec,
+    struct lease *lease)
+{
+	struct lookup_ticket *t = arg;
+	struct watcher *w = t->w;
+
+	(void)lease;		/* none asked for */
+	free(t);
+	if (w == NULL)
+		return;		/* freed meanwhile */
+	w->ticket = NULL;
+	if (!w->dead)
+		snapshot_lookup(w, rv, rec);
+}
 
 void
 watch_shared_data(struct call *call, ProtobufCMessage *msg)
@@ -521,21 +598,24 @@ watch_shared_data(struct call *call, ProtobufCMessage *msg)
 	log_debug("watcher started", "session=%.*s", (int)len,
 	    len > 0 ? (const char *)w->filter : "");
 	if (len > 0) {
-		/* One session: its snapshot is one lookup. */
-		if (W.be->ops->lookup(W.be, w->filter, len, now, &rec,
-		    NULL) != 0) {
-			call_set_cancel(call, NULL, NULL);
-			call_error(call, GRPC_UNAVAILABLE,
-			    "cannot read the store for the snapshot");
-			w->call = NULL;
-			watcher_kill(w);
+		/* One session: its snapshot is one lookup, now or later. */
+		struct lookup_ticket *t;
+		int rv;
+
+		w->in_snapshot = 1;
+		if ((t = malloc(sizeof(*t))) == NULL) {
+			snapshot_lookup(w, -1, NULL);
 			goto out;
 		}
-		if (rec.kind == BE_ENTRY && listed(rec.inc) &&
-		    send_notice(w, KIND(SNAPSHOT), w->filter, len, 1,
-		    rec.level, rec.gen, rec.len, rec.expires, now) != 0)
+		t->w = w;
+		rv = backend_lookup(W.be, w->filter, len, now, &rec, NULL,
+		    snapshot_answered, t);
+		if (rv == 1) {
+			w->ticket = t;
 			goto out;
-		snapshot_end(w);
+		}
+		free(t);
+		snapshot_lookup(w, rv, &rec);
 		goto out;
 	}
 	w->in_snapshot = 1;

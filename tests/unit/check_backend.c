@@ -5,6 +5,14 @@
  * are driven as the contract allows them to complete: done() may come later
  * from the event loop, so the suite pumps the loop until it does.
  *
+ * Lookups go through backend_lookup() and the suite pumps the loop for a
+ * backend that answers later. Backend s3 runs against fakes3.py (started
+ * once by main(), a fresh prefix of its bucket per test): it may decide()
+ * again after a lost race, and does not sweep its bucket yet (its sweep()
+ * frees copies in memory and reports nothing), so the cases about a local
+ * store's sweeping (the "local" list in main()) run for memory and lmdb
+ * only, and so do the ends of two cases that check EXPIRE from sweep().
+ *
  * Behaviour that is specific to one backend (memory's max_memory budget and
  * zero-copy adoption) lives in its own TCase at the end, with the registry
  * and the sweeper timer in a real event_base; memory's incremental hash
@@ -16,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 #include <event2/event.h>
@@ -124,8 +133,16 @@ static struct {
 	struct backend		*be;
 	struct config		 cfg;
 	char			 dir[256];
+	char			 prefix[64];	/* s3: this test's */
+	int			 local;	/* a store of its own: sweeps it */
 	uint64_t		 t0;	/* monotonic ns at open */
 } F;
+
+static const char *s3url;	/* fakes3.py's, when backend s3 is listed */
+
+/* The copies a later lookup's answer left (lk()), freed at fix_close(). */
+static uint8_t	*lk_copies[4096];
+static size_t	 nlk_copies;
 
 /* Until config.c lands: a zeroed config with only what backends read. The
  * lmdb fields are set for the sake of a future lmdb backend. */
@@ -147,6 +164,20 @@ fix_open(int i, uint64_t max_memory)
 	F.cfg.lmdb_full_ratio = 90;
 	F.cfg.max_memory = max_memory;
 	F.cfg.sweep_interval = 100;	/* ms */
+	F.local = strcmp(F.ops->name, "s3") != 0;
+	if (!F.local) {
+		static unsigned n;
+
+		ck_assert_msg(s3url != NULL, "fakes3.py did not start");
+		snprintf(F.prefix, sizeof(F.prefix), "t%d-%u-%llu/",
+		    (int)getpid(), n++, (unsigned long long)clock_now_ns());
+		F.cfg.s3_endpoint = (char *)s3url;
+		F.cfg.s3_bucket = (char *)TU_BUCKET;
+		F.cfg.s3_prefix = F.prefix;
+		F.cfg.s3_retries = 2;
+		F.cfg.s3_timeout = 10000;
+		F.cfg.max_message_size = 64 * MIB;
+	}
 	F.base = event_base_new();
 	ck_assert_ptr_nonnull(F.base);
 	F.be = F.ops->open(&F.cfg, F.base, err, sizeof(err));
@@ -159,6 +190,8 @@ fix_open(int i, uint64_t max_memory)
 static void
 fix_close(void)
 {
+	while (nlk_copies > 0)
+		free(lk_copies[--nlk_copies]);
 	F.ops->close(F.be);
 	event_base_free(F.base);
 	tu_rmtree(F.dir);
@@ -267,7 +300,11 @@ start_write(struct wr *r, struct be_write *w, const void *key, size_t keylen)
 static int
 finish_write(struct wr *r, struct be_write *w)
 {
-	ck_assert_int_eq(r->ndecide, 1);
+	/* s3 decides again after a lost race (backend.h). */
+	if (F.local)
+		ck_assert_int_eq(r->ndecide, 1);
+	else
+		ck_assert_int_ge(r->ndecide, 1);
 	ck_assert_int_eq(r->ndone, 1);
 	/* The writer frees whatever adopt still points to after done(). */
 	r->adopted = r->adoptbuf != NULL && w->chg.adopt == NULL;
@@ -373,11 +410,78 @@ peek(const void *key, size_t keylen)
 	return r.cur;
 }
 
+/* A lookup answered later: what came, and its payload copied. */
+struct lka {
+	int			 done, rv;
+	struct be_record	 rec;
+	struct lease		 lease;
+	uint8_t			*copy;
+};
+
+static void
+lk_answered(void *arg, int rv, const struct be_record *rec,
+    struct lease *lease)
+{
+	struct lka *a = arg;
+
+	a->done = 1;
+	a->rv = rv;
+	if (rv != 0)
+		return;
+	a->rec = *rec;
+	if (lease != NULL)
+		a->lease = *lease;
+	/* rec's bytes are valid during the call only: kept for get(). */
+	if (rec->kind == BE_ENTRY && rec->data != NULL) {
+		a->copy = malloc(rec->len + 1);
+		ck_assert_ptr_nonnull(a->copy);
+		memcpy(a->copy, rec->data, rec->len);
+		a->rec.data = a->copy;
+	}
+}
+
+/* backend_lookup(), the loop pumped until it answers. */
 static int
 lk(const void *key, size_t keylen, uint64_t now, struct be_record *rec,
     struct lease *lease)
 {
-	return F.ops->lookup(F.be, key, keylen, now, rec, lease);
+	struct lka a = { 0 };
+	uint64_t deadline = clock_now_ns() + LOOP_DEADLINE;
+	int rv;
+
+	rv = backend_lookup(F.be, key, keylen, now, rec, lease, lk_answered,
+	    &a);
+	if (rv != 1)
+		return rv;
+	while (!a.done && clock_now_ns() < deadline)
+		event_base_loop(F.base, EVLOOP_ONCE);
+	ck_assert_msg(a.done, "%s: lookup never answered", F.ops->name);
+	*rec = a.rec;
+	if (lease != NULL)
+		*lease = a.lease;
+	if (a.copy != NULL) {
+		if (nlk_copies == sizeof(lk_copies) / sizeof(lk_copies[0]))
+			free(a.copy);	/* not read again by the suite */
+		else
+			lk_copies[nlk_copies++] = a.copy;
+	}
+	return a.rv;
+}
+
+/* One scan_next() that visits something or ends: a backend that waits on
+ * its store (2) has the loop pumped and is asked again. 1 or 0. */
+static int
+scan_run(struct be_scan *sc, size_t budget, be_scan_fn *fn, void *arg)
+{
+	uint64_t deadline = clock_now_ns() + LOOP_DEADLINE;
+	int rv;
+
+	while ((rv = F.ops->scan_next(F.be, sc, clock_now_ns(), budget, fn,
+	    arg)) == 2 && clock_now_ns() < deadline)
+		event_base_loop(F.base, EVLOOP_ONCE);
+	ck_assert_int_ge(rv, 0);
+	ck_assert_int_le(rv, 1);
+	return rv;
 }
 
 static struct be_record
@@ -643,8 +747,7 @@ START_TEST(test_generation)
 	ck_assert_uint_eq(get(S("g"), clock_now_ns()).gen,
 	    0xffffffffffffffffULL);
 	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
-	ck_assert_int_eq(F.ops->scan_next(F.be, sc, clock_now_ns(), 10,
-	    gen_scan_fn, NULL), 0);
+	ck_assert_int_eq(scan_run(sc, 10, gen_scan_fn, NULL), 0);
 	F.ops->scan_close(F.be, sc);
 	ck_assert_uint_eq(scan_gen, 0xffffffffffffffffULL);
 	ck_assert_uint_eq(scan_inc, F.be->incarnation);
@@ -658,7 +761,11 @@ START_TEST(test_generation)
 	ck_assert_int_eq(rec.kind, BE_TOMBSTONE);
 	ck_assert_uint_eq(rec.gen, 0);
 
-	/* Expired and swept: EXPIRE carries it. */
+	/* Expired and swept: EXPIRE carries it (a store of its own). */
+	if (!F.local) {
+		fix_close();
+		return;
+	}
 	w = (struct wr){ .action = BE_PUT, .level = 7, .gen = 0x77,
 	    .data = "c", .len = 1, .expires = F.t0 + SEC };
 	ck_assert_int_eq(do_write(&w, S("e")), BE_OK);
@@ -748,7 +855,8 @@ START_TEST(test_expired_reads_none)
 	ck_assert_int_eq(lk(S("k"), F.t0 + 10 * SEC, &rec, &lease), 0);
 	ck_assert_int_eq(rec.kind, BE_NONE);
 	ck_assert(lease.release == NULL);
-	ck_assert_uint_eq(stats().entries, 1);	/* not swept yet */
+	if (F.local)
+		ck_assert_uint_eq(stats().entries, 1);	/* not swept yet */
 
 	/* Already expired when written: decide() sees none. */
 	ck_assert_int_eq(put(S("old"), 1, "o", 1, 1), BE_OK);
@@ -776,6 +884,10 @@ START_TEST(test_expired_reads_none)
 	ck_assert_uint_eq(nhev, 1);
 	check_hev(0, BE_EV_EXPIRE, "gone", 2, 1);
 
+	if (!F.local) {		/* the rest: sweeping a store of its own */
+		fix_close();
+		return;
+	}
 	nhev = 0;
 	while (F.be->ops->sweep(F.be, FAR, 100, &more) > 0)
 		;
@@ -923,7 +1035,8 @@ START_TEST(test_lease)
 	ck_assert_int_eq(lk(S("s"), clock_now_ns(), &rec, &l3), 0);
 	ck_assert_uint_eq(F.be->ops->sweep(F.be, F.t0 + 20 * SEC, 10, &more),
 	    1);
-	ck_assert_int_eq(get(S("s"), clock_now_ns()).kind, BE_NONE);
+	if (F.local)		/* s3's bucket keeps it until its time */
+		ck_assert_int_eq(get(S("s"), clock_now_ns()).kind, BE_NONE);
 	ck_assert_uint_eq(l3.len, sizeof(c));
 	ck_assert(memcmp(l3.data, c, sizeof(c)) == 0);
 
@@ -974,7 +1087,8 @@ START_TEST(test_write_lease)
 	ck_assert_int_eq(tomb(S("k"), 2, 0, F.t0 + 10 * SEC), BE_OK);
 	ck_assert_uint_eq(F.be->ops->sweep(F.be, F.t0 + 20 * SEC, 10, &more),
 	    1);
-	ck_assert_int_eq(get(S("k"), clock_now_ns()).kind, BE_NONE);
+	if (F.local)		/* s3's bucket keeps it until its time */
+		ck_assert_int_eq(get(S("k"), clock_now_ns()).kind, BE_NONE);
 	ck_assert_uint_eq(l1.len, sizeof(a));
 	ck_assert_mem_eq(l1.data, a, sizeof(a));
 	ck_assert_uint_eq(l2.len, sizeof(b));
@@ -2374,6 +2488,12 @@ scan_put(int i, uint32_t level, uint64_t expires)
 	return put(key, strlen(key), level, data, (size_t)(i % 13), expires);
 }
 
+static int
+scan_step(struct be_scan *sc, size_t budget)
+{
+	return scan_run(sc, budget, scan_fn, NULL);
+}
+
 /* Run the cursor to its end in slices of `budget`; returns the slices. */
 static size_t
 scan_all(struct be_scan *sc, size_t budget)
@@ -2383,9 +2503,7 @@ scan_all(struct be_scan *sc, size_t budget)
 
 	do {
 		before = SV.total;
-		rv = F.ops->scan_next(F.be, sc, clock_now_ns(), budget,
-		    scan_fn, NULL);
-		ck_assert_int_ge(rv, 0);
+		rv = scan_step(sc, budget);
 		ck_assert_uint_le(SV.total - before, budget);
 		ck_assert_uint_lt(++slices, 100000);
 	} while (rv == 1);
@@ -2404,8 +2522,7 @@ START_TEST(test_scan_live_entries)
 	memset(&SV, 0, sizeof(SV));
 	/* Empty: one call, the end. */
 	ck_assert_ptr_nonnull(sc = F.ops->scan_open(F.be));
-	ck_assert_int_eq(F.ops->scan_next(F.be, sc, clock_now_ns(), 10,
-	    scan_fn, NULL), 0);
+	ck_assert_int_eq(scan_step(sc, 10), 0);
 	F.ops->scan_close(F.be, sc);
 	ck_assert_uint_eq(SV.total, 0);
 	for (i = 0; i < NSCAN; i++)
@@ -2457,9 +2574,7 @@ START_TEST(test_scan_with_writes)
 	/* A second cursor closed half-way must not disturb the first. */
 	ck_assert_ptr_nonnull(other = F.ops->scan_open(F.be));
 	do {
-		rv = F.ops->scan_next(F.be, sc, clock_now_ns(), 20, scan_fn,
-		    NULL);
-		ck_assert_int_ge(rv, 0);
+		rv = scan_step(sc, 20);
 		if (other != NULL && slices == 3) {
 			F.ops->scan_close(F.be, other);
 			other = NULL;
@@ -2498,7 +2613,7 @@ main(void)
 {
 	Suite *s = suite_create("backend");
 	TCase *tc;
-	int i, mem = -1;
+	int i, mem = -1, rv;
 
 	for (i = 0; backend_all[i] != NULL; i++) {
 		tc = tcase_create(backend_all[i]->name);
@@ -2512,19 +2627,24 @@ main(void)
 		tcase_add_loop_test(tc, test_keep, i, i + 1);
 		tcase_add_loop_test(tc, test_generation, i, i + 1);
 		tcase_add_loop_test(tc, test_expired_reads_none, i, i + 1);
-		tcase_add_loop_test(tc, test_sweep_budget, i, i + 1);
-		tcase_add_loop_test(tc, test_sweep_order, i, i + 1);
-		tcase_add_loop_test(tc, test_tombstone_expiry_silent, i,
-		    i + 1);
 		tcase_add_loop_test(tc, test_lease, i, i + 1);
 		tcase_add_loop_test(tc, test_write_lease, i, i + 1);
-		tcase_add_loop_test(tc, test_stats, i, i + 1);
 		tcase_add_loop_test(tc, test_decide_done_once, i, i + 1);
 		tcase_add_loop_test(tc, test_binary_keys, i, i + 1);
-		tcase_add_loop_test(tc, test_many_keys, i, i + 1);
-		tcase_add_loop_test(tc, test_sweeper_timer, i, i + 1);
 		tcase_add_loop_test(tc, test_scan_live_entries, i, i + 1);
 		tcase_add_loop_test(tc, test_scan_with_writes, i, i + 1);
+		/* A store of its own, swept by the backend (not s3's bucket,
+		 * yet), and 10 000 keys. */
+		if (strcmp(backend_all[i]->name, "s3") != 0) {
+			tcase_add_loop_test(tc, test_sweep_budget, i, i + 1);
+			tcase_add_loop_test(tc, test_sweep_order, i, i + 1);
+			tcase_add_loop_test(tc, test_tombstone_expiry_silent,
+			    i, i + 1);
+			tcase_add_loop_test(tc, test_stats, i, i + 1);
+			tcase_add_loop_test(tc, test_many_keys, i, i + 1);
+			tcase_add_loop_test(tc, test_sweeper_timer, i, i + 1);
+		} else
+			s3url = tu_fakes3_start();
 		suite_add_tcase(s, tc);
 		if (strcmp(backend_all[i]->name, "memory") == 0)
 			mem = i;
@@ -2574,5 +2694,7 @@ main(void)
 	}
 	suite_add_tcase(s, tc);
 
-	return tu_run(s);
+	rv = tu_run(s);
+	tu_fakes3_stop();
+	return rv;
 }

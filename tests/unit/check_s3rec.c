@@ -134,6 +134,7 @@ START_TEST(bodies_round_trip)
 	h.state = S3_LIVE;
 	h.level = 7;
 	h.gen = 0x0123456789abcdefULL;
+	h.origin = 0x1122334455667788ULL;
 	h.size = 67108864;
 	h.expires_ms = 1796000000123LL;
 	h.writer = 0xfedcba9876543210ULL;
@@ -148,7 +149,7 @@ START_TEST(bodies_round_trip)
 	ck_assert_uint_gt(n = s3rec_head_format(&h, b, sizeof(b)), 0);
 	ck_assert_uint_eq(n, strlen(b));
 	ck_assert_ptr_nonnull(strstr(b, "alpcrund-head 1\nstate live\n"
-	    "level 7\ngen 0123456789abcdef\n"));
+	    "level 7\ngen 0123456789abcdef\norigin 1122334455667788\n"));
 	ck_assert_int_eq(s3rec_head_parse(b, n, &h2, err, sizeof(err)), 0);
 	ck_assert_mem_eq(&h, &h2, sizeof(h));
 	h.state = S3_DELETED;
@@ -259,7 +260,7 @@ START_TEST(parse_refusals)
 	/* Head values: the state, a level beyond 32 bits, a negative size,
 	 * a short digest. */
 #define HEAD(st, lvl, size, sha) "alpcrund-head 1\nstate " st "\nlevel " \
-	lvl "\ngen 0000000000000001\nsha256 " sha "\nsize " size \
+	lvl "\ngen 0000000000000001\norigin 0000000000000003\nsha256 " sha "\nsize " size \
 	"\nexpires_ms 1\nwriter 0000000000000002\n"
 #define SHA64 "00112233445566778899aabbccddeeff" \
 	"00112233445566778899aabbccddeeff"

@@ -1,7 +1,7 @@
 /*
  * testutil.h: helpers the unit tests share: the main() of every test
- * binary, removing a test's temporary directory tree, and filling a buffer
- * with reproducible bytes.
+ * binary, removing a test's temporary directory tree, filling a buffer
+ * with reproducible bytes, and a fake S3 store for backend s3.
  */
 #ifndef ALPCRUND_TESTUTIL_H
 #define ALPCRUND_TESTUTIL_H
@@ -24,5 +24,20 @@ int	 tu_run(Suite *s);
 void	 tu_rmtree(const char *dir);
 /* Deterministic pseudo-random bytes (xorshift) from seed. */
 void	 tu_fill(uint8_t *p, size_t len, uint32_t seed);
+
+/*
+ * tests/integration/s3/fakes3.py as a child process (the source tree from
+ * $TOP_SRCDIR, else the one this was built from), serving bucket TU_BUCKET
+ * on 127.0.0.1 with the credentials TU_S3_KEY/TU_S3_SECRET, which it also
+ * puts in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) for
+ * s3conf. Its endpoint ("http://127.0.0.1:PORT"), or NULL when it could
+ * not start. Once per process; it dies with the process, or at
+ * tu_fakes3_stop(). tu_fakes3_pid(): its pid, 0 when none.
+ */
+#define TU_BUCKET	"alp-unit"
+#define TU_S3_KEY	"AKIDUNITTEST"
+#define TU_S3_SECRET	"unit-test-secret"
+const char *tu_fakes3_start(void);
+void	 tu_fakes3_stop(void);
 
 #endif

@@ -1,0 +1,1690 @@
+/*
+ * s3.c: the `s3` backend (spec §6): a central's records in a bucket of an
+ * S3-compatible store (s3rec.h names the objects), through the asynchronous
+ * client of src/s3/s3client.h on the daemon's loop, so that several
+ * centrals serve one store. The rules of spec §4 are kept by conditional
+ * requests only.
+ *
+ * open(). The client from the configuration (s3conf.h); the bucket's
+ * incarnation object read, or created with If-None-Match: * (a 412: another
+ * central made it first, read the winner's): be->incarnation is that, so
+ * every central of a bucket names one store. Its requests run on the
+ * daemon's loop, turned by open() itself until they end, before anything
+ * else runs on it (as the probe runs).
+ *
+ * The hot tier. A table of sessions in memory (SipHash), each with the
+ * head last validated (and its ETag), and the payload of its level in a
+ * reference-counted buffer: immutable per (session, level, generation),
+ * so leases are plain references, as memory.c's blobs. Bounded by
+ * max_memory (0: no bound) with LRU eviction of sessions nothing is
+ * waiting on.
+ *
+ * Lookups (lookup_start()) always ask the store: a GET of the session's
+ * head, conditional (If-None-Match: <etag>) when one is held, a 304 keeping
+ * it; concurrent lookups of one session share one head request. A live
+ * head whose payload the hot tier holds is answered from it; else its level
+ * record and then its payload object are fetched and the payload's size
+ * and SHA-256 checked against the head: a mismatch is a storage error,
+ * never served. lookup() answers at once from the hot tier alone (the head
+ * as last validated), -1 for a session it does not hold: the change feed's
+ * hook reads what this backend just wrote (backend.h). Expiry: the wall
+ * clock in objects (ms, rounded up so that an entry never ends sooner
+ * anywhere), the monotonic clock at this file's boundary with the offset
+ * measured at open; the head this process wrote keeps its exact expiry.
+ *
+ * Writes, one at a time per session from this process (later ones queue),
+ * so that this daemon's own writes never race each other; other centrals'
+ * writes are caught by the conditions: read the head, decide() on it (an
+ * entry whose payload the hot tier does not hold is shown by its digest:
+ * backend.h), then apply:
+ *  - BE_PUT: the payload object under a fresh nonce (no condition: it is
+ *    visible only once a level record names it); the level record created
+ *    with If-None-Match: * (412: read it; the same bytes: take the
+ *    winner's record, its generation and payload object; other bytes whose
+ *    keep_until has passed: replaced with If-Match, no copy of them can
+ *    live any more; other bytes still within it, a racer's: decide() again
+ *    with that content shown as the entry, which the rules refuse: an
+ *    Update racing another gets the level mismatch of spec §4.2);
+ *    then the head, with If-None-Match: * (none) or If-Match: <etag>.
+ *  - BE_TOUCH: the level record's keep_until raised (If-Match; it never
+ *    shrinks), then the head with the new expiry (If-Match).
+ *  - BE_PUT_TOMBSTONE: the head becomes state deleted (If-Match); the
+ *    records stay.
+ * A 412, 409 or 404 on the head means another writer moved it: read it
+ * again and decide again, up to WRITE_ATTEMPTS times, then BE_ERR_UNAVAIL
+ * "store contended". A 412 after an attempt whose reply was lost
+ * (earlier_unknown) is resolved by reading the head back: our writer nonce
+ * there means our write won. Each applied change is reported to the hook
+ * (an expired entry overwritten: EXPIRE first), then done() runs.
+ *
+ * This slice does not yet: sweep the bucket (sweep() frees the hot tier's
+ * expired copies only and reports nothing; expired heads stay in the
+ * bucket, invisible), upload in parts, hash large payloads off the loop,
+ * or delete payload objects no record names (a racer's that lost, an
+ * entry's replaced: bucket lifecycle rules on P/b/ are the backstop).
+ * scan_next() lists heads a page at a time and reads them, a few at once;
+ * it answers 2 while it waits on the store (backend.h "Scanning").
+ */
+#ifndef _GNU_SOURCE			/* configure defines it; for */
+#define _GNU_SOURCE	1		/* memmem() */
+#endif
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <openssl/sha.h>
+
+#include "backend.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "queue_compat.h"
+#include "s3client.h"
+#include "s3conf.h"
+#include "s3rec.h"
+#include "siphash.h"
+
+#define KEY_MAX		256
+#define WRITE_ATTEMPTS	8	/* head conditions lost in a row */
+#define SCAN_PAGE	"100"	/* heads per LIST page */
+#define SCAN_READS	8	/* heads read at once by a scan */
+#define SMALL_BODY	4096	/* heads, records, listings: max_body */
+#define LIST_BODY	(1024 * 1024)
+
+struct s3be;
+struct sess;
+extern const struct backend_ops backend_s3;
+
+/* A payload: immutable, shared by the hot tier and leases. */
+struct pay {
+	unsigned	 refs;
+	size_t		 len;
+	uint8_t		 data[];
+};
+
+/* A lookup waiting on its session's head (or payload). */
+struct waiter {
+	TAILQ_ENTRY(waiter)	 entry;
+	be_lookup_fn		*fn;
+	void			*arg;
+	uint64_t		 now;
+	int			 want_lease;
+};
+TAILQ_HEAD(waiter_list, waiter);
+
+enum wstate {
+	W_HEAD,		/* reading the head */
+	W_BLOB,		/* PUT of the payload object */
+	W_LEVEL,	/* creating the level record */
+	W_LEVEL_READ,	/* reading it after a 412 */
+	W_LEVEL_RAISE,	/* touch: reading, then raising keep_until */
+	W_COMMIT,	/* the head's conditional PUT */
+	W_VERIFY,	/* reading the head back after a lost reply */
+};
+
+/* A write in flight (the first of its session's queue) or queued. */
+struct wop {
+	TAILQ_ENTRY(wop)	 entry;
+	struct sess		*s;
+	struct be_write		*w;
+	enum wstate		 st;
+	struct s3_call		*call;
+	int			 attempts;
+	int			 level_tries;
+	/* The record decide() saw, and whether an entry had expired. */
+	struct be_record	 cur;
+	int			 was_expired;
+	struct s3_head		 expired;	/* its head, for EXPIRE */
+	/* What is being written. */
+	struct s3_head		 head;		/* the new head */
+	uint64_t		 expires;	/* its exact monotonic expiry */
+	struct s3_level		 lvl;		/* BE_PUT, BE_TOUCH */
+	char			 lvl_etag[128];
+	struct pay		*pay;		/* BE_PUT */
+	char			 body[S3REC_BODY_MAX];
+	char			 key[S3REC_KEY_MAX];
+};
+TAILQ_HEAD(wop_list, wop);
+
+struct sess {
+	struct sess		*hnext;
+	TAILQ_ENTRY(sess)	 lru;
+	struct s3be		*b;
+	uint64_t		 hash;
+	/* The head as last validated: known, and absent or not. */
+	int			 known, absent;
+	char			 etag[128];
+	struct s3_head		 head;
+	uint64_t		 expires;	/* head.expires_ms, monotonic */
+	uint64_t		 seen;		/* when the head was learnt */
+	struct pay		*pay;		/* the head's level's payload */
+	/* Lookups: the shared head request, then a payload fetch. */
+	struct s3_call		*hcall, *pcall;
+	int			 pstage;	/* 1 level record, 2 payload */
+	struct s3_level		 plvl;
+	struct waiter_list	 waiters;
+	struct wop_list		 wops;
+	size_t			 keylen;
+	uint8_t			 key[KEY_MAX];
+};
+TAILQ_HEAD(sess_list, sess);
+
+struct s3be {
+	struct backend		 be;
+	struct event_base	*base;
+	struct s3_settings	 set;
+	struct s3_client	*cl;
+	int64_t			 clock_off;	/* wall - monotonic, ns */
+	uint8_t			 seed[SIPHASH_KEY_LEN];
+	struct sess		**tab;
+	size_t			 tabsz, nsess;
+	struct sess_list	 lru;
+	uint64_t		 max_memory, used, payload_bytes;
+	size_t			 max_body;	/* a payload's, as fetched */
+	char			 prefix[S3REC_PREFIX_MAX + 1];
+};
+
+static void	 serve(struct sess *);
+static void	 wop_next(struct sess *);
+static void	 wop_read_head(struct wop *);
+static void	 wop_decide(struct wop *);
+
+/* --- clocks ---------------------------------------------------------------- */
+
+static int64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Rounded up: an expiry never moves sooner on its way to the bucket. */
+static int64_t
+mono_to_ms(const struct s3be *b, uint64_t mono)
+{
+	int64_t w;
+
+	if (mono > (uint64_t)INT64_MAX / 2)
+		return INT64_MAX / 2 / 1000000;
+	w = (int64_t)mono + b->clock_off;
+	if (w <= 0)
+		return 0;
+	return (w + 999999) / 1000000;
+}
+
+static uint64_t
+ms_to_mono(const struct s3be *b, int64_t ms)
+{
+	int64_t m;
+
+	if (ms <= 0)
+		return 0;
+	if (ms >= INT64_MAX / 2 / 1000000)
+		return UINT64_MAX / 2;
+	m = ms * 1000000 - b->clock_off;
+	return m > 0 ? (uint64_t)m : 0;
+}
+
+/* --- payloads -------------------------------------------------------------- */
+
+static struct pay *
+pay_new(const uint8_t *data, size_t len)
+{
+	struct pay *p;
+
+	if ((p = malloc(sizeof(*p) + len + 1)) == NULL)
+		return NULL;
+	p->refs = 1;
+	p->len = len;
+	if (len > 0)
+		memcpy(p->data, data, len);
+	return p;
+}
+
+static void
+pay_unref(struct pay *p)
+{
+	if (p != NULL && --p->refs == 0)
+		free(p);
+}
+
+static void
+pay_release(void *ctx)
+{
+	pay_unref(ctx);
+}
+
+static void
+pay_lease(struct pay *p, struct lease *l)
+{
+	p->refs++;
+	l->data = p->data;
+	l->len = p->len;
+	l->release = pay_release;
+	l->ctx = p;
+}
+
+/* --- the hot tier ---------------------------------------------------------- */
+
+static uint64_t
+sess_cost(const struct sess *s)
+{
+	return s->keylen + BE_ENTRY_OVERHEAD + (s->pay != NULL ? s->pay->len :
+	    0);
+}
+
+static void
+sess_set_pay(struct sess *s, struct pay *p)
+{
+	struct s3be *b = s->b;
+
+	b->used -= sess_cost(s);
+	if (s->pay != NULL)
+		b->payload_bytes -= s->pay->len;
+	pay_unref(s->pay);
+	s->pay = p;
+	if (p != NULL) {
+		p->refs++;
+		b->payload_bytes += p->len;
+	}
+	b->used += sess_cost(s);
+}
+
+static int
+sess_busy(const struct sess *s)
+{
+	return s->hcall != NULL || s->pcall != NULL ||
+	    !TAILQ_EMPTY(&s->waiters) || !TAILQ_EMPTY(&s->wops);
+}
+
+static void
+sess_free(struct sess *s)
+{
+	struct s3be *b = s->b;
+	struct sess **pp = &b->tab[s->hash & (b->tabsz - 1)];
+
+	while (*pp != s)
+		pp = &(*pp)->hnext;
+	*pp = s->hnext;
+	sess_set_pay(s, NULL);
+	b->used -= sess_cost(s);
+	TAILQ_REMOVE(&b->lru, s, lru);
+	b->nsess--;
+	free(s);
+}
+
+/* Within max_memory: the least recently used idle sessions go. */
+static void
+trim(struct s3be *b, const struct sess *keep)
+{
+	struct sess *s, *prev;
+
+	if (b->max_memory == 0)
+		return;
+	for (s = TAILQ_FIRST(&b->lru); s != NULL && b->used > b->max_memory;
+	    s = prev) {
+		prev = TAILQ_NEXT(s, lru);
+		if (s != keep && !sess_busy(s))
+			sess_free(s);
+	}
+}
+
+static int
+tab_grow(struct s3be *b)
+{
+	size_t n = b->tabsz ? b->tabsz * 2 : 64, i;
+	struct sess **t, *s, *next;
+
+	if ((t = calloc(n, sizeof(*t))) == NULL)
+		return -1;
+	for (i = 0; i < b->tabsz; i++)
+		for (s = b->tab[i]; s != NULL; s = next) {
+			next = s->hnext;
+			s->hnext = t[s->hash & (n - 1)];
+			t[s->hash & (n - 1)] = s;
+		}
+	free(b->tab);
+	b->tab = t;
+	b->tabsz = n;
+	return 0;
+}
+
+static struct sess *
+sess_find(struct s3be *b, const uint8_t *key, size_t keylen, int create)
+{
+	uint64_t h = siphash24(b->seed, key, keylen);
+	struct sess *s;
+
+	if (b->tabsz > 0)
+		for (s = b->tab[h & (b->tabsz - 1)]; s != NULL; s = s->hnext)
+			if (s->hash == h && s->keylen == keylen &&
+			    memcmp(s->key, key, keylen) == 0) {
+				TAILQ_REMOVE(&b->lru, s, lru);
+				TAILQ_INSERT_TAIL(&b->lru, s, lru);
+				return s;
+			}
+	if (!create || keylen == 0 || keylen > KEY_MAX)
+		return NULL;
+	if ((b->nsess + 1) * 4 > b->tabsz * 3 && tab_grow(b) != 0)
+		return NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->b = b;
+	s->hash = h;
+	s->keylen = keylen;
+	memcpy(s->key, key, keylen);
+	TAILQ_INIT(&s->waiters);
+	TAILQ_INIT(&s->wops);
+	s->hnext = b->tab[h & (b->tabsz - 1)];
+	b->tab[h & (b->tabsz - 1)] = s;
+	TAILQ_INSERT_TAIL(&b->lru, s, lru);
+	b->nsess++;
+	b->used += sess_cost(s);
+	return s;
+}
+
+/* A head as the contract shows it, as of now (expired: BE_NONE). */
+static void
+present(const struct sess *s, uint64_t now, struct be_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	if (!s->known || s->absent || s->expires <= now)
+		return;
+	rec->level = s->head.level;
+	rec->expires = s->expires;
+	if (s->head.state == S3_DELETED) {
+		rec->kind = BE_TOMBSTONE;
+		memcpy(rec->digest, s->head.sha256, BE_DIGEST_LEN);
+		return;
+	}
+	rec->kind = BE_ENTRY;
+	rec->gen = s->head.gen;
+	rec->inc = s->head.origin;
+	rec->len = (size_t)s->head.size;
+	memcpy(rec->digest, s->head.sha256, BE_DIGEST_LEN);
+	if (s->pay != NULL)
+		rec->data = s->pay->data;
+}
+
+/* A new head for the session: the payload held stays only when it is the
+ * same content. */
+static void
+sess_head(struct sess *s, const struct s3_head *h, const char *etag,
+    uint64_t expires)
+{
+	if (s->pay != NULL && (!s->known || s->absent ||
+	    h->state != S3_LIVE || h->level != s->head.level ||
+	    h->gen != s->head.gen ||
+	    memcmp(h->sha256, s->head.sha256, S3REC_SHA256_LEN) != 0))
+		sess_set_pay(s, NULL);
+	s->known = 1;
+	s->absent = 0;
+	s->seen = clock_now_ns();
+	s->head = *h;
+	s->expires = expires;
+	snprintf(s->etag, sizeof(s->etag), "%s", etag);
+}
+
+static void
+sess_absent(struct sess *s)
+{
+	sess_set_pay(s, NULL);
+	s->known = 1;
+	s->absent = 1;
+	s->seen = clock_now_ns();
+	s->etag[0] = '\0';
+	memset(&s->head, 0, sizeof(s->head));
+	s->expires = 0;
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+static void
+s3_errmsg(char *buf, size_t len, const char *op, const char *key,
+    const struct s3_response *res)
+{
+	if (res->err != S3_E_NONE)
+		snprintf(buf, len, "s3 store: %s %s: %s: %s", op, key,
+		    s3_err_name(res->err), res->errmsg);
+	else
+		snprintf(buf, len, "s3 store: %s %s: HTTP %d %s: %s", op, key,
+		    res->status, res->code[0] ? res->code : "-",
+		    res->message[0] ? res->message : "-");
+}
+
+static int
+ok2xx(const struct s3_response *res)
+{
+	return res->err == S3_E_NONE && res->status >= 200 &&
+	    res->status < 300;
+}
+
+/* Start a request; NULL with err filled. */
+static struct s3_call *
+req(struct s3be *b, enum s3_op op, const char *key, const char *cond,
+    const char *etag, const void *body, size_t len, s3_done_fn *done,
+    void *arg, char *err, size_t errlen)
+{
+	struct s3_header h = { cond, etag };
+	struct s3_request rq;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.op = op;
+	rq.key = key;
+	if (cond != NULL) {
+		rq.headers = &h;
+		rq.nheaders = 1;
+	}
+	rq.body = body;
+	rq.body_len = len;
+	rq.max_body = op == S3_GET ? b->max_body : SMALL_BODY;
+	rq.retry = S3_RETRY_IDEMPOTENT;
+	rq.done = done;
+	rq.arg = arg;
+	return s3_start(b->cl, &rq, err, errlen);
+}
+
+/* --- lookups --------------------------------------------------------------- */
+
+static void
+answer(struct sess *s, struct waiter *wt, int rv)
+{
+	struct be_record rec;
+	struct lease lease = { 0 };
+
+	TAILQ_REMOVE(&s->waiters, wt, entry);
+	if (rv == 0) {
+		present(s, wt->now, &rec);
+		if (rec.kind == BE_ENTRY && wt->want_lease)
+			pay_lease(s->pay, &lease);
+		wt->fn(wt->arg, 0, &rec, wt->want_lease ? &lease : NULL);
+	} else
+		wt->fn(wt->arg, -1, NULL, NULL);
+	free(wt);
+}
+
+static void
+fail_waiters(struct sess *s, const char *msg)
+{
+	log_warn("s3 store lookup failed", "error=\"%s\"", msg);
+	while (!TAILQ_EMPTY(&s->waiters))
+		answer(s, TAILQ_FIRST(&s->waiters), -1);
+}
+
+static void
+blob_done(void *arg, const struct s3_response *res)
+{
+	struct sess *s = arg;
+	struct s3be *b = s->b;
+	uint8_t sha[SHA256_DIGEST_LENGTH];
+	char key[S3REC_KEY_MAX], msg[1600];
+	struct pay *p;
+
+	s->pcall = NULL;
+	s->pstage = 0;
+	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
+	    s->plvl.level, s->plvl.blob_nonce);
+	if (!ok2xx(res)) {
+		s3_errmsg(msg, sizeof(msg), "GET", key, res);
+		fail_waiters(s, msg);
+		return;
+	}
+	SHA256(res->body, res->body_len, sha);
+	if (res->body_len != s->plvl.size ||
+	    memcmp(sha, s->plvl.sha256, sizeof(sha)) != 0) {
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: %zu bytes whose "
+		    "SHA-256 is not the record's: not served", key,
+		    res->body_len);
+		fail_waiters(s, msg);
+		return;
+	}
+	/* Still the head's content? It may have moved meanwhile: then the
+	 * waiters are answered by the next round. */
+	if (s->known && !s->absent && s->head.state == S3_LIVE &&
+	    s->head.level == s->plvl.level && s->head.gen == s->plvl.gen) {
+		if ((p = pay_new(res->body, res->body_len)) == NULL) {
+			fail_waiters(s, "s3 store: out of memory");
+			return;
+		}
+		sess_set_pay(s, p);
+		pay_unref(p);
+	}
+	serve(s);
+	trim(b, NULL);
+}
+
+static void
+plevel_done(void *arg, const struct s3_response *res)
+{
+	struct sess *s = arg;
+	char key[S3REC_KEY_MAX], msg[1600], err[256];
+
+	s->pcall = NULL;
+	s3rec_key_level(key, sizeof(key), "", s->key, s->keylen,
+	    s->head.level);
+	if (!ok2xx(res)) {
+		s3_errmsg(msg, sizeof(msg), "GET", key, res);
+		goto fail;
+	}
+	if (s3rec_level_parse((const char *)res->body, res->body_len,
+	    &s->plvl, err, sizeof(err)) != 0) {
+		snprintf(msg, sizeof(msg), "s3 store: %s: %s", key, err);
+		goto fail;
+	}
+	if (s->plvl.gen != s->head.gen || s->plvl.size != s->head.size ||
+	    memcmp(s->plvl.sha256, s->head.sha256, S3REC_SHA256_LEN) != 0) {
+		snprintf(msg, sizeof(msg), "s3 store: %s names other content "
+		    "than its head", key);
+		goto fail;
+	}
+	s->pstage = 2;
+	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
+	    s->plvl.level, s->plvl.blob_nonce);
+	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
+	    blob_done, s, err, sizeof(err))) == NULL) {
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
+		goto fail;
+	}
+	return;
+fail:
+	s->pstage = 0;
+	fail_waiters(s, msg);
+}
+
+/* Answer every waiter the hot tier can; fetch the payload for those that
+ * need it. */
+static void
+serve(struct sess *s)
+{
+	struct waiter *wt, *next;
+	struct be_record rec;
+	char key[S3REC_KEY_MAX], err[256], msg[1600];
+
+	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL; wt = next) {
+		next = TAILQ_NEXT(wt, entry);
+		present(s, wt->now, &rec);
+		if (rec.kind != BE_ENTRY || !wt->want_lease || s->pay != NULL)
+			answer(s, wt, 0);
+	}
+	if (TAILQ_EMPTY(&s->waiters) || s->pcall != NULL)
+		return;
+	s->pstage = 1;
+	s3rec_key_level(key, sizeof(key), "", s->key, s->keylen,
+	    s->head.level);
+	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
+	    plevel_done, s, err, sizeof(err))) == NULL) {
+		s->pstage = 0;
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
+		fail_waiters(s, msg);
+	}
+}
+
+/* A head's answer (200, 304, 404) into the session; 0, or -1 with msg. */
+static int
+take_head(struct sess *s, const struct s3_response *res, const char *key,
+    char *msg, size_t len)
+{
+	struct s3_head h;
+	char err[256];
+
+	if (res->err == S3_E_NONE && res->status == 304 && s->known &&
+	    !s->absent)
+		return 0;
+	if (res->err == S3_E_NONE && res->status == 404) {
+		sess_absent(s);
+		return 0;
+	}
+	if (!ok2xx(res)) {
+		s3_errmsg(msg, len, "GET", key, res);
+		return -1;
+	}
+	if (s3rec_head_parse((const char *)res->body, res->body_len, &h, err,
+	    sizeof(err)) != 0) {
+		snprintf(msg, len, "s3 store: %s: %s", key, err);
+		return -1;
+	}
+	/* Our own head unchanged keeps its exact expiry. */
+	sess_head(s, &h, res->etag, s->known && !s->absent &&
+	    strcmp(s->etag, res->etag) == 0 ? s->expires :
+	    ms_to_mono(s->b, h.expires_ms));
+	return 0;
+}
+
+static void
+lhead_done(void *arg, const struct s3_response *res)
+{
+	struct sess *s = arg;
+	char key[S3REC_KEY_MAX], msg[1600];
+
+	s->hcall = NULL;
+	s3rec_key_head(key, sizeof(key), "", s->key, s->keylen);
+	if (take_head(s, res, key, msg, sizeof(msg)) != 0) {
+		fail_waiters(s, msg);
+		return;
+	}
+	serve(s);
+}
+
+/* Start the session's shared head request, conditional on the ETag held. */
+static int
+head_get(struct sess *s, s3_done_fn *done, void *arg, struct s3_call **call,
+    char *err, size_t errlen)
+{
+	char key[S3REC_KEY_MAX];
+	int cond = s->known && !s->absent && s->etag[0] != '\0';
+
+	if (s3rec_key_head(key, sizeof(key), "", s->key, s->keylen) != 0) {
+		snprintf(err, errlen, "session id out of range");
+		return -1;
+	}
+	*call = req(s->b, S3_GET, key, cond ? "If-None-Match" : NULL,
+	    cond ? s->etag : NULL, NULL, 0, done, arg, err, errlen);
+	return *call != NULL ? 0 : -1;
+}
+
+static int
+s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
+    uint64_t now, struct be_record *rec, struct lease *lease,
+    be_lookup_fn *fn, void *arg)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct waiter *wt;
+	struct sess *s;
+	char err[256];
+
+	memset(rec, 0, sizeof(*rec));
+	if (lease != NULL)
+		memset(lease, 0, sizeof(*lease));
+	if (keylen == 0 || keylen > KEY_MAX)
+		return 0;		/* no such session can be stored */
+	if (fn == NULL)
+		return be->ops->lookup(be, key, keylen, now, rec, lease);
+	if ((s = sess_find(b, key, keylen, 1)) == NULL ||
+	    (wt = calloc(1, sizeof(*wt))) == NULL)
+		return -1;
+	wt->fn = fn;
+	wt->arg = arg;
+	wt->now = now;
+	wt->want_lease = lease != NULL;
+	TAILQ_INSERT_TAIL(&s->waiters, wt, entry);
+	if (s->hcall == NULL && s->pcall == NULL && head_get(s, lhead_done, s,
+	    &s->hcall, err, sizeof(err)) != 0) {
+		TAILQ_REMOVE(&s->waiters, wt, entry);
+		free(wt);
+		log_warn("s3 store lookup failed", "error=\"%s\"", err);
+		return -1;
+	}
+	return 1;
+}
+
+/* What the hot tier holds, at once (backend.h). */
+static int
+s3_lookup(struct backend *be, const uint8_t *key, size_t keylen,
+    uint64_t now, struct be_record *rec, struct lease *lease)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sess *s;
+
+	memset(rec, 0, sizeof(*rec));
+	if (lease != NULL)
+		memset(lease, 0, sizeof(*lease));
+	if (keylen == 0 || keylen > KEY_MAX)
+		return 0;
+	if ((s = sess_find(b, key, keylen, 0)) == NULL || !s->known)
+		return -1;
+	present(s, now, rec);
+	if (rec->kind == BE_ENTRY && lease != NULL) {
+		if (s->pay == NULL)
+			return -1;
+		pay_lease(s->pay, lease);
+	}
+	return 0;
+}
+
+/* --- writes ---------------------------------------------------------------- */
+
+static void
+wop_finish(struct wop *o, int err, const char *msg)
+{
+	struct sess *s = o->s;
+	struct be_write *w = o->w;
+
+	if (err != BE_OK)
+		log_warn("s3 store write failed", "error=\"%s\"", msg);
+	TAILQ_REMOVE(&s->wops, o, entry);
+	pay_unref(o->pay);
+	free(o);
+	w->done(w->arg, err, msg);
+	wop_next(s);
+	trim(s->b, NULL);
+}
+
+static void
+wop_fail(struct wop *o, const char *op, const char *key,
+    const struct s3_response *res)
+{
+	char msg[1600];
+
+	s3_errmsg(msg, sizeof(msg), op, key, res);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+static void
+wop_start_failed(struct wop *o, const char *op, const char *err)
+{
+	char msg[1600];
+
+	snprintf(msg, sizeof(msg), "s3 store: %s %s: %s", op, o->key, err);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+/* The change is in the store: the hot tier, the hook, done(). */
+static void
+wop_applied(struct wop *o, const char *etag)
+{
+	struct sess *s = o->s;
+	struct s3be *b = s->b;
+	struct be_write *w = o->w;
+	const struct be_change *c = &w->chg;
+
+	sess_head(s, &o->head, etag, o->expires);
+	if (c->action == BE_PUT && o->pay != NULL && s->pay == NULL)
+		sess_set_pay(s, o->pay);
+	if (o->was_expired)
+		backend_report(&b->be, BE_EV_EXPIRE, s->key, s->keylen,
+		    o->expired.level, o->expired.gen,
+		    (size_t)o->expired.size);
+	if (c->action == BE_PUT) {
+		backend_report(&b->be, o->cur.kind == BE_ENTRY ?
+		    BE_EV_UPDATE : BE_EV_SET, s->key, s->keylen,
+		    o->head.level, o->head.gen, (size_t)o->head.size);
+		if (w->want_lease && o->pay != NULL)
+			pay_lease(o->pay, &w->lease);
+	} else if (c->action == BE_PUT_TOMBSTONE && o->cur.kind == BE_ENTRY)
+		backend_report(&b->be, BE_EV_DELETE, s->key, s->keylen,
+		    o->cur.level, o->cur.gen, o->cur.len);
+	wop_finish(o, BE_OK, NULL);
+}
+
+/* Lost the head's condition: read it again and decide again. */
+static void
+wop_again(struct wop *o)
+{
+	if (++o->attempts >= WRITE_ATTEMPTS) {
+		char msg[1600];
+
+		snprintf(msg, sizeof(msg), "s3 store: %s: store contended "
+		    "(%d conditional writes lost in a row)", o->key,
+		    o->attempts);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
+		return;
+	}
+	wop_read_head(o);
+}
+
+static void
+verify_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	struct s3_head h;
+	char err[256];
+
+	o->call = NULL;
+	if (ok2xx(res) && s3rec_head_parse((const char *)res->body,
+	    res->body_len, &h, err, sizeof(err)) == 0 &&
+	    h.writer == o->head.writer) {
+		wop_applied(o, res->etag);	/* the lost reply was ours */
+		return;
+	}
+	if (!ok2xx(res) && !(res->err == S3_E_NONE && res->status == 404)) {
+		wop_fail(o, "GET", o->key, res);
+		return;
+	}
+	wop_again(o);
+}
+
+static void
+commit_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	char err[256];
+
+	o->call = NULL;
+	if (ok2xx(res)) {
+		wop_applied(o, res->etag);
+		return;
+	}
+	if (res->err == S3_E_NONE && (res->status == 412 ||
+	    res->status == 409 || res->status == 404)) {
+		if (res->earlier_unknown) {
+			/* Our own earlier attempt may have won: its nonce. */
+			o->st = W_VERIFY;
+			if ((o->call = req(o->s->b, S3_GET, o->key, NULL,
+			    NULL, NULL, 0, verify_done, o, err,
+			    sizeof(err))) == NULL)
+				wop_start_failed(o, "GET", err);
+			return;
+		}
+		wop_again(o);
+		return;
+	}
+	wop_fail(o, "PUT", o->key, res);
+}
+
+/* The head's conditional PUT: create when there is none, else If-Match. */
+static void
+wop_commit(struct wop *o)
+{
+	struct sess *s = o->s;
+	char err[256];
+	size_t n;
+
+	s3rec_key_head(o->key, sizeof(o->key), "", s->key, s->keylen);
+	o->head.writer = backend_random_id();
+	o->head.expires_ms = mono_to_ms(s->b, o->expires);
+	n = s3rec_head_format(&o->head, o->body, sizeof(o->body));
+	o->st = W_COMMIT;
+	if ((o->call = req(s->b, S3_PUT, o->key, s->absent ? "If-None-Match" :
+	    "If-Match", s->absent ? "*" : s->etag, o->body, n, commit_done, o,
+	    err, sizeof(err))) == NULL)
+		wop_start_failed(o, "PUT", err);
+}
+
+/* --- level records --------------------------------------------------------- */
+
+static void level_put(struct wop *, const char *cond, const char *etag);
+
+static void
+level_read_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	struct s3be *b = o->s->b;
+	struct s3_level l;
+	char err[256], msg[1600];
+
+	o->call = NULL;
+	if (!ok2xx(res)) {
+		/* Gone meanwhile (another central replaced it): again. */
+		if (o->st != W_LEVEL_RAISE && res->err == S3_E_NONE &&
+		    res->status == 404 &&
+		    ++o->level_tries < WRITE_ATTEMPTS) {
+			level_put(o, "If-None-Match", "*");
+			return;
+		}
+		wop_fail(o, "GET", o->key, res);
+		return;
+	}
+	if (s3rec_level_parse((const char *)res->body, res->body_len, &l, err,
+	    sizeof(err)) != 0) {
+		snprintf(msg, sizeof(msg), "s3 store: %s: %s", o->key, err);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
+		return;
+	}
+	snprintf(o->lvl_etag, sizeof(o->lvl_etag), "%s", res->etag);
+	if (o->st == W_LEVEL_RAISE) {
+		/* A touch: the record's keep_until only ever grows. */
+		int64_t want = o->lvl.keep_until_ms;
+
+		if (l.keep_until_ms >= want) {
+			wop_commit(o);
+			return;
+		}
+		o->lvl = l;
+		o->lvl.keep_until_ms = want;
+		level_put(o, "If-Match", o->lvl_etag);
+		return;
+	}
+	if (s3rec_level_same_content(&l, &o->lvl)) {
+		/* Another writer stored these very bytes first (or our
+		 * own lost reply): its record is ours. */
+		o->lvl = l;
+		o->head.gen = l.gen;
+		wop_commit(o);
+		return;
+	}
+	if (l.keep_until_ms <= (wall_ns() / 1000000) &&
+	    ++o->level_tries < WRITE_ATTEMPTS) {
+		/* No copy of those bytes can live any more. */
+		level_put(o, "If-Match", o->lvl_etag);
+		return;
+	}
+	/* The level still names other bytes (a racer's, whose head commit
+	 * is on its way): decide again, shown that level's content as the
+	 * entry, which the rules refuse as they refuse any other content at
+	 * a level (an Update: the level mismatch; a Set: it exists). */
+	if (++o->attempts >= WRITE_ATTEMPTS) {
+		snprintf(msg, sizeof(msg), "s3 store: %s names other bytes "
+		    "at this level", o->key);
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
+		return;
+	}
+	memset(&o->cur, 0, sizeof(o->cur));
+	o->cur.kind = BE_ENTRY;
+	o->cur.level = l.level;
+	o->cur.gen = l.gen;
+	o->cur.inc = b->be.incarnation;
+	o->cur.len = (size_t)l.size;
+	memcpy(o->cur.digest, l.sha256, BE_DIGEST_LEN);
+	o->cur.expires = ms_to_mono(b, l.keep_until_ms);
+	wop_decide(o);
+}
+
+static void
+level_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	char err[256];
+
+	o->call = NULL;
+	if (ok2xx(res)) {
+		wop_commit(o);
+		return;
+	}
+	if (res->err == S3_E_NONE && (res->status == 412 ||
+	    res->status == 409 || res->status == 404)) {
+		if (o->st != W_LEVEL_RAISE)
+			o->st = W_LEVEL_READ;
+		if (++o->level_tries >= WRITE_ATTEMPTS) {
+			wop_fail(o, "PUT", o->key, res);
+			return;
+		}
+		if ((o->call = req(o->s->b, S3_GET, o->key, NULL, NULL, NULL,
+		    0, level_read_done, o, err, sizeof(err))) == NULL)
+			wop_start_failed(o, "GET", err);
+		return;
+	}
+	wop_fail(o, "PUT", o->key, res);
+}
+
+static void
+level_put(struct wop *o, const char *cond, const char *etag)
+{
+	struct sess *s = o->s;
+	char err[256];
+	size_t n;
+
+	s3rec_key_level(o->key, sizeof(o->key), "", s->key, s->keylen,
+	    o->lvl.level);
+	n = s3rec_level_format(&o->lvl, o->body, sizeof(o->body));
+	if (o->st != W_LEVEL_RAISE)
+		o->st = W_LEVEL;
+	if ((o->call = req(s->b, S3_PUT, o->key, cond, etag, o->body, n,
+	    level_done, o, err, sizeof(err))) == NULL)
+		wop_start_failed(o, "PUT", err);
+}
+
+static void
+blob_put_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+
+	o->call = NULL;
+	if (!ok2xx(res)) {
+		wop_fail(o, "PUT", o->key, res);
+		return;
+	}
+	level_put(o, "If-None-Match", "*");
+}
+
+/* --- deciding and applying ------------------------------------------------- */
+
+static void
+wop_decide(struct wop *o)
+{
+	struct sess *s = o->s;
+	struct s3be *b = s->b;
+	struct be_write *w = o->w;
+	struct be_change *c = &w->chg;
+	uint64_t now = clock_now_ns();
+	char err[256];
+
+	/* Each call fills the change anew (backend.h). */
+	memset(c, 0, sizeof(*c));
+	w->decide(w->arg, &o->cur, now, c);
+	memset(&o->head, 0, sizeof(o->head));
+	o->expires = c->expires;
+	switch (c->action) {
+	case BE_KEEP:
+		wop_finish(o, BE_OK, NULL);
+		return;
+	case BE_TOUCH:
+		if (o->cur.kind != BE_ENTRY) {
+			wop_finish(o, BE_OK, NULL);
+			return;
+		}
+		o->head = s->head;
+		/* The level record first: it never says less than the
+		 * head. */
+		memset(&o->lvl, 0, sizeof(o->lvl));
+		o->lvl.level = s->head.level;
+		o->lvl.keep_until_ms = mono_to_ms(b, c->expires);
+		o->st = W_LEVEL_RAISE;
+		s3rec_key_level(o->key, sizeof(o->key), "", s->key,
+		    s->keylen, s->head.level);
+		if ((o->call = req(b, S3_GET, o->key, NULL, NULL, NULL, 0,
+		    level_read_done, o, err, sizeof(err))) == NULL)
+			wop_start_failed(o, "GET", err);
+		return;
+	case BE_PUT_TOMBSTONE:
+		o->head.state = S3_DELETED;
+		o->head.level = c->level;
+		memcpy(o->head.sha256, c->digest, S3REC_SHA256_LEN);
+		wop_commit(o);
+		return;
+	case BE_PUT:
+		break;
+	}
+	/* BE_PUT: the payload object, the level record, the head. */
+	pay_unref(o->pay);
+	if ((o->pay = pay_new(c->data, c->len)) == NULL) {
+		wop_finish(o, BE_ERR_FULL, "s3 store: out of memory");
+		return;
+	}
+	o->head.state = S3_LIVE;
+	o->head.level = c->level;
+	o->head.gen = c->gen;
+	o->head.origin = c->inc;
+	o->head.size = c->len;
+	SHA256(o->pay->data, o->pay->len, o->head.sha256);
+	memset(&o->lvl, 0, sizeof(o->lvl));
+	o->lvl.level = c->level;
+	o->lvl.gen = c->gen;
+	memcpy(o->lvl.sha256, o->head.sha256, S3REC_SHA256_LEN);
+	o->lvl.size = c->len;
+	o->lvl.blob_nonce = backend_random_id();
+	o->lvl.keep_until_ms = mono_to_ms(b, c->expires);
+	o->level_tries = 0;
+	o->st = W_BLOB;
+	s3rec_key_blob(o->key, sizeof(o->key), "", s->key, s->keylen,
+	    c->level, o->lvl.blob_nonce);
+	if ((o->call = req(b, S3_PUT, o->key, NULL, NULL, o->pay->data,
+	    o->pay->len, blob_put_done, o, err, sizeof(err))) == NULL)
+		wop_start_failed(o, "PUT", err);
+}
+
+static void
+whead_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	struct sess *s = o->s;
+	uint64_t now = clock_now_ns();
+	char msg[1600];
+
+	o->call = NULL;
+	if (take_head(s, res, o->key, msg, sizeof(msg)) != 0) {
+		wop_finish(o, BE_ERR_UNAVAIL, msg);
+		return;
+	}
+	/* Waiting lookups learn the head too. */
+	if (!TAILQ_EMPTY(&s->waiters) && s->hcall == NULL && s->pcall == NULL)
+		serve(s);
+	present(s, now, &o->cur);
+	o->was_expired = !s->absent && s->head.state == S3_LIVE &&
+	    s->expires <= now;
+	o->expired = s->head;
+	wop_decide(o);
+}
+
+static void
+wop_read_head(struct wop *o)
+{
+	char err[256];
+
+	o->st = W_HEAD;
+	s3rec_key_head(o->key, sizeof(o->key), "", o->s->key, o->s->keylen);
+	if (head_get(o->s, whead_done, o, &o->call, err, sizeof(err)) != 0)
+		wop_start_failed(o, "GET", err);
+}
+
+/* The session's next queued write, when none is in flight. */
+static void
+wop_next(struct sess *s)
+{
+	struct wop *o = TAILQ_FIRST(&s->wops);
+
+	if (o != NULL && o->call == NULL)
+		wop_read_head(o);
+}
+
+static int
+s3_write(struct backend *be, struct be_write *w)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sess *s;
+	struct wop *o;
+	int first;
+
+	memset(&w->lease, 0, sizeof(w->lease));
+	if (w->keylen == 0 || w->keylen > KEY_MAX ||
+	    (s = sess_find(b, w->key, w->keylen, 1)) == NULL ||
+	    (o = calloc(1, sizeof(*o))) == NULL)
+		return -1;
+	o->s = s;
+	o->w = w;
+	first = TAILQ_EMPTY(&s->wops);
+	TAILQ_INSERT_TAIL(&s->wops, o, entry);
+	if (first)
+		wop_read_head(o);
+	return 0;
+}
+
+/* --- sweeping, stats ------------------------------------------------------- */
+
+/* The hot tier's expired copies only (this slice: nothing in the bucket),
+ * reported to nobody: the store's entry is not this process's to report. */
+static size_t
+s3_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sess *s, *next;
+	size_t n = 0;
+
+	*more = 0;
+	for (s = TAILQ_FIRST(&b->lru); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, lru);
+		if (sess_busy(s) || !s->known || (!s->absent &&
+		    s->expires > now))
+			continue;
+		if (n == budget) {
+			*more = 1;
+			break;
+		}
+		sess_free(s);
+		n++;
+	}
+	return n;
+}
+
+static void
+s3_stats(struct backend *be, struct be_stats *st)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sess *s;
+
+	memset(st, 0, sizeof(*st));
+	TAILQ_FOREACH(s, &b->lru, lru) {
+		if (!s->known || s->absent)
+			continue;
+		if (s->head.state == S3_LIVE)
+			st->entries++;
+		else
+			st->tombstones++;
+	}
+	st->payload_bytes = b->payload_bytes;
+	st->used_bytes = b->used;
+}
+
+static void
+s3_reconfigure(struct backend *be, const struct config *conf)
+{
+	struct s3be *b = (struct s3be *)be;
+
+	b->max_memory = conf->max_memory;
+	trim(b, NULL);
+}
+
+/* --- scanning -------------------------------------------------------------- */
+
+/* A head read for a scan, visited once it arrived. */
+struct sread {
+	TAILQ_ENTRY(sread)	 entry;
+	struct be_scan		*sc;
+	struct s3_call		*call;
+	int			 arrived, ok;
+	uint64_t		 asked;		/* when the read started */
+	struct s3_head		 head;
+	size_t			 keylen;
+	uint8_t			 key[KEY_MAX];
+};
+TAILQ_HEAD(sread_list, sread);
+
+struct be_scan {
+	struct s3be		*b;
+	struct s3_call		*list;		/* a page in flight */
+	char			*token;		/* the next page's, or NULL */
+	int			 started, listed_all, failed;
+	/* Names of the page not read yet. */
+	char			**names;
+	size_t			 nnames, at;
+	struct sread_list	 reads;		/* in order */
+	size_t			 inflight;
+};
+
+static void scan_pump(struct be_scan *);
+
+static void
+sread_done(void *arg, const struct s3_response *res)
+{
+	struct sread *r = arg;
+	char err[256];
+
+	r->call = NULL;
+	r->arrived = 1;
+	r->sc->inflight--;
+	if (ok2xx(res))
+		r->ok = s3rec_head_parse((const char *)res->body,
+		    res->body_len, &r->head, err, sizeof(err)) == 0;
+	else if (!(res->err == S3_E_NONE && res->status == 404))
+		r->sc->failed = 1;
+	scan_pump(r->sc);
+}
+
+/* Text between <tag> and </tag> from *p on, unescaped into out. */
+static int
+xml_next(const char **p, const char *end, const char *tag, char *out,
+    size_t len)
+{
+	char open[64], close[64];
+	const char *a, *z;
+	size_t n = 0;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	if ((a = memmem(*p, (size_t)(end - *p), open, strlen(open))) == NULL)
+		return -1;
+	a += strlen(open);
+	if ((z = memmem(a, (size_t)(end - a), close, strlen(close))) == NULL)
+		return -1;
+	*p = z + strlen(close);
+	while (a < z && n + 1 < len) {
+		static const struct { const char *e; char c; } ents[] = {
+			{ "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' },
+			{ "&quot;", '"' }, { "&apos;", '\'' },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(ents) / sizeof(ents[0]); i++)
+			if ((size_t)(z - a) >= strlen(ents[i].e) &&
+			    memcmp(a, ents[i].e, strlen(ents[i].e)) == 0)
+				break;
+		if (i < sizeof(ents) / sizeof(ents[0])) {
+			out[n++] = ents[i].c;
+			a += strlen(ents[i].e);
+		} else
+			out[n++] = *a++;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static void
+list_done(void *arg, const struct s3_response *res)
+{
+	struct be_scan *sc = arg;
+	const char *p, *end;
+	char name[S3REC_KEY_MAX + 64], tok[1024];
+	size_t cap = 0;
+	char **v;
+
+	sc->list = NULL;
+	if (!ok2xx(res)) {
+		sc->failed = 1;
+		return;
+	}
+	p = (const char *)res->body;
+	end = p + res->body_len;
+	while (xml_next(&p, end, "Key", name, sizeof(name)) == 0) {
+		if (sc->nnames == cap) {
+			cap = cap ? cap * 2 : 128;
+			if ((v = realloc(sc->names, cap * sizeof(*v))) ==
+			    NULL) {
+				sc->failed = 1;
+				return;
+			}
+			sc->names = v;
+		}
+		if ((sc->names[sc->nnames] = strdup(name)) == NULL) {
+			sc->failed = 1;
+			return;
+		}
+		sc->nnames++;
+	}
+	free(sc->token);
+	sc->token = NULL;
+	p = (const char *)res->body;
+	if (xml_next(&p, end, "NextContinuationToken", tok, sizeof(tok)) ==
+	    0 && (sc->token = strdup(tok)) == NULL)
+		sc->failed = 1;
+	if (sc->token == NULL)
+		sc->listed_all = 1;
+	scan_pump(sc);
+}
+
+/* Keep a page listed and a few heads read ahead. */
+static void
+scan_pump(struct be_scan *sc)
+{
+	struct s3be *b = sc->b;
+	struct sread *r;
+	char err[256], key[S3REC_KEY_MAX], pfx[S3REC_PREFIX_MAX + 64];
+	uint8_t sid[KEY_MAX];
+	size_t sidlen, i;
+
+	if (sc->failed)
+		return;
+	while (sc->inflight < SCAN_READS && sc->at < sc->nnames) {
+		const char *name = sc->names[sc->at++];
+
+		if (s3rec_sid_of_head(name, b->prefix, sid, &sidlen) != 0)
+			continue;
+		if ((r = calloc(1, sizeof(*r))) == NULL) {
+			sc->failed = 1;
+			return;
+		}
+		r->sc = sc;
+		r->asked = clock_now_ns();
+		r->keylen = sidlen;
+		memcpy(r->key, sid, sidlen);
+		s3rec_key_head(key, sizeof(key), "", sid, sidlen);
+		if ((r->call = req(b, S3_GET, key, NULL, NULL, NULL, 0,
+		    sread_done, r, err, sizeof(err))) == NULL) {
+			free(r);
+			sc->failed = 1;
+			return;
+		}
+		TAILQ_INSERT_TAIL(&sc->reads, r, entry);
+		sc->inflight++;
+	}
+	if (sc->at == sc->nnames && sc->nnames > 0) {
+		for (i = 0; i < sc->nnames; i++)
+			free(sc->names[i]);
+		sc->nnames = sc->at = 0;
+	}
+	if (sc->list == NULL && sc->at == sc->nnames && !sc->listed_all &&
+	    (!sc->started || sc->token != NULL)) {
+		struct s3_param q[4] = {
+			{ "list-type", "2" }, { "max-keys", SCAN_PAGE },
+			{ "prefix", pfx }, { "continuation-token", sc->token },
+		};
+		struct s3_request rq;
+
+		snprintf(pfx, sizeof(pfx), "%ss/", b->prefix);
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_LIST;
+		rq.query = q;
+		rq.nquery = sc->token != NULL ? 4 : 3;
+		rq.max_body = LIST_BODY;
+		rq.done = list_done;
+		rq.arg = sc;
+		sc->started = 1;
+		if ((sc->list = s3_start(b->cl, &rq, err, sizeof(err))) ==
+		    NULL)
+			sc->failed = 1;
+	}
+}
+
+static struct be_scan *
+s3_scan_open(struct backend *be)
+{
+	struct be_scan *sc;
+
+	if ((sc = calloc(1, sizeof(*sc))) == NULL)
+		return NULL;
+	sc->b = (struct s3be *)be;
+	TAILQ_INIT(&sc->reads);
+	return sc;
+}
+
+static int
+s3_scan_next(struct backend *be, struct be_scan *sc, uint64_t now,
+    size_t budget, be_scan_fn *fn, void *arg)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sread *r;
+	struct sess *s;
+	size_t n = 0;
+	uint64_t exp;
+
+	if (!sc->started)
+		scan_pump(sc);
+	while (n < budget && (r = TAILQ_FIRST(&sc->reads)) != NULL &&
+	    r->arrived) {
+		TAILQ_REMOVE(&sc->reads, r, entry);
+		exp = ms_to_mono(b, r->head.expires_ms);
+		/* Read ahead: a head this process learnt since (its own
+		 * write, say) is newer than the one read. */
+		if ((s = sess_find(b, r->key, r->keylen, 0)) != NULL &&
+		    s->known && s->seen > r->asked) {
+			r->ok = !s->absent;
+			r->head = s->head;
+			exp = s->expires;
+		}
+		if (r->ok && r->head.state == S3_LIVE && exp > now) {
+			fn(arg, r->key, r->keylen, r->head.level, r->head.gen,
+			    r->head.origin, exp, (size_t)r->head.size);
+			n++;
+		}
+		free(r);
+	}
+	if (sc->failed)
+		return -1;
+	scan_pump(sc);
+	if (sc->failed)
+		return -1;
+	if (TAILQ_EMPTY(&sc->reads) && sc->list == NULL && sc->listed_all &&
+	    sc->at == sc->nnames)
+		return 0;
+	/* 2 only when nothing was visited: the caller comes back later. */
+	return n > 0 || ((r = TAILQ_FIRST(&sc->reads)) != NULL &&
+	    r->arrived) ? 1 : 2;
+}
+
+static void
+s3_scan_close(struct backend *be, struct be_scan *sc)
+{
+	struct sread *r;
+	size_t i;
+
+	(void)be;
+	if (sc->list != NULL)
+		s3_cancel(sc->list);
+	while ((r = TAILQ_FIRST(&sc->reads)) != NULL) {
+		TAILQ_REMOVE(&sc->reads, r, entry);
+		if (r->call != NULL)
+			s3_cancel(r->call);
+		free(r);
+	}
+	for (i = sc->at; i < sc->nnames; i++)
+		free(sc->names[i]);
+	free(sc->names);
+	free(sc->token);
+	free(sc);
+}
+
+/* --- open, close ----------------------------------------------------------- */
+
+struct incget {
+	const char	*op;
+	int		 done, status, unknown;
+	char		 msg[1600];
+	char		 body[S3REC_BODY_MAX + 1];
+};
+
+static void
+inc_done(void *arg, const struct s3_response *res)
+{
+	struct incget *g = arg;
+	char key[S3REC_KEY_MAX];
+
+	g->done = 1;
+	g->status = res->err == S3_E_NONE ? res->status : 0;
+	g->unknown = res->earlier_unknown;
+	if (ok2xx(res) && res->body_len < sizeof(g->body)) {
+		memcpy(g->body, res->body, res->body_len);
+		g->body[res->body_len] = '\0';
+	}
+	s3rec_key_incarnation(key, sizeof(key), "");
+	s3_errmsg(g->msg, sizeof(g->msg), g->op, key, res);
+}
+
+/* One request run to its end on the loop (open() only). */
+static int
+inc_run(struct s3be *b, enum s3_op op, const char *body, struct incget *g,
+    char *err, size_t errlen)
+{
+	char key[S3REC_KEY_MAX];
+
+	memset(g, 0, sizeof(*g));
+	g->op = op == S3_PUT ? "PUT" : "GET";
+	s3rec_key_incarnation(key, sizeof(key), "");
+	if (req(b, op, key, op == S3_PUT ? "If-None-Match" : NULL,
+	    op == S3_PUT ? "*" : NULL, body, body != NULL ? strlen(body) : 0,
+	    inc_done, g, err, errlen) == NULL)
+		return -1;
+	while (!g->done)
+		if (event_base_loop(b->base, EVLOOP_ONCE) != 0 && !g->done) {
+			snprintf(err, errlen, "s3 store: the loop stalled");
+			return -1;
+		}
+	return 0;
+}
+
+/* The bucket's incarnation: read, or created once for every central. */
+static int
+incarnation(struct s3be *b, char *err, size_t errlen)
+{
+	struct s3_incarnation inc;
+	struct incget g;
+	char body[S3REC_BODY_MAX], perr[256];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (inc_run(b, S3_GET, NULL, &g, err, errlen) != 0)
+			return -1;
+		if (g.status >= 200 && g.status < 300) {
+			if (s3rec_incarnation_parse(g.body, strlen(g.body),
+			    &inc, perr, sizeof(perr)) != 0 || inc.inc == 0) {
+				snprintf(err, errlen, "s3 store %s: "
+				    "incarnation: %s", s3_client_url(b->cl),
+				    perr);
+				return -1;
+			}
+			b->be.incarnation = inc.inc;
+			return 0;
+		}
+		if (g.status != 404) {
+			snprintf(err, errlen, "%s", g.msg);
+			return -1;
+		}
+		inc.inc = backend_random_id();
+		inc.created_ms = wall_ns() / 1000000;
+		s3rec_incarnation_format(&inc, body, sizeof(body));
+		if (inc_run(b, S3_PUT, body, &g, err, errlen) != 0)
+			return -1;
+		if (g.status >= 200 && g.status < 300) {
+			b->be.incarnation = inc.inc;
+			log_info("s3 store: a new incarnation", "url=%s",
+			    s3_client_url(b->cl));
+			return 0;
+		}
+		if (g.status != 412 && g.status != 409) {
+			snprintf(err, errlen, "%s", g.msg);
+			return -1;
+		}
+		/* Another central created it first (or our lost reply
+		 * did): read it. */
+	}
+	snprintf(err, errlen, "s3 store %s: the incarnation object could "
+	    "not be settled", s3_client_url(b->cl));
+	return -1;
+}
+
+static void s3_close(struct backend *);
+
+static struct backend *
+s3_open(const struct config *conf, struct event_base *base, char *err,
+    size_t errlen)
+{
+	struct s3be *b;
+	char e[512];
+
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->be.ops = &backend_s3;
+	b->base = base;
+	b->max_memory = conf->max_memory;
+	/* No payload is larger than a message (0: the client's 16 MiB). */
+	b->max_body = conf->max_message_size > 0 ?
+	    (size_t)conf->max_message_size + 1 : 0;
+	TAILQ_INIT(&b->lru);
+	if (siphash_key(b->seed) != 0)
+		memset(b->seed, 0x5a, sizeof(b->seed));
+	b->clock_off = wall_ns() - (int64_t)clock_now_ns();
+	if (s3conf_load(conf, &b->set, e, sizeof(e)) != 0) {
+		snprintf(err, errlen, "%s", e);
+		free(b);
+		return NULL;
+	}
+	if ((b->cl = s3_client_new(base, &b->set.cc, e, sizeof(e))) == NULL) {
+		snprintf(err, errlen, "backend s3: %s", e);
+		s3conf_free(&b->set);
+		free(b);
+		return NULL;
+	}
+	snprintf(b->prefix, sizeof(b->prefix), "%s", s3_client_prefix(b->cl));
+	if (incarnation(b, err, errlen) != 0) {
+		s3_close(&b->be);
+		return NULL;
+	}
+	return &b->be;
+}
+
+/* Every lookup answered -1 and every write done() BE_ERR_UNAVAIL first
+ * (backend.h); leases outlive it (the payloads are reference counted). */
+static void
+s3_close(struct backend *be)
+{
+	struct s3be *b = (struct s3be *)be;
+	struct sess *s;
+	struct wop *o;
+	struct be_write *w;
+
+	if (b == NULL)
+		return;
+	TAILQ_FOREACH(s, &b->lru, lru) {
+		if (s->hcall != NULL)
+			s3_cancel(s->hcall);
+		if (s->pcall != NULL)
+			s3_cancel(s->pcall);
+		s->hcall = s->pcall = NULL;
+		while (!TAILQ_EMPTY(&s->waiters))
+			answer(s, TAILQ_FIRST(&s->waiters), -1);
+		while ((o = TAILQ_FIRST(&s->wops)) != NULL) {
+			if (o->call != NULL)
+				s3_cancel(o->call);
+			TAILQ_REMOVE(&s->wops, o, entry);
+			w = o->w;
+			pay_unref(o->pay);
+			free(o);
+			w->done(w->arg, BE_ERR_UNAVAIL, "s3 store: closing");
+		}
+	}
+	while ((s = TAILQ_FIRST(&b->lru)) != NULL)
+		sess_free(s);
+	free(b->tab);
+	s3_client_free(b->cl);
+	s3conf_free(&b->set);
+	free(b);
+}
+
+const struct backend_ops backend_s3 = {
+	.name = "s3",
+	.open = s3_open,
+	.close = s3_close,
+	.lookup = s3_lookup,
+	.lookup_start = s3_lookup_start,
+	.write = s3_write,
+	.sweep = s3_sweep,
+	.stats = s3_stats,
+	.reconfigure = s3_reconfigure,
+	.scan_open = s3_scan_open,
+	.scan_next = s3_scan_next,
+	.scan_close = s3_scan_close,
+};
