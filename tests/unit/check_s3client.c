@@ -596,7 +596,10 @@ START_TEST(test_retry_bound_and_jitter)
 	ck_assert_uint_eq(bounds[0], 11);
 	ck_assert_uint_eq(bounds[1], 21);
 	ck_assert_uint_eq(bounds[2], 41);
-	ck_assert_uint_ge(o.ns, (10 + 20 + 40) * MS);
+	/* The waits were taken (10 + 20 + 40 ms drawn): not skipped. A
+	 * timer may fire a little before its time as libevent counts it
+	 * from the loop's cached clock, so no exact lower bound. */
+	ck_assert_uint_ge(o.ns, 50 * MS);
 
 	/* Past the cap the bound stays. */
 	memset(&rq, 0, sizeof(rq));
@@ -860,8 +863,9 @@ START_TEST(test_loop_not_blocked)
 	ck_assert_uint_eq(st.bytes, 10000);
 	ck_assert_int_ge(st.calls_by_half, 2);
 	ck_assert_uint_ge(o.ns, 450 * MS);
-	/* 10 ms ticks over half a second, give or take a slow machine. */
-	ck_assert_int_ge(ticks, 25);
+	/* 10 ms ticks over half a second: a loop blocked by the request
+	 * would see one or none; a busy machine may merge some. */
+	ck_assert_int_ge(ticks, 5);
 
 	/* on_data refuses: the request ends there, not retried. */
 	memset(&st, 0, sizeof(st));
