@@ -1515,7 +1515,8 @@ inc_done(void *arg, const struct s3_response *res)
 	g->status = res->err == S3_E_NONE ? res->status : 0;
 	g->unknown = res->earlier_unknown;
 	if (ok2xx(res) && res->body_len < sizeof(g->body)) {
-		memcpy(g->body, res->body, res->body_len);
+		if (res->body_len > 0)	/* a PUT's empty reply: body NULL */
+			memcpy(g->body, res->body, res->body_len);
 		g->body[res->body_len] = '\0';
 	}
 	s3rec_key_incarnation(key, sizeof(key), "");
