@@ -57,11 +57,15 @@
  * there means our write won. Each applied change is reported to the hook
  * (an expired entry overwritten: EXPIRE first), then done() runs.
  *
- * This slice does not yet: sweep the bucket (sweep() frees the hot tier's
- * expired copies only and reports nothing; expired heads stay in the
- * bucket, invisible), upload in parts, hash large payloads off the loop,
- * or delete payload objects no record names (a racer's that lost, an
- * entry's replaced: bucket lifecycle rules on P/b/ are the backstop).
+ * Heads in state expired or gone (the bucket's sweeper, s3sweep.c) are
+ * no entry, as an absent head: a Set commits over an expired one by
+ * If-Match; over a gone one nothing is written: the write reads it again
+ * after a short wait (its sweeper deletes it) and fails "store contended"
+ * when it stays. sweep() frees the hot tier's expired copies, then runs
+ * the bucket's sweeper.
+ *
+ * This slice does not yet: upload in parts or hash large payloads off the
+ * loop.
  * scan_next() lists heads a page at a time and reads them, a few at once;
  * it answers 2 while it waits on the store (backend.h "Scanning").
  */
@@ -83,6 +87,7 @@
 #include "log.h"
 #include "queue_compat.h"
 #include "s3client.h"
+#include "s3_internal.h"
 #include "s3conf.h"
 #include "s3rec.h"
 #include "siphash.h"
@@ -93,6 +98,7 @@
 #define SCAN_READS	8	/* heads read at once by a scan */
 #define SMALL_BODY	4096	/* heads, records, listings: max_body */
 #define LIST_BODY	(1024 * 1024)
+#define GONE_WAIT_MS	20	/* a gone head read again after 20, 40, … ms */
 
 struct s3be;
 struct sess;
@@ -134,6 +140,7 @@ struct wop {
 	struct s3_call		*call;
 	int			 attempts;
 	int			 level_tries;
+	struct event		*wait;		/* a gone head: read again */
 	/* The record decide() saw, and whether an entry had expired. */
 	struct be_record	 cur;
 	int			 was_expired;
@@ -184,6 +191,7 @@ struct s3be {
 	struct sess_list	 lru;
 	uint64_t		 max_memory, used, payload_bytes;
 	size_t			 max_body;	/* a payload's, as fetched */
+	struct s3sweep		*sweep;		/* the bucket's sweeper */
 	char			 prefix[S3REC_PREFIX_MAX + 1];
 };
 
@@ -393,7 +401,8 @@ static void
 present(const struct sess *s, uint64_t now, struct be_record *rec)
 {
 	memset(rec, 0, sizeof(*rec));
-	if (!s->known || s->absent || s->expires <= now)
+	if (!s->known || s->absent || s->expires <= now ||
+	    s->head.state == S3_EXPIRED || s->head.state == S3_GONE)
 		return;
 	rec->level = s->head.level;
 	rec->expires = s->expires;
@@ -758,6 +767,8 @@ wop_finish(struct wop *o, int err, const char *msg)
 		log_warn("s3 store write failed", "error=\"%s\"", msg);
 	TAILQ_REMOVE(&s->wops, o, entry);
 	pay_unref(o->pay);
+	if (o->wait != NULL)
+		event_free(o->wait);
 	free(o);
 	w->done(w->arg, err, msg);
 	wop_next(s);
@@ -1108,6 +1119,33 @@ wop_decide(struct wop *o)
 }
 
 static void
+gone_waited(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	wop_again(arg);
+}
+
+/* A gone head is never written over (s3sweep.c): its sweeper is deleting
+ * the session; read it again a little later. */
+static void
+wop_wait_gone(struct wop *o)
+{
+	struct timeval tv;
+	uint64_t ms = (uint64_t)GONE_WAIT_MS << (o->attempts < 8 ?
+	    o->attempts : 8);
+
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	if (o->wait == NULL && (o->wait = evtimer_new(o->s->b->base,
+	    gone_waited, o)) == NULL) {
+		wop_finish(o, BE_ERR_UNAVAIL, "s3 store: out of memory");
+		return;
+	}
+	evtimer_add(o->wait, &tv);
+}
+
+static void
 whead_done(void *arg, const struct s3_response *res)
 {
 	struct wop *o = arg;
@@ -1123,6 +1161,10 @@ whead_done(void *arg, const struct s3_response *res)
 	/* Waiting lookups learn the head too. */
 	if (!TAILQ_EMPTY(&s->waiters) && s->hcall == NULL && s->pcall == NULL)
 		serve(s);
+	if (!s->absent && s->head.state == S3_GONE) {
+		wop_wait_gone(o);
+		return;
+	}
 	present(s, now, &o->cur);
 	o->was_expired = !s->absent && s->head.state == S3_LIVE &&
 	    s->expires <= now;
@@ -1175,14 +1217,16 @@ s3_write(struct backend *be, struct be_write *w)
 
 /* --- sweeping, stats ------------------------------------------------------- */
 
-/* The hot tier's expired copies only (this slice: nothing in the bucket),
- * reported to nobody: the store's entry is not this process's to report. */
+/* The hot tier's expired copies, reported to nobody (the store's entry is
+ * reported by whichever central moves its head: s3sweep.c), then a tick
+ * of the bucket's sweeper, which counts the expiries it reported. */
 static size_t
 s3_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
 {
 	struct s3be *b = (struct s3be *)be;
 	struct sess *s, *next;
 	size_t n = 0;
+	int bmore = 0;
 
 	*more = 0;
 	for (s = TAILQ_FIRST(&b->lru); s != NULL; s = next) {
@@ -1196,6 +1240,10 @@ s3_sweep(struct backend *be, uint64_t now, size_t budget, int *more)
 		}
 		sess_free(s);
 		n++;
+	}
+	if (b->sweep != NULL) {
+		n += s3sweep_run(b->sweep, budget, &bmore);
+		*more |= bmore;
 	}
 	return n;
 }
@@ -1212,7 +1260,7 @@ s3_stats(struct backend *be, struct be_stats *st)
 			continue;
 		if (s->head.state == S3_LIVE)
 			st->entries++;
-		else
+		else if (s->head.state == S3_DELETED)
 			st->tombstones++;
 	}
 	st->payload_bytes = b->payload_bytes;
@@ -1274,9 +1322,10 @@ sread_done(void *arg, const struct s3_response *res)
 	scan_pump(r->sc);
 }
 
-/* Text between <tag> and </tag> from *p on, unescaped into out. */
-static int
-xml_next(const char **p, const char *end, const char *tag, char *out,
+/* Text between <tag> and </tag> from *p on, unescaped into out
+ * (s3_internal.h). */
+int
+s3_xml_next(const char **p, const char *end, const char *tag, char *out,
     size_t len)
 {
 	char open[64], close[64];
@@ -1328,7 +1377,7 @@ list_done(void *arg, const struct s3_response *res)
 	}
 	p = (const char *)res->body;
 	end = p + res->body_len;
-	while (xml_next(&p, end, "Key", name, sizeof(name)) == 0) {
+	while (s3_xml_next(&p, end, "Key", name, sizeof(name)) == 0) {
 		if (sc->nnames == cap) {
 			cap = cap ? cap * 2 : 128;
 			if ((v = realloc(sc->names, cap * sizeof(*v))) ==
@@ -1347,7 +1396,7 @@ list_done(void *arg, const struct s3_response *res)
 	free(sc->token);
 	sc->token = NULL;
 	p = (const char *)res->body;
-	if (xml_next(&p, end, "NextContinuationToken", tok, sizeof(tok)) ==
+	if (s3_xml_next(&p, end, "NextContinuationToken", tok, sizeof(tok)) ==
 	    0 && (sc->token = strdup(tok)) == NULL)
 		sc->failed = 1;
 	if (sc->token == NULL)
@@ -1634,6 +1683,12 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 		s3_close(&b->be);
 		return NULL;
 	}
+	if ((b->sweep = s3sweep_new(&b->be, base, b->cl, &b->set.cc,
+	    conf)) == NULL) {
+		snprintf(err, errlen, "backend s3: out of memory");
+		s3_close(&b->be);
+		return NULL;
+	}
 	return &b->be;
 }
 
@@ -1649,6 +1704,7 @@ s3_close(struct backend *be)
 
 	if (b == NULL)
 		return;
+	s3sweep_free(b->sweep);
 	TAILQ_FOREACH(s, &b->lru, lru) {
 		if (s->hcall != NULL)
 			s3_cancel(s->hcall);
@@ -1660,6 +1716,8 @@ s3_close(struct backend *be)
 		while ((o = TAILQ_FIRST(&s->wops)) != NULL) {
 			if (o->call != NULL)
 				s3_cancel(o->call);
+			if (o->wait != NULL)
+				event_free(o->wait);
 			TAILQ_REMOVE(&s->wops, o, entry);
 			w = o->w;
 			pay_unref(o->pay);

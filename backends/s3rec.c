@@ -163,6 +163,110 @@ s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
 	return 0;
 }
 
+int
+s3rec_key_blobs(char *buf, size_t len, const char *prefix)
+{
+	size_t at = 0;
+
+	return put(buf, len, &at, "%sb/", prefix);
+}
+
+int
+s3rec_key_lease(char *buf, size_t len, const char *prefix, unsigned shard)
+{
+	size_t at = 0;
+
+	return put(buf, len, &at, "%slease/%u", prefix, shard);
+}
+
+/* Digits only, no sign or leading zero, within max; -1 otherwise. */
+static int
+digits(const char *p, const char *end, uint64_t max, uint64_t *v)
+{
+	uint64_t n = 0;
+
+	if (p == end || (*p == '0' && end - p > 1))
+		return -1;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9' || n > (max - (uint64_t)(*p - '0')) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*v = n;
+	return 0;
+}
+
+enum s3_kind
+s3rec_parse_key(const char *key, const char *prefix, uint8_t *sid,
+    size_t *sidlen, uint32_t *level, uint64_t *nonce)
+{
+	size_t pl = strlen(prefix);
+	const char *p, *slash, *rest, *dash;
+	char again[S3REC_KEY_MAX], enc[S3REC_KEY_MAX];
+	enum s3_kind kind;
+	uint64_t v = 0, nv = 0;
+	int i, hi;
+
+	if (strncmp(key, prefix, pl) != 0)
+		return S3K_OTHER;
+	p = key + pl;
+	if (strncmp(p, "s/", 2) != 0 && strncmp(p, "b/", 2) != 0)
+		return S3K_OTHER;
+	if ((slash = strchr(p + 2, '/')) == NULL)
+		return S3K_OTHER;
+	rest = slash + 1;
+	if (p[0] == 's' && strcmp(rest, "head") == 0)
+		return s3rec_sid_of_head(key, prefix, sid, sidlen) == 0 ?
+		    S3K_HEAD : S3K_OTHER;
+	if (p[0] == 's') {
+		if (strncmp(rest, "L/", 2) != 0 || digits(rest + 2,
+		    rest + strlen(rest), UINT32_MAX, &v) != 0)
+			return S3K_OTHER;
+		kind = S3K_LEVEL;
+	} else {
+		if ((dash = strchr(rest, '-')) == NULL ||
+		    digits(rest, dash, UINT32_MAX, &v) != 0 ||
+		    strlen(dash + 1) != 16)
+			return S3K_OTHER;
+		for (i = 0; i < 16; i++) {
+			if ((hi = hexval(dash[1 + i])) < 0 ||
+			    (dash[1 + i] >= 'A' && dash[1 + i] <= 'F'))
+				return S3K_OTHER;
+			nv = nv << 4 | (uint64_t)hi;
+		}
+		kind = S3K_BLOB;
+	}
+	/* The id through the head's name, which checks its spelling. */
+	if ((size_t)(slash - (p + 2)) + pl + 8 > sizeof(enc))
+		return S3K_OTHER;
+	snprintf(enc, sizeof(enc), "%ss/%.*s/head", prefix,
+	    (int)(slash - (p + 2)), p + 2);
+	if (s3rec_sid_of_head(enc, prefix, sid, sidlen) != 0)
+		return S3K_OTHER;
+	if ((kind == S3K_LEVEL ? s3rec_key_level(again, sizeof(again), prefix,
+	    sid, *sidlen, (uint32_t)v) : s3rec_key_blob(again, sizeof(again),
+	    prefix, sid, *sidlen, (uint32_t)v, nv)) != 0 ||
+	    strcmp(again, key) != 0)
+		return S3K_OTHER;
+	*level = (uint32_t)v;
+	if (kind == S3K_BLOB)
+		*nonce = nv;
+	return kind;
+}
+
+unsigned
+s3rec_shard(const uint8_t *sid, size_t sidlen, unsigned nshards)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < sidlen; i++) {
+		h ^= sid[i];
+		h *= 0x100000001b3ULL;
+	}
+	return nshards > 0 ? (unsigned)(h % nshards) : 0;
+}
+
 /* --- bodies ------------------------------------------------------------------ */
 
 enum ftype { F_U32, F_U64, F_I64, F_HEX64, F_SHA, F_STATE };
@@ -187,6 +291,11 @@ static const struct field level_fields[] = {
 	L(blob_nonce, F_HEX64), L(keep_until_ms, F_I64),
 };
 #undef L
+#define E(f, t)	{ #f, t, offsetof(struct s3_lease, f) }
+static const struct field lease_fields[] = {
+	E(holder, F_HEX64), E(until_ms, F_I64),
+};
+#undef E
 #define I(f, t)	{ #f, t, offsetof(struct s3_incarnation, f) }
 static const struct field inc_fields[] = {
 	I(inc, F_HEX64), I(created_ms, F_I64),
@@ -194,6 +303,17 @@ static const struct field inc_fields[] = {
 #undef I
 
 #define NF(a)	(sizeof(a) / sizeof((a)[0]))
+
+static const char *const state_names[] = {
+	[S3_LIVE] = "live", [S3_DELETED] = "deleted",
+	[S3_EXPIRED] = "expired", [S3_GONE] = "gone",
+};
+
+static const char *
+state_name(enum s3_state st)
+{
+	return st >= S3_LIVE && st <= S3_GONE ? state_names[st] : "live";
+}
 
 static size_t
 format(const char *kind, const struct field *f, size_t nf, const void *rec,
@@ -233,8 +353,7 @@ format(const char *kind, const struct field *f, size_t nf, const void *rec,
 			break;
 		case F_STATE:
 			rv |= put(buf, len, &at, "%s",
-			    *(const enum s3_state *)p == S3_DELETED ?
-			    "deleted" : "live");
+			    state_name(*(const enum s3_state *)p));
 			break;
 		}
 		if (rv != 0 || put(buf, len, &at, "\n") != 0)
@@ -309,13 +428,12 @@ value(const struct field *f, const char *v, void *rec)
 		}
 		return 0;
 	case F_STATE:
-		if (strcmp(v, "live") == 0)
-			*(enum s3_state *)p = S3_LIVE;
-		else if (strcmp(v, "deleted") == 0)
-			*(enum s3_state *)p = S3_DELETED;
-		else
-			return -1;
-		return 0;
+		for (j = S3_LIVE; j <= S3_GONE; j++)
+			if (strcmp(v, state_names[j]) == 0) {
+				*(enum s3_state *)p = (enum s3_state)j;
+				return 0;
+			}
+		return -1;
 	}
 	return -1;
 }
@@ -444,6 +562,21 @@ s3rec_incarnation_parse(const char *body, size_t len,
 	return 0;
 }
 
+size_t
+s3rec_lease_format(const struct s3_lease *l, char *buf, size_t len)
+{
+	return format("alpcrund-lease", lease_fields, NF(lease_fields), l, buf,
+	    len);
+}
+
+int
+s3rec_lease_parse(const char *body, size_t len, struct s3_lease *l,
+    char *err, size_t errlen)
+{
+	return parse("alpcrund-lease", lease_fields, NF(lease_fields), body,
+	    len, l, sizeof(*l), err, errlen);
+}
+
 int
 s3rec_level_same_content(const struct s3_level *a, const struct s3_level *b)
 {
@@ -456,4 +589,34 @@ s3rec_level_same_record(const struct s3_level *a, const struct s3_level *b)
 {
 	return s3rec_level_same_content(a, b) && a->gen == b->gen &&
 	    a->blob_nonce == b->blob_nonce;
+}
+
+/* --- the sweeper's decisions ------------------------------------------------- */
+
+enum s3_sweep_step
+s3rec_sweep_step(const struct s3_head *h, int old_levels, int64_t now_ms,
+    int64_t stale_ms)
+{
+	if (h == NULL)
+		return old_levels ? S3SW_COLLECT : S3SW_KEEP;
+	switch (h->state) {
+	case S3_LIVE:
+		return h->expires_ms <= now_ms ? S3SW_EXPIRE : S3SW_KEEP;
+	case S3_DELETED:
+		/* A tombstone is honoured until its time. */
+		return h->expires_ms <= now_ms ? S3SW_COLLECT : S3SW_KEEP;
+	case S3_EXPIRED:
+		return S3SW_COLLECT;
+	case S3_GONE:
+		/* Its sealer is deleting; one that died is taken over. */
+		return h->expires_ms <= now_ms - stale_ms ? S3SW_COLLECT :
+		    S3SW_KEEP;
+	}
+	return S3SW_KEEP;
+}
+
+int
+s3rec_lease_takable(const struct s3_lease *l, uint64_t me, int64_t now_ms)
+{
+	return l == NULL || l->holder == me || l->until_ms <= now_ms;
 }

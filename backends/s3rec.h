@@ -17,6 +17,8 @@
  *					keep_until may grow afterwards
  *	P/b/<sid>/<level>-<nonce>	the payload, visible only once a level
  *					record names it
+ *	P/lease/<shard>			a sweeper's lease on one shard of the
+ *					sessions (s3sweep.c)
  *
  * Bodies are short text, one "name value" per line after a first line
  * naming the kind and its version ("alpcrund-head 1"), so that an operator
@@ -58,11 +60,43 @@ int	 s3rec_key_heads(char *buf, size_t len, const char *prefix);
  */
 int	 s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
 	    size_t *sidlen);
+/* The folder of every payload object ("P/b/"), and a shard's lease. */
+int	 s3rec_key_blobs(char *buf, size_t len, const char *prefix);
+int	 s3rec_key_lease(char *buf, size_t len, const char *prefix,
+	    unsigned shard);
 
+/* What a listed name is (s3rec_parse_key()). */
+enum s3_kind {
+	S3K_OTHER = 0,
+	S3K_HEAD,	/* P/s/<sid>/head */
+	S3K_LEVEL,	/* P/s/<sid>/L/<level> */
+	S3K_BLOB,	/* P/b/<sid>/<level>-<nonce> */
+};
+/*
+ * A listed name back to what it is: the kind, with sid (up to 256 bytes)
+ * and *sidlen filled, and for S3K_LEVEL and S3K_BLOB *level, for S3K_BLOB
+ * *nonce; only the one spelling the key functions make is recognised
+ * (S3K_OTHER for any other name).
+ */
+enum s3_kind s3rec_parse_key(const char *key, const char *prefix,
+	    uint8_t *sid, size_t *sidlen, uint32_t *level, uint64_t *nonce);
+
+/*
+ * The sweeping shard of a session, 0..nshards-1: FNV-1a of its id, the
+ * same on every central and in every release (leases name shards).
+ */
+unsigned s3rec_shard(const uint8_t *sid, size_t sidlen, unsigned nshards);
+
+/* A head's state (s3sweep.c says how they move and why). */
 enum s3_state {
 	S3_LIVE = 1,	/* an entry: level, content, expiry */
 	S3_DELETED,	/* a tombstone: the deleted level and its digest, until
 			   the deleted entry's expiry */
+	S3_EXPIRED,	/* the entry's expiry was reported by the sweeper that
+			   wrote this state: no entry, as absent to writers */
+	S3_GONE,	/* sealed by a sweeper (writer: its nonce; expires_ms:
+			   when) that deletes the session's objects, the head
+			   last: no entry, and no writer writes over it */
 };
 
 /* P/s/<sid>/head. */
@@ -92,6 +126,12 @@ struct s3_level {
 					   until then */
 };
 
+/* P/lease/<shard>. */
+struct s3_lease {
+	uint64_t	 holder;	/* the holding sweeper's nonce */
+	int64_t		 until_ms;	/* held until then (0: given up) */
+};
+
 /* P/incarnation. */
 struct s3_incarnation {
 	uint64_t	 inc;
@@ -106,6 +146,7 @@ size_t	 s3rec_head_format(const struct s3_head *, char *buf, size_t len);
 size_t	 s3rec_level_format(const struct s3_level *, char *buf, size_t len);
 size_t	 s3rec_incarnation_format(const struct s3_incarnation *, char *buf,
 	    size_t len);
+size_t	 s3rec_lease_format(const struct s3_lease *, char *buf, size_t len);
 /* 0, or -1 with err saying what is wrong (the object's name is the
  * caller's to add). */
 int	 s3rec_head_parse(const char *body, size_t len, struct s3_head *,
@@ -114,6 +155,8 @@ int	 s3rec_level_parse(const char *body, size_t len, struct s3_level *,
 	    char *err, size_t errlen);
 int	 s3rec_incarnation_parse(const char *body, size_t len,
 	    struct s3_incarnation *, char *err, size_t errlen);
+int	 s3rec_lease_parse(const char *body, size_t len, struct s3_lease *,
+	    char *err, size_t errlen);
 
 /*
  * Do two level records name the same bytes (level, size, SHA-256)? A
@@ -126,5 +169,28 @@ int	 s3rec_level_same_content(const struct s3_level *,
 	    const struct s3_level *);
 int	 s3rec_level_same_record(const struct s3_level *,
 	    const struct s3_level *);
+
+
+/*
+ * The sweeper's decisions, pure (s3sweep.c applies them). A session's
+ * head (NULL: none) as of now_ms: what its sweep does first.
+ */
+enum s3_sweep_step {
+	S3SW_KEEP = 0,	/* nothing now (a live entry, a tombstone within its
+			   time, a seal still fresh, no head and no record) */
+	S3SW_EXPIRE,	/* a live head past its expiry: move it to expired */
+	S3SW_COLLECT,	/* seal it (gone) and delete the session's objects,
+			   once every level record's keep_until has passed */
+};
+/* stale_ms: how long a seal holds before another sweeper may take it
+ * over; old_levels: level records were listed, all older than the grace
+ * period (an interrupted Set's, with no head). */
+enum s3_sweep_step s3rec_sweep_step(const struct s3_head *, int old_levels,
+	    int64_t now_ms, int64_t stale_ms);
+
+/* A shard's lease as read (NULL: none) for the sweeper me: may it be
+ * taken (or renewed) now? */
+int	 s3rec_lease_takable(const struct s3_lease *, uint64_t me,
+	    int64_t now_ms);
 
 #endif

@@ -40,6 +40,8 @@ struct config {
 	char		*s3_ca_file;
 	uint64_t	 s3_timeout;		/* ms */
 	uint64_t	 s3_retries;
+	uint64_t	 s3_lease_time;		/* ms */
+	uint64_t	 s3_orphan_grace;	/* ms */
 	uint64_t	 max_memory;
 	uint64_t	 default_ttl;		/* ms */
 	uint64_t	 max_ttl;		/* ms */

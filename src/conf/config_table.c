@@ -98,6 +98,17 @@ const struct config_directive config_table[] = {
 	  "backend s3: attempts made again after a 5xx, a 503 SlowDown, a "
 	  "409 conflict or a connection error, with random waits that grow "
 	  "(full jitter), within s3_timeout" },
+	{ "s3_lease_time", CONF_DURATION, 0, 1 * MS_S, 1 * MS_H,
+	  "30s", NULL, NULL, NULL, OFF(s3_lease_time),
+	  "backend s3: how long a central's lease on a shard of the sessions "
+	  "to sweep lasts unless renewed, so that the shards of a central "
+	  "that died are swept by another after it (bare number: seconds)" },
+	{ "s3_orphan_grace", CONF_DURATION, 0, 1 * MS_M, 30 * MS_DAY,
+	  "1h", NULL, NULL, NULL, OFF(s3_orphan_grace),
+	  "backend s3: age past which a payload object no level record names, "
+	  "an incomplete multipart upload or a session's level records "
+	  "without a head are deleted; longer than any upload takes "
+	  "(bare number: seconds)" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
 	  "0", "1g", NULL, NULL, OFF(max_memory),
 	  "payload budget of the memory backend; 0 = no limit "

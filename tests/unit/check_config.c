@@ -196,7 +196,8 @@ static const char *const spec_order[] = {
 	"mode", "listen", "backend", "lmdb_path", "lmdb_map_size", "lmdb_sync",
 	"lmdb_max_readers", "lmdb_full_ratio", "s3_endpoint", "s3_bucket",
 	"s3_prefix", "s3_region", "s3_credentials", "s3_ca_file", "s3_timeout",
-	"s3_retries", "max_memory", "default_ttl",
+	"s3_retries", "s3_lease_time", "s3_orphan_grace", "max_memory",
+	"default_ttl",
 	"max_ttl", "sweep_interval", "max_message_size", "max_inflight_bytes",
 	"api_key_file", "upstream_api_key_file", "tls_cert", "tls_key",
 	"tls_client_ca", "upstream", "node_id", "upstream_tls", "upstream_ca",
@@ -225,7 +226,7 @@ START_TEST(table_order_and_flags)
 		"lmdb_sync", "lmdb_max_readers", "lmdb_full_ratio",
 		"s3_endpoint", "s3_bucket", "s3_prefix", "s3_region",
 		"s3_credentials", "s3_ca_file", "s3_timeout", "s3_retries",
-		"upstream",
+		"s3_lease_time", "s3_orphan_grace", "upstream",
 		"node_id", "upstream_tls", "prefetch", "metrics_listen",
 		"max_connections", "pid_file", NULL
 	};
@@ -275,7 +276,8 @@ START_TEST(s3_directives)
 	expect_ok("backend s3\ns3_endpoint https://s3.example.net:9000/\n"
 	    "s3_bucket alp-cache.1\ns3_prefix central/\ns3_credentials "
 	    "/etc/alpcrund/s3.cred\ns3_ca_file /etc/ssl/ca.pem\n"
-	    "s3_timeout 2s\ns3_retries 0\ns3_region eu-west-3\n", &cfg);
+	    "s3_timeout 2s\ns3_retries 0\ns3_region eu-west-3\n"
+	    "s3_lease_time 5s\ns3_orphan_grace 2h\n", &cfg);
 	ck_assert_str_eq(cfg.backend, "s3");
 	ck_assert_str_eq(cfg.s3_endpoint, "https://s3.example.net:9000/");
 	ck_assert_str_eq(cfg.s3_bucket, "alp-cache.1");
@@ -283,12 +285,16 @@ START_TEST(s3_directives)
 	ck_assert_str_eq(cfg.s3_region, "eu-west-3");
 	ck_assert_uint_eq(cfg.s3_timeout, 2000);
 	ck_assert_uint_eq(cfg.s3_retries, 0);
+	ck_assert_uint_eq(cfg.s3_lease_time, 5000);
+	ck_assert_uint_eq(cfg.s3_orphan_grace, 7200000);
 	config_free(&cfg);
 	expect_ok("backend s3\ns3_endpoint http://[::1]:9000\n"
 	    "s3_bucket abc\n", &cfg);
 	ck_assert_str_eq(cfg.s3_region, "us-east-1");
 	ck_assert_uint_eq(cfg.s3_timeout, 10000);
 	ck_assert_uint_eq(cfg.s3_retries, 4);
+	ck_assert_uint_eq(cfg.s3_lease_time, 30000);
+	ck_assert_uint_eq(cfg.s3_orphan_grace, 3600000);
 	ck_assert_ptr_null(cfg.s3_prefix);
 	ck_assert_ptr_null(cfg.s3_credentials);
 	config_free(&cfg);

@@ -3,7 +3,9 @@
  * (backends/s3rec.c): names (ids percent-encoded, listed names back to
  * ids, bounds), bodies formatted and parsed back, and every refusal of
  * the parser (a damaged or foreign object, a newer version, a field
- * missing, twice or malformed); fields a later version adds are skipped.
+ * missing, twice or malformed); fields a later version adds are skipped;
+ * the sweeper's names (every listed kind back to its id, leases, shards),
+ * its states (expired, gone) and its decisions.
  */
 #include <stdio.h>
 #include <string.h>
@@ -268,7 +270,7 @@ START_TEST(parse_refusals)
 	ck_assert_int_eq(s3rec_head_parse(body, strlen(body), &h, err,
 	    sizeof(err)), 0);
 	ck_assert_uint_eq(h.level, 4294967295u);
-	strcpy(body, HEAD("gone", "1", "0", SHA64));
+	strcpy(body, HEAD("sealed", "1", "0", SHA64));
 	ck_assert_int_eq(s3rec_head_parse(body, strlen(body), &h, err,
 	    sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "bad state"));
@@ -287,6 +289,114 @@ START_TEST(parse_refusals)
 }
 END_TEST
 
+START_TEST(sweep_names)
+{
+	char b[S3REC_KEY_MAX];
+	uint8_t sid[256];
+	size_t n;
+	uint32_t level = 0;
+	uint64_t nonce = 0;
+
+	ck_assert_int_eq(s3rec_key_lease(b, sizeof(b), "p/", 15), 0);
+	ck_assert_str_eq(b, "p/lease/15");
+	ck_assert_int_eq(s3rec_key_blobs(b, sizeof(b), "p/"), 0);
+	ck_assert_str_eq(b, "p/b/");
+	ck_assert_int_eq(s3rec_parse_key("p/s/a%2Fb/head", "p/", sid, &n,
+	    &level, &nonce), S3K_HEAD);
+	ck_assert_mem_eq(sid, "a/b", n);
+	ck_assert_int_eq(s3rec_parse_key("p/s/x/L/4294967295", "p/", sid, &n,
+	    &level, &nonce), S3K_LEVEL);
+	ck_assert_uint_eq(level, 4294967295u);
+	ck_assert_int_eq(s3rec_parse_key("p/b/%2Ex/3-0000000000abcdef", "p/",
+	    sid, &n, &level, &nonce), S3K_BLOB);
+	ck_assert_mem_eq(sid, ".x", n);
+	ck_assert_uint_eq(level, 3);
+	ck_assert_uint_eq(nonce, 0xabcdefULL);
+	/* Only the spellings the daemon makes. */
+	ck_assert_int_eq(s3rec_parse_key("p/s/x/L/04", "p/", sid, &n, &level,
+	    &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/s/x/L/4294967296", "p/", sid, &n,
+	    &level, &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/b/x/3-0000000000ABCDEF", "p/",
+	    sid, &n, &level, &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/b/x/3-abcdef", "p/", sid, &n,
+	    &level, &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/b/%61/3-0000000000abcdef", "p/",
+	    sid, &n, &level, &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/s/x/L/1/more", "p/", sid, &n,
+	    &level, &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("q/s/x/head", "p/", sid, &n, &level,
+	    &nonce), S3K_OTHER);
+	ck_assert_int_eq(s3rec_parse_key("p/lease/3", "p/", sid, &n, &level,
+	    &nonce), S3K_OTHER);
+	/* Shards: fixed for ever (leases name them), spread. */
+	ck_assert_uint_eq(s3rec_shard((const uint8_t *)"", 0, 16),
+	    0xcbf29ce484222325ULL % 16);
+	ck_assert_uint_eq(s3rec_shard(K("a"), 16), 0xaf63dc4c8601ec8cULL % 16);
+	ck_assert_uint_lt(s3rec_shard(K("model-7"), 16), 16);
+}
+END_TEST
+
+START_TEST(sweep_bodies_and_steps)
+{
+	struct s3_head h, h2;
+	struct s3_lease l, l2;
+	char b[S3REC_BODY_MAX], err[128];
+	size_t n;
+
+	memset(&h, 0, sizeof(h));
+	h.state = S3_EXPIRED;
+	h.expires_ms = 1000;
+	n = s3rec_head_format(&h, b, sizeof(b));
+	ck_assert_ptr_nonnull(strstr(b, "state expired\n"));
+	ck_assert_int_eq(s3rec_head_parse(b, n, &h2, err, sizeof(err)), 0);
+	ck_assert_int_eq(h2.state, S3_EXPIRED);
+	h.state = S3_GONE;
+	n = s3rec_head_format(&h, b, sizeof(b));
+	ck_assert_ptr_nonnull(strstr(b, "state gone\n"));
+	ck_assert_int_eq(s3rec_head_parse(b, n, &h2, err, sizeof(err)), 0);
+	ck_assert_int_eq(h2.state, S3_GONE);
+	memset(&l, 0, sizeof(l));
+	l.holder = 0x0102030405060708ULL;
+	l.until_ms = 1796000000123LL;
+	n = s3rec_lease_format(&l, b, sizeof(b));
+	ck_assert_str_eq(b, "alpcrund-lease 1\nholder 0102030405060708\n"
+	    "until_ms 1796000000123\n");
+	ck_assert_int_eq(s3rec_lease_parse(b, n, &l2, err, sizeof(err)), 0);
+	ck_assert_mem_eq(&l, &l2, sizeof(l));
+	ck_assert_int_eq(s3rec_lease_parse("alpcrund-lease 1\nholder 1\n", 27,
+	    &l2, err, sizeof(err)), -1);
+
+	/* Leases: free, expired or one's own; never another's in time. */
+	ck_assert(s3rec_lease_takable(NULL, 7, 100));
+	ck_assert(s3rec_lease_takable(&l, l.holder, 0));
+	ck_assert(!s3rec_lease_takable(&l, 7, l.until_ms - 1));
+	ck_assert(s3rec_lease_takable(&l, 7, l.until_ms));
+
+	/* Steps: now 5000, seals stale after 1000. */
+	ck_assert_int_eq(s3rec_sweep_step(NULL, 0, 5000, 1000), S3SW_KEEP);
+	ck_assert_int_eq(s3rec_sweep_step(NULL, 1, 5000, 1000), S3SW_COLLECT);
+	h.state = S3_LIVE;
+	h.expires_ms = 5001;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_KEEP);
+	h.expires_ms = 5000;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_EXPIRE);
+	h.state = S3_DELETED;
+	h.expires_ms = 5001;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_KEEP);
+	h.expires_ms = 5000;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_COLLECT);
+	h.state = S3_EXPIRED;
+	h.expires_ms = 4000;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 0, 5000, 1000), S3SW_COLLECT);
+	h.state = S3_GONE;
+	h.expires_ms = 4001;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_KEEP);
+	h.expires_ms = 4000;
+	ck_assert_int_eq(s3rec_sweep_step(&h, 1, 5000, 1000), S3SW_COLLECT);
+}
+END_TEST
+
 static Suite *
 s3rec_suite(void)
 {
@@ -299,6 +409,8 @@ s3rec_suite(void)
 	tcase_add_test(tc, bodies_round_trip);
 	tcase_add_test(tc, same_content);
 	tcase_add_test(tc, parse_refusals);
+	tcase_add_test(tc, sweep_names);
+	tcase_add_test(tc, sweep_bodies_and_steps);
 	suite_add_tcase(s, tc);
 	return s;
 }
