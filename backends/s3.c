@@ -84,6 +84,7 @@
 #include "queue_compat.h"
 #include "s3client.h"
 #include "s3conf.h"
+#include "s3be.h"
 #include "s3rec.h"
 #include "siphash.h"
 
@@ -1672,6 +1673,13 @@ s3_close(struct backend *be)
 	s3_client_free(b->cl);
 	s3conf_free(&b->set);
 	free(b);
+}
+
+struct s3_client *
+backend_s3_client(struct backend *be)
+{
+	return be != NULL && be->ops == &backend_s3 ? ((struct s3be *)be)->cl :
+	    NULL;
 }
 
 const struct backend_ops backend_s3 = {

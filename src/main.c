@@ -7,7 +7,8 @@
  * backend s3 is refused unless its store passes the probe of s3probe.h,
  * at start before anything listens and with -t; then the backend opens
  * (its incarnation read or created, on the loop before anything else runs
- * on it) and the central serves from the bucket.
+ * on it), its client told what the probe found (If-Match ETags bare),
+ * and the central serves from the bucket.
  *
  * The change feed (watch.c) runs on a central over its store, and on a
  * node with `prefetch on` over its copies, announcing central's
@@ -42,6 +43,7 @@
 #include "node.h"
 #include "prefetch.h"
 #include "reads.h"
+#include "s3be.h"
 #include "s3client.h"
 #include "s3conf.h"
 #include "s3probe.h"
@@ -359,11 +361,11 @@ is_s3(const struct config *conf)
 }
 
 /* backend s3: the credentials, a client on base, and the probe run to
- * its end there. 0 when the store passed (msg says so), -1 with msg
- * saying what failed. */
+ * its end there. 0 when the store passed (msg says so; *bare whether it
+ * takes If-Match ETags only unquoted), -1 with msg saying what failed. */
 static int
 s3_probe_store(const struct config *conf, struct event_base *base,
-    char *msg, size_t len)
+    char *msg, size_t len, int *bare)
 {
 	struct s3_settings s3;
 	struct s3_client *cl;
@@ -380,6 +382,7 @@ s3_probe_store(const struct config *conf, struct event_base *base,
 		return -1;
 	}
 	rv = s3_probe_run(base, cl, msg, len);
+	*bare = s3_client_bare_if_match(cl);
 	s3_client_free(cl);
 	s3conf_free(&s3);
 	return rv;
@@ -391,7 +394,7 @@ s3_check(const struct config *conf)
 {
 	struct event_base *base;
 	char msg[1024];
-	int rv;
+	int rv, bare;
 
 	if (!is_s3(conf))
 		return 0;
@@ -399,7 +402,7 @@ s3_check(const struct config *conf)
 		fprintf(stderr, "alpcrund: cannot create an event loop\n");
 		return -1;
 	}
-	rv = s3_probe_store(conf, base, msg, sizeof(msg));
+	rv = s3_probe_store(conf, base, msg, sizeof(msg), &bare);
 	fprintf(stderr, "alpcrund: %s\n", msg);
 	event_base_free(base);
 	return rv;
@@ -487,7 +490,7 @@ main(int argc, char *argv[])
 	struct event *sigs[4];
 	const int signos[4] = { SIGHUP, SIGTERM, SIGINT, 0 };
 	char err[512];
-	int ch, test = 0, verbose = 0, rv = 1;
+	int ch, test = 0, verbose = 0, rv = 1, s3_bare = 0;
 	size_t i;
 
 	d.path = DEFAULT_CONFIG;
@@ -567,7 +570,8 @@ main(int argc, char *argv[])
 		/* Before anything listens: a store that does not honour
 		 * conditional writes would break spec §4 quietly. */
 		if (s3_client_metrics() != 0 ||
-		    s3_probe_store(&d.conf, d.base, err, sizeof(err)) != 0) {
+		    s3_probe_store(&d.conf, d.base, err, sizeof(err),
+		    &s3_bare) != 0) {
 			log_error("s3 store refused", "error=\"%s\"", err);
 			event_base_free(d.base);
 			return 1;
@@ -583,6 +587,10 @@ main(int argc, char *argv[])
 		    ops->name, err);
 		return 1;
 	}
+	/* The backend's own client speaks to the store as the probe found
+	 * it must (Ceph RGW: If-Match ETags unquoted). */
+	if (backend_s3_client(d.be) != NULL)
+		s3_client_set_bare_if_match(backend_s3_client(d.be), s3_bare);
 	backend_set_hook(d.be, on_backend_change, NULL);
 	if (auth_load(&d.conf, err, sizeof(err)) != 0) {
 		log_error("cannot load the api key", "error=\"%s\"", err);

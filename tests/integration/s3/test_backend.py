@@ -1,4 +1,7 @@
-"""backend s3 end to end: centrals serving from a bucket of fakes3.py.
+"""backend s3 end to end: centrals serving from a bucket. The tests that
+need no fault of the fake store run against every store of the fixture
+s3store (fakes3.py and s3rver; Ceph RGW in the RGW stage); those of faults
+against fakes3.py in the test's own process.
 
 One central: Set, Get, Update and Delete through grpcio with the exact
 messages of spec §4. Two centrals on one bucket: a Set on one is read on
@@ -20,6 +23,7 @@ import pytest
 import alptest
 import fakes3
 from alptest import cache_pb2, sd
+from s3stores import rgw, s3store, xml  # noqa: F401  (fixtures)
 
 C = grpc.StatusCode
 N = cache_pb2.SharedDataNotice
@@ -34,12 +38,37 @@ def store():
     s.stop()
 
 
+def where(store):
+    """(url, bucket, access key, secret key) of the fault store or of a
+    store of the fixture s3store."""
+    if isinstance(store, fakes3.FakeS3):
+        return store.url, BUCKET, AK, SK
+    return store.url, store.bucket, store.access_key, store.secret_key
+
+
 def s3_config(tmp_path, store, more=""):
+    url, bucket, ak, sk = where(store)
     cred = tmp_path / "s3.cred"
-    cred.write_text("access_key_id %s\nsecret_access_key %s\n" % (AK, SK))
+    cred.write_text("access_key_id %s\nsecret_access_key %s\n" % (ak, sk))
     return ("backend s3\ns3_endpoint %s\ns3_bucket %s\ns3_prefix p/\n"
             "s3_credentials %s\ns3_retries 1\ns3_timeout 5s\n%s"
-            % (store.url, BUCKET, cred, more))
+            % (url, bucket, cred, more))
+
+
+def listed(s3store, prefix="p/"):
+    """Every key under prefix, page after page."""
+    c, keys, token = s3store.client(), [], None
+    while True:
+        q = {"list-type": "2", "prefix": prefix}
+        if token:
+            q["continuation-token"] = token
+        r = c.request("GET", s3store.bucket, query=q)
+        assert r.status == 200, r
+        root = xml(r.body)
+        keys += [e.text for e in root.iter("Key")]
+        token = root.findtext("NextContinuationToken")
+        if not token:
+            return keys
 
 
 def central(make_daemon, tmp_path, store, name, more=""):
@@ -64,8 +93,8 @@ def incarnation(stub, sid):
     return dict(call.initial_metadata())["alpcrun-incarnation"]
 
 
-def test_set_get_update_delete(make_daemon, tmp_path, store):
-    d = central(make_daemon, tmp_path, store, "a")
+def test_set_get_update_delete(make_daemon, tmp_path, s3store):
+    d = central(make_daemon, tmp_path, s3store, "a")
     s = d.stub()
     s.SetSharedData(sd("s1", 3, b"three", 60), timeout=15)
     r = s.GetSharedData(sd("s1"), timeout=15)
@@ -93,14 +122,14 @@ def test_set_get_update_delete(make_daemon, tmp_path, store):
     assert s.GetSharedData(sd("s2"), timeout=15).payload == b"x" * 300000
     expect(s.UpdateSharedData, sd("nope", 1, b""), C.NOT_FOUND,
            "shared data not found for session nope")
-    keys = set(store.objects(BUCKET))
+    keys = set(listed(s3store))
     assert "p/incarnation" in keys and "p/s/s1/head" in keys and "p/s/s1/L/4" in keys
     assert any(k.startswith("p/b/s2/1-") for k in keys)
 
 
-def test_two_centrals_share_one_store(make_daemon, tmp_path, store):
-    a = central(make_daemon, tmp_path, store, "a")
-    b = central(make_daemon, tmp_path, store, "b")
+def test_two_centrals_share_one_store(make_daemon, tmp_path, s3store):
+    a = central(make_daemon, tmp_path, s3store, "a")
+    b = central(make_daemon, tmp_path, s3store, "b")
     sa, sb = a.stub(), b.stub()
     sa.SetSharedData(sd("shared", 1, b"one"), timeout=15)
     assert sb.GetSharedData(sd("shared"), timeout=15).payload == b"one"
@@ -165,20 +194,21 @@ def test_lost_reply_of_the_head_commit_is_resolved(make_daemon, tmp_path, store)
            "update level mismatch: expected 3, got 2")
 
 
-def test_changed_payload_is_never_served(make_daemon, tmp_path, store):
-    a = central(make_daemon, tmp_path, store, "a")
+def test_changed_payload_is_never_served(make_daemon, tmp_path, s3store):
+    a = central(make_daemon, tmp_path, s3store, "a")
     a.stub().SetSharedData(sd("evil", 1, b"the right bytes"), timeout=15)
-    blob = [k for k in store.objects(BUCKET) if k.startswith("p/b/evil/1-")]
+    blob = [k for k in listed(s3store) if k.startswith("p/b/evil/1-")]
     assert len(blob) == 1
-    store.put_object(BUCKET, blob[0], b"the wrong bytes")
-    b = central(make_daemon, tmp_path, store, "b")   # holds no copy of its own
+    r = s3store.client().request("PUT", s3store.bucket, blob[0], body=b"the wrong bytes")
+    assert r.status == 200, r
+    b = central(make_daemon, tmp_path, s3store, "b")   # holds no copy of its own
     e = expect(b.stub().GetSharedData, sd("evil"), C.UNAVAILABLE)
     assert "store lookup failed" in e.details()
     b.wait_log("not the record's: not served", timeout=5)
 
 
-def test_s3_metrics(make_daemon, tmp_path, store):
-    d = central(make_daemon, tmp_path, store, "a")
+def test_s3_metrics(make_daemon, tmp_path, s3store):
+    d = central(make_daemon, tmp_path, s3store, "a")
     s = d.stub()
     s.SetSharedData(sd("m", 1, b"v"), timeout=15)
     s.GetSharedData(sd("m"), timeout=15)
@@ -213,12 +243,12 @@ def watch(stub, sid=""):
     raise AssertionError("the stream ended before SNAPSHOT_END: %r" % out)
 
 
-def test_change_feed_over_the_bucket(make_daemon, tmp_path, store):
+def test_change_feed_over_the_bucket(make_daemon, tmp_path, s3store):
     """The snapshot of every session lists the bucket's heads (written by
     another central too), one session's snapshot is its head, and a write
     through this central is a live notice with its ttl."""
-    a = central(make_daemon, tmp_path, store, "a")
-    b = central(make_daemon, tmp_path, store, "b")
+    a = central(make_daemon, tmp_path, s3store, "a")
+    b = central(make_daemon, tmp_path, s3store, "b")
     for i in range(150):                      # more than a page of heads
         a.stub().SetSharedData(sd("w%03d" % i, i + 1, b"v" * (i % 7), 60), timeout=15)
     a.stub().SetSharedData(sd("gone", 1, b"x", 60), timeout=15)
