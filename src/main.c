@@ -46,6 +46,7 @@
 #include "s3be.h"
 #include "s3client.h"
 #include "s3conf.h"
+#include "s3health.h"
 #include "s3probe.h"
 #include "server.h"
 #include "status.h"
@@ -153,10 +154,47 @@ node_inflight_full(void *arg)
 	return server_inflight_full(arg);
 }
 
+static uint64_t
+gauge_s3_up(void *arg)
+{
+	return s3_health_get(arg)->state != S3_HEALTH_DOWN;
+}
+
+static uint64_t
+gauge_s3_state(void *arg)
+{
+	return (uint64_t)s3_health_get(arg)->state;
+}
+
+/*
+ * backend s3's store on /readyz: a line of detail while it is degraded or
+ * down, the central still ready. Its peers share the store, so none would
+ * be ready either, and a Service without endpoints would end the Gets
+ * the hot tiers still answer.
+ */
+static void
+s3_health_changed(void *arg, const struct s3_health_info *h)
+{
+	char line[768];
+
+	(void)arg;
+	if (h->state == S3_HEALTH_UP) {
+		metrics_set_ready_detail(NULL);
+		return;
+	}
+	snprintf(line, sizeof(line), "s3 store %s%s: %s",
+	    s3_health_name(h->state), h->state == S3_HEALTH_DOWN ?
+	    " (writes refused, Gets from this central's copies)" : "",
+	    h->last_error);
+	metrics_set_ready_detail(line);
+}
+
 /* The gauges of other modules, the drain's hooks. 0, or -1. */
 static int
 register_hooks(void)
 {
+	struct s3_health *h;
+
 	if (d.be->ops->stats != NULL &&
 	    (metrics_gauge("alpcrund_entries",
 	    "Entries stored (live or not yet swept).", gauge_entries,
@@ -174,6 +212,18 @@ register_hooks(void)
 	    "Freed payload-sized buffers kept for the next upload or fetch "
 	    "(given back after 10 s unused).", gauge_buffers_kept, NULL) != 0)
 		return -1;
+	if ((h = backend_s3_health(d.be)) != NULL) {
+		if (metrics_gauge("alpcrund_s3_store_up", "1 while the S3 "
+		    "store answers (up or degraded), 0 while it is down.",
+		    gauge_s3_up, h) != 0 ||
+		    metrics_gauge("alpcrund_s3_store_state", "The S3 store's "
+		    "state: 0 up, 1 degraded (a request failed within 30 s), "
+		    "2 down (3 requests failed in a row).", gauge_s3_state,
+		    h) != 0)
+			return -1;
+		s3_health_on_change(h, s3_health_changed, NULL);
+		s3_health_changed(NULL, s3_health_get(h));
+	}
 	/* Readiness first, then the services that refuse new work. */
 	if (server_on_drain(&d.srv, drain_ready, NULL) != 0 ||
 	    server_on_drain(&d.srv, watch_drain, NULL) != 0 ||

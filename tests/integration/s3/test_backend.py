@@ -14,8 +14,10 @@ bucket behind the daemons' back is never served. The change feed lists
 the bucket's heads and reports this central's writes. The client's
 alpcrund_s3_* metrics show on /metrics; a node with backend s3 is a
 configuration error."""
+import json
 import subprocess
 import threading
+import time
 
 import grpc
 import pytest
@@ -50,9 +52,11 @@ def s3_config(tmp_path, store, more=""):
     url, bucket, ak, sk = where(store)
     cred = tmp_path / "s3.cred"
     cred.write_text("access_key_id %s\nsecret_access_key %s\n" % (ak, sk))
+    for default in ("s3_retries 1", "s3_timeout 5s"):
+        if default.split()[0] + " " not in more:
+            more = default + "\n" + more
     return ("backend s3\ns3_endpoint %s\ns3_bucket %s\ns3_prefix p/\n"
-            "s3_credentials %s\ns3_retries 1\ns3_timeout 5s\n%s"
-            % (url, bucket, cred, more))
+            "s3_credentials %s\n%s" % (url, bucket, cred, more))
 
 
 def listed(s3store, prefix="p/"):
@@ -263,3 +267,88 @@ def test_change_feed_over_the_bucket(make_daemon, tmp_path, s3store):
     n = next(it)
     assert (n.kind, n.session_id, n.update_level, n.size) == (N.UPDATE, "w007", 9, 4)
     assert 50 < n.ttl.seconds <= 60
+
+
+def status_s3(d):
+    st, body = d.http_get("/status.json")
+    assert st == 200
+    return json.loads(body)["s3"]
+
+
+def timed(fn, *a, **kw):
+    t0 = time.monotonic()
+    try:
+        return fn(*a, **kw), time.monotonic() - t0
+    except grpc.RpcError as e:
+        return e, time.monotonic() - t0
+
+
+def test_store_down_refuses_writes_at_once_and_hits_go_on(make_daemon, tmp_path, store):
+    """A store that answers every request 503: Gets of the sessions this
+    central holds go on from its hot tier, writes fail UNAVAILABLE naming
+    the store's error; after 3 failed requests in a row the store is down:
+    writes refused at once, /readyz ready with a line saying so, the
+    gauges, the status page. Back: writes go again."""
+    d = central(make_daemon, tmp_path, store, "a")
+    s = d.stub()
+    s.SetSharedData(sd("hot", 1, b"held", 300), timeout=15)
+    assert d.http_get("/readyz") == (200, "ready\n")
+    m = d.metrics()
+    assert m.value("alpcrund_s3_store_up") == 1 and m.value("alpcrund_s3_store_state") == 0
+    info = status_s3(d)
+    assert (info["endpoint"], info["bucket"], info["prefix"], info["state"], info["last_error"]) == \
+        (store.url, BUCKET, "p/", "up", None)
+
+    store.faults({"key": "", "action": {"status": 503, "code": "SlowDown"}, "count": -1})
+    # The head request fails: the head as last validated answers.
+    assert s.GetSharedData(sd("hot", 1), timeout=15).payload == b"held"
+    d.wait_log("s3 store lookup failed, answered from the hot tier")
+    assert status_s3(d)["state"] == "degraded"
+    st, body = d.http_get("/readyz")
+    assert st == 200 and body.startswith("ready\ns3 store degraded: GET s/hot/head: "
+                                         "HTTP 503 SlowDown"), body
+    e = expect(s.SetSharedData, sd("w1", 1, b"v"), C.UNAVAILABLE)
+    assert e.details().startswith("s3 store: GET s/w1/head: HTTP 503 SlowDown"), e.details()
+    expect(s.SetSharedData, sd("w2", 1, b"v"), C.UNAVAILABLE)
+    # Three in a row: down. Writes and Gets of sessions not held no longer
+    # wait on the store.
+    info = status_s3(d)
+    assert info["state"] == "down" and info["failed_in_a_row"] >= 3, info
+    assert "HTTP 503 SlowDown" in info["last_error"], info
+    e, took = timed(s.SetSharedData, sd("w3", 1, b"v"), timeout=15)
+    assert e.code() == C.UNAVAILABLE and took < 0.5, (e, took)
+    assert e.details().startswith("s3 store down (") and "HTTP 503 SlowDown" in e.details(), \
+        e.details()
+    r, took = timed(s.GetSharedData, sd("hot"), timeout=15)
+    assert r.payload == b"held" and took < 0.5, (r, took)
+    e, took = timed(s.GetSharedData, sd("cold"), timeout=15)
+    assert (e.code(), e.details()) == (C.UNAVAILABLE, "store lookup failed") and took < 0.5
+    m = d.metrics()
+    assert m.value("alpcrund_s3_store_up") == 0 and m.value("alpcrund_s3_store_state") == 2
+    st, body = d.http_get("/readyz")
+    assert st == 200 and body.startswith(
+        "ready\ns3 store down (writes refused, Gets from this central's copies): "), body
+    assert "HTTP 503 SlowDown" in body, body
+    d.wait_log("s3 store down")
+
+    # Back: the probe of a down store finds it within a second or two.
+    store.faults(clear=True)
+    d.wait_metric(lambda m: m.value("alpcrund_s3_store_up") == 1, 10)
+    assert status_s3(d)["state"] == "degraded"    # a failure within 30 s
+    s.SetSharedData(sd("w3", 1, b"v"), timeout=15)
+    assert s.GetSharedData(sd("w3"), timeout=15).payload == b"v"
+    assert d.metric("alpcrund_s3_store_state") == 1
+
+
+def test_slow_store_fails_writes_by_its_deadline_and_hits_go_on(make_daemon, tmp_path, store):
+    """A store slower than s3_timeout: a write fails UNAVAILABLE naming the
+    timeout, a Get of a session held is answered from the hot tier."""
+    d = central(make_daemon, tmp_path, store, "a", "s3_timeout 500ms\ns3_retries 0\n")
+    s = d.stub()
+    s.SetSharedData(sd("hot", 1, b"held", 300), timeout=15)
+    store.faults({"key": "", "action": {"latency_ms": 2000}, "count": -1})
+    assert s.GetSharedData(sd("hot"), timeout=15).payload == b"held"
+    e = expect(s.SetSharedData, sd("w", 1, b"v"), C.UNAVAILABLE)
+    assert e.details().startswith("s3 store: GET s/w/head: timed out: "), e.details()
+    assert status_s3(d)["last_error"].startswith("GET s/w/head: timed out: ")
+    store.faults(clear=True)
