@@ -12,7 +12,8 @@
 // x-amz-content-sha256 header and the 15-minute skew). The handler in front
 // of its Koa app, path-style only:
 //   - PUT object, CompleteMultipartUpload and DELETE object take a per-key
-//     lock (a promise chain) held until the response has gone; under it
+//     lock (a promise chain) held until the response has gone (or the
+//     client, even while it waited for the lock); under it
 //     If-None-Match: * (412 PreconditionFailed when the key exists, another
 //     value 501 NotImplemented) and If-Match (412 when the ETag differs, 404
 //     NoSuchKey when the key is missing) are checked against the stored
@@ -311,6 +312,12 @@ async function main() {
     const release = await lock(`${bucket}\0${key}`);
     res.once('finish', release);
     res.once('close', release);
+    // A client gone while it waited for the lock: its 'close' came before
+    // the listener, and nothing would release the key again.
+    if (req.socket.destroyed) {
+      release();
+      return;
+    }
     try {
       if (isComplete && (await uploadKey(bucket, uploadId)) !== key) {
         return fail(404, 'NoSuchUpload', 'The specified upload does not exist.', { UploadId: uploadId });
