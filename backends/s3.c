@@ -57,6 +57,12 @@
  * there means our write won. Each applied change is reported to the hook
  * (an expired entry overwritten: EXPIRE first), then done() runs.
  *
+ * The store's state (s3health.h) follows every request of the client. While
+ * it is down, writes are refused at once (BE_ERR_UNAVAIL naming its last
+ * error), and lookups answered by the hot tier alone, as lookup() does;
+ * a lookup whose head request failed is answered from the head as last
+ * validated when the session has one (its payload fetched if not held).
+ *
  * Heads in state expired or gone (the bucket's sweeper, s3sweep.c) are
  * no entry, as an absent head: a Set commits over an expired one by
  * If-Match; over a gone one nothing is written: the write reads it again
@@ -66,6 +72,7 @@
  *
  * This slice does not yet: upload in parts or hash large payloads off the
  * loop.
+ *
  * scan_next() lists heads a page at a time and reads them, a few at once;
  * it answers 2 while it waits on the store (backend.h "Scanning").
  */
@@ -86,9 +93,11 @@
 #include "config.h"
 #include "log.h"
 #include "queue_compat.h"
-#include "s3client.h"
 #include "s3_internal.h"
+#include "s3be.h"
+#include "s3client.h"
 #include "s3conf.h"
+#include "s3health.h"
 #include "s3rec.h"
 #include "siphash.h"
 
@@ -184,6 +193,7 @@ struct s3be {
 	struct event_base	*base;
 	struct s3_settings	 set;
 	struct s3_client	*cl;
+	struct s3_health	*health;	/* up, degraded, down */
 	int64_t			 clock_off;	/* wall - monotonic, ns */
 	uint8_t			 seed[SIPHASH_KEY_LEN];
 	struct sess		**tab;
@@ -673,8 +683,13 @@ lhead_done(void *arg, const struct s3_response *res)
 	s->hcall = NULL;
 	s3rec_key_head(key, sizeof(key), "", s->key, s->keylen);
 	if (take_head(s, res, key, msg, sizeof(msg)) != 0) {
-		fail_waiters(s, msg);
-		return;
+		/* The store failed: the head as last validated serves. */
+		if (!s->known) {
+			fail_waiters(s, msg);
+			return;
+		}
+		log_warn("s3 store lookup failed, answered from the hot tier",
+		    "error=\"%s\"", msg);
 	}
 	serve(s);
 }
@@ -711,7 +726,8 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 		memset(lease, 0, sizeof(*lease));
 	if (keylen == 0 || keylen > KEY_MAX)
 		return 0;		/* no such session can be stored */
-	if (fn == NULL)
+	/* A store known down is not waited for: the hot tier answers. */
+	if (fn == NULL || s3_health_down(b->health, NULL, 0))
 		return be->ops->lookup(be, key, keylen, now, rec, lease);
 	if ((s = sess_find(b, key, keylen, 1)) == NULL ||
 	    (wt = calloc(1, sizeof(*wt))) == NULL)
@@ -1175,10 +1191,15 @@ whead_done(void *arg, const struct s3_response *res)
 static void
 wop_read_head(struct wop *o)
 {
-	char err[256];
+	char err[256], down[768];
 
 	o->st = W_HEAD;
 	s3rec_key_head(o->key, sizeof(o->key), "", o->s->key, o->s->keylen);
+	/* Refused at once while the store is down, not after the retries. */
+	if (s3_health_down(o->s->b->health, down, sizeof(down))) {
+		wop_finish(o, BE_ERR_UNAVAIL, down);
+		return;
+	}
 	if (head_get(o->s, whead_done, o, &o->call, err, sizeof(err)) != 0)
 		wop_start_failed(o, "GET", err);
 }
@@ -1679,6 +1700,12 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 		return NULL;
 	}
 	snprintf(b->prefix, sizeof(b->prefix), "%s", s3_client_prefix(b->cl));
+	s3rec_key_incarnation(e, sizeof(e), "");
+	if ((b->health = s3_health_new(base, b->cl, e)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		s3_close(&b->be);
+		return NULL;
+	}
 	if (incarnation(b, err, errlen) != 0) {
 		s3_close(&b->be);
 		return NULL;
@@ -1728,9 +1755,24 @@ s3_close(struct backend *be)
 	while ((s = TAILQ_FIRST(&b->lru)) != NULL)
 		sess_free(s);
 	free(b->tab);
+	s3_health_free(b->health);
 	s3_client_free(b->cl);
 	s3conf_free(&b->set);
 	free(b);
+}
+
+struct s3_client *
+backend_s3_client(struct backend *be)
+{
+	return be != NULL && be->ops == &backend_s3 ? ((struct s3be *)be)->cl :
+	    NULL;
+}
+
+struct s3_health *
+backend_s3_health(struct backend *be)
+{
+	return be != NULL && be->ops == &backend_s3 ?
+	    ((struct s3be *)be)->health : NULL;
 }
 
 const struct backend_ops backend_s3 = {

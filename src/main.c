@@ -7,7 +7,8 @@
  * backend s3 is refused unless its store passes the probe of s3probe.h,
  * at start before anything listens and with -t; then the backend opens
  * (its incarnation read or created, on the loop before anything else runs
- * on it) and the central serves from the bucket.
+ * on it), its client told what the probe found (If-Match ETags bare),
+ * and the central serves from the bucket.
  *
  * The change feed (watch.c) runs on a central over its store, and on a
  * node with `prefetch on` over its copies, announcing central's
@@ -42,8 +43,10 @@
 #include "node.h"
 #include "prefetch.h"
 #include "reads.h"
+#include "s3be.h"
 #include "s3client.h"
 #include "s3conf.h"
+#include "s3health.h"
 #include "s3probe.h"
 #include "server.h"
 #include "status.h"
@@ -151,10 +154,47 @@ node_inflight_full(void *arg)
 	return server_inflight_full(arg);
 }
 
+static uint64_t
+gauge_s3_up(void *arg)
+{
+	return s3_health_get(arg)->state != S3_HEALTH_DOWN;
+}
+
+static uint64_t
+gauge_s3_state(void *arg)
+{
+	return (uint64_t)s3_health_get(arg)->state;
+}
+
+/*
+ * backend s3's store on /readyz: a line of detail while it is degraded or
+ * down, the central still ready. Its peers share the store, so none would
+ * be ready either, and a Service without endpoints would end the Gets
+ * the hot tiers still answer.
+ */
+static void
+s3_health_changed(void *arg, const struct s3_health_info *h)
+{
+	char line[768];
+
+	(void)arg;
+	if (h->state == S3_HEALTH_UP) {
+		metrics_set_ready_detail(NULL);
+		return;
+	}
+	snprintf(line, sizeof(line), "s3 store %s%s: %s",
+	    s3_health_name(h->state), h->state == S3_HEALTH_DOWN ?
+	    " (writes refused, Gets from this central's copies)" : "",
+	    h->last_error);
+	metrics_set_ready_detail(line);
+}
+
 /* The gauges of other modules, the drain's hooks. 0, or -1. */
 static int
 register_hooks(void)
 {
+	struct s3_health *h;
+
 	if (d.be->ops->stats != NULL &&
 	    (metrics_gauge("alpcrund_entries",
 	    "Entries stored (live or not yet swept).", gauge_entries,
@@ -172,6 +212,18 @@ register_hooks(void)
 	    "Freed payload-sized buffers kept for the next upload or fetch "
 	    "(given back after 10 s unused).", gauge_buffers_kept, NULL) != 0)
 		return -1;
+	if ((h = backend_s3_health(d.be)) != NULL) {
+		if (metrics_gauge("alpcrund_s3_store_up", "1 while the S3 "
+		    "store answers (up or degraded), 0 while it is down.",
+		    gauge_s3_up, h) != 0 ||
+		    metrics_gauge("alpcrund_s3_store_state", "The S3 store's "
+		    "state: 0 up, 1 degraded (a request failed within 30 s), "
+		    "2 down (3 requests failed in a row).", gauge_s3_state,
+		    h) != 0)
+			return -1;
+		s3_health_on_change(h, s3_health_changed, NULL);
+		s3_health_changed(NULL, s3_health_get(h));
+	}
 	/* Readiness first, then the services that refuse new work. */
 	if (server_on_drain(&d.srv, drain_ready, NULL) != 0 ||
 	    server_on_drain(&d.srv, watch_drain, NULL) != 0 ||
@@ -359,11 +411,11 @@ is_s3(const struct config *conf)
 }
 
 /* backend s3: the credentials, a client on base, and the probe run to
- * its end there. 0 when the store passed (msg says so), -1 with msg
- * saying what failed. */
+ * its end there. 0 when the store passed (msg says so; *bare whether it
+ * takes If-Match ETags only unquoted), -1 with msg saying what failed. */
 static int
 s3_probe_store(const struct config *conf, struct event_base *base,
-    char *msg, size_t len)
+    char *msg, size_t len, int *bare)
 {
 	struct s3_settings s3;
 	struct s3_client *cl;
@@ -380,6 +432,7 @@ s3_probe_store(const struct config *conf, struct event_base *base,
 		return -1;
 	}
 	rv = s3_probe_run(base, cl, msg, len);
+	*bare = s3_client_bare_if_match(cl);
 	s3_client_free(cl);
 	s3conf_free(&s3);
 	return rv;
@@ -391,7 +444,7 @@ s3_check(const struct config *conf)
 {
 	struct event_base *base;
 	char msg[1024];
-	int rv;
+	int rv, bare;
 
 	if (!is_s3(conf))
 		return 0;
@@ -399,7 +452,7 @@ s3_check(const struct config *conf)
 		fprintf(stderr, "alpcrund: cannot create an event loop\n");
 		return -1;
 	}
-	rv = s3_probe_store(conf, base, msg, sizeof(msg));
+	rv = s3_probe_store(conf, base, msg, sizeof(msg), &bare);
 	fprintf(stderr, "alpcrund: %s\n", msg);
 	event_base_free(base);
 	return rv;
@@ -487,7 +540,7 @@ main(int argc, char *argv[])
 	struct event *sigs[4];
 	const int signos[4] = { SIGHUP, SIGTERM, SIGINT, 0 };
 	char err[512];
-	int ch, test = 0, verbose = 0, rv = 1;
+	int ch, test = 0, verbose = 0, rv = 1, s3_bare = 0;
 	size_t i;
 
 	d.path = DEFAULT_CONFIG;
@@ -567,7 +620,8 @@ main(int argc, char *argv[])
 		/* Before anything listens: a store that does not honour
 		 * conditional writes would break spec §4 quietly. */
 		if (s3_client_metrics() != 0 ||
-		    s3_probe_store(&d.conf, d.base, err, sizeof(err)) != 0) {
+		    s3_probe_store(&d.conf, d.base, err, sizeof(err),
+		    &s3_bare) != 0) {
 			log_error("s3 store refused", "error=\"%s\"", err);
 			event_base_free(d.base);
 			return 1;
@@ -583,6 +637,10 @@ main(int argc, char *argv[])
 		    ops->name, err);
 		return 1;
 	}
+	/* The backend's own client speaks to the store as the probe found
+	 * it must (Ceph RGW: If-Match ETags unquoted). */
+	if (backend_s3_client(d.be) != NULL)
+		s3_client_set_bare_if_match(backend_s3_client(d.be), s3_bare);
 	backend_set_hook(d.be, on_backend_change, NULL);
 	if (auth_load(&d.conf, err, sizeof(err)) != 0) {
 		log_error("cannot load the api key", "error=\"%s\"", err);

@@ -58,6 +58,7 @@ struct s3_call {
 	int			 delivered;	/* bytes went to on_data */
 	int			 refused;	/* on_data said -1 */
 	int			 too_large;
+	int			 conditional;	/* If-Match or If-None-Match */
 	size_t			 body_cap;
 	size_t			 hcap;
 	struct s3_response	 res;
@@ -84,6 +85,8 @@ struct s3_client {
 	uint64_t		 timeout_ms, base_ms, cap_ms;
 	unsigned		 retries;
 	int			 bare_if_match;	/* s3_client_set_bare_if_match() */
+	s3_observe_fn		*observe;
+	void			*observe_arg;
 };
 
 /* --- metrics ---------------------------------------------------------------- */
@@ -834,6 +837,9 @@ finish(struct s3_call *c)
 	mt.results[c->req.op][c->res.err != S3_E_NONE ? R_ERROR :
 	    status_class(c->res.status)]++;
 	metrics_observe(&mt.latency[c->req.op], dur);
+	if (c->cl->observe != NULL)
+		c->cl->observe(c->cl->observe_arg, c->req.op, c->req.key,
+		    c->conditional, &c->res);
 	c->req.done(c->req.arg, &c->res);
 	call_free(c);
 }
@@ -1037,6 +1043,10 @@ s3_start(struct s3_client *cl, const struct s3_request *req, char *err,
 	 * call. */
 	if (copy_headers(c, req) != 0)
 		goto nomem_free;
+	for (i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, "If-Match") == 0 ||
+		    strcasecmp(req->headers[i].name, "If-None-Match") == 0)
+			c->conditional = 1;
 	c->req.nheaders = 0;
 	if (req->body_read != NULL)
 		snprintf(c->sha_hex, sizeof(c->sha_hex), "UNSIGNED-PAYLOAD");
@@ -1114,6 +1124,13 @@ int
 s3_client_bare_if_match(const struct s3_client *cl)
 {
 	return cl->bare_if_match;
+}
+
+void
+s3_client_set_observer(struct s3_client *cl, s3_observe_fn *fn, void *arg)
+{
+	cl->observe = fn;
+	cl->observe_arg = arg;
 }
 
 /* The endpoint without a trailing slash, checked: http(s)://host… */

@@ -198,6 +198,16 @@ const char *s3_client_prefix(const struct s3_client *);
  */
 void	 s3_client_set_bare_if_match(struct s3_client *, int);
 int	 s3_client_bare_if_match(const struct s3_client *);
+/*
+ * Told of each request's outcome, after its retries and before its done
+ * (the store's state, s3health.h); key as requested (NULL for a LIST),
+ * conditional when it carried If-Match or If-None-Match. The observer may
+ * not start, cancel or free anything of the client. NULL: none.
+ */
+typedef void s3_observe_fn(void *arg, enum s3_op, const char *key,
+	    int conditional, const struct s3_response *);
+void	 s3_client_set_observer(struct s3_client *, s3_observe_fn *,
+	    void *arg);
 const char *s3_op_name(enum s3_op);
 const char *s3_err_name(enum s3_err);
 

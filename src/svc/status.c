@@ -5,7 +5,9 @@
  * hits and misses; the sessions held and their reads (reads.h; a bounded
  * scan: at most STATUS_SESSIONS_MAX entries and STATUS_SCAN_CALLS calls to
  * the backend's scan, each bounded by the backend, so that a store of
- * millions never stalls the loop; the rest is a count); on a node also its id, central's
+ * millions never stalls the loop; the rest is a count); with backend s3
+ * its store (endpoint, bucket, prefix, state, last error: s3health.h); on
+ * a node also its id, central's
  * incarnation, its upstreams and every fetch in flight with bytes received
  * of total and rate. No payload byte is ever shown. / is a static page
  * whose script asks /status.json every second.
@@ -25,6 +27,9 @@
 #include "metrics.h"
 #include "node.h"
 #include "reads.h"
+#include "s3be.h"
+#include "s3client.h"
+#include "s3health.h"
 #include "status.h"
 #include "watch.h"
 
@@ -40,6 +45,9 @@ static struct {
 	int			 sessions;	/* status_sessions */
 	uint64_t		 max_memory;
 	int			 node;
+	/* backend s3: its store, as configured at start (a change of them
+	 * needs a restart). */
+	char			 s3_endpoint[256], s3_bucket[128];
 } S;
 
 /* A JSON string of bytes that are printable ASCII as session ids are
@@ -237,6 +245,36 @@ requests(struct evbuffer *b)
 }
 
 static void
+s3_part(struct evbuffer *b, uint64_t now)
+{
+	struct s3_health *sh = backend_s3_health(S.be);
+	const struct s3_health_info *h;
+
+	if (sh == NULL)
+		return;
+	h = s3_health_get(sh);
+	evbuffer_add_printf(b, ",\"s3\":{\"endpoint\":");
+	json_cstr(b, S.s3_endpoint);
+	evbuffer_add_printf(b, ",\"bucket\":");
+	json_cstr(b, S.s3_bucket);
+	evbuffer_add_printf(b, ",\"prefix\":");
+	json_cstr(b, s3_client_prefix(backend_s3_client(S.be)));
+	evbuffer_add_printf(b, ",\"state\":\"%s\",\"since_s\":%.3f,"
+	    "\"failed_in_a_row\":%u,\"failures\":%" PRIu64 ",\"last_error\":",
+	    s3_health_name(h->state), now > h->since ?
+	    (double)(now - h->since) / NS_PER_SEC : 0.0, h->failed_in_a_row,
+	    h->failures);
+	if (h->last_error_at == 0) {
+		evbuffer_add_printf(b, "null,\"last_error_age_s\":null}");
+		return;
+	}
+	json_cstr(b, h->last_error);
+	evbuffer_add_printf(b, ",\"last_error_age_s\":%.3f}", now >
+	    h->last_error_at ? (double)(now - h->last_error_at) / NS_PER_SEC :
+	    0.0);
+}
+
+static void
 status_json(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -261,6 +299,7 @@ status_json(struct evhttp_request *req, void *arg)
 	    st.tombstones, st.payload_bytes, st.used_bytes, S.max_memory,
 	    metrics_connections_now(), metrics_inflight_now(),
 	    metrics_counter(MC_CACHE_HITS), metrics_counter(MC_CACHE_MISSES));
+	s3_part(b, now);
 	requests(b);
 	{
 		struct list l = { b, now, 0 };
@@ -316,7 +355,11 @@ static const char page[] =
 "esc(s.backend)])+\n"
 "  row(['memory used',size(s.store.used_bytes)+(s.store.budget_bytes?"
 "' of '+size(s.store.budget_bytes):'')])+\n"
-"  row(['entries',s.store.entries])+row(['connections',s.connections])+\n"
+"  row(['entries',s.store.entries])+(s.s3?row(['s3 store',"
+"esc(s.s3.endpoint+'/'+s.s3.bucket+'/'+s.s3.prefix)+' <span class='+"
+"(s.s3.state==='up'?'ok':'bad')+'>'+s.s3.state+'</span>'+(s.s3."
+"last_error?'<br>last error ('+s.s3.last_error_age_s.toFixed(0)+' s ago): '"
+"+esc(s.s3.last_error):'')]):'')+row(['connections',s.connections])+\n"
 "  row(['bytes in flight',size(s.inflight_bytes)])+row(['hit ratio',hr])"
 "+\n"
 "  Object.keys(q).map(function(k){return row([esc(k),q[k].ok+' ok, '+"
@@ -390,6 +433,10 @@ status_init(const struct config *conf, struct backend *be)
 	S.be = be;
 	S.started = clock_now_ns();
 	S.node = conf->mode == MODE_NODE;
+	snprintf(S.s3_endpoint, sizeof(S.s3_endpoint), "%s",
+	    conf->s3_endpoint != NULL ? conf->s3_endpoint : "");
+	snprintf(S.s3_bucket, sizeof(S.s3_bucket), "%s",
+	    conf->s3_bucket != NULL ? conf->s3_bucket : "");
 	status_reconfigure(conf);
 	if (reads_init() != 0)
 		return -1;

@@ -1,10 +1,12 @@
 """Deployment files (spec §9): the example configurations name every
-directive and check clean, the systemd units verify, and the Kubernetes
-manifests parse and carry what §9 asks for."""
+directive and check clean (those of backend s3 against a fake store), the
+systemd units verify, and the Kubernetes manifests parse and carry what §9
+asks for."""
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -12,6 +14,8 @@ import yaml
 import alptest
 
 TOP = alptest.TOP_SRCDIR
+sys.path.insert(0, os.path.join(TOP, "tests", "integration", "s3"))
+import fakes3  # noqa: E402  (the fake S3 store the s3 examples check against)
 EXAMPLES = ["conf/alpcrund-central.conf", "conf/alpcrund-node.conf"]
 
 
@@ -44,6 +48,39 @@ def test_node_example_config_checks_clean():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert re.search(r"^mode node$", r.stdout, re.M), r.stdout
+
+
+@pytest.fixture
+def bucket():
+    """A fake S3 store with the examples' bucket, and its credentials."""
+    with fakes3.FakeS3(buckets=("alpcrund",), access_key="AKEXAMPLE",
+                       secret_key="example/secret") as s:
+        yield s
+
+
+def against(conf, store, tmp_path):
+    """An s3 example's text pointed at the fake store, with credentials
+    there; the rest as written."""
+    cred = tmp_path / "s3.cred"
+    cred.write_text("access_key_id AKEXAMPLE\nsecret_access_key example/secret\n")
+    conf, n = re.subn(r"^(s3_endpoint\s+)\S+", r"\g<1>" + store.url, conf, flags=re.M)
+    assert n == 1, conf
+    conf, n = re.subn(r"^(s3_credentials\s+)\S+", r"\g<1>" + str(cred), conf, flags=re.M)
+    assert n == 1, conf
+    return conf
+
+
+def test_central_s3_example_config_checks_clean(tmp_path, bucket):
+    text = open(os.path.join(TOP, "conf/alpcrund-central-s3.conf")).read()
+    assert re.search(r"^backend\s+s3\b", text, re.M)
+    f = tmp_path / "central-s3.conf"
+    f.write_text(against(text, bucket, tmp_path))
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-v", "-c", str(f)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "conditional writes honoured" in r.stderr, r.stderr
+    assert re.search(r"^s3_bucket alpcrund$", r.stdout, re.M), r.stdout
+    assert bucket.objects("alpcrund") == {}     # the probe's keys cleaned up
 
 
 def test_rack_parent_example_config_checks_clean():
@@ -175,3 +212,39 @@ def test_kubernetes_node_unix_socket(tmp_path):
     sized_from_max_memory(container(ds), conf)
     init = ds["spec"]["template"]["spec"]["initContainers"][0]
     assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+
+
+def test_kubernetes_central_s3(tmp_path, bucket):
+    """Two centrals on one bucket behind one Service, the store's
+    credentials from a Secret."""
+    docs = load_all("central-s3.yaml")
+    dep = docs[("Deployment", "alpcrund-central-s3")]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]
+    svc = docs[("Service", "central-cache")]
+    assert svc["spec"]["ports"][0]["port"] == 2337
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    c = container(dep)
+    probes_ok(c)
+    conf = docs[("ConfigMap", "alpcrund-central-s3")]["data"]["alpcrund.conf"]
+    assert re.search(r"^backend\s+s3$", conf, re.M)
+    assert re.search(r"^listen\s+0\.0\.0\.0:2337$", conf, re.M)
+    sized_from_max_memory(c, conf)
+    # The credentials file the config names is the Secret's, mounted.
+    cred = re.search(r"^s3_credentials\s+(\S+)$", conf, re.M).group(1)
+    secret = docs[("Secret", "alpcrund-s3-credentials")]
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert vols["s3-credentials"]["secret"]["secretName"] == "alpcrund-s3-credentials"
+    assert mounts["s3-credentials"]["readOnly"] is True
+    assert cred == os.path.join(mounts["s3-credentials"]["mountPath"],
+                                list(secret["stringData"])[0])
+    assert {"config", "api-key"} <= set(vols)
+    text = secret["stringData"]["credentials"]
+    assert re.search(r"^access_key_id\s+\S+$", text, re.M) and \
+        re.search(r"^secret_access_key\s+\S+$", text, re.M)
+    f = tmp_path / "central-s3.conf"
+    f.write_text(against(conf, bucket, tmp_path))
+    r = subprocess.run([alptest.ALPCRUND, "-t", "-c", str(f)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -11,8 +11,12 @@
 // If-Match on writes and checks no SigV4 signature (only the access key, the
 // x-amz-content-sha256 header and the 15-minute skew). The handler in front
 // of its Koa app, path-style only:
+//   - GET and HEAD of an object take the key's lock too: s3rver writes an
+//     object's file in place, and a read beside the write could see part of
+//     it (real stores show a PUT whole or not at all);
 //   - PUT object, CompleteMultipartUpload and DELETE object take a per-key
-//     lock (a promise chain) held until the response has gone; under it
+//     lock (a promise chain) held until the response has gone (or the
+//     client, even while it waited for the lock); under it
 //     If-None-Match: * (412 PreconditionFailed when the key exists, another
 //     value 501 NotImplemented) and If-Match (412 when the ETag differs, 404
 //     NoSuchKey when the key is missing) are checked against the stored
@@ -136,6 +140,54 @@ function etagMatches(header, etag) {
   return header.split(',').some(p => strip(p) === strip(etag));
 }
 
+// s3rver writes an object's file in place and answers before the file is
+// flushed: a read could see part of it, and an upload cut short (a client
+// killed mid-body) would leave part of it behind. Real stores show a PUT
+// whole or not at all: here the object goes to a file of its own, renamed
+// over the old one once written and closed, and is dropped if the body
+// ends early.
+let tmpSeq = 0;
+function atomicPuts(FilesystemStore) {
+  FilesystemStore.prototype.putObject = async function putObject(object) {
+    const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+    await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+    const tmp = `${objectPath}.part-${process.pid}-${++tmpSeq}`;
+    const md5 = crypto.createHash('md5');
+    let size = 0;
+    try {
+      await new Promise((resolve, reject) => {
+        const ws = fs.createWriteStream(tmp);
+        ws.on('error', reject);
+        ws.on('close', resolve);
+        const src = object.content;
+        if (Buffer.isBuffer(src)) {
+          md5.update(src);
+          size = src.length;
+          ws.end(src);
+          return;
+        }
+        src.on('data', c => { md5.update(c); size += c.length; });
+        src.on('error', e => { ws.destroy(); reject(e); });
+        src.on('aborted', () => { ws.destroy(); reject(new Error('upload cut short')); });
+        src.on('close', () => {
+          if (!src.readableEnded) {
+            ws.destroy();
+            reject(new Error('upload cut short'));
+          }
+        });
+        src.pipe(ws);
+      });
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true });
+      throw e;
+    }
+    const digest = md5.digest('hex');
+    await fs.promises.rename(tmp, objectPath);
+    await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   let S3rver, AWSAccount;
@@ -147,6 +199,7 @@ async function main() {
       `(scripts/install-deps, or set ALPCRUND_S3RVER_DIR): ${e.message}\n`);
     process.exit(3);
   }
+  atomicPuts(require(path.join(MODULES, 's3rver', 'lib', 'stores', 'filesystem')));
   if (args.accessKey !== undefined) {
     AWSAccount.DUMMY_ACCOUNT.createKeyPair(args.accessKey, args.secretKey);
   }
@@ -305,12 +358,31 @@ async function main() {
     const isPut = method === 'PUT' && plain;
     const isDelete = method === 'DELETE' && plain;
     const isComplete = method === 'POST' && uploadId !== null;
+    // s3rver writes an object's file in place: a read beside a write of
+    // the key could see it half written. Reads take the key's lock too.
+    const isRead = (method === 'GET' || method === 'HEAD') && plain && key !== null;
+    if (isRead) {
+      const release = await lock(`${bucket}\0${key}`);
+      res.once('finish', release);
+      res.once('close', release);
+      if (req.socket.destroyed) {
+        release();
+        return;
+      }
+      return inner(req, res);
+    }
     if (!isPut && !isDelete && !isComplete) return inner(req, res);
     if (problem) return fail(...problem);
 
     const release = await lock(`${bucket}\0${key}`);
     res.once('finish', release);
     res.once('close', release);
+    // A client gone while it waited for the lock: its 'close' came before
+    // the listener, and nothing would release the key again.
+    if (req.socket.destroyed) {
+      release();
+      return;
+    }
     try {
       if (isComplete && (await uploadKey(bucket, uploadId)) !== key) {
         return fail(404, 'NoSuchUpload', 'The specified upload does not exist.', { UploadId: uploadId });
