@@ -38,9 +38,17 @@
  * entry whose payload the hot tier does not hold is shown by its digest:
  * backend.h), then apply:
  *  - BE_PUT: the payload object under a fresh nonce (no condition: it is
- *    visible only once a level record names it); the level record created
- *    with If-None-Match: * (412: read it; the same bytes: take the
- *    winner's record, its generation and payload object; other bytes whose
+ *    visible only once a level record names it): one PUT, or past twice
+ *    s3_part_size a multipart upload, PARTS_AT_ONCE parts in flight, each
+ *    retried by the client, aborted when one fails for good; completed
+ *    unconditionally (Ceph RGW ignores conditions there; the name is
+ *    new). From BORROW_MIN bytes on the payload goes up from the writer's
+ *    buffer as it lies and is adopted on success (be_change.adopt), never
+ *    copied; from DIGEST_OFF_LOOP on its SHA-256 is made by the digest
+ *    worker meanwhile (blob_ready() waits for both). Then the level
+ *    record created with If-None-Match: * (412: read it; the same bytes:
+ *    take the winner's record, its generation and payload object; other
+ *    bytes whose
  *    keep_until has passed: replaced with If-Match, no copy of them can
  *    live any more; other bytes still within it, a racer's: decide() again
  *    with that content shown as the entry, which the rules refuse: an
@@ -59,8 +67,7 @@
  *
  * This slice does not yet: sweep the bucket (sweep() frees the hot tier's
  * expired copies only and reports nothing; expired heads stay in the
- * bucket, invisible), upload in parts, hash large payloads off the loop,
- * or delete payload objects no record names (a racer's that lost, an
+ * bucket, invisible), or delete payload objects no record names (a racer's that lost, an
  * entry's replaced: bucket lifecycle rules on P/b/ are the backstop).
  * scan_next() lists heads a page at a time and reads them, a few at once;
  * it answers 2 while it waits on the store (backend.h "Scanning").
@@ -78,8 +85,10 @@
 #include <openssl/sha.h>
 
 #include "backend.h"
+#include "bigbuf.h"
 #include "clock.h"
 #include "config.h"
+#include "digest.h"
 #include "log.h"
 #include "queue_compat.h"
 #include "s3client.h"
@@ -93,16 +102,51 @@
 #define SCAN_READS	8	/* heads read at once by a scan */
 #define SMALL_BODY	4096	/* heads, records, listings: max_body */
 #define LIST_BODY	(1024 * 1024)
+/* Payloads from this size on: hashed by the digest worker, overlapped with
+ * their upload, which then goes out unsigned (UNSIGNED-PAYLOAD: the bytes
+ * are not hashed twice; the record's SHA-256 is checked on every read). */
+#define DIGEST_OFF_LOOP	(256 * 1024)
+/* Payloads from this size on are used where the writer's buffer holds
+ * them (adopted once the write succeeded), not copied. */
+#define BORROW_MIN	4096
+#define PARTS_AT_ONCE	4	/* UploadPart requests in flight per write */
+#define PARTS_MAX	10000	/* S3's */
 
 struct s3be;
 struct sess;
 extern const struct backend_ops backend_s3;
 
-/* A payload: immutable, shared by the hot tier and leases. */
+/* A payload: immutable, shared by the hot tier and leases. Its bytes lie
+ * in inl[] (a small copy), in own (a buffer of its own: adopted from the
+ * writer, or fetched into), or, while borrowed, in the writer's buffer
+ * that its write has not adopted yet (never leased nor kept then). */
 struct pay {
 	unsigned	 refs;
+	int		 borrowed;
 	size_t		 len;
-	uint8_t		 data[];
+	const uint8_t	*data;
+	uint8_t		*own;		/* bigbuf_free() */
+	uint8_t		 inl[];
+};
+
+/* An UploadPart of a multipart upload, or the single PUT of a payload
+ * (n 0): its bytes are read from the payload where they lie. */
+struct part {
+	struct wop		*o;
+	unsigned		 n;
+	size_t			 off, len;
+	struct s3_call		*call;
+	char			 etag[128];
+};
+
+/* A payload's upload: one PUT, or CreateMultipartUpload, the parts a few
+ * at once, CompleteMultipartUpload (AbortMultipartUpload on failure). */
+struct upload {
+	struct s3_call		*call;		/* create, complete */
+	char			*cbody;		/* complete's body */
+	char			 id[512];	/* UploadId; "" for one PUT */
+	struct part		*parts;
+	unsigned		 nparts, next, inflight, done;
 };
 
 /* A lookup waiting on its session's head (or payload). */
@@ -144,6 +188,9 @@ struct wop {
 	struct s3_level		 lvl;		/* BE_PUT, BE_TOUCH */
 	char			 lvl_etag[128];
 	struct pay		*pay;		/* BE_PUT */
+	struct upload		*up;		/* BE_PUT: its payload object */
+	int			 hashing;	/* the digest worker has it */
+	int			 uploaded;
 	char			 body[S3REC_BODY_MAX];
 	char			 key[S3REC_KEY_MAX];
 };
@@ -183,6 +230,7 @@ struct s3be {
 	size_t			 tabsz, nsess;
 	struct sess_list	 lru;
 	uint64_t		 max_memory, used, payload_bytes;
+	uint64_t		 part_size;	/* s3_part_size */
 	size_t			 max_body;	/* a payload's, as fetched */
 	char			 prefix[S3REC_PREFIX_MAX + 1];
 };
@@ -239,18 +287,49 @@ pay_new(const uint8_t *data, size_t len)
 
 	if ((p = malloc(sizeof(*p) + len + 1)) == NULL)
 		return NULL;
+	memset(p, 0, sizeof(*p));
 	p->refs = 1;
 	p->len = len;
+	p->data = p->inl;
 	if (len > 0)
-		memcpy(p->data, data, len);
+		memcpy(p->inl, data, len);
 	return p;
+}
+
+/* The writer's bytes where they lie, until pay_adopt(). */
+static struct pay *
+pay_borrow(const uint8_t *data, size_t len)
+{
+	struct pay *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->refs = 1;
+	p->borrowed = 1;
+	p->len = len;
+	p->data = data;
+	return p;
+}
+
+/* A borrowed payload's buffer becomes its own (be_change.adopt). */
+static void
+pay_adopt(struct pay *p, struct be_change *c)
+{
+	if (!p->borrowed)
+		return;
+	p->own = c->adopt;
+	c->adopt = NULL;
+	p->borrowed = 0;
 }
 
 static void
 pay_unref(struct pay *p)
 {
-	if (p != NULL && --p->refs == 0)
+	if (p != NULL && --p->refs == 0) {
+		if (p->own != NULL)
+			bigbuf_free(p->own);
 		free(p);
+	}
 }
 
 static void
@@ -748,6 +827,24 @@ s3_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 
 /* --- writes ---------------------------------------------------------------- */
 
+static void	 upload_stop(struct wop *);
+static int	 xml_next(const char **, const char *, const char *, char *,
+		    size_t);
+static void	 wop_hashed(void *, const uint8_t [DIGEST_LEN]);
+
+/* Whatever the write still has going: its upload, its hashing. */
+static void
+wop_stop(struct wop *o)
+{
+	if (o->call != NULL)
+		s3_cancel(o->call);
+	o->call = NULL;
+	if (o->hashing)
+		digest_cancel(wop_hashed, o);
+	o->hashing = 0;
+	upload_stop(o);
+}
+
 static void
 wop_finish(struct wop *o, int err, const char *msg)
 {
@@ -757,6 +854,7 @@ wop_finish(struct wop *o, int err, const char *msg)
 	if (err != BE_OK)
 		log_warn("s3 store write failed", "error=\"%s\"", msg);
 	TAILQ_REMOVE(&s->wops, o, entry);
+	wop_stop(o);
 	pay_unref(o->pay);
 	free(o);
 	w->done(w->arg, err, msg);
@@ -793,6 +891,10 @@ wop_applied(struct wop *o, const char *etag)
 	const struct be_change *c = &w->chg;
 
 	sess_head(s, &o->head, etag, o->expires);
+	/* The writer's buffer is ours from here (backend.h: adopt is NULL
+	 * exactly when the write succeeded and kept it). */
+	if (c->action == BE_PUT && o->pay != NULL)
+		pay_adopt(o->pay, &w->chg);
 	if (c->action == BE_PUT && o->pay != NULL && s->pay == NULL)
 		sess_set_pay(s, o->pay);
 	if (o->was_expired)
@@ -1018,17 +1120,362 @@ level_put(struct wop *o, const char *cond, const char *etag)
 		wop_start_failed(o, "PUT", err);
 }
 
+/* --- payload objects ------------------------------------------------------ */
+
+/* Both done, the upload and the SHA-256: the level record names it. */
 static void
-blob_put_done(void *arg, const struct s3_response *res)
+blob_ready(struct wop *o)
+{
+	if (!o->uploaded || o->hashing)
+		return;
+	level_put(o, "If-None-Match", "*");
+}
+
+static void
+wop_hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 {
 	struct wop *o = arg;
 
-	o->call = NULL;
+	o->hashing = 0;
+	memcpy(o->head.sha256, digest, S3REC_SHA256_LEN);
+	memcpy(o->lvl.sha256, digest, S3REC_SHA256_LEN);
+	blob_ready(o);
+}
+
+static void
+blob_uploaded(struct wop *o)
+{
+	o->uploaded = 1;
+	upload_stop(o);
+	blob_ready(o);
+}
+
+/* A part's bytes (or the single PUT's), read where the payload lies. */
+static ssize_t
+part_read(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct part *pt = arg;
+
+	if (off >= pt->len)
+		return 0;
+	if (len > pt->len - off)
+		len = (size_t)(pt->len - off);
+	memcpy(buf, pt->o->pay->data + pt->off + off, len);
+	return (ssize_t)len;
+}
+
+static void
+abort_done(void *arg, const struct s3_response *res)
+{
+	char msg[1600];
+
+	(void)arg;
+	if (ok2xx(res) || (res->err == S3_E_NONE && res->status == 404))
+		return;
+	s3_errmsg(msg, sizeof(msg), "DELETE", "(AbortMultipartUpload)", res);
+	log_warn("s3 store: an abandoned upload stays until the bucket's "
+	    "lifecycle rules remove it", "error=\"%s\"", msg);
+}
+
+/* Cancel what is in flight; a multipart upload begun is aborted. */
+static void
+upload_stop(struct wop *o)
+{
+	struct upload *up = o->up;
+	struct s3_param q = { "uploadId", NULL };
+	struct s3_request rq;
+	char err[256];
+	unsigned i;
+
+	if (up == NULL)
+		return;
+	o->up = NULL;
+	if (up->call != NULL)
+		s3_cancel(up->call);
+	for (i = 0; i < up->nparts; i++)
+		if (up->parts[i].call != NULL)
+			s3_cancel(up->parts[i].call);
+	if (up->id[0] != '\0' && !o->uploaded) {
+		q.value = up->id;
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_DELETE;
+		rq.key = o->key;
+		rq.query = &q;
+		rq.nquery = 1;
+		rq.max_body = SMALL_BODY;
+		rq.done = abort_done;
+		rq.arg = o->s->b;
+		if (s3_start(o->s->b->cl, &rq, err, sizeof(err)) == NULL)
+			log_warn("s3 store: AbortMultipartUpload not sent",
+			    "key=\"%s\" error=\"%s\"", o->key, err);
+	}
+	free(up->parts);
+	free(up->cbody);
+	free(up);
+}
+
+static void
+upload_fail(struct wop *o, const char *what, const struct s3_response *res)
+{
+	char msg[1600];
+
+	s3_errmsg(msg, sizeof(msg), what, o->key, res);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+static void
+upload_start_failed(struct wop *o, const char *what, const char *err)
+{
+	char msg[1600];
+
+	snprintf(msg, sizeof(msg), "s3 store: %s %s: %s", what, o->key, err);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+/* Long transfers: the deadline grows with the bytes (a second per MiB
+ * more), the stall bound stays s3_timeout. */
+static void
+big_timeouts(const struct s3be *b, struct s3_request *rq, size_t len)
+{
+	uint64_t t = b->set.cc.timeout_ms != 0 ? b->set.cc.timeout_ms : 10000;
+
+	if (len < DIGEST_OFF_LOOP)
+		return;
+	rq->timeout_ms = t + (uint64_t)(len >> 20) * 1000;
+	rq->stall_ms = t;
+}
+
+static void part_next(struct wop *);
+
+static void
+single_done(void *arg, const struct s3_response *res)
+{
+	struct part *pt = arg;
+	struct wop *o = pt->o;
+
+	pt->call = NULL;
 	if (!ok2xx(res)) {
-		wop_fail(o, "PUT", o->key, res);
+		upload_fail(o, "PUT", res);
 		return;
 	}
-	level_put(o, "If-None-Match", "*");
+	blob_uploaded(o);
+}
+
+static void
+part_done(void *arg, const struct s3_response *res)
+{
+	struct part *pt = arg;
+	struct wop *o = pt->o;
+	char what[64];
+
+	pt->call = NULL;
+	o->up->inflight--;
+	if (!ok2xx(res) || res->etag[0] == '\0') {
+		snprintf(what, sizeof(what), "PUT part %u of %u", pt->n,
+		    o->up->nparts);
+		upload_fail(o, what, res);
+		return;
+	}
+	snprintf(pt->etag, sizeof(pt->etag), "%s", res->etag);
+	o->up->done++;
+	part_next(o);
+}
+
+static void
+complete_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+
+	o->up->call = NULL;
+	/* S3 may answer 200 and tell a failure in the body. */
+	if (!ok2xx(res) || (res->body != NULL &&
+	    memmem(res->body, res->body_len, "<Error>", 7) != NULL)) {
+		upload_fail(o, "POST (CompleteMultipartUpload)", res);
+		return;
+	}
+	blob_uploaded(o);
+}
+
+/* The parts' list, as CompleteMultipartUpload takes it. */
+static char *
+complete_body(const struct upload *up, size_t *len)
+{
+	size_t cap = 128 + (size_t)up->nparts * 200, n;
+	unsigned i;
+	char *x;
+
+	if ((x = malloc(cap)) == NULL)
+		return NULL;
+	n = (size_t)snprintf(x, cap, "<CompleteMultipartUpload>");
+	for (i = 0; i < up->nparts; i++)
+		n += (size_t)snprintf(x + n, cap - n, "<Part><PartNumber>%u"
+		    "</PartNumber><ETag>%s</ETag></Part>", up->parts[i].n,
+		    up->parts[i].etag);
+	n += (size_t)snprintf(x + n, cap - n, "</CompleteMultipartUpload>");
+	*len = n;
+	return x;
+}
+
+/* Keep PARTS_AT_ONCE parts going; once all are in, complete. */
+static void
+part_next(struct wop *o)
+{
+	struct upload *up = o->up;
+	struct s3be *b = o->s->b;
+	struct s3_request rq;
+	struct s3_param q[2];
+	char err[256], num[16];
+	size_t n;
+
+	while (up->inflight < PARTS_AT_ONCE && up->next < up->nparts) {
+		struct part *pt = &up->parts[up->next++];
+
+		snprintf(num, sizeof(num), "%u", pt->n);
+		q[0].name = "partNumber";
+		q[0].value = num;
+		q[1].name = "uploadId";
+		q[1].value = up->id;
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_PUT;
+		rq.key = o->key;
+		rq.query = q;
+		rq.nquery = 2;
+		rq.body_read = part_read;
+		rq.body_arg = pt;
+		rq.body_size = pt->len;
+		rq.max_body = SMALL_BODY;
+		rq.retry = S3_RETRY_IDEMPOTENT;
+		big_timeouts(b, &rq, pt->len);
+		rq.done = part_done;
+		rq.arg = pt;
+		if ((pt->call = s3_start(b->cl, &rq, err, sizeof(err))) ==
+		    NULL) {
+			upload_start_failed(o, "PUT part", err);
+			return;
+		}
+		up->inflight++;
+	}
+	if (up->done < up->nparts || up->call != NULL)
+		return;
+	{
+		struct s3_param cq = { "uploadId", up->id };
+		char *x;
+
+		if ((x = complete_body(up, &n)) == NULL) {
+			upload_start_failed(o, "POST", "out of memory");
+			return;
+		}
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_POST;
+		rq.key = o->key;
+		rq.query = &cq;
+		rq.nquery = 1;
+		rq.body = x;
+		rq.body_len = n;
+		rq.max_body = SMALL_BODY;
+		/* Retried: a second completion of one upload is the same
+		 * object (no condition on it: stores ignore them here). */
+		rq.retry = S3_RETRY_IDEMPOTENT;
+		rq.done = complete_done;
+		rq.arg = o;
+		up->call = s3_start(b->cl, &rq, err, sizeof(err));
+		/* A memory body is read until done: the upload keeps it. */
+		if (up->call == NULL) {
+			free(x);
+			upload_start_failed(o, "POST", err);
+			return;
+		}
+		free(up->cbody);
+		up->cbody = x;
+	}
+}
+
+static void
+create_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	struct upload *up = o->up;
+	const char *p, *end;
+
+	up->call = NULL;
+	p = (const char *)res->body;
+	end = p != NULL ? p + res->body_len : NULL;
+	if (!ok2xx(res) || p == NULL ||
+	    xml_next(&p, end, "UploadId", up->id, sizeof(up->id)) != 0 ||
+	    up->id[0] == '\0') {
+		up->id[0] = '\0';
+		upload_fail(o, "POST (CreateMultipartUpload)", res);
+		return;
+	}
+	part_next(o);
+}
+
+/* The payload object: one PUT, or a multipart upload past twice the part
+ * size; its bytes by reference where they lie. */
+static void
+upload_start(struct wop *o)
+{
+	struct s3be *b = o->s->b;
+	size_t len = o->pay->len, psize = (size_t)b->part_size;
+	struct s3_param q = { "uploads", NULL };
+	struct s3_request rq;
+	struct upload *up;
+	char err[256];
+	unsigned i;
+
+	if ((up = calloc(1, sizeof(*up))) == NULL) {
+		upload_start_failed(o, "PUT", "out of memory");
+		return;
+	}
+	o->up = up;
+	o->uploaded = 0;
+	if (psize == 0 || len <= 2 * psize)
+		up->nparts = 1;
+	else {
+		while ((len + psize - 1) / psize > PARTS_MAX)
+			psize *= 2;
+		up->nparts = (unsigned)((len + psize - 1) / psize);
+	}
+	if ((up->parts = calloc(up->nparts, sizeof(*up->parts))) == NULL) {
+		upload_start_failed(o, "PUT", "out of memory");
+		return;
+	}
+	for (i = 0; i < up->nparts; i++) {
+		up->parts[i].o = o;
+		up->parts[i].n = up->nparts > 1 ? i + 1 : 0;
+		up->parts[i].off = (size_t)i * psize;
+		up->parts[i].len = up->nparts > 1 ? (i + 1 < up->nparts ?
+		    psize : len - up->parts[i].off) : len;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.key = o->key;
+	rq.max_body = SMALL_BODY;
+	rq.retry = S3_RETRY_IDEMPOTENT;
+	if (up->nparts == 1) {
+		rq.op = S3_PUT;
+		if (len < DIGEST_OFF_LOOP) {
+			rq.body = o->pay->data;
+			rq.body_len = len;
+		} else {
+			rq.body_read = part_read;
+			rq.body_arg = &up->parts[0];
+			rq.body_size = len;
+			big_timeouts(b, &rq, len);
+		}
+		rq.done = single_done;
+		rq.arg = &up->parts[0];
+		if ((up->parts[0].call = s3_start(b->cl, &rq, err,
+		    sizeof(err))) == NULL)
+			upload_start_failed(o, "PUT", err);
+		return;
+	}
+	rq.op = S3_POST;
+	rq.query = &q;
+	rq.nquery = 1;
+	rq.done = create_done;
+	rq.arg = o;
+	if ((up->call = s3_start(b->cl, &rq, err, sizeof(err))) == NULL)
+		upload_start_failed(o, "POST", err);
 }
 
 /* --- deciding and applying ------------------------------------------------- */
@@ -1079,9 +1526,14 @@ wop_decide(struct wop *o)
 	case BE_PUT:
 		break;
 	}
-	/* BE_PUT: the payload object, the level record, the head. */
+	/* BE_PUT: the payload object, the level record, the head. A large
+	 * payload is not copied: it goes up from the writer's buffer, which
+	 * the hot tier adopts once the write succeeded. */
+	wop_stop(o);
 	pay_unref(o->pay);
-	if ((o->pay = pay_new(c->data, c->len)) == NULL) {
+	o->pay = c->adopt != NULL && c->len >= BORROW_MIN ?
+	    pay_borrow(c->data, c->len) : pay_new(c->data, c->len);
+	if (o->pay == NULL) {
 		wop_finish(o, BE_ERR_FULL, "s3 store: out of memory");
 		return;
 	}
@@ -1090,11 +1542,9 @@ wop_decide(struct wop *o)
 	o->head.gen = c->gen;
 	o->head.origin = c->inc;
 	o->head.size = c->len;
-	SHA256(o->pay->data, o->pay->len, o->head.sha256);
 	memset(&o->lvl, 0, sizeof(o->lvl));
 	o->lvl.level = c->level;
 	o->lvl.gen = c->gen;
-	memcpy(o->lvl.sha256, o->head.sha256, S3REC_SHA256_LEN);
 	o->lvl.size = c->len;
 	o->lvl.blob_nonce = backend_random_id();
 	o->lvl.keep_until_ms = mono_to_ms(b, c->expires);
@@ -1102,9 +1552,14 @@ wop_decide(struct wop *o)
 	o->st = W_BLOB;
 	s3rec_key_blob(o->key, sizeof(o->key), "", s->key, s->keylen,
 	    c->level, o->lvl.blob_nonce);
-	if ((o->call = req(b, S3_PUT, o->key, NULL, NULL, o->pay->data,
-	    o->pay->len, blob_put_done, o, err, sizeof(err))) == NULL)
-		wop_start_failed(o, "PUT", err);
+	/* The SHA-256 off the loop while the bytes go up (blob_ready()). */
+	o->hashing = c->len >= DIGEST_OFF_LOOP &&
+	    digest_start(o->pay->data, o->pay->len, wop_hashed, o) == 0;
+	if (!o->hashing) {
+		SHA256(o->pay->data, o->pay->len, o->head.sha256);
+		memcpy(o->lvl.sha256, o->head.sha256, S3REC_SHA256_LEN);
+	}
+	upload_start(o);
 }
 
 static void
@@ -1225,6 +1680,7 @@ s3_reconfigure(struct backend *be, const struct config *conf)
 	struct s3be *b = (struct s3be *)be;
 
 	b->max_memory = conf->max_memory;
+	b->part_size = conf->s3_part_size;
 	trim(b, NULL);
 }
 
@@ -1610,6 +2066,7 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 	b->be.ops = &backend_s3;
 	b->base = base;
 	b->max_memory = conf->max_memory;
+	b->part_size = conf->s3_part_size;
 	/* No payload is larger than a message (0: the client's 16 MiB). */
 	b->max_body = conf->max_message_size > 0 ?
 	    (size_t)conf->max_message_size + 1 : 0;
@@ -1657,8 +2114,7 @@ s3_close(struct backend *be)
 		while (!TAILQ_EMPTY(&s->waiters))
 			answer(s, TAILQ_FIRST(&s->waiters), -1);
 		while ((o = TAILQ_FIRST(&s->wops)) != NULL) {
-			if (o->call != NULL)
-				s3_cancel(o->call);
+			wop_stop(o);
 			TAILQ_REMOVE(&s->wops, o, entry);
 			w = o->w;
 			pay_unref(o->pay);

@@ -98,6 +98,11 @@ const struct config_directive config_table[] = {
 	  "backend s3: attempts made again after a 5xx, a 503 SlowDown, a "
 	  "409 conflict or a connection error, with random waits that grow "
 	  "(full jitter), within s3_timeout" },
+	{ "s3_part_size", CONF_SIZE, CONF_LIVE, 5 * MIB, 1 * GIB,
+	  "8m", NULL, NULL, NULL, OFF(s3_part_size),
+	  "backend s3: a payload larger than twice this goes up as a "
+	  "multipart upload in parts of this size, a few at once, each "
+	  "retried (S3's least part is 5m)" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
 	  "0", "1g", NULL, NULL, OFF(max_memory),
 	  "payload budget of the memory backend; 0 = no limit "
