@@ -23,9 +23,13 @@
  * head, conditional (If-None-Match: <etag>) when one is held, a 304 keeping
  * it; concurrent lookups of one session share one head request. A live
  * head whose payload the hot tier holds is answered from it; else its level
- * record and then its payload object are fetched and the payload's size
- * and SHA-256 checked against the head: a mismatch is a storage error,
- * never served. lookup() answers at once from the hot tier alone (the head
+ * record and then its payload object are fetched, streamed into a flight
+ * (struct flight: a buffer of the record's size, hashed as it fills), and
+ * the payload's size and SHA-256 checked against the head: a mismatch is
+ * a storage error, never kept. Lookups that take a payload in flight
+ * (backend.h) are answered once the level record is in and follow the
+ * flight's bytes; those that come later join it with the bytes so far;
+ * the others wait for the whole. lookup() answers at once from the hot tier alone (the head
  * as last validated), -1 for a session it does not hold: the change feed's
  * hook reads what this backend just wrote (backend.h). Expiry: the wall
  * clock in objects (ms, rounded up so that an entry never ends sooner
@@ -82,6 +86,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "backend.h"
@@ -153,11 +158,36 @@ struct upload {
 struct waiter {
 	TAILQ_ENTRY(waiter)	 entry;
 	be_lookup_fn		*fn;
+	be_flow_fn		*flow;		/* takes a payload in flight */
 	void			*arg;
 	uint64_t		 now;
 	int			 want_lease;
 };
 TAILQ_HEAD(waiter_list, waiter);
+
+/* A lookup answered before its payload came: it follows the flight. */
+struct follower {
+	TAILQ_ENTRY(follower)	 entry;
+	be_flow_fn		*fn;
+	void			*arg;
+	size_t			 sent;		/* bytes handed over */
+};
+TAILQ_HEAD(follower_list, follower);
+
+/* A payload on its way from the store: its bytes land in pay as they
+ * come, hashed on the way; followers get them by lease, from an event of
+ * the flight's own (never from inside curl's callbacks). */
+struct flight {
+	struct sess		*s;
+	struct pay		*pay;		/* the record's size, allocated */
+	size_t			 have;
+	int			 over;		/* more bytes came than that */
+	int			 hash_failed;
+	EVP_MD_CTX		*sha;
+	struct event		*ev;
+	struct follower_list	 fols;
+	struct s3_level		 lvl;
+};
 
 enum wstate {
 	W_HEAD,		/* reading the head */
@@ -212,6 +242,7 @@ struct sess {
 	struct s3_call		*hcall, *pcall;
 	int			 pstage;	/* 1 level record, 2 payload */
 	struct s3_level		 plvl;
+	struct flight		*fl;		/* pstage 2 */
 	struct waiter_list	 waiters;
 	struct wop_list		 wops;
 	size_t			 keylen;
@@ -568,6 +599,19 @@ req(struct s3be *b, enum s3_op op, const char *key, const char *cond,
 	return s3_start(b->cl, &rq, err, errlen);
 }
 
+/* Long transfers: the deadline grows with the bytes (a second per MiB
+ * more), the stall bound stays s3_timeout. */
+static void
+big_timeouts(const struct s3be *b, struct s3_request *rq, size_t len)
+{
+	uint64_t t = b->set.cc.timeout_ms != 0 ? b->set.cc.timeout_ms : 10000;
+
+	if (len < DIGEST_OFF_LOOP)
+		return;
+	rq->timeout_ms = t + (uint64_t)(len >> 20) * 1000;
+	rq->stall_ms = t;
+}
+
 /* --- lookups --------------------------------------------------------------- */
 
 static void
@@ -595,46 +639,236 @@ fail_waiters(struct sess *s, const char *msg)
 		answer(s, TAILQ_FIRST(&s->waiters), -1);
 }
 
+/* --- payloads in flight --------------------------------------------------- */
+
+/* Is the flight under way the head's content? */
+static int
+fl_current(const struct sess *s)
+{
+	return s->fl != NULL && s->known && !s->absent &&
+	    s->head.state == S3_LIVE && s->head.level == s->fl->lvl.level &&
+	    s->head.gen == s->fl->lvl.gen;
+}
+
+static void	 fl_follow(struct sess *, struct waiter *);
+
+/* Lookups that joined the flight follow it (getting the bytes so far);
+ * every follower is handed the bytes that came since its last (the
+ * flight's event). */
+static void
+fl_push(evutil_socket_t fd, short what, void *arg)
+{
+	struct flight *fl = arg;
+	struct sess *s = fl->s;
+	struct follower *f, *next;
+	struct waiter *wt, *wnext;
+	struct be_record rec;
+	struct lease l;
+
+	(void)fd;
+	(void)what;
+	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL && fl_current(s);
+	    wt = wnext) {
+		wnext = TAILQ_NEXT(wt, entry);
+		present(s, wt->now, &rec);
+		if (wt->flow != NULL && rec.kind == BE_ENTRY)
+			fl_follow(s, wt);
+	}
+	for (f = TAILQ_FIRST(&fl->fols); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (fl->have <= f->sent)
+			continue;
+		pay_lease(fl->pay, &l);
+		l.data = fl->pay->data + f->sent;
+		l.len = fl->have - f->sent;
+		f->sent = fl->have;
+		f->fn(f->arg, &l, 0, NULL);
+	}
+}
+
+/* The end (1 whole and checked, -1 msg): every follower told, the flight
+ * freed; the session's payload taken by the caller before. */
+static void
+fl_end(struct flight *fl, int end, const char *msg)
+{
+	struct follower *f;
+	struct lease l;
+
+	fl->s->fl = NULL;
+	event_free(fl->ev);
+	EVP_MD_CTX_free(fl->sha);
+	while ((f = TAILQ_FIRST(&fl->fols)) != NULL) {
+		TAILQ_REMOVE(&fl->fols, f, entry);
+		memset(&l, 0, sizeof(l));
+		if (end == 1 && fl->have > f->sent) {
+			pay_lease(fl->pay, &l);
+			l.data = fl->pay->data + f->sent;
+			l.len = fl->have - f->sent;
+		}
+		f->fn(f->arg, &l, end, msg);
+		free(f);
+	}
+	pay_unref(fl->pay);
+	free(fl);
+}
+
+/* on_data, inside curl: copy, hash, and have the followers told. */
+static int
+fl_data(void *arg, const void *buf, size_t len)
+{
+	struct flight *fl = arg;
+
+	if (len > fl->pay->len - fl->have) {
+		fl->over = 1;
+		return -1;
+	}
+	memcpy(fl->pay->own + fl->have, buf, len);
+	if (EVP_DigestUpdate(fl->sha, buf, len) != 1)
+		fl->hash_failed = 1;
+	fl->have += len;
+	if (!TAILQ_EMPTY(&fl->fols))
+		event_active(fl->ev, EV_TIMEOUT, 1);
+	return 0;
+}
+
+/* A waiter that takes the payload in flight follows it from here. */
+static void
+fl_follow(struct sess *s, struct waiter *wt)
+{
+	struct flight *fl = s->fl;
+	struct follower *f;
+	struct be_record rec;
+	struct lease none = { 0 };
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		TAILQ_REMOVE(&s->waiters, wt, entry);
+		wt->fn(wt->arg, -1, NULL, NULL);
+		free(wt);
+		return;
+	}
+	f->fn = wt->flow;
+	f->arg = wt->arg;
+	TAILQ_INSERT_TAIL(&fl->fols, f, entry);
+	TAILQ_REMOVE(&s->waiters, wt, entry);
+	present(s, wt->now, &rec);
+	rec.data = NULL;
+	wt->fn(wt->arg, 0, &rec, &none);
+	free(wt);
+	if (fl->have > 0)
+		event_active(fl->ev, EV_TIMEOUT, 1);
+}
+
 static void
 blob_done(void *arg, const struct s3_response *res)
 {
 	struct sess *s = arg;
 	struct s3be *b = s->b;
+	struct flight *fl = s->fl;
 	uint8_t sha[SHA256_DIGEST_LENGTH];
 	char key[S3REC_KEY_MAX], msg[1600];
-	struct pay *p;
 
 	s->pcall = NULL;
 	s->pstage = 0;
 	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
-	    s->plvl.level, s->plvl.blob_nonce);
-	if (!ok2xx(res)) {
+	    fl->lvl.level, fl->lvl.blob_nonce);
+	if (EVP_DigestFinal_ex(fl->sha, sha, NULL) != 1)
+		fl->hash_failed = 1;
+	if (fl->over)
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: more bytes than "
+		    "the record's %zu: not served", key, fl->pay->len);
+	else if (!ok2xx(res))
 		s3_errmsg(msg, sizeof(msg), "GET", key, res);
-		fail_waiters(s, msg);
-		return;
-	}
-	SHA256(res->body, res->body_len, sha);
-	if (res->body_len != s->plvl.size ||
-	    memcmp(sha, s->plvl.sha256, sizeof(sha)) != 0) {
+	else if (fl->hash_failed)
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: hashing failed",
+		    key);
+	else if (fl->have != fl->pay->len ||
+	    memcmp(sha, fl->lvl.sha256, sizeof(sha)) != 0)
 		snprintf(msg, sizeof(msg), "s3 store: GET %s: %zu bytes whose "
-		    "SHA-256 is not the record's: not served", key,
-		    res->body_len);
+		    "SHA-256 is not the record's: not served", key, fl->have);
+	else
+		msg[0] = '\0';
+	if (msg[0] != '\0') {
+		if (TAILQ_EMPTY(&s->waiters))
+			log_warn("s3 store lookup failed", "error=\"%s\"", msg);
+		fl_end(fl, -1, msg);
 		fail_waiters(s, msg);
 		return;
 	}
 	/* Still the head's content? It may have moved meanwhile: then the
 	 * waiters are answered by the next round. */
 	if (s->known && !s->absent && s->head.state == S3_LIVE &&
-	    s->head.level == s->plvl.level && s->head.gen == s->plvl.gen) {
-		if ((p = pay_new(res->body, res->body_len)) == NULL) {
-			fail_waiters(s, "s3 store: out of memory");
-			return;
-		}
-		sess_set_pay(s, p);
-		pay_unref(p);
-	}
+	    s->head.level == fl->lvl.level && s->head.gen == fl->lvl.gen)
+		sess_set_pay(s, fl->pay);
+	fl_end(fl, 1, NULL);
 	serve(s);
 	trim(b, NULL);
+}
+
+/* The payload object, streamed into a flight of the record's size. */
+static int
+fl_start(struct sess *s, char *msg, size_t msglen)
+{
+	struct s3be *b = s->b;
+	struct flight *fl;
+	struct s3_request rq;
+	char key[S3REC_KEY_MAX], err[256];
+	size_t len = (size_t)s->plvl.size;
+
+	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
+	    s->plvl.level, s->plvl.blob_nonce);
+	if (s->plvl.size > SIZE_MAX / 2 || (b->max_body > 0 &&
+	    s->plvl.size >= b->max_body)) {
+		snprintf(msg, msglen, "s3 store: %s: %" PRIu64 " bytes, more "
+		    "than max_message_size", key, s->plvl.size);
+		return -1;
+	}
+	if ((fl = calloc(1, sizeof(*fl))) == NULL ||
+	    (fl->pay = calloc(1, sizeof(*fl->pay))) == NULL ||
+	    (fl->pay->own = bigbuf_alloc(len + 1)) == NULL ||
+	    (fl->ev = event_new(b->base, -1, 0, fl_push, fl)) == NULL ||
+	    (fl->sha = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(fl->sha, EVP_sha256(), NULL) != 1) {
+		if (fl != NULL && fl->pay != NULL) {
+			fl->pay->refs = 1;
+			pay_unref(fl->pay);
+		}
+		if (fl != NULL && fl->ev != NULL)
+			event_free(fl->ev);
+		if (fl != NULL)
+			EVP_MD_CTX_free(fl->sha);
+		free(fl);
+		snprintf(msg, msglen, "s3 store: out of memory");
+		return -1;
+	}
+	fl->s = s;
+	fl->pay->refs = 1;
+	fl->pay->len = len;
+	fl->pay->data = fl->pay->own;
+	fl->lvl = s->plvl;
+	TAILQ_INIT(&fl->fols);
+	memset(&rq, 0, sizeof(rq));
+	rq.op = S3_GET;
+	rq.key = key;
+	rq.on_data = fl_data;
+	rq.data_arg = fl;
+	rq.max_body = SMALL_BODY * 4;	/* an error's */
+	rq.retry = S3_RETRY_IDEMPOTENT;
+	big_timeouts(b, &rq, len);
+	rq.done = blob_done;
+	rq.arg = s;
+	s->fl = fl;
+	s->pstage = 2;
+	if ((s->pcall = s3_start(b->cl, &rq, err, sizeof(err))) == NULL) {
+		snprintf(msg, msglen, "s3 store: GET %s: %s", key, err);
+		s->fl = NULL;
+		s->pstage = 0;
+		event_free(fl->ev);
+		EVP_MD_CTX_free(fl->sha);
+		pay_unref(fl->pay);
+		free(fl);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -661,22 +895,18 @@ plevel_done(void *arg, const struct s3_response *res)
 		    "than its head", key);
 		goto fail;
 	}
-	s->pstage = 2;
-	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
-	    s->plvl.level, s->plvl.blob_nonce);
-	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
-	    blob_done, s, err, sizeof(err))) == NULL) {
-		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
+	if (fl_start(s, msg, sizeof(msg)) != 0)
 		goto fail;
-	}
+	/* Lookups that take the payload in flight are answered now. */
+	serve(s);
 	return;
 fail:
 	s->pstage = 0;
 	fail_waiters(s, msg);
 }
 
-/* Answer every waiter the hot tier can; fetch the payload for those that
- * need it. */
+/* Answer every waiter the hot tier can (or the flight under way, for
+ * those that take it); fetch the payload for the others. */
 static void
 serve(struct sess *s)
 {
@@ -689,6 +919,8 @@ serve(struct sess *s)
 		present(s, wt->now, &rec);
 		if (rec.kind != BE_ENTRY || !wt->want_lease || s->pay != NULL)
 			answer(s, wt, 0);
+		else if (wt->flow != NULL && fl_current(s))
+			fl_follow(s, wt);
 	}
 	if (TAILQ_EMPTY(&s->waiters) || s->pcall != NULL)
 		return;
@@ -769,7 +1001,7 @@ head_get(struct sess *s, s3_done_fn *done, void *arg, struct s3_call **call,
 static int
 s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
     uint64_t now, struct be_record *rec, struct lease *lease,
-    be_lookup_fn *fn, void *arg)
+    be_lookup_fn *fn, be_flow_fn *flow, void *arg)
 {
 	struct s3be *b = (struct s3be *)be;
 	struct waiter *wt;
@@ -787,6 +1019,7 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 	    (wt = calloc(1, sizeof(*wt))) == NULL)
 		return -1;
 	wt->fn = fn;
+	wt->flow = lease != NULL ? flow : NULL;
 	wt->arg = arg;
 	wt->now = now;
 	wt->want_lease = lease != NULL;
@@ -798,6 +1031,9 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 		log_warn("s3 store lookup failed", "error=\"%s\"", err);
 		return -1;
 	}
+	/* A payload on its way: this lookup joins it (fl_push()). */
+	if (s->fl != NULL && wt->flow != NULL)
+		event_active(s->fl->ev, EV_TIMEOUT, 1);
 	return 1;
 }
 
@@ -1230,19 +1466,6 @@ upload_start_failed(struct wop *o, const char *what, const char *err)
 
 	snprintf(msg, sizeof(msg), "s3 store: %s %s: %s", what, o->key, err);
 	wop_finish(o, BE_ERR_UNAVAIL, msg);
-}
-
-/* Long transfers: the deadline grows with the bytes (a second per MiB
- * more), the stall bound stays s3_timeout. */
-static void
-big_timeouts(const struct s3be *b, struct s3_request *rq, size_t len)
-{
-	uint64_t t = b->set.cc.timeout_ms != 0 ? b->set.cc.timeout_ms : 10000;
-
-	if (len < DIGEST_OFF_LOOP)
-		return;
-	rq->timeout_ms = t + (uint64_t)(len >> 20) * 1000;
-	rq->stall_ms = t;
 }
 
 static void part_next(struct wop *);
@@ -2111,6 +2334,8 @@ s3_close(struct backend *be)
 		if (s->pcall != NULL)
 			s3_cancel(s->pcall);
 		s->hcall = s->pcall = NULL;
+		if (s->fl != NULL)
+			fl_end(s->fl, -1, "s3 store: closing");
 		while (!TAILQ_EMPTY(&s->waiters))
 			answer(s, TAILQ_FIRST(&s->waiters), -1);
 		while ((o = TAILQ_FIRST(&s->wops)) != NULL) {

@@ -8,12 +8,11 @@ from the store (a first byte at the client while the store holds the
 rest back), checked on the way (a payload changed in the bucket ends the
 reply with an error status, never OK), and concurrent Gets share one
 store GET."""
-import threading
-
 import grpc
 import pytest
 
-from alptest import MiB, big_mib, rss_bytes, sd, stamped_payload, wait_until
+from alptest import (GET, MiB, big_mib, cache_pb2, encode_shared, grpc_frame, rss_bytes, sd,
+                     stamped_payload, wait_until)
 from test_backend import BUCKET, central, expect, store  # noqa: F401 (fixture)
 
 C = grpc.StatusCode
@@ -102,3 +101,79 @@ def test_a_part_failing_for_good_aborts_the_upload(make_daemon, tmp_path, store)
     store.faults(clear=True)
     a.stub().SetSharedData(sd("fail", 1, payload, 60), timeout=120)
     assert a.stub().GetSharedData(sd("fail"), timeout=120).payload == payload
+
+
+def count_payload_gets(store, sid, first=None):
+    """fakes3's faults_applied counts the GETs of sid's payload object from
+    here on (a no-op rule behind first, the rule to apply once)."""
+    store.reset(stats=True)
+    rules = [first] if first else []
+    store.faults(rules + [{"method": "GET", "key": r"^p/b/%s/" % sid,
+                           "action": {"latency_ms": 0}, "count": -1}])
+
+
+@pytest.mark.timeout(300)
+def test_a_get_missing_the_hot_tier_streams_and_is_shared(make_daemon, tmp_path, store):
+    a = central(make_daemon, tmp_path, store, "a", PARTS)
+    size = big_mib(32) * MiB
+    payload = stamped_payload(size // MiB)
+    a.stub().SetSharedData(sd("stream", 1, payload, 60), timeout=120)
+    b = central(make_daemon, tmp_path, store, "b", PARTS)   # holds no copy
+    count_payload_gets(store, "stream", {"method": "GET", "key": r"^p/b/stream/",
+                                         "action": {"hold_after_bytes": size // 2}})
+    with b.raw() as h:
+        sid = h.start(GET)
+        h.send_data(sid, grpc_frame(encode_shared(b"stream")), end_stream=True)
+        st = h.stream(sid)
+        wait_until(lambda: store.stats()["holding"] == 1, 30, what="the store holding")
+        # Bytes of the payload reach the client while the store still
+        # holds its second half back: served as it arrives.
+        h.wait(lambda: len(st.data) > MiB, 30, "payload bytes at the client")
+        assert store.stats()["holding"] == 1 and not st.done
+        # Gets that come meanwhile join the one store GET, and get the
+        # bytes so far at once.
+        joined = []
+        for _ in range(3):
+            j = h.start(GET)
+            h.send_data(j, grpc_frame(encode_shared(b"stream")), end_stream=True)
+            joined.append(h.stream(j))
+        h.wait(lambda: all(len(j.data) > MiB for j in joined), 30, "bytes at the joiners")
+        assert store.stats()["holding"] == 1
+        store.release()
+        for s_ in [st] + joined:
+            h.finish(s_.id, 120)
+    for s_ in [st] + joined:
+        assert s_.grpc_status == 0, s_.trailers
+        [(flag, body)] = s_.messages
+        r = cache_pb2.SharedData.FromString(body)
+        assert (r.update_level, r.payload == payload) == (1, True)
+        assert 50 < r.ttl.seconds <= 60
+    assert store.stats()["faults_applied"] == 1        # one store GET of the payload
+    # Kept: the next Get is served from the hot tier.
+    assert b.stub().GetSharedData(sd("stream"), timeout=60).payload == payload
+    assert store.stats()["faults_applied"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_a_payload_changed_in_the_bucket_is_never_answered_ok(make_daemon, tmp_path, store):
+    a = central(make_daemon, tmp_path, store, "a", PARTS)
+    payload = stamped_payload(big_mib(32))
+    a.stub().SetSharedData(sd("bad", 1, payload, 60), timeout=120)
+    a.stub().SetSharedData(sd("long", 1, payload, 60), timeout=120)
+    [bad] = blobs(store, "bad")
+    [long] = blobs(store, "long")
+    # Its last byte changed (the first ones go out before the check), and
+    # one byte more than its record says.
+    store.put_object(BUCKET, bad, payload[:-1] + bytes([payload[-1] ^ 1]))
+    store.put_object(BUCKET, long, payload + b"x")
+    b = central(make_daemon, tmp_path, store, "b", PARTS)
+    for sid, why in (("bad", "whose SHA-256 is not the record's: not served"),
+                     ("long", "more bytes than the record's")):
+        count_payload_gets(store, sid)
+        for _ in range(2):                  # nothing kept: fetched again
+            e = expect(b.stub().GetSharedData, sd(sid), C.UNAVAILABLE)
+            assert "store lookup failed" in e.details() and why in e.details(), e.details()
+        assert store.stats()["faults_applied"] == 2
+        with b.raw() as h:
+            st = h.unary(GET, encode_shared(sid.encode()), timeout=60)
+            assert st.grpc_status == 14 and st.data_frames > 0, st
