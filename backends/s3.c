@@ -19,9 +19,12 @@
  * max_memory (0: no bound) with LRU eviction of sessions nothing is
  * waiting on.
  *
- * Lookups (lookup_start()) always ask the store: a GET of the session's
- * head, conditional (If-None-Match: <etag>) when one is held, a 304 keeping
- * it; concurrent lookups of one session share one head request. A live
+ * Lookups (lookup_start()) ask the store: a GET of the session's head,
+ * conditional (If-None-Match: <etag>) when one is held, a 304 keeping it;
+ * concurrent lookups of one session share one head request. A head
+ * confirmed (read, or written by this process) within s3_revalidate of
+ * the confirming request's start is trusted without asking (0: never):
+ * an Update or Delete through another central may be missed that long. A live
  * head whose payload the hot tier holds is answered from it; else its level
  * record and then its payload object are fetched, streamed into a flight
  * (struct flight: a buffer of the record's size, hashed as it fills), and
@@ -215,6 +218,7 @@ struct wop {
 	/* What is being written. */
 	struct s3_head		 head;		/* the new head */
 	uint64_t		 expires;	/* its exact monotonic expiry */
+	uint64_t		 asked;		/* its last head request sent */
 	struct s3_level		 lvl;		/* BE_PUT, BE_TOUCH */
 	char			 lvl_etag[128];
 	struct pay		*pay;		/* BE_PUT */
@@ -237,6 +241,9 @@ struct sess {
 	struct s3_head		 head;
 	uint64_t		 expires;	/* head.expires_ms, monotonic */
 	uint64_t		 seen;		/* when the head was learnt */
+	uint64_t		 validated;	/* when the request that confirmed
+						   it was sent (s3_revalidate) */
+	uint64_t		 hasked;	/* the lookups' head request's */
 	struct pay		*pay;		/* the head's level's payload */
 	/* Lookups: the shared head request, then a payload fetch. */
 	struct s3_call		*hcall, *pcall;
@@ -262,6 +269,7 @@ struct s3be {
 	struct sess_list	 lru;
 	uint64_t		 max_memory, used, payload_bytes;
 	uint64_t		 part_size;	/* s3_part_size */
+	uint64_t		 revalidate;	/* s3_revalidate, ns */
 	size_t			 max_body;	/* a payload's, as fetched */
 	char			 prefix[S3REC_PREFIX_MAX + 1];
 };
@@ -905,6 +913,24 @@ fail:
 	fail_waiters(s, msg);
 }
 
+/* The payload's fetch starts with its level record (plevel_done()). */
+static int
+level_fetch(struct sess *s, char *msg, size_t msglen)
+{
+	char key[S3REC_KEY_MAX], err[256];
+
+	s->pstage = 1;
+	s3rec_key_level(key, sizeof(key), "", s->key, s->keylen,
+	    s->head.level);
+	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
+	    plevel_done, s, err, sizeof(err))) == NULL) {
+		s->pstage = 0;
+		snprintf(msg, msglen, "s3 store: GET %s: %s", key, err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Answer every waiter the hot tier can (or the flight under way, for
  * those that take it); fetch the payload for the others. */
 static void
@@ -912,7 +938,7 @@ serve(struct sess *s)
 {
 	struct waiter *wt, *next;
 	struct be_record rec;
-	char key[S3REC_KEY_MAX], err[256], msg[1600];
+	char msg[1600];
 
 	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL; wt = next) {
 		next = TAILQ_NEXT(wt, entry);
@@ -924,30 +950,26 @@ serve(struct sess *s)
 	}
 	if (TAILQ_EMPTY(&s->waiters) || s->pcall != NULL)
 		return;
-	s->pstage = 1;
-	s3rec_key_level(key, sizeof(key), "", s->key, s->keylen,
-	    s->head.level);
-	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
-	    plevel_done, s, err, sizeof(err))) == NULL) {
-		s->pstage = 0;
-		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
+	if (level_fetch(s, msg, sizeof(msg)) != 0)
 		fail_waiters(s, msg);
-	}
 }
 
 /* A head's answer (200, 304, 404) into the session; 0, or -1 with msg. */
 static int
 take_head(struct sess *s, const struct s3_response *res, const char *key,
-    char *msg, size_t len)
+    uint64_t asked, char *msg, size_t len)
 {
 	struct s3_head h;
 	char err[256];
 
 	if (res->err == S3_E_NONE && res->status == 304 && s->known &&
-	    !s->absent)
+	    !s->absent) {
+		s->validated = asked;
 		return 0;
+	}
 	if (res->err == S3_E_NONE && res->status == 404) {
 		sess_absent(s);
+		s->validated = asked;
 		return 0;
 	}
 	if (!ok2xx(res)) {
@@ -963,6 +985,7 @@ take_head(struct sess *s, const struct s3_response *res, const char *key,
 	sess_head(s, &h, res->etag, s->known && !s->absent &&
 	    strcmp(s->etag, res->etag) == 0 ? s->expires :
 	    ms_to_mono(s->b, h.expires_ms));
+	s->validated = asked;
 	return 0;
 }
 
@@ -974,7 +997,7 @@ lhead_done(void *arg, const struct s3_response *res)
 
 	s->hcall = NULL;
 	s3rec_key_head(key, sizeof(key), "", s->key, s->keylen);
-	if (take_head(s, res, key, msg, sizeof(msg)) != 0) {
+	if (take_head(s, res, key, s->hasked, msg, sizeof(msg)) != 0) {
 		fail_waiters(s, msg);
 		return;
 	}
@@ -993,6 +1016,8 @@ head_get(struct sess *s, s3_done_fn *done, void *arg, struct s3_call **call,
 		snprintf(err, errlen, "session id out of range");
 		return -1;
 	}
+	if (call == &s->hcall)
+		s->hasked = clock_now_ns();
 	*call = req(s->b, S3_GET, key, cond ? "If-None-Match" : NULL,
 	    cond ? s->etag : NULL, NULL, 0, done, arg, err, errlen);
 	return *call != NULL ? 0 : -1;
@@ -1006,7 +1031,8 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 	struct s3be *b = (struct s3be *)be;
 	struct waiter *wt;
 	struct sess *s;
-	char err[256];
+	char err[1600];
+	int fresh;
 
 	memset(rec, 0, sizeof(*rec));
 	if (lease != NULL)
@@ -1015,8 +1041,23 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 		return 0;		/* no such session can be stored */
 	if (fn == NULL)
 		return be->ops->lookup(be, key, keylen, now, rec, lease);
-	if ((s = sess_find(b, key, keylen, 1)) == NULL ||
-	    (wt = calloc(1, sizeof(*wt))) == NULL)
+	if ((s = sess_find(b, key, keylen, 1)) == NULL)
+		return -1;
+	/* A head confirmed within s3_revalidate is trusted: answered from
+	 * the hot tier now, or its payload fetched without asking for the
+	 * head again. */
+	fresh = b->revalidate > 0 && s->known && s->validated != 0 &&
+	    s->hcall == NULL && now < s->validated + b->revalidate;
+	if (fresh) {
+		present(s, now, rec);
+		if (rec->kind != BE_ENTRY || lease == NULL || s->pay != NULL) {
+			if (rec->kind == BE_ENTRY && lease != NULL)
+				pay_lease(s->pay, lease);
+			return 0;
+		}
+		memset(rec, 0, sizeof(*rec));
+	}
+	if ((wt = calloc(1, sizeof(*wt))) == NULL)
 		return -1;
 	wt->fn = fn;
 	wt->flow = lease != NULL ? flow : NULL;
@@ -1024,8 +1065,15 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 	wt->now = now;
 	wt->want_lease = lease != NULL;
 	TAILQ_INSERT_TAIL(&s->waiters, wt, entry);
-	if (s->hcall == NULL && s->pcall == NULL && head_get(s, lhead_done, s,
-	    &s->hcall, err, sizeof(err)) != 0) {
+	if (fresh && s->pcall == NULL && level_fetch(s, err,
+	    sizeof(err)) != 0) {
+		TAILQ_REMOVE(&s->waiters, wt, entry);
+		free(wt);
+		log_warn("s3 store lookup failed", "error=\"%s\"", err);
+		return -1;
+	}
+	if (!fresh && s->hcall == NULL && s->pcall == NULL &&
+	    head_get(s, lhead_done, s, &s->hcall, err, sizeof(err)) != 0) {
 		TAILQ_REMOVE(&s->waiters, wt, entry);
 		free(wt);
 		log_warn("s3 store lookup failed", "error=\"%s\"", err);
@@ -1127,6 +1175,7 @@ wop_applied(struct wop *o, const char *etag)
 	const struct be_change *c = &w->chg;
 
 	sess_head(s, &o->head, etag, o->expires);
+	s->validated = o->asked;
 	/* The writer's buffer is ours from here (backend.h: adopt is NULL
 	 * exactly when the write succeeded and kept it). */
 	if (c->action == BE_PUT && o->pay != NULL)
@@ -1227,6 +1276,7 @@ wop_commit(struct wop *o)
 	o->head.expires_ms = mono_to_ms(s->b, o->expires);
 	n = s3rec_head_format(&o->head, o->body, sizeof(o->body));
 	o->st = W_COMMIT;
+	o->asked = clock_now_ns();
 	if ((o->call = req(s->b, S3_PUT, o->key, s->absent ? "If-None-Match" :
 	    "If-Match", s->absent ? "*" : s->etag, o->body, n, commit_done, o,
 	    err, sizeof(err))) == NULL)
@@ -1794,7 +1844,7 @@ whead_done(void *arg, const struct s3_response *res)
 	char msg[1600];
 
 	o->call = NULL;
-	if (take_head(s, res, o->key, msg, sizeof(msg)) != 0) {
+	if (take_head(s, res, o->key, o->asked, msg, sizeof(msg)) != 0) {
 		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
@@ -1815,6 +1865,7 @@ wop_read_head(struct wop *o)
 
 	o->st = W_HEAD;
 	s3rec_key_head(o->key, sizeof(o->key), "", o->s->key, o->s->keylen);
+	o->asked = clock_now_ns();
 	if (head_get(o->s, whead_done, o, &o->call, err, sizeof(err)) != 0)
 		wop_start_failed(o, "GET", err);
 }
@@ -1904,6 +1955,7 @@ s3_reconfigure(struct backend *be, const struct config *conf)
 
 	b->max_memory = conf->max_memory;
 	b->part_size = conf->s3_part_size;
+	b->revalidate = conf->s3_revalidate * 1000000;
 	trim(b, NULL);
 }
 
@@ -2290,6 +2342,7 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 	b->base = base;
 	b->max_memory = conf->max_memory;
 	b->part_size = conf->s3_part_size;
+	b->revalidate = conf->s3_revalidate * 1000000;
 	/* No payload is larger than a message (0: the client's 16 MiB). */
 	b->max_body = conf->max_message_size > 0 ?
 	    (size_t)conf->max_message_size + 1 : 0;

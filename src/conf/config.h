@@ -41,6 +41,7 @@ struct config {
 	uint64_t	 s3_timeout;		/* ms */
 	uint64_t	 s3_retries;
 	uint64_t	 s3_part_size;
+	uint64_t	 s3_revalidate;		/* ms */
 	uint64_t	 max_memory;
 	uint64_t	 default_ttl;		/* ms */
 	uint64_t	 max_ttl;		/* ms */

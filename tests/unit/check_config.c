@@ -196,7 +196,7 @@ static const char *const spec_order[] = {
 	"mode", "listen", "backend", "lmdb_path", "lmdb_map_size", "lmdb_sync",
 	"lmdb_max_readers", "lmdb_full_ratio", "s3_endpoint", "s3_bucket",
 	"s3_prefix", "s3_region", "s3_credentials", "s3_ca_file", "s3_timeout",
-	"s3_retries", "s3_part_size", "max_memory", "default_ttl",
+	"s3_retries", "s3_part_size", "s3_revalidate", "max_memory", "default_ttl",
 	"max_ttl", "sweep_interval", "max_message_size", "max_inflight_bytes",
 	"api_key_file", "upstream_api_key_file", "tls_cert", "tls_key",
 	"tls_client_ca", "upstream", "node_id", "upstream_tls", "upstream_ca",

@@ -177,3 +177,58 @@ def test_a_payload_changed_in_the_bucket_is_never_answered_ok(make_daemon, tmp_p
         with b.raw() as h:
             st = h.unary(GET, encode_shared(sid.encode()), timeout=60)
             assert st.grpc_status == 14 and st.data_frames > 0, st
+
+
+def count_head_gets(store, sid):
+    """fakes3's faults_applied counts GETs of sid's head from here on."""
+    store.reset(stats=True)
+    store.faults({"method": "GET", "key": r"^p/s/%s/head$" % sid,
+                  "action": {"latency_ms": 0}, "count": -1})
+
+
+@pytest.mark.timeout(120)
+def test_revalidation_window(make_daemon, tmp_path, store):
+    a = central(make_daemon, tmp_path, store, "a")
+    every = central(make_daemon, tmp_path, store, "every")       # s3_revalidate 0
+    trusting = central(make_daemon, tmp_path, store, "trusting", "s3_revalidate 1h\n")
+    a.stub().SetSharedData(sd("rv", 1, b"one", 60), timeout=15)
+    for d in (every, trusting):
+        assert d.stub().GetSharedData(sd("rv"), timeout=15).payload == b"one"
+    # 0: every Get asks the store for the head, and sees an Update made
+    # on another central at once.
+    count_head_gets(store, "rv")
+    for _ in range(3):
+        assert every.stub().GetSharedData(sd("rv"), timeout=15).payload == b"one"
+    assert store.stats()["faults_applied"] == 3
+    # Within the window: the head is not asked, the hot tier answers (and
+    # an Update through another central is not seen yet: the trade-off).
+    count_head_gets(store, "rv")
+    for _ in range(5):
+        assert trusting.stub().GetSharedData(sd("rv"), timeout=15).payload == b"one"
+    assert store.stats()["faults_applied"] == 0
+    a.stub().UpdateSharedData(sd("rv", 2, b"two", 60), timeout=15)
+    count_head_gets(store, "rv")
+    r = every.stub().GetSharedData(sd("rv"), timeout=15)
+    assert (r.update_level, r.payload) == (2, b"two")
+    assert trusting.stub().GetSharedData(sd("rv"), timeout=15).payload == b"one"
+    assert store.stats()["faults_applied"] == 1
+    # Its own writes confirm the head too; a write still reads the store's.
+    trusting.stub().UpdateSharedData(sd("rv", 3, b"three", 60), timeout=15)
+    count_head_gets(store, "rv")
+    r = trusting.stub().GetSharedData(sd("rv"), timeout=15)
+    assert (r.update_level, r.payload) == (3, b"three")
+    assert store.stats()["faults_applied"] == 0
+    r = every.stub().GetSharedData(sd("rv"), timeout=15)
+    assert (r.update_level, r.payload) == (3, b"three")
+
+
+@pytest.mark.timeout(120)
+def test_revalidation_window_passes(make_daemon, tmp_path, store):
+    a = central(make_daemon, tmp_path, store, "a")
+    b = central(make_daemon, tmp_path, store, "b", "s3_revalidate 1s\n")
+    a.stub().SetSharedData(sd("short", 1, b"one", 60), timeout=15)
+    assert b.stub().GetSharedData(sd("short"), timeout=15).payload == b"one"
+    a.stub().UpdateSharedData(sd("short", 2, b"two", 60), timeout=15)
+    # Seen once the window passed (a condition, not a time).
+    wait_until(lambda: b.stub().GetSharedData(sd("short"), timeout=15).payload == b"two",
+               30, what="the Update seen after s3_revalidate")
