@@ -24,7 +24,7 @@
  * concurrent lookups of one session share one head request. A head
  * confirmed (read, or written by this process) within s3_revalidate of
  * the confirming request's start is trusted without asking (0: never):
- * an Update or Delete through another central may be missed that long. A live
+ * a write through another central may be missed that long. A live
  * head whose payload the hot tier holds is answered from it; else its level
  * record and then its payload object are fetched, streamed into a flight
  * (struct flight: a buffer of the record's size, hashed as it fills), and

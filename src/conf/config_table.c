@@ -108,7 +108,7 @@ const struct config_directive config_table[] = {
 	  "backend s3: how long a Get trusts a session's head that the store "
 	  "confirmed, without asking the store again (0: every Get asks, by "
 	  "a conditional GET shared among concurrent Gets); a Get on one "
-	  "central may then miss an Update or Delete made through another "
+	  "central may then miss a Set, Update or Delete made through another "
 	  "central for at most this long, and an update level still names "
 	  "one content (bare number: seconds)" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
