@@ -74,7 +74,28 @@
  *	(never by memory or lmdb): its payload is not in memory, and digest
  *	then holds the payload's SHA-256 and len its length, for the rules to
  *	compare with (a retry's bytes, a Delete's tombstone). A lookup with a
- *	lease always has the bytes.
+ *	lease always has the bytes, unless it takes them in flight (below).
+ *
+ * Payloads in flight.
+ *	A caller that can send a payload on while it arrives (a Get's reply)
+ *	looks up with backend_lookup_flow(), giving a flow fn besides fn (the
+ *	same arg). A backend that fetches payloads from elsewhere (s3) may
+ *	then answer an entry before its bytes are in: fn gets rv 0, the entry
+ *	with data NULL (len, digest as above) and the lease with data NULL;
+ *	the bytes follow through flow, on the loop thread, never from inside
+ *	a call into the backend: each call hands over the next bytes in order
+ *	(a lease, flow's to release; the first call those that came so far,
+ *	for a lookup joining a fetch under way) with end 0, and the last call
+ *	has end 1, the whole payload in (len bytes) and checked against the
+ *	digest, or end -1 with errmsg: the bytes are not the entry's (a size
+ *	or SHA-256 mismatch, the store failed half way), and none handed over
+ *	may be taken for the payload (a reply is cut short with an error
+ *	status, never OK). Exactly one call has end non-zero, and nothing
+ *	comes after it; every flow still running at close() ends -1 before
+ *	close() returns. flow must not call into the backend. There is no
+ *	leaving early: a caller whose client went away drops the bytes until
+ *	the end. Every other answer is as backend_lookup()'s; memory and lmdb
+ *	never answer in flight (they have no lookup_start()).
  *
  * Writes are read-modify-write and may complete later.
  *	write() takes a struct be_write. The backend finds the key's current
@@ -227,6 +248,11 @@ enum be_event {
  * for an entry when it asked for one (else NULL). */
 typedef void be_lookup_fn(void *arg, int rv, const struct be_record *rec,
     struct lease *lease);
+/* A payload's next bytes in flight ("Payloads in flight"): bytes (NULL
+ * or len 0: none this time) is flow's; end 0 more to come, 1 whole and
+ * checked, -1 failed (errmsg says why). */
+typedef void be_flow_fn(void *arg, struct lease *bytes, int end,
+    const char *errmsg);
 
 typedef void be_hook_fn(void *arg, enum be_event ev, const uint8_t *key,
     size_t keylen, uint32_t level, uint64_t gen, size_t len);
@@ -260,11 +286,13 @@ struct backend_ops {
 	int		 (*lookup)(struct backend *, const uint8_t *key,
 			    size_t keylen, uint64_t now, struct be_record *rec,
 			    struct lease *lease);
-	/* Optional: see "Lookups may answer later"; called through
-	 * backend_lookup(). */
+	/* Optional: see "Lookups may answer later" (flow: "Payloads in
+	 * flight", NULL when the caller takes none); called through
+	 * backend_lookup() and backend_lookup_flow(). */
 	int		 (*lookup_start)(struct backend *, const uint8_t *key,
 			    size_t keylen, uint64_t now, struct be_record *rec,
-			    struct lease *lease, be_lookup_fn *fn, void *arg);
+			    struct lease *lease, be_lookup_fn *fn,
+			    be_flow_fn *flow, void *arg);
 	int		 (*write)(struct backend *, struct be_write *);
 	/* Free up to budget expired records; *more: some remain. Returns
 	 * how many were freed. */
@@ -321,7 +349,20 @@ backend_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 	if (be->ops->lookup_start == NULL)
 		return be->ops->lookup(be, key, keylen, now, rec, lease);
 	return be->ops->lookup_start(be, key, keylen, now, rec, lease, fn,
-	    arg);
+	    NULL, arg);
+}
+
+/* backend_lookup() that may answer an entry whose payload is in flight
+ * ("Payloads in flight"): lease must not be NULL. */
+static inline int
+backend_lookup_flow(struct backend *be, const uint8_t *key, size_t keylen,
+    uint64_t now, struct be_record *rec, struct lease *lease,
+    be_lookup_fn *fn, be_flow_fn *flow, void *arg)
+{
+	if (be->ops->lookup_start == NULL)
+		return be->ops->lookup(be, key, keylen, now, rec, lease);
+	return be->ops->lookup_start(be, key, keylen, now, rec, lease, fn,
+	    flow, arg);
 }
 
 /* A new incarnation or generation: random, never 0 (0 means "none" on

@@ -19,13 +19,20 @@
  * max_memory (0: no bound) with LRU eviction of sessions nothing is
  * waiting on.
  *
- * Lookups (lookup_start()) always ask the store: a GET of the session's
- * head, conditional (If-None-Match: <etag>) when one is held, a 304 keeping
- * it; concurrent lookups of one session share one head request. A live
+ * Lookups (lookup_start()) ask the store: a GET of the session's head,
+ * conditional (If-None-Match: <etag>) when one is held, a 304 keeping it;
+ * concurrent lookups of one session share one head request. A head
+ * confirmed (read, or written by this process) within s3_revalidate of
+ * the confirming request's start is trusted without asking (0: never):
+ * a write through another central may be missed that long. A live
  * head whose payload the hot tier holds is answered from it; else its level
- * record and then its payload object are fetched and the payload's size
- * and SHA-256 checked against the head: a mismatch is a storage error,
- * never served. lookup() answers at once from the hot tier alone (the head
+ * record and then its payload object are fetched, streamed into a flight
+ * (struct flight: a buffer of the record's size, hashed as it fills), and
+ * the payload's size and SHA-256 checked against the head: a mismatch is
+ * a storage error, never kept. Lookups that take a payload in flight
+ * (backend.h) are answered once the level record is in and follow the
+ * flight's bytes; those that come later join it with the bytes so far;
+ * the others wait for the whole. lookup() answers at once from the hot tier alone (the head
  * as last validated), -1 for a session it does not hold: the change feed's
  * hook reads what this backend just wrote (backend.h). Expiry: the wall
  * clock in objects (ms, rounded up so that an entry never ends sooner
@@ -38,9 +45,17 @@
  * entry whose payload the hot tier does not hold is shown by its digest:
  * backend.h), then apply:
  *  - BE_PUT: the payload object under a fresh nonce (no condition: it is
- *    visible only once a level record names it); the level record created
- *    with If-None-Match: * (412: read it; the same bytes: take the
- *    winner's record, its generation and payload object; other bytes whose
+ *    visible only once a level record names it): one PUT, or past twice
+ *    s3_part_size a multipart upload, PARTS_AT_ONCE parts in flight, each
+ *    retried by the client, aborted when one fails for good; completed
+ *    unconditionally (Ceph RGW ignores conditions there; the name is
+ *    new). From BORROW_MIN bytes on the payload goes up from the writer's
+ *    buffer as it lies and is adopted on success (be_change.adopt), never
+ *    copied; from DIGEST_OFF_LOOP on its SHA-256 is made by the digest
+ *    worker meanwhile (blob_ready() waits for both). Then the level
+ *    record created with If-None-Match: * (412: read it; the same bytes:
+ *    take the winner's record, its generation and payload object; other
+ *    bytes whose
  *    keep_until has passed: replaced with If-Match, no copy of them can
  *    live any more; other bytes still within it, a racer's: decide() again
  *    with that content shown as the entry, which the rules refuse: an
@@ -70,9 +85,6 @@
  * when it stays. sweep() frees the hot tier's expired copies, then runs
  * the bucket's sweeper.
  *
- * This slice does not yet: upload in parts or hash large payloads off the
- * loop.
- *
  * scan_next() lists heads a page at a time and reads them, a few at once;
  * it answers 2 while it waits on the store (backend.h "Scanning").
  */
@@ -86,11 +98,14 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "backend.h"
+#include "bigbuf.h"
 #include "clock.h"
 #include "config.h"
+#include "digest.h"
 #include "log.h"
 #include "queue_compat.h"
 #include "s3_internal.h"
@@ -108,27 +123,87 @@
 #define SMALL_BODY	4096	/* heads, records, listings: max_body */
 #define LIST_BODY	(1024 * 1024)
 #define GONE_WAIT_MS	20	/* a gone head read again after 20, 40, … ms */
+/* Payloads from this size on: hashed by the digest worker, overlapped with
+ * their upload, which then goes out unsigned (UNSIGNED-PAYLOAD: the bytes
+ * are not hashed twice; the record's SHA-256 is checked on every read). */
+#define DIGEST_OFF_LOOP	(256 * 1024)
+/* Payloads from this size on are used where the writer's buffer holds
+ * them (adopted once the write succeeded), not copied. */
+#define BORROW_MIN	4096
+#define PARTS_AT_ONCE	4	/* UploadPart requests in flight per write */
+#define PARTS_MAX	10000	/* S3's */
 
 struct s3be;
 struct sess;
 extern const struct backend_ops backend_s3;
 
-/* A payload: immutable, shared by the hot tier and leases. */
+/* A payload: immutable, shared by the hot tier and leases. Its bytes lie
+ * in inl[] (a small copy), in own (a buffer of its own: adopted from the
+ * writer, or fetched into), or, while borrowed, in the writer's buffer
+ * that its write has not adopted yet (never leased nor kept then). */
 struct pay {
 	unsigned	 refs;
+	int		 borrowed;
 	size_t		 len;
-	uint8_t		 data[];
+	const uint8_t	*data;
+	uint8_t		*own;		/* bigbuf_free() */
+	uint8_t		 inl[];
+};
+
+/* An UploadPart of a multipart upload, or the single PUT of a payload
+ * (n 0): its bytes are read from the payload where they lie. */
+struct part {
+	struct wop		*o;
+	unsigned		 n;
+	size_t			 off, len;
+	struct s3_call		*call;
+	char			 etag[128];
+};
+
+/* A payload's upload: one PUT, or CreateMultipartUpload, the parts a few
+ * at once, CompleteMultipartUpload (AbortMultipartUpload on failure). */
+struct upload {
+	struct s3_call		*call;		/* create, complete */
+	char			*cbody;		/* complete's body */
+	char			 id[512];	/* UploadId; "" for one PUT */
+	struct part		*parts;
+	unsigned		 nparts, next, inflight, done;
 };
 
 /* A lookup waiting on its session's head (or payload). */
 struct waiter {
 	TAILQ_ENTRY(waiter)	 entry;
 	be_lookup_fn		*fn;
+	be_flow_fn		*flow;		/* takes a payload in flight */
 	void			*arg;
 	uint64_t		 now;
 	int			 want_lease;
 };
 TAILQ_HEAD(waiter_list, waiter);
+
+/* A lookup answered before its payload came: it follows the flight. */
+struct follower {
+	TAILQ_ENTRY(follower)	 entry;
+	be_flow_fn		*fn;
+	void			*arg;
+	size_t			 sent;		/* bytes handed over */
+};
+TAILQ_HEAD(follower_list, follower);
+
+/* A payload on its way from the store: its bytes land in pay as they
+ * come, hashed on the way; followers get them by lease, from an event of
+ * the flight's own (never from inside curl's callbacks). */
+struct flight {
+	struct sess		*s;
+	struct pay		*pay;		/* the record's size, allocated */
+	size_t			 have;
+	int			 over;		/* more bytes came than that */
+	int			 hash_failed;
+	EVP_MD_CTX		*sha;
+	struct event		*ev;
+	struct follower_list	 fols;
+	struct s3_level		 lvl;
+};
 
 enum wstate {
 	W_HEAD,		/* reading the head */
@@ -157,9 +232,13 @@ struct wop {
 	/* What is being written. */
 	struct s3_head		 head;		/* the new head */
 	uint64_t		 expires;	/* its exact monotonic expiry */
+	uint64_t		 asked;		/* its last head request sent */
 	struct s3_level		 lvl;		/* BE_PUT, BE_TOUCH */
 	char			 lvl_etag[128];
 	struct pay		*pay;		/* BE_PUT */
+	struct upload		*up;		/* BE_PUT: its payload object */
+	int			 hashing;	/* the digest worker has it */
+	int			 uploaded;
 	char			 body[S3REC_BODY_MAX];
 	char			 key[S3REC_KEY_MAX];
 };
@@ -176,11 +255,15 @@ struct sess {
 	struct s3_head		 head;
 	uint64_t		 expires;	/* head.expires_ms, monotonic */
 	uint64_t		 seen;		/* when the head was learnt */
+	uint64_t		 validated;	/* when the request that confirmed
+						   it was sent (s3_revalidate) */
+	uint64_t		 hasked;	/* the lookups' head request's */
 	struct pay		*pay;		/* the head's level's payload */
 	/* Lookups: the shared head request, then a payload fetch. */
 	struct s3_call		*hcall, *pcall;
 	int			 pstage;	/* 1 level record, 2 payload */
 	struct s3_level		 plvl;
+	struct flight		*fl;		/* pstage 2 */
 	struct waiter_list	 waiters;
 	struct wop_list		 wops;
 	size_t			 keylen;
@@ -200,6 +283,8 @@ struct s3be {
 	size_t			 tabsz, nsess;
 	struct sess_list	 lru;
 	uint64_t		 max_memory, used, payload_bytes;
+	uint64_t		 part_size;	/* s3_part_size */
+	uint64_t		 revalidate;	/* s3_revalidate, ns */
 	size_t			 max_body;	/* a payload's, as fetched */
 	struct s3sweep		*sweep;		/* the bucket's sweeper */
 	char			 prefix[S3REC_PREFIX_MAX + 1];
@@ -257,18 +342,49 @@ pay_new(const uint8_t *data, size_t len)
 
 	if ((p = malloc(sizeof(*p) + len + 1)) == NULL)
 		return NULL;
+	memset(p, 0, sizeof(*p));
 	p->refs = 1;
 	p->len = len;
+	p->data = p->inl;
 	if (len > 0)
-		memcpy(p->data, data, len);
+		memcpy(p->inl, data, len);
 	return p;
+}
+
+/* The writer's bytes where they lie, until pay_adopt(). */
+static struct pay *
+pay_borrow(const uint8_t *data, size_t len)
+{
+	struct pay *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->refs = 1;
+	p->borrowed = 1;
+	p->len = len;
+	p->data = data;
+	return p;
+}
+
+/* A borrowed payload's buffer becomes its own (be_change.adopt). */
+static void
+pay_adopt(struct pay *p, struct be_change *c)
+{
+	if (!p->borrowed)
+		return;
+	p->own = c->adopt;
+	c->adopt = NULL;
+	p->borrowed = 0;
 }
 
 static void
 pay_unref(struct pay *p)
 {
-	if (p != NULL && --p->refs == 0)
+	if (p != NULL && --p->refs == 0) {
+		if (p->own != NULL)
+			bigbuf_free(p->own);
 		free(p);
+	}
 }
 
 static void
@@ -508,6 +624,19 @@ req(struct s3be *b, enum s3_op op, const char *key, const char *cond,
 	return s3_start(b->cl, &rq, err, errlen);
 }
 
+/* Long transfers: the deadline grows with the bytes (a second per MiB
+ * more), the stall bound stays s3_timeout. */
+static void
+big_timeouts(const struct s3be *b, struct s3_request *rq, size_t len)
+{
+	uint64_t t = b->set.cc.timeout_ms != 0 ? b->set.cc.timeout_ms : 10000;
+
+	if (len < DIGEST_OFF_LOOP)
+		return;
+	rq->timeout_ms = t + (uint64_t)(len >> 20) * 1000;
+	rq->stall_ms = t;
+}
+
 /* --- lookups --------------------------------------------------------------- */
 
 static void
@@ -535,46 +664,236 @@ fail_waiters(struct sess *s, const char *msg)
 		answer(s, TAILQ_FIRST(&s->waiters), -1);
 }
 
+/* --- payloads in flight --------------------------------------------------- */
+
+/* Is the flight under way the head's content? */
+static int
+fl_current(const struct sess *s)
+{
+	return s->fl != NULL && s->known && !s->absent &&
+	    s->head.state == S3_LIVE && s->head.level == s->fl->lvl.level &&
+	    s->head.gen == s->fl->lvl.gen;
+}
+
+static void	 fl_follow(struct sess *, struct waiter *);
+
+/* Lookups that joined the flight follow it (getting the bytes so far);
+ * every follower is handed the bytes that came since its last (the
+ * flight's event). */
+static void
+fl_push(evutil_socket_t fd, short what, void *arg)
+{
+	struct flight *fl = arg;
+	struct sess *s = fl->s;
+	struct follower *f, *next;
+	struct waiter *wt, *wnext;
+	struct be_record rec;
+	struct lease l;
+
+	(void)fd;
+	(void)what;
+	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL && fl_current(s);
+	    wt = wnext) {
+		wnext = TAILQ_NEXT(wt, entry);
+		present(s, wt->now, &rec);
+		if (wt->flow != NULL && rec.kind == BE_ENTRY)
+			fl_follow(s, wt);
+	}
+	for (f = TAILQ_FIRST(&fl->fols); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (fl->have <= f->sent)
+			continue;
+		pay_lease(fl->pay, &l);
+		l.data = fl->pay->data + f->sent;
+		l.len = fl->have - f->sent;
+		f->sent = fl->have;
+		f->fn(f->arg, &l, 0, NULL);
+	}
+}
+
+/* The end (1 whole and checked, -1 msg): every follower told, the flight
+ * freed; the session's payload taken by the caller before. */
+static void
+fl_end(struct flight *fl, int end, const char *msg)
+{
+	struct follower *f;
+	struct lease l;
+
+	fl->s->fl = NULL;
+	event_free(fl->ev);
+	EVP_MD_CTX_free(fl->sha);
+	while ((f = TAILQ_FIRST(&fl->fols)) != NULL) {
+		TAILQ_REMOVE(&fl->fols, f, entry);
+		memset(&l, 0, sizeof(l));
+		if (end == 1 && fl->have > f->sent) {
+			pay_lease(fl->pay, &l);
+			l.data = fl->pay->data + f->sent;
+			l.len = fl->have - f->sent;
+		}
+		f->fn(f->arg, &l, end, msg);
+		free(f);
+	}
+	pay_unref(fl->pay);
+	free(fl);
+}
+
+/* on_data, inside curl: copy, hash, and have the followers told. */
+static int
+fl_data(void *arg, const void *buf, size_t len)
+{
+	struct flight *fl = arg;
+
+	if (len > fl->pay->len - fl->have) {
+		fl->over = 1;
+		return -1;
+	}
+	memcpy(fl->pay->own + fl->have, buf, len);
+	if (EVP_DigestUpdate(fl->sha, buf, len) != 1)
+		fl->hash_failed = 1;
+	fl->have += len;
+	if (!TAILQ_EMPTY(&fl->fols))
+		event_active(fl->ev, EV_TIMEOUT, 1);
+	return 0;
+}
+
+/* A waiter that takes the payload in flight follows it from here. */
+static void
+fl_follow(struct sess *s, struct waiter *wt)
+{
+	struct flight *fl = s->fl;
+	struct follower *f;
+	struct be_record rec;
+	struct lease none = { 0 };
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		TAILQ_REMOVE(&s->waiters, wt, entry);
+		wt->fn(wt->arg, -1, NULL, NULL);
+		free(wt);
+		return;
+	}
+	f->fn = wt->flow;
+	f->arg = wt->arg;
+	TAILQ_INSERT_TAIL(&fl->fols, f, entry);
+	TAILQ_REMOVE(&s->waiters, wt, entry);
+	present(s, wt->now, &rec);
+	rec.data = NULL;
+	wt->fn(wt->arg, 0, &rec, &none);
+	free(wt);
+	if (fl->have > 0)
+		event_active(fl->ev, EV_TIMEOUT, 1);
+}
+
 static void
 blob_done(void *arg, const struct s3_response *res)
 {
 	struct sess *s = arg;
 	struct s3be *b = s->b;
+	struct flight *fl = s->fl;
 	uint8_t sha[SHA256_DIGEST_LENGTH];
 	char key[S3REC_KEY_MAX], msg[1600];
-	struct pay *p;
 
 	s->pcall = NULL;
 	s->pstage = 0;
 	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
-	    s->plvl.level, s->plvl.blob_nonce);
-	if (!ok2xx(res)) {
+	    fl->lvl.level, fl->lvl.blob_nonce);
+	if (EVP_DigestFinal_ex(fl->sha, sha, NULL) != 1)
+		fl->hash_failed = 1;
+	if (fl->over)
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: more bytes than "
+		    "the record's %zu: not served", key, fl->pay->len);
+	else if (!ok2xx(res))
 		s3_errmsg(msg, sizeof(msg), "GET", key, res);
-		fail_waiters(s, msg);
-		return;
-	}
-	SHA256(res->body, res->body_len, sha);
-	if (res->body_len != s->plvl.size ||
-	    memcmp(sha, s->plvl.sha256, sizeof(sha)) != 0) {
+	else if (fl->hash_failed)
+		snprintf(msg, sizeof(msg), "s3 store: GET %s: hashing failed",
+		    key);
+	else if (fl->have != fl->pay->len ||
+	    memcmp(sha, fl->lvl.sha256, sizeof(sha)) != 0)
 		snprintf(msg, sizeof(msg), "s3 store: GET %s: %zu bytes whose "
-		    "SHA-256 is not the record's: not served", key,
-		    res->body_len);
+		    "SHA-256 is not the record's: not served", key, fl->have);
+	else
+		msg[0] = '\0';
+	if (msg[0] != '\0') {
+		if (TAILQ_EMPTY(&s->waiters))
+			log_warn("s3 store lookup failed", "error=\"%s\"", msg);
+		fl_end(fl, -1, msg);
 		fail_waiters(s, msg);
 		return;
 	}
 	/* Still the head's content? It may have moved meanwhile: then the
 	 * waiters are answered by the next round. */
 	if (s->known && !s->absent && s->head.state == S3_LIVE &&
-	    s->head.level == s->plvl.level && s->head.gen == s->plvl.gen) {
-		if ((p = pay_new(res->body, res->body_len)) == NULL) {
-			fail_waiters(s, "s3 store: out of memory");
-			return;
-		}
-		sess_set_pay(s, p);
-		pay_unref(p);
-	}
+	    s->head.level == fl->lvl.level && s->head.gen == fl->lvl.gen)
+		sess_set_pay(s, fl->pay);
+	fl_end(fl, 1, NULL);
 	serve(s);
 	trim(b, NULL);
+}
+
+/* The payload object, streamed into a flight of the record's size. */
+static int
+fl_start(struct sess *s, char *msg, size_t msglen)
+{
+	struct s3be *b = s->b;
+	struct flight *fl;
+	struct s3_request rq;
+	char key[S3REC_KEY_MAX], err[256];
+	size_t len = (size_t)s->plvl.size;
+
+	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
+	    s->plvl.level, s->plvl.blob_nonce);
+	if (s->plvl.size > SIZE_MAX / 2 || (b->max_body > 0 &&
+	    s->plvl.size >= b->max_body)) {
+		snprintf(msg, msglen, "s3 store: %s: %" PRIu64 " bytes, more "
+		    "than max_message_size", key, s->plvl.size);
+		return -1;
+	}
+	if ((fl = calloc(1, sizeof(*fl))) == NULL ||
+	    (fl->pay = calloc(1, sizeof(*fl->pay))) == NULL ||
+	    (fl->pay->own = bigbuf_alloc(len + 1)) == NULL ||
+	    (fl->ev = event_new(b->base, -1, 0, fl_push, fl)) == NULL ||
+	    (fl->sha = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(fl->sha, EVP_sha256(), NULL) != 1) {
+		if (fl != NULL && fl->pay != NULL) {
+			fl->pay->refs = 1;
+			pay_unref(fl->pay);
+		}
+		if (fl != NULL && fl->ev != NULL)
+			event_free(fl->ev);
+		if (fl != NULL)
+			EVP_MD_CTX_free(fl->sha);
+		free(fl);
+		snprintf(msg, msglen, "s3 store: out of memory");
+		return -1;
+	}
+	fl->s = s;
+	fl->pay->refs = 1;
+	fl->pay->len = len;
+	fl->pay->data = fl->pay->own;
+	fl->lvl = s->plvl;
+	TAILQ_INIT(&fl->fols);
+	memset(&rq, 0, sizeof(rq));
+	rq.op = S3_GET;
+	rq.key = key;
+	rq.on_data = fl_data;
+	rq.data_arg = fl;
+	rq.max_body = SMALL_BODY * 4;	/* an error's */
+	rq.retry = S3_RETRY_IDEMPOTENT;
+	big_timeouts(b, &rq, len);
+	rq.done = blob_done;
+	rq.arg = s;
+	s->fl = fl;
+	s->pstage = 2;
+	if ((s->pcall = s3_start(b->cl, &rq, err, sizeof(err))) == NULL) {
+		snprintf(msg, msglen, "s3 store: GET %s: %s", key, err);
+		s->fl = NULL;
+		s->pstage = 0;
+		event_free(fl->ev);
+		EVP_MD_CTX_free(fl->sha);
+		pay_unref(fl->pay);
+		free(fl);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -601,61 +920,73 @@ plevel_done(void *arg, const struct s3_response *res)
 		    "than its head", key);
 		goto fail;
 	}
-	s->pstage = 2;
-	s3rec_key_blob(key, sizeof(key), "", s->key, s->keylen,
-	    s->plvl.level, s->plvl.blob_nonce);
-	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
-	    blob_done, s, err, sizeof(err))) == NULL) {
-		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
+	if (fl_start(s, msg, sizeof(msg)) != 0)
 		goto fail;
-	}
+	/* Lookups that take the payload in flight are answered now. */
+	serve(s);
 	return;
 fail:
 	s->pstage = 0;
 	fail_waiters(s, msg);
 }
 
-/* Answer every waiter the hot tier can; fetch the payload for those that
- * need it. */
-static void
-serve(struct sess *s)
+/* The payload's fetch starts with its level record (plevel_done()). */
+static int
+level_fetch(struct sess *s, char *msg, size_t msglen)
 {
-	struct waiter *wt, *next;
-	struct be_record rec;
-	char key[S3REC_KEY_MAX], err[256], msg[1600];
+	char key[S3REC_KEY_MAX], err[256];
 
-	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL; wt = next) {
-		next = TAILQ_NEXT(wt, entry);
-		present(s, wt->now, &rec);
-		if (rec.kind != BE_ENTRY || !wt->want_lease || s->pay != NULL)
-			answer(s, wt, 0);
-	}
-	if (TAILQ_EMPTY(&s->waiters) || s->pcall != NULL)
-		return;
 	s->pstage = 1;
 	s3rec_key_level(key, sizeof(key), "", s->key, s->keylen,
 	    s->head.level);
 	if ((s->pcall = req(s->b, S3_GET, key, NULL, NULL, NULL, 0,
 	    plevel_done, s, err, sizeof(err))) == NULL) {
 		s->pstage = 0;
-		snprintf(msg, sizeof(msg), "s3 store: GET %s: %s", key, err);
-		fail_waiters(s, msg);
+		snprintf(msg, msglen, "s3 store: GET %s: %s", key, err);
+		return -1;
 	}
+	return 0;
+}
+
+/* Answer every waiter the hot tier can (or the flight under way, for
+ * those that take it); fetch the payload for the others. */
+static void
+serve(struct sess *s)
+{
+	struct waiter *wt, *next;
+	struct be_record rec;
+	char msg[1600];
+
+	for (wt = TAILQ_FIRST(&s->waiters); wt != NULL; wt = next) {
+		next = TAILQ_NEXT(wt, entry);
+		present(s, wt->now, &rec);
+		if (rec.kind != BE_ENTRY || !wt->want_lease || s->pay != NULL)
+			answer(s, wt, 0);
+		else if (wt->flow != NULL && fl_current(s))
+			fl_follow(s, wt);
+	}
+	if (TAILQ_EMPTY(&s->waiters) || s->pcall != NULL)
+		return;
+	if (level_fetch(s, msg, sizeof(msg)) != 0)
+		fail_waiters(s, msg);
 }
 
 /* A head's answer (200, 304, 404) into the session; 0, or -1 with msg. */
 static int
 take_head(struct sess *s, const struct s3_response *res, const char *key,
-    char *msg, size_t len)
+    uint64_t asked, char *msg, size_t len)
 {
 	struct s3_head h;
 	char err[256];
 
 	if (res->err == S3_E_NONE && res->status == 304 && s->known &&
-	    !s->absent)
+	    !s->absent) {
+		s->validated = asked;
 		return 0;
+	}
 	if (res->err == S3_E_NONE && res->status == 404) {
 		sess_absent(s);
+		s->validated = asked;
 		return 0;
 	}
 	if (!ok2xx(res)) {
@@ -671,6 +1002,7 @@ take_head(struct sess *s, const struct s3_response *res, const char *key,
 	sess_head(s, &h, res->etag, s->known && !s->absent &&
 	    strcmp(s->etag, res->etag) == 0 ? s->expires :
 	    ms_to_mono(s->b, h.expires_ms));
+	s->validated = asked;
 	return 0;
 }
 
@@ -682,7 +1014,7 @@ lhead_done(void *arg, const struct s3_response *res)
 
 	s->hcall = NULL;
 	s3rec_key_head(key, sizeof(key), "", s->key, s->keylen);
-	if (take_head(s, res, key, msg, sizeof(msg)) != 0) {
+	if (take_head(s, res, key, s->hasked, msg, sizeof(msg)) != 0) {
 		/* The store failed: the head as last validated serves. */
 		if (!s->known) {
 			fail_waiters(s, msg);
@@ -706,6 +1038,8 @@ head_get(struct sess *s, s3_done_fn *done, void *arg, struct s3_call **call,
 		snprintf(err, errlen, "session id out of range");
 		return -1;
 	}
+	if (call == &s->hcall)
+		s->hasked = clock_now_ns();
 	*call = req(s->b, S3_GET, key, cond ? "If-None-Match" : NULL,
 	    cond ? s->etag : NULL, NULL, 0, done, arg, err, errlen);
 	return *call != NULL ? 0 : -1;
@@ -714,12 +1048,13 @@ head_get(struct sess *s, s3_done_fn *done, void *arg, struct s3_call **call,
 static int
 s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
     uint64_t now, struct be_record *rec, struct lease *lease,
-    be_lookup_fn *fn, void *arg)
+    be_lookup_fn *fn, be_flow_fn *flow, void *arg)
 {
 	struct s3be *b = (struct s3be *)be;
 	struct waiter *wt;
 	struct sess *s;
-	char err[256];
+	char err[1600];
+	int fresh;
 
 	memset(rec, 0, sizeof(*rec));
 	if (lease != NULL)
@@ -729,21 +1064,47 @@ s3_lookup_start(struct backend *be, const uint8_t *key, size_t keylen,
 	/* A store known down is not waited for: the hot tier answers. */
 	if (fn == NULL || s3_health_down(b->health, NULL, 0))
 		return be->ops->lookup(be, key, keylen, now, rec, lease);
-	if ((s = sess_find(b, key, keylen, 1)) == NULL ||
-	    (wt = calloc(1, sizeof(*wt))) == NULL)
+	if ((s = sess_find(b, key, keylen, 1)) == NULL)
+		return -1;
+	/* A head confirmed within s3_revalidate is trusted: answered from
+	 * the hot tier now, or its payload fetched without asking for the
+	 * head again. */
+	fresh = b->revalidate > 0 && s->known && s->validated != 0 &&
+	    s->hcall == NULL && now < s->validated + b->revalidate;
+	if (fresh) {
+		present(s, now, rec);
+		if (rec->kind != BE_ENTRY || lease == NULL || s->pay != NULL) {
+			if (rec->kind == BE_ENTRY && lease != NULL)
+				pay_lease(s->pay, lease);
+			return 0;
+		}
+		memset(rec, 0, sizeof(*rec));
+	}
+	if ((wt = calloc(1, sizeof(*wt))) == NULL)
 		return -1;
 	wt->fn = fn;
+	wt->flow = lease != NULL ? flow : NULL;
 	wt->arg = arg;
 	wt->now = now;
 	wt->want_lease = lease != NULL;
 	TAILQ_INSERT_TAIL(&s->waiters, wt, entry);
-	if (s->hcall == NULL && s->pcall == NULL && head_get(s, lhead_done, s,
-	    &s->hcall, err, sizeof(err)) != 0) {
+	if (fresh && s->pcall == NULL && level_fetch(s, err,
+	    sizeof(err)) != 0) {
 		TAILQ_REMOVE(&s->waiters, wt, entry);
 		free(wt);
 		log_warn("s3 store lookup failed", "error=\"%s\"", err);
 		return -1;
 	}
+	if (!fresh && s->hcall == NULL && s->pcall == NULL &&
+	    head_get(s, lhead_done, s, &s->hcall, err, sizeof(err)) != 0) {
+		TAILQ_REMOVE(&s->waiters, wt, entry);
+		free(wt);
+		log_warn("s3 store lookup failed", "error=\"%s\"", err);
+		return -1;
+	}
+	/* A payload on its way: this lookup joins it (fl_push()). */
+	if (s->fl != NULL && wt->flow != NULL)
+		event_active(s->fl->ev, EV_TIMEOUT, 1);
 	return 1;
 }
 
@@ -773,6 +1134,22 @@ s3_lookup(struct backend *be, const uint8_t *key, size_t keylen,
 
 /* --- writes ---------------------------------------------------------------- */
 
+static void	 upload_stop(struct wop *);
+static void	 wop_hashed(void *, const uint8_t [DIGEST_LEN]);
+
+/* Whatever the write still has going: its upload, its hashing. */
+static void
+wop_stop(struct wop *o)
+{
+	if (o->call != NULL)
+		s3_cancel(o->call);
+	o->call = NULL;
+	if (o->hashing)
+		digest_cancel(wop_hashed, o);
+	o->hashing = 0;
+	upload_stop(o);
+}
+
 static void
 wop_finish(struct wop *o, int err, const char *msg)
 {
@@ -782,6 +1159,7 @@ wop_finish(struct wop *o, int err, const char *msg)
 	if (err != BE_OK)
 		log_warn("s3 store write failed", "error=\"%s\"", msg);
 	TAILQ_REMOVE(&s->wops, o, entry);
+	wop_stop(o);
 	pay_unref(o->pay);
 	if (o->wait != NULL)
 		event_free(o->wait);
@@ -820,6 +1198,11 @@ wop_applied(struct wop *o, const char *etag)
 	const struct be_change *c = &w->chg;
 
 	sess_head(s, &o->head, etag, o->expires);
+	s->validated = o->asked;
+	/* The writer's buffer is ours from here (backend.h: adopt is NULL
+	 * exactly when the write succeeded and kept it). */
+	if (c->action == BE_PUT && o->pay != NULL)
+		pay_adopt(o->pay, &w->chg);
 	if (c->action == BE_PUT && o->pay != NULL && s->pay == NULL)
 		sess_set_pay(s, o->pay);
 	if (o->was_expired)
@@ -916,6 +1299,7 @@ wop_commit(struct wop *o)
 	o->head.expires_ms = mono_to_ms(s->b, o->expires);
 	n = s3rec_head_format(&o->head, o->body, sizeof(o->body));
 	o->st = W_COMMIT;
+	o->asked = clock_now_ns();
 	if ((o->call = req(s->b, S3_PUT, o->key, s->absent ? "If-None-Match" :
 	    "If-Match", s->absent ? "*" : s->etag, o->body, n, commit_done, o,
 	    err, sizeof(err))) == NULL)
@@ -1045,17 +1429,349 @@ level_put(struct wop *o, const char *cond, const char *etag)
 		wop_start_failed(o, "PUT", err);
 }
 
+/* --- payload objects ------------------------------------------------------ */
+
+/* Both done, the upload and the SHA-256: the level record names it. */
 static void
-blob_put_done(void *arg, const struct s3_response *res)
+blob_ready(struct wop *o)
+{
+	if (!o->uploaded || o->hashing)
+		return;
+	level_put(o, "If-None-Match", "*");
+}
+
+static void
+wop_hashed(void *arg, const uint8_t digest[DIGEST_LEN])
 {
 	struct wop *o = arg;
 
-	o->call = NULL;
+	o->hashing = 0;
+	memcpy(o->head.sha256, digest, S3REC_SHA256_LEN);
+	memcpy(o->lvl.sha256, digest, S3REC_SHA256_LEN);
+	blob_ready(o);
+}
+
+static void
+blob_uploaded(struct wop *o)
+{
+	o->uploaded = 1;
+	upload_stop(o);
+	blob_ready(o);
+}
+
+/* A part's bytes (or the single PUT's), read where the payload lies. */
+static ssize_t
+part_read(void *arg, uint64_t off, void *buf, size_t len)
+{
+	struct part *pt = arg;
+
+	if (off >= pt->len)
+		return 0;
+	if (len > pt->len - off)
+		len = (size_t)(pt->len - off);
+	memcpy(buf, pt->o->pay->data + pt->off + off, len);
+	return (ssize_t)len;
+}
+
+static void
+abort_done(void *arg, const struct s3_response *res)
+{
+	char msg[1600];
+
+	(void)arg;
+	if (ok2xx(res) || (res->err == S3_E_NONE && res->status == 404))
+		return;
+	s3_errmsg(msg, sizeof(msg), "DELETE", "(AbortMultipartUpload)", res);
+	log_warn("s3 store: an abandoned upload stays until the bucket's "
+	    "lifecycle rules remove it", "error=\"%s\"", msg);
+}
+
+/* Cancel what is in flight; a multipart upload begun is aborted. */
+static void
+upload_stop(struct wop *o)
+{
+	struct upload *up = o->up;
+	struct s3_param q = { "uploadId", NULL };
+	struct s3_request rq;
+	char err[256];
+	unsigned i;
+
+	if (up == NULL)
+		return;
+	o->up = NULL;
+	if (up->call != NULL)
+		s3_cancel(up->call);
+	for (i = 0; i < up->nparts; i++)
+		if (up->parts[i].call != NULL)
+			s3_cancel(up->parts[i].call);
+	if (up->id[0] != '\0' && !o->uploaded) {
+		q.value = up->id;
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_DELETE;
+		rq.key = o->key;
+		rq.query = &q;
+		rq.nquery = 1;
+		rq.max_body = SMALL_BODY;
+		rq.done = abort_done;
+		rq.arg = o->s->b;
+		if (s3_start(o->s->b->cl, &rq, err, sizeof(err)) == NULL)
+			log_warn("s3 store: AbortMultipartUpload not sent",
+			    "key=\"%s\" error=\"%s\"", o->key, err);
+	}
+	free(up->parts);
+	free(up->cbody);
+	free(up);
+}
+
+static void
+upload_fail(struct wop *o, const char *what, const struct s3_response *res)
+{
+	char msg[1600];
+
+	s3_errmsg(msg, sizeof(msg), what, o->key, res);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+static void
+upload_start_failed(struct wop *o, const char *what, const char *err)
+{
+	char msg[1600];
+
+	snprintf(msg, sizeof(msg), "s3 store: %s %s: %s", what, o->key, err);
+	wop_finish(o, BE_ERR_UNAVAIL, msg);
+}
+
+static void part_next(struct wop *);
+
+static void
+single_done(void *arg, const struct s3_response *res)
+{
+	struct part *pt = arg;
+	struct wop *o = pt->o;
+
+	pt->call = NULL;
 	if (!ok2xx(res)) {
-		wop_fail(o, "PUT", o->key, res);
+		upload_fail(o, "PUT", res);
 		return;
 	}
-	level_put(o, "If-None-Match", "*");
+	blob_uploaded(o);
+}
+
+static void
+part_done(void *arg, const struct s3_response *res)
+{
+	struct part *pt = arg;
+	struct wop *o = pt->o;
+	char what[64];
+
+	pt->call = NULL;
+	o->up->inflight--;
+	if (!ok2xx(res) || res->etag[0] == '\0') {
+		snprintf(what, sizeof(what), "PUT part %u of %u", pt->n,
+		    o->up->nparts);
+		upload_fail(o, what, res);
+		return;
+	}
+	snprintf(pt->etag, sizeof(pt->etag), "%s", res->etag);
+	o->up->done++;
+	part_next(o);
+}
+
+static void
+complete_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+
+	o->up->call = NULL;
+	/* S3 may answer 200 and tell a failure in the body. */
+	if (!ok2xx(res) || (res->body != NULL &&
+	    memmem(res->body, res->body_len, "<Error>", 7) != NULL)) {
+		upload_fail(o, "POST (CompleteMultipartUpload)", res);
+		return;
+	}
+	blob_uploaded(o);
+}
+
+/* The parts' list, as CompleteMultipartUpload takes it. */
+static char *
+complete_body(const struct upload *up, size_t *len)
+{
+	size_t cap = 128 + (size_t)up->nparts * 200, n;
+	unsigned i;
+	char *x;
+
+	if ((x = malloc(cap)) == NULL)
+		return NULL;
+	n = (size_t)snprintf(x, cap, "<CompleteMultipartUpload>");
+	for (i = 0; i < up->nparts; i++)
+		n += (size_t)snprintf(x + n, cap - n, "<Part><PartNumber>%u"
+		    "</PartNumber><ETag>%s</ETag></Part>", up->parts[i].n,
+		    up->parts[i].etag);
+	n += (size_t)snprintf(x + n, cap - n, "</CompleteMultipartUpload>");
+	*len = n;
+	return x;
+}
+
+/* Keep PARTS_AT_ONCE parts going; once all are in, complete. */
+static void
+part_next(struct wop *o)
+{
+	struct upload *up = o->up;
+	struct s3be *b = o->s->b;
+	struct s3_request rq;
+	struct s3_param q[2];
+	char err[256], num[16];
+	size_t n;
+
+	while (up->inflight < PARTS_AT_ONCE && up->next < up->nparts) {
+		struct part *pt = &up->parts[up->next++];
+
+		snprintf(num, sizeof(num), "%u", pt->n);
+		q[0].name = "partNumber";
+		q[0].value = num;
+		q[1].name = "uploadId";
+		q[1].value = up->id;
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_PUT;
+		rq.key = o->key;
+		rq.query = q;
+		rq.nquery = 2;
+		rq.body_read = part_read;
+		rq.body_arg = pt;
+		rq.body_size = pt->len;
+		rq.max_body = SMALL_BODY;
+		rq.retry = S3_RETRY_IDEMPOTENT;
+		big_timeouts(b, &rq, pt->len);
+		rq.done = part_done;
+		rq.arg = pt;
+		if ((pt->call = s3_start(b->cl, &rq, err, sizeof(err))) ==
+		    NULL) {
+			upload_start_failed(o, "PUT part", err);
+			return;
+		}
+		up->inflight++;
+	}
+	if (up->done < up->nparts || up->call != NULL)
+		return;
+	{
+		struct s3_param cq = { "uploadId", up->id };
+		char *x;
+
+		if ((x = complete_body(up, &n)) == NULL) {
+			upload_start_failed(o, "POST", "out of memory");
+			return;
+		}
+		memset(&rq, 0, sizeof(rq));
+		rq.op = S3_POST;
+		rq.key = o->key;
+		rq.query = &cq;
+		rq.nquery = 1;
+		rq.body = x;
+		rq.body_len = n;
+		rq.max_body = SMALL_BODY;
+		/* Retried: a second completion of one upload is the same
+		 * object (no condition on it: stores ignore them here). */
+		rq.retry = S3_RETRY_IDEMPOTENT;
+		rq.done = complete_done;
+		rq.arg = o;
+		up->call = s3_start(b->cl, &rq, err, sizeof(err));
+		/* A memory body is read until done: the upload keeps it. */
+		if (up->call == NULL) {
+			free(x);
+			upload_start_failed(o, "POST", err);
+			return;
+		}
+		free(up->cbody);
+		up->cbody = x;
+	}
+}
+
+static void
+create_done(void *arg, const struct s3_response *res)
+{
+	struct wop *o = arg;
+	struct upload *up = o->up;
+	const char *p, *end;
+
+	up->call = NULL;
+	p = (const char *)res->body;
+	end = p != NULL ? p + res->body_len : NULL;
+	if (!ok2xx(res) || p == NULL ||
+	    s3_xml_next(&p, end, "UploadId", up->id, sizeof(up->id)) != 0 ||
+	    up->id[0] == '\0') {
+		up->id[0] = '\0';
+		upload_fail(o, "POST (CreateMultipartUpload)", res);
+		return;
+	}
+	part_next(o);
+}
+
+/* The payload object: one PUT, or a multipart upload past twice the part
+ * size; its bytes by reference where they lie. */
+static void
+upload_start(struct wop *o)
+{
+	struct s3be *b = o->s->b;
+	size_t len = o->pay->len, psize = (size_t)b->part_size;
+	struct s3_param q = { "uploads", NULL };
+	struct s3_request rq;
+	struct upload *up;
+	char err[256];
+	unsigned i;
+
+	if ((up = calloc(1, sizeof(*up))) == NULL) {
+		upload_start_failed(o, "PUT", "out of memory");
+		return;
+	}
+	o->up = up;
+	o->uploaded = 0;
+	if (psize == 0 || len <= 2 * psize)
+		up->nparts = 1;
+	else {
+		while ((len + psize - 1) / psize > PARTS_MAX)
+			psize *= 2;
+		up->nparts = (unsigned)((len + psize - 1) / psize);
+	}
+	if ((up->parts = calloc(up->nparts, sizeof(*up->parts))) == NULL) {
+		upload_start_failed(o, "PUT", "out of memory");
+		return;
+	}
+	for (i = 0; i < up->nparts; i++) {
+		up->parts[i].o = o;
+		up->parts[i].n = up->nparts > 1 ? i + 1 : 0;
+		up->parts[i].off = (size_t)i * psize;
+		up->parts[i].len = up->nparts > 1 ? (i + 1 < up->nparts ?
+		    psize : len - up->parts[i].off) : len;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.key = o->key;
+	rq.max_body = SMALL_BODY;
+	rq.retry = S3_RETRY_IDEMPOTENT;
+	if (up->nparts == 1) {
+		rq.op = S3_PUT;
+		if (len < DIGEST_OFF_LOOP) {
+			rq.body = o->pay->data;
+			rq.body_len = len;
+		} else {
+			rq.body_read = part_read;
+			rq.body_arg = &up->parts[0];
+			rq.body_size = len;
+			big_timeouts(b, &rq, len);
+		}
+		rq.done = single_done;
+		rq.arg = &up->parts[0];
+		if ((up->parts[0].call = s3_start(b->cl, &rq, err,
+		    sizeof(err))) == NULL)
+			upload_start_failed(o, "PUT", err);
+		return;
+	}
+	rq.op = S3_POST;
+	rq.query = &q;
+	rq.nquery = 1;
+	rq.done = create_done;
+	rq.arg = o;
+	if ((up->call = s3_start(b->cl, &rq, err, sizeof(err))) == NULL)
+		upload_start_failed(o, "POST", err);
 }
 
 /* --- deciding and applying ------------------------------------------------- */
@@ -1106,9 +1822,14 @@ wop_decide(struct wop *o)
 	case BE_PUT:
 		break;
 	}
-	/* BE_PUT: the payload object, the level record, the head. */
+	/* BE_PUT: the payload object, the level record, the head. A large
+	 * payload is not copied: it goes up from the writer's buffer, which
+	 * the hot tier adopts once the write succeeded. */
+	wop_stop(o);
 	pay_unref(o->pay);
-	if ((o->pay = pay_new(c->data, c->len)) == NULL) {
+	o->pay = c->adopt != NULL && c->len >= BORROW_MIN ?
+	    pay_borrow(c->data, c->len) : pay_new(c->data, c->len);
+	if (o->pay == NULL) {
 		wop_finish(o, BE_ERR_FULL, "s3 store: out of memory");
 		return;
 	}
@@ -1117,11 +1838,9 @@ wop_decide(struct wop *o)
 	o->head.gen = c->gen;
 	o->head.origin = c->inc;
 	o->head.size = c->len;
-	SHA256(o->pay->data, o->pay->len, o->head.sha256);
 	memset(&o->lvl, 0, sizeof(o->lvl));
 	o->lvl.level = c->level;
 	o->lvl.gen = c->gen;
-	memcpy(o->lvl.sha256, o->head.sha256, S3REC_SHA256_LEN);
 	o->lvl.size = c->len;
 	o->lvl.blob_nonce = backend_random_id();
 	o->lvl.keep_until_ms = mono_to_ms(b, c->expires);
@@ -1129,9 +1848,14 @@ wop_decide(struct wop *o)
 	o->st = W_BLOB;
 	s3rec_key_blob(o->key, sizeof(o->key), "", s->key, s->keylen,
 	    c->level, o->lvl.blob_nonce);
-	if ((o->call = req(b, S3_PUT, o->key, NULL, NULL, o->pay->data,
-	    o->pay->len, blob_put_done, o, err, sizeof(err))) == NULL)
-		wop_start_failed(o, "PUT", err);
+	/* The SHA-256 off the loop while the bytes go up (blob_ready()). */
+	o->hashing = c->len >= DIGEST_OFF_LOOP &&
+	    digest_start(o->pay->data, o->pay->len, wop_hashed, o) == 0;
+	if (!o->hashing) {
+		SHA256(o->pay->data, o->pay->len, o->head.sha256);
+		memcpy(o->lvl.sha256, o->head.sha256, S3REC_SHA256_LEN);
+	}
+	upload_start(o);
 }
 
 static void
@@ -1170,7 +1894,7 @@ whead_done(void *arg, const struct s3_response *res)
 	char msg[1600];
 
 	o->call = NULL;
-	if (take_head(s, res, o->key, msg, sizeof(msg)) != 0) {
+	if (take_head(s, res, o->key, o->asked, msg, sizeof(msg)) != 0) {
 		wop_finish(o, BE_ERR_UNAVAIL, msg);
 		return;
 	}
@@ -1200,6 +1924,7 @@ wop_read_head(struct wop *o)
 		wop_finish(o, BE_ERR_UNAVAIL, down);
 		return;
 	}
+	o->asked = clock_now_ns();
 	if (head_get(o->s, whead_done, o, &o->call, err, sizeof(err)) != 0)
 		wop_start_failed(o, "GET", err);
 }
@@ -1294,6 +2019,8 @@ s3_reconfigure(struct backend *be, const struct config *conf)
 	struct s3be *b = (struct s3be *)be;
 
 	b->max_memory = conf->max_memory;
+	b->part_size = conf->s3_part_size;
+	b->revalidate = conf->s3_revalidate * 1000000;
 	trim(b, NULL);
 }
 
@@ -1681,6 +2408,8 @@ s3_open(const struct config *conf, struct event_base *base, char *err,
 	b->be.ops = &backend_s3;
 	b->base = base;
 	b->max_memory = conf->max_memory;
+	b->part_size = conf->s3_part_size;
+	b->revalidate = conf->s3_revalidate * 1000000;
 	/* No payload is larger than a message (0: the client's 16 MiB). */
 	b->max_body = conf->max_message_size > 0 ?
 	    (size_t)conf->max_message_size + 1 : 0;
@@ -1738,11 +2467,12 @@ s3_close(struct backend *be)
 		if (s->pcall != NULL)
 			s3_cancel(s->pcall);
 		s->hcall = s->pcall = NULL;
+		if (s->fl != NULL)
+			fl_end(s->fl, -1, "s3 store: closing");
 		while (!TAILQ_EMPTY(&s->waiters))
 			answer(s, TAILQ_FIRST(&s->waiters), -1);
 		while ((o = TAILQ_FIRST(&s->wops)) != NULL) {
-			if (o->call != NULL)
-				s3_cancel(o->call);
+			wop_stop(o);
 			if (o->wait != NULL)
 				event_free(o->wait);
 			TAILQ_REMOVE(&s->wops, o, entry);

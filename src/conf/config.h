@@ -42,6 +42,8 @@ struct config {
 	uint64_t	 s3_retries;
 	uint64_t	 s3_lease_time;		/* ms */
 	uint64_t	 s3_orphan_grace;	/* ms */
+	uint64_t	 s3_part_size;
+	uint64_t	 s3_revalidate;		/* ms */
 	uint64_t	 max_memory;
 	uint64_t	 default_ttl;		/* ms */
 	uint64_t	 max_ttl;		/* ms */

@@ -109,6 +109,19 @@ const struct config_directive config_table[] = {
 	  "an incomplete multipart upload or a session's level records "
 	  "without a head are deleted; longer than any upload takes "
 	  "(bare number: seconds)" },
+	{ "s3_part_size", CONF_SIZE, CONF_LIVE, 5 * MIB, 1 * GIB,
+	  "8m", NULL, NULL, NULL, OFF(s3_part_size),
+	  "backend s3: a payload larger than twice this goes up as a "
+	  "multipart upload in parts of this size, a few at once, each "
+	  "retried (S3's least part is 5m)" },
+	{ "s3_revalidate", CONF_DURATION, CONF_LIVE | CONF_ZERO, 1, 1 * MS_H,
+	  "0", NULL, NULL, NULL, OFF(s3_revalidate),
+	  "backend s3: how long a Get trusts a session's head that the store "
+	  "confirmed, without asking the store again (0: every Get asks, by "
+	  "a conditional GET shared among concurrent Gets); a Get on one "
+	  "central may then miss a Set, Update or Delete made through another "
+	  "central for at most this long, and an update level still names "
+	  "one content (bare number: seconds)" },
 	{ "max_memory", CONF_SIZE, CONF_LIVE | CONF_ZERO, 1 * MIB, 16 * TIB,
 	  "0", "1g", NULL, NULL, OFF(max_memory),
 	  "payload budget of the memory backend; 0 = no limit "

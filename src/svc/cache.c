@@ -287,11 +287,86 @@ get_answer(struct call *call, Alpcrun__V1__SharedData *req, int rv,
 	    rec->level, rec->gen, rec->expires, clock_now_ns(), lease);
 }
 
-/* A Get kept until its backend answers (backend_lookup() said 1). */
+/*
+ * A Get kept until its backend answers (backend_lookup_flow() said 1),
+ * and, when the answer is an entry whose payload is in flight (backend.h
+ * "Payloads in flight"), until the payload's last bytes: the reply is
+ * begun at once and its bytes sent on by lease as they come, so that a
+ * large payload's first byte reaches the client before the store sent its
+ * last; a payload that fails its check ends the reply with an error
+ * status after the bytes sent (a message cut short), never OK. call is
+ * NULL once the call is finished (the flow still runs to its end).
+ */
 struct get_op {
 	struct call		*call;
 	Alpcrun__V1__SharedData	*req;
 };
+
+static void
+get_free(struct get_op *g)
+{
+	sdwire_free(&g->req->base);
+	free(g);
+}
+
+/* An entry whose bytes follow: the reply's head now. 0, or -1 when the
+ * call is finished. */
+static int
+get_begin(struct get_op *g, const struct be_record *rec)
+{
+	uint8_t head[CACHE_REPLY_HEAD_MAX];
+	char hex[IDENTITY_HEX];
+	size_t hl;
+	int rv;
+
+	if (rec->gen != 0) {
+		identity_format(rec->gen, hex);
+		call_set_meta(g->call, META_GENERATION, hex);
+	}
+	hl = cache_reply_head(head, g->req->session_id.data,
+	    g->req->session_id.len, rec->level, rec->len, rec->expires,
+	    clock_now_ns());
+	if ((rv = call_message_begin(g->call, hl + rec->len)) == -2)
+		call_error(g->call, GRPC_RESOURCE_EXHAUSTED, "reply of %zu "
+		    "bytes exceeds max_message_size", hl + rec->len);
+	else if (rv != 0 || call_message_add(g->call, head, hl, NULL) != 0)
+		call_error(g->call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	else {
+		call_message_flush(g->call);
+		return 0;
+	}
+	g->call = NULL;
+	return -1;
+}
+
+static void
+get_flow(void *arg, struct lease *bytes, int end, const char *errmsg)
+{
+	struct get_op *g = arg;
+
+	if (g->call == NULL || end == -1)
+		lease_release(bytes);
+	else if (bytes != NULL && bytes->len > 0) {
+		if (call_message_add(g->call, bytes->data, bytes->len,
+		    bytes) != 0) {
+			/* The stream went (or no memory): the bytes to come
+			 * are dropped. */
+			call_error(g->call, GRPC_RESOURCE_EXHAUSTED, "out of "
+			    "memory");
+			g->call = NULL;
+		} else if (end == 0)
+			call_message_flush(g->call);
+	} else
+		lease_release(bytes);
+	if (end == 0)
+		return;
+	if (g->call != NULL && end == 1)
+		call_message_end(g->call);
+	else if (g->call != NULL)
+		call_error(g->call, GRPC_UNAVAILABLE, "store lookup failed: %s",
+		    errmsg);
+	get_free(g);
+}
 
 static void
 get_answered(void *arg, int rv, const struct be_record *rec,
@@ -300,9 +375,23 @@ get_answered(void *arg, int rv, const struct be_record *rec,
 	struct get_op *g = arg;
 
 	/* Finishing a call whose stream went meanwhile only frees it. */
+	if (rv == 0 && rec->kind == BE_ENTRY && rec->data == NULL &&
+	    lease != NULL && lease->data == NULL) {
+		/* get_flow() frees g */
+		if (g->req->has_update_level &&
+		    g->req->update_level != rec->level) {
+			get_answer(g->call, g->req, rv, rec, lease);
+			g->call = NULL;
+		} else {
+			metrics_count(MC_CACHE_HITS, 1);
+			reads_hit(g->req->session_id.data,
+			    g->req->session_id.len);
+			(void)get_begin(g, rec);
+		}
+		return;
+	}
 	get_answer(g->call, g->req, rv, rec, lease);
-	sdwire_free(&g->req->base);
-	free(g);
+	get_free(g);
 }
 
 void
@@ -323,7 +412,7 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 	/* Only a backend that may answer later costs an allocation: the
 	 * 1 KiB Get of memory and lmdb stays on the stack. */
 	if (store->ops->lookup_start != NULL) {
-		if ((g = malloc(sizeof(*g))) == NULL) {
+		if ((g = calloc(1, sizeof(*g))) == NULL) {
 			call_error(call, GRPC_RESOURCE_EXHAUSTED, "out of "
 			    "memory");
 			goto out;
@@ -331,8 +420,9 @@ cache_get(struct call *call, ProtobufCMessage *msg)
 		g->call = call;
 		g->req = req;
 	}
-	rv = backend_lookup(store, req->session_id.data, req->session_id.len,
-	    clock_now_ns(), &rec, &lease, get_answered, g);
+	rv = backend_lookup_flow(store, req->session_id.data,
+	    req->session_id.len, clock_now_ns(), &rec, &lease, get_answered,
+	    get_flow, g);
 	if (rv == 1)
 		return;		/* get_answered() finishes it */
 	free(g);

@@ -26,6 +26,7 @@ Module:
       .faults(rules=None, clear=False) -> the remaining rules (adds rules:
           a dict or a list of dicts, as POST /_fake/faults)
       .reset(objects=False, stats=False)   .set_mode(mode)   .stats() -> dict
+      .release(): held answers go on (hold_after_bytes)
       .objects(bucket) -> {key: (bytes, metadata)}; metadata holds "etag"
           (quoted), "content-type", "last-modified" (epoch seconds) and the
           user metadata as "x-amz-meta-NAME"
@@ -95,12 +96,18 @@ in the stats), JSON bodies:
             {"cut_after_bytes": B}: B body bytes read, then the connection
               closed, nothing applied, no answer;
             {"stall_ms": M}: response headers sent, the body M ms later;
+            {"hold_after_bytes": B}: response headers and the body's first
+              B bytes sent, the rest held until the test lets it go
+              (.release(), POST /_fake/release) or 60 s pass; the stats'
+              "holding" counts the answers held right now;
             {"gather": N}: held until N requests of this rule are held at
               once, then all handled (a check that N requests are in
               flight together); one held 10 s without the others is
               answered 500 NotGathered, nothing applied.
     The first rule that matches a request is used (and its count spent).
   GET /_fake/faults   the remaining rules.
+  POST /_fake/release lets every held answer go on (hold_after_bytes; the
+                      ones held later are held until the next release).
   POST /_fake/reset   {"objects": true, "stats": true}: clears the faults;
                       the objects and uploads (buckets kept) and the stats
                       when asked.
@@ -434,7 +441,8 @@ def _rule_check(rule):
     if a == "lose_reply":
         pass
     elif isinstance(a, dict) and len(a) == 1 and next(iter(a)) in ("latency_ms", "cut_after_bytes",
-                                                                   "stall_ms", "gather"):
+                                                                   "stall_ms", "gather",
+                                                                   "hold_after_bytes"):
         if not isinstance(next(iter(a.values())), int) or next(iter(a.values())) < 0:
             raise ValueError("%s: a non-negative integer" % next(iter(a)))
     elif isinstance(a, dict) and "status" in a and set(a) <= {"status", "code", "message"}:
@@ -465,6 +473,7 @@ class FakeS3:
         self._mu = threading.Lock()
         self._gather_cv = threading.Condition()
         self._gathers = {}      # id(rule action) -> [held, generation]
+        self._go = threading.Event()    # hold_after_bytes: let them go
         self._buckets = {b: {} for b in buckets}
         self._bucket_ctime = {b: clock() for b in buckets}
         self._uploads = {}
@@ -505,6 +514,7 @@ class FakeS3:
     def stop(self):
         if self._server is None:
             return
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         with self._mu:
@@ -528,7 +538,7 @@ class FakeS3:
     @staticmethod
     def _zero_stats():
         return {"requests": 0, "connections": 0, "by_method": {}, "by_status": {}, "by_op": {},
-                "bytes_in": 0, "bytes_out": 0, "faults_applied": 0}
+                "bytes_in": 0, "bytes_out": 0, "faults_applied": 0, "holding": 0}
 
     def stats(self):
         with self._mu:
@@ -544,6 +554,19 @@ class FakeS3:
                 self._rules = []
             self._rules.extend(new)
             return json.loads(json.dumps(self._rules))
+
+    def release(self):
+        with self._mu:
+            go, self._go = self._go, threading.Event()
+        go.set()
+
+    def _hold(self):
+        with self._mu:
+            go = self._go
+            self._stats["holding"] += 1
+        go.wait(60)
+        with self._mu:
+            self._stats["holding"] -= 1
 
     def reset(self, objects=False, stats=False):
         with self._mu:
@@ -737,6 +760,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # An answer goes out as headers, then body: without this a small
+        # one waits for the client's delayed ACK (40 ms) between the two.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         fake = self.server.fake
         with fake._mu:
             fake._conns.add(self.connection)
@@ -830,6 +859,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             st["by_method"][self.command] = st["by_method"].get(self.command, 0) + 1
             st["by_op"][self.op] = st["by_op"].get(self.op, 0) + 1
         self.stall = None
+        self.hold = None
         self.lose = False
         action = fake._match_rule(self.command, self.bucket, self.key, self.op)
         if isinstance(action, dict) and "cut_after_bytes" in action:
@@ -850,6 +880,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(action["latency_ms"] / 1000.0)
         elif isinstance(action, dict) and "stall_ms" in action:
             self.stall = action["stall_ms"] / 1000.0
+        elif isinstance(action, dict) and "hold_after_bytes" in action:
+            self.hold = action["hold_after_bytes"]
         elif action == "lose_reply":
             self.lose = True
         try:
@@ -936,6 +968,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
             time.sleep(self.stall)
+        if with_body and self.hold is not None:
+            self.wfile.write(body[:self.hold])
+            try:
+                self.wfile.flush()
+            except OSError:
+                pass
+            fake._hold()
+            body = body[self.hold:]
         if with_body:
             self.wfile.write(body)
 
@@ -1458,7 +1498,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _control(self):
         fake = self.server.fake
         self.reqid = "FAKE"
-        self.stall, self.lose = None, False
+        self.stall, self.hold, self.lose = None, None, False
         try:
             body = self._read_body()
         except (_Cut, ValueError):
@@ -1480,6 +1520,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if path == "/_fake/reset" and cmd == "POST":
                 arg = arg or {}
                 fake.reset(objects=bool(arg.get("objects")), stats=bool(arg.get("stats")))
+                return self._json(200, {"ok": True})
+            if path == "/_fake/release" and cmd == "POST":
+                fake.release()
                 return self._json(200, {"ok": True})
             if path == "/_fake/stats" and cmd == "GET":
                 return self._json(200, fake.stats())
