@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "s3rec.h"
 
 #define SID_MAX		256
@@ -109,18 +110,6 @@ s3rec_key_blob(char *buf, size_t len, const char *prefix, const uint8_t *sid,
 	return put(buf, len, &at, "/%" PRIu32 "-%016" PRIx64, level, nonce);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int
 s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
     size_t *sidlen)
@@ -138,8 +127,8 @@ s3rec_sid_of_head(const char *key, const char *prefix, uint8_t *sid,
 		if (n == SID_MAX)
 			return -1;
 		if (*p == '%') {
-			if (end - p < 3 || (hi = hexval(p[1])) < 0 ||
-			    (lo = hexval(p[2])) < 0)
+			if (end - p < 3 || (hi = hex_digit(p[1])) < 0 ||
+			    (lo = hex_digit(p[2])) < 0)
 				return -1;
 			sid[n++] = (uint8_t)(hi << 4 | lo);
 			p += 2;
@@ -229,7 +218,7 @@ s3rec_parse_key(const char *key, const char *prefix, uint8_t *sid,
 		    strlen(dash + 1) != 16)
 			return S3K_OTHER;
 		for (i = 0; i < 16; i++) {
-			if ((hi = hexval(dash[1 + i])) < 0 ||
+			if ((hi = hex_digit(dash[1 + i])) < 0 ||
 			    (dash[1 + i] >= 'A' && dash[1 + i] <= 'F'))
 				return S3K_OTHER;
 			nv = nv << 4 | (uint64_t)hi;
@@ -411,7 +400,7 @@ value(const struct field *f, const char *v, void *rec)
 		if (strlen(v) != 16)
 			return -1;
 		for (u = 0, j = 0; j < 16; j++) {
-			if ((hi = hexval(v[j])) < 0)
+			if ((hi = hex_digit(v[j])) < 0)
 				return -1;
 			u = u << 4 | (unsigned)hi;
 		}
@@ -421,8 +410,8 @@ value(const struct field *f, const char *v, void *rec)
 		if (strlen(v) != 2 * S3REC_SHA256_LEN)
 			return -1;
 		for (j = 0; j < S3REC_SHA256_LEN; j++) {
-			if ((hi = hexval(v[2 * j])) < 0 ||
-			    (lo = hexval(v[2 * j + 1])) < 0)
+			if ((hi = hex_digit(v[2 * j])) < 0 ||
+			    (lo = hex_digit(v[2 * j + 1])) < 0)
 				return -1;
 			p[j] = (uint8_t)(hi << 4 | lo);
 		}

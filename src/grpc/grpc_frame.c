@@ -30,6 +30,7 @@
 
 #include "bigbuf.h"
 #include "grpc_frame.h"
+#include "hex.h"
 
 static void
 deframer_clear(struct grpc_deframer *df)
@@ -166,18 +167,6 @@ grpc_percent_encode(const char *in, char *out, size_t outlen)
 	return o;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Malformed escapes ("%", "%4", "%zz") are kept as they are. */
 size_t
 grpc_percent_decode(char *s)
@@ -186,8 +175,9 @@ grpc_percent_decode(char *s)
 	int	 hi, lo;
 
 	while (s[i] != '\0') {
-		if (s[i] == '%' && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-		    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+		if (s[i] == '%' &&
+		    (hi = hex_digit((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = hex_digit((unsigned char)s[i + 2])) >= 0) {
 			s[o++] = (char)(hi << 4 | lo);
 			i += 3;
 		} else

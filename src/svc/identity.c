@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "identity.h"
 
 void
@@ -22,13 +23,7 @@ identity_parse(const char *s, uint64_t *v)
 	if (s == NULL || strlen(s) != IDENTITY_HEX - 1)
 		return -1;
 	for (i = 0; i < IDENTITY_HEX - 1; i++) {
-		if (s[i] >= '0' && s[i] <= '9')
-			d = s[i] - '0';
-		else if (s[i] >= 'a' && s[i] <= 'f')
-			d = s[i] - 'a' + 10;
-		else if (s[i] >= 'A' && s[i] <= 'F')
-			d = s[i] - 'A' + 10;
-		else
+		if ((d = hex_digit((unsigned char)s[i])) < 0)
 			return -1;
 		x = x << 4 | (uint64_t)d;
 	}
